@@ -1,0 +1,44 @@
+//! Who is connecting: the `Authenticator` seam.
+//!
+//! The default, [`Anonymous`], admits everyone. It can take the user id from a header
+//! that an upstream proxy sets after authenticating the client; that header must be
+//! stripped from client requests by the proxy, since pushgate trusts it as-is.
+//! Token-based authentication plugs in here.
+
+use crate::handshake::{Refusal, UpgradeRequest};
+
+/// The identity a connection carries for its lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The user, for user-targeted publications; `None` for anonymous connections.
+    pub user: Option<String>,
+}
+
+/// Decides whether an upgrade request may connect, and as whom.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Returns the identity, or a refusal (an HTTP status, typically 401 or 403).
+    fn authenticate(&self, req: &UpgradeRequest) -> Result<Identity, Refusal>;
+}
+
+/// Admits every connection; optionally reads the user id from a trusted header.
+#[derive(Debug, Clone, Default)]
+pub struct Anonymous {
+    /// Lower-case header name set by a trusted upstream proxy, e.g. `x-pushgate-user`.
+    pub user_header: Option<String>,
+}
+
+/// The longest user id accepted from the trusted header.
+const MAX_USER_LEN: usize = 128;
+
+impl Authenticator for Anonymous {
+    fn authenticate(&self, req: &UpgradeRequest) -> Result<Identity, Refusal> {
+        let Some(name) = &self.user_header else { return Ok(Identity::default()) };
+        match req.header(name).map(str::trim) {
+            None | Some("") => Ok(Identity::default()),
+            Some(u) if u.len() <= MAX_USER_LEN && u.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(Identity { user: Some(u.to_owned()) })
+            }
+            Some(_) => Err(Refusal::new(400, format!("malformed {name} header"))),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! pushgate's WebSocket edge: where sockets meet the hub.
+//!
+//! - [`acceptor`](crate::acceptor): the accept loop, which hands each socket to the thread of
+//!   the shard that owns it.
+//! - `handshake`: the HTTP/1.1 upgrade, by hand (no per-connection HTTP state survives it).
+//! - `auth`: the [`Authenticator`] seam and the [`Anonymous`] default.
+//! - `connection`: one task per connection: handshake, then read on readiness and write
+//!   what the shard queued.
+//! - `reader`: frames to commands, through a per-thread read buffer.
+//! - `writer`: everything queued goes out in one vectored write.
+
+mod acceptor;
+mod auth;
+mod connection;
+pub mod handshake;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushgate_hub::Hub;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{Anonymous, Authenticator, Identity};
+pub use handshake::{Refusal, UpgradeRequest};
+
+/// The edge's settings.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// The path that upgrades to WebSocket.
+    pub ws_path: String,
+    /// Largest client frame or reassembled message, in bytes (1009 beyond).
+    pub max_message: usize,
+    /// Time a client has to send its complete upgrade request.
+    pub handshake_timeout: Duration,
+    /// Time given to flush and exchange close frames when a connection ends.
+    pub close_timeout: Duration,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            ws_path: "/ws".into(),
+            max_message: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What every connection task of the edge shares.
+pub(crate) struct EdgeShared {
+    pub(crate) hub: Hub,
+    pub(crate) config: EdgeConfig,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    /// One runtime per shard, indexed by shard id: a connection runs on its shard's thread.
+    pub(crate) runtimes: Vec<Handle>,
+}
+
+impl EdgeShared {
+    fn count_refusal(&self, status: u16) {
+        metrics::counter!("pushgate_handshake_refused_total", "status" => status.to_string()).increment(1);
+    }
+}
+
+/// Serves WebSocket clients on `listener` until `stop` is cancelled.
+///
+/// `runtimes[i]` must be the runtime that drives shard `i` of `hub`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    config: EdgeConfig,
+    auth: Arc<dyn Authenticator>,
+    runtimes: Vec<Handle>,
+    stop: CancellationToken,
+) {
+    assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
+    let edge = Arc::new(EdgeShared { hub, config, auth, runtimes });
+    acceptor::accept_loop(listener, edge, stop).await;
+}

@@ -1,0 +1,194 @@
+//! The fan-out loop: each shard's worker drains publications in batches and
+//! enqueues a refcount clone of the pre-encoded frame into each target's queue.
+//!
+//! Nothing in the per-recipient loop allocates, hashes a string, awaits or takes
+//! another lock: recipients are found by iterating the slab or a channel's slot
+//! set, and a push is a bounds check plus a `VecDeque::push_back`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pushgate_protocol::frame::{encode_frame, OpCode};
+use pushgate_protocol::ConnId;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::outbound::{Limits, Push};
+use crate::publication::PublishReport;
+use crate::shard::{Shard, ShardState};
+
+/// Most publications a shard takes from its queue per lock acquisition.
+const BATCH: usize = 64;
+
+/// A publication's routing, with its frames already encoded.
+#[derive(Debug)]
+pub(crate) enum Route {
+    All(Bytes),
+    /// (channel, frame naming that channel)
+    Channels(Vec<(String, Bytes)>),
+    Users(Vec<String>, Bytes),
+    Conns(Vec<ConnId>, Bytes),
+}
+
+/// One publication on its way through the shards. The last shard to finish
+/// reports the totals and records the fan-out duration.
+pub(crate) struct Job {
+    pub route: Route,
+    pub exclude: Option<ConnId>,
+    pub remaining: AtomicUsize,
+    pub enqueued: AtomicU64,
+    pub skipped: AtomicU64,
+    pub started: std::time::Instant,
+    pub done: Mutex<Option<oneshot::Sender<PublishReport>>>,
+    pub duration: metrics::Histogram,
+}
+
+impl Job {
+    fn finish_shard(&self, enqueued: u64, skipped: u64) {
+        self.enqueued.fetch_add(enqueued, Ordering::Relaxed);
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.duration.record(self.started.elapsed().as_secs_f64());
+            if let Some(tx) = self.done.lock().take() {
+                let _ = tx.send(PublishReport {
+                    enqueued: self.enqueued.load(Ordering::Relaxed),
+                    skipped: self.skipped.load(Ordering::Relaxed),
+                });
+            }
+        }
+    }
+}
+
+/// Per-shard tallies for one job.
+#[derive(Default)]
+struct Tally {
+    enqueued: u64,
+    skipped: u64,
+    slow: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn push(&mut self, outbound: &mut crate::outbound::Outbound, frame: &Bytes, limits: &Limits) {
+        match outbound.push(frame.clone(), limits) {
+            Push::Queued => self.enqueued += 1,
+            Push::Closed => self.skipped += 1,
+            Push::Dropped => {
+                self.skipped += 1;
+                self.dropped += 1;
+            }
+            Push::Disconnected => {
+                self.skipped += 1;
+                self.slow += 1;
+            }
+        }
+    }
+}
+
+impl ShardState {
+    /// Enqueues one publication to this shard's targets.
+    fn fan_out(&mut self, job: &Job, limits: &Limits) -> Tally {
+        let mut t = Tally::default();
+        let exclude = job.exclude;
+        let ShardState { conns, by_id, channels, users, .. } = self;
+        match &job.route {
+            Route::All(frame) => {
+                for (_, c) in conns.iter_mut() {
+                    if Some(c.id) != exclude {
+                        t.push(&mut c.outbound, frame, limits);
+                    }
+                }
+            }
+            Route::Channels(list) => {
+                for (name, frame) in list {
+                    let Some(slots) = channels.get(name.as_str()) else { continue };
+                    for &slot in slots {
+                        let c = &mut conns[slot];
+                        if Some(c.id) != exclude {
+                            t.push(&mut c.outbound, frame, limits);
+                        }
+                    }
+                }
+            }
+            Route::Users(names, frame) => {
+                for name in names {
+                    let Some(slots) = users.get(name.as_str()) else { continue };
+                    for &slot in slots {
+                        let c = &mut conns[slot];
+                        if Some(c.id) != exclude {
+                            t.push(&mut c.outbound, frame, limits);
+                        }
+                    }
+                }
+            }
+            Route::Conns(ids, frame) => {
+                for id in ids {
+                    if Some(*id) == exclude {
+                        continue;
+                    }
+                    if let Some(&slot) = by_id.get(id) {
+                        t.push(&mut conns[slot].outbound, frame, limits);
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+impl Shard {
+    /// The shard's worker loop: fan-out of publications and the heartbeat sweep.
+    /// Runs on the shard's pinned thread until the hub is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut jobs = self.jobs.lock().take().expect("Shard::run is called once");
+        let ping = encode_frame(OpCode::Ping, b"");
+        let interval = self.config.heartbeat_interval.max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                n = jobs.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.process(&mut batch);
+                }
+                _ = tick.tick() => {
+                    self.sweep(Instant::now(), &ping);
+                }
+            }
+        }
+    }
+
+    /// Fans out a batch of publications under one lock acquisition. Writers are woken
+    /// during the batch but run only after it (same thread), so each writer finds
+    /// every frame of the batch at once and writes them with one syscall.
+    fn process(&self, batch: &mut Vec<Arc<Job>>) {
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut st = self.state.lock();
+            for job in batch.iter() {
+                results.push(st.fan_out(job, &self.limits));
+            }
+        }
+        let (mut delivered, mut slow, mut dropped) = (0, 0, 0);
+        for (job, t) in batch.drain(..).zip(results) {
+            delivered += t.enqueued;
+            slow += t.slow;
+            dropped += t.dropped;
+            job.finish_shard(t.enqueued, t.skipped);
+        }
+        self.metrics.deliveries.increment(delivered);
+        if slow > 0 {
+            self.metrics.slow_disconnects.increment(slow);
+        }
+        if dropped > 0 {
+            self.metrics.dropped.increment(dropped);
+        }
+    }
+}

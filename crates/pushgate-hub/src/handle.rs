@@ -1,0 +1,123 @@
+//! What the WebSocket edge holds for one connection: its way into the shard.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use pushgate_protocol::ConnId;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::close::CloseReason;
+use crate::shard::Shard;
+
+/// What the writer should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Frames were moved into the writer's buffer: write them.
+    Frames,
+    /// Close with this reason (after flushing what the writer holds, unless abortive).
+    Close(CloseReason),
+}
+
+/// A subscribe command that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SubscribeError {
+    #[error("subscription limit of {0} channels per connection reached")]
+    TooMany(usize),
+}
+
+/// One registered connection. Dropping it removes the connection from every index.
+pub struct ConnHandle {
+    shard: Arc<Shard>,
+    slot: usize,
+    id: ConnId,
+    /// Why the connection ended, recorded by the edge for the close metric.
+    reason: AtomicU8,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(shard: Arc<Shard>, slot: usize, id: ConnId) -> Self {
+        ConnHandle { shard, slot, id, reason: AtomicU8::new(CloseReason::ConnectionLost.index() as u8) }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    /// Waits for work for the writer. With `take`, queued frames are moved into `out`
+    /// (which must be empty); without it (the writer is still flushing), only a close
+    /// is reported.
+    pub fn poll_outgoing(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>, take: bool) -> Poll<Outgoing> {
+        let mut st = self.shard.state.lock();
+        let q = &mut st.conns[self.slot].outbound;
+        match q.closing {
+            Some(r) if r.is_abortive() => return Poll::Ready(Outgoing::Close(r)),
+            _ => {}
+        }
+        if take && q.take_into(out) {
+            return Poll::Ready(Outgoing::Frames);
+        }
+        match q.closing {
+            Some(r) if take => Poll::Ready(Outgoing::Close(r)),
+            _ => {
+                q.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Enqueues a frame for this connection only (a reply, a pong).
+    pub fn send(&self, frame: Bytes) {
+        self.shard.send(self.slot, frame);
+    }
+
+    /// Records that the client was heard from (any frame counts as a heartbeat).
+    pub fn touch(&self) {
+        self.touch_at(Instant::now());
+    }
+
+    fn touch_at(&self, now: Instant) {
+        self.shard.state.lock().conns[self.slot].last_seen = now;
+    }
+
+    /// Follows channels (already validated by the protocol layer).
+    pub fn subscribe(&self, channels: &[String]) -> Result<(), SubscribeError> {
+        let max = self.shard.config.max_subscriptions_per_conn;
+        let mut st = self.shard.state.lock();
+        st.subscribe(self.slot, channels, max).map_err(SubscribeError::TooMany)?;
+        let (subs, chans) = (st.subscriptions, st.channels.len());
+        drop(st);
+        self.shard.metrics.subscriptions.set(subs as f64);
+        self.shard.metrics.channels.set(chans as f64);
+        Ok(())
+    }
+
+    /// Stops following channels.
+    pub fn unsubscribe(&self, channels: &[String]) {
+        let mut st = self.shard.state.lock();
+        st.unsubscribe(self.slot, channels);
+        let (subs, chans) = (st.subscriptions, st.channels.len());
+        drop(st);
+        self.shard.metrics.subscriptions.set(subs as f64);
+        self.shard.metrics.channels.set(chans as f64);
+    }
+
+    /// Records why the connection is ending (counted when the handle drops).
+    pub fn set_reason(&self, reason: CloseReason) {
+        self.reason.store(reason.index() as u8, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        let reason = CloseReason::ALL[self.reason.load(Ordering::Relaxed) as usize];
+        self.shard.unregister(self.slot, reason);
+    }
+}

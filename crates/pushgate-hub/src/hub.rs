@@ -1,0 +1,237 @@
+//! The hub: the shards, connection ids, and the entry point for publications.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pushgate_protocol::{encode_publication, validate_channel, ConnId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::close::CloseReason;
+use crate::config::HubConfig;
+use crate::fanout::{Job, Route};
+use crate::publication::{Publication, PublishError, PublishReport, Target};
+use crate::shard::Shard;
+
+/// Depth of each shard's publication queue: a full queue makes publishers wait.
+const SHARD_QUEUE: usize = 1024;
+
+/// Totals across the shards of this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: usize,
+    pub channels: usize,
+    pub subscriptions: usize,
+    pub per_shard: Vec<usize>,
+}
+
+/// The sharded hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<HubConfig>,
+    shards: Vec<Arc<Shard>>,
+    queues: Vec<mpsc::Sender<Arc<Job>>>,
+    next_id: AtomicU64,
+    hasher: ahash::RandomState,
+    closed: AtomicBool,
+    fanout_duration: metrics::Histogram,
+    publications: Mutex<Vec<((&'static str, &'static str), metrics::Counter)>>,
+    pending: AtomicUsize,
+}
+
+impl Hub {
+    /// Builds the shards. Each one's worker loop ([`Shard::run`]) must be spawned by the
+    /// caller on the thread that drives that shard.
+    pub fn new(config: HubConfig) -> Hub {
+        let config = Arc::new(config);
+        let n = config.shards.max(1);
+        let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+            shards.push(Arc::new(Shard::new(i, config.clone(), rx)));
+            queues.push(tx);
+        }
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                queues,
+                next_id: AtomicU64::new(1),
+                // Fixed seeds: a connection id maps to the same shard for the life of the process.
+                hasher: ahash::RandomState::with_seeds(0x70, 0x75, 0x73, 0x68),
+                closed: AtomicBool::new(false),
+                fanout_duration: metrics::histogram!("pushgate_fanout_duration_seconds"),
+                publications: Mutex::new(Vec::new()),
+                pending: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    pub fn shards(&self) -> &[Arc<Shard>] {
+        &self.inner.shards
+    }
+
+    /// Allocates a connection id and the shard that will own the connection.
+    pub fn next_conn(&self) -> (ConnId, &Arc<Shard>) {
+        let id = ConnId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        (id, self.shard_for(id))
+    }
+
+    /// The shard that owns `id`.
+    pub fn shard_for(&self, id: ConnId) -> &Arc<Shard> {
+        let h = self.inner.hasher.hash_one(id.0);
+        &self.inner.shards[(h % self.inner.shards.len() as u64) as usize]
+    }
+
+    /// Parses a cluster-wide connection id; `None` if malformed or on another node.
+    pub fn local_conn(&self, s: &str) -> Option<ConnId> {
+        match ConnId::parse(s) {
+            Some((node, id)) if node == self.inner.config.node_id => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Publishes to this node's connections and waits until every involved shard has
+    /// enqueued it. Refused publications enqueue nothing.
+    pub async fn publish(&self, p: Publication, source: &'static str) -> Result<PublishReport, PublishError> {
+        let route = self.route(&p)?;
+        self.count_publication(p.target.kind(), source);
+        let involved: Vec<usize> = match &route {
+            Route::Conns(ids, _) => {
+                let mut v: Vec<usize> = ids.iter().map(|id| self.shard_for(*id).id()).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+            _ => (0..self.inner.shards.len()).collect(),
+        };
+        if involved.is_empty() {
+            return Ok(PublishReport::default());
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Arc::new(Job {
+            route,
+            exclude: p.exclude,
+            remaining: AtomicUsize::new(involved.len()),
+            enqueued: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            done: Mutex::new(Some(tx)),
+            duration: self.inner.fanout_duration.clone(),
+        });
+        self.inner.pending.fetch_add(1, Ordering::Relaxed);
+        let _pending = PendingGuard(&self.inner.pending);
+        for i in involved {
+            if self.inner.queues[i].send(job.clone()).await.is_err() {
+                return Err(PublishError::ShuttingDown);
+            }
+        }
+        drop(job);
+        rx.await.map_err(|_| PublishError::ShuttingDown)
+    }
+
+    /// Validates a publication and encodes its frames, once.
+    fn route(&self, p: &Publication) -> Result<Route, PublishError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::ShuttingDown);
+        }
+        let max = self.inner.config.max_payload;
+        if p.payload.len() > max {
+            return Err(PublishError::TooLarge(p.payload.len(), max));
+        }
+        Ok(match &p.target {
+            Target::All => Route::All(encode_publication(None, &p.payload)),
+            Target::Channels(chs) => {
+                if chs.is_empty() {
+                    return Err(PublishError::NoTarget);
+                }
+                let mut list: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
+                for ch in chs {
+                    validate_channel(ch).map_err(|error| PublishError::BadChannel { name: ch.clone(), error })?;
+                    if !list.iter().any(|(c, _)| c == ch) {
+                        list.push((ch.clone(), encode_publication(Some(ch), &p.payload)));
+                    }
+                }
+                Route::Channels(list)
+            }
+            Target::Users(users) => {
+                if users.is_empty() {
+                    return Err(PublishError::NoTarget);
+                }
+                let mut u = users.clone();
+                u.sort_unstable();
+                u.dedup();
+                Route::Users(u, encode_publication(None, &p.payload))
+            }
+            Target::Conns(ids) => {
+                if ids.is_empty() {
+                    return Err(PublishError::NoTarget);
+                }
+                let mut ids = ids.clone();
+                ids.sort_unstable();
+                ids.dedup();
+                Route::Conns(ids, encode_publication(None, &p.payload))
+            }
+        })
+    }
+
+    fn count_publication(&self, target: &'static str, source: &'static str) {
+        // One lookup per publication (not per recipient); handles are cached.
+        let mut cache = self.inner.publications.lock();
+        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == (target, source)) {
+            c.increment(1);
+            return;
+        }
+        let c = metrics::counter!("pushgate_publications_total", "target" => target, "source" => source);
+        c.increment(1);
+        cache.push(((target, source), c));
+    }
+
+    /// Node-wide counts.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for shard in &self.inner.shards {
+            let (c, ch, sub) = shard.counts();
+            s.connections += c;
+            s.channels += ch;
+            s.subscriptions += sub;
+            s.per_shard.push(c);
+        }
+        s
+    }
+
+    /// Closes one connection (any shard). Returns whether it was found.
+    pub fn disconnect(&self, id: ConnId, reason: CloseReason) -> bool {
+        self.shard_for(id).close(id, reason)
+    }
+
+    /// Refuses further publications and closes every connection with `reason`;
+    /// frames already queued are flushed first (for a graceful reason).
+    pub fn close_all(&self, reason: CloseReason) {
+        self.inner.closed.store(true, Ordering::Release);
+        for shard in &self.inner.shards {
+            shard.close_all(reason);
+        }
+    }
+
+    /// Publications accepted but not yet enqueued by every shard.
+    pub fn pending_publications(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
+    }
+}
+
+struct PendingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,33 @@
+//! The sharded hub: who is connected, who follows what, and the fan-out loop.
+//!
+//! It knows no sockets. The WebSocket edge registers each connection with one shard
+//! and receives a [`ConnHandle`]; the handle's writer side drains the connection's
+//! outbound queue. Ingresses call [`Hub::publish`].
+//!
+//! - [`hub`]: the [`Hub`], which hashes connections across shards and hands each
+//!   publication to every shard once.
+//! - [`shard`]: one shard's state (a slab of connections, channel and user indexes)
+//!   behind its own lock, driven by one pinned worker.
+//! - [`fanout`]: the shard's command loop and the per-recipient loop.
+//! - [`outbound`]: a connection's bounded outbound queue and the slow-consumer policy.
+//! - [`heartbeat`]: the shard's ping sweep and reaping of silent connections.
+//! - [`handle`]: what the edge holds for one connection.
+
+mod close;
+mod config;
+mod fanout;
+mod handle;
+mod heartbeat;
+mod hub;
+mod metrics;
+mod outbound;
+mod publication;
+mod shard;
+
+pub use close::CloseReason;
+pub use config::{HubConfig, SlowPolicy};
+pub use handle::{ConnHandle, Outgoing, SubscribeError};
+pub use hub::{Hub, Stats};
+pub use metrics::ShardMetrics;
+pub use publication::{Publication, PublishError, PublishReport, Target};
+pub use shard::Shard;

@@ -1,0 +1,49 @@
+//! Per-shard metric handles, resolved once when the shard is built so that the hot
+//! path never looks up a label. Names and meanings are listed in `docs/metrics.md`.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+use crate::close::CloseReason;
+
+/// The metric handles one shard (and its connections' writers) update.
+#[derive(Clone)]
+pub struct ShardMetrics {
+    pub connections: Gauge,
+    pub opened: Counter,
+    closed: [Counter; CloseReason::ALL.len()],
+    pub deliveries: Counter,
+    pub dropped: Counter,
+    pub slow_disconnects: Counter,
+    pub heartbeat_reaped: Counter,
+    pub subscriptions: Gauge,
+    pub channels: Gauge,
+    /// Bytes written to sockets (updated by the edge's writers).
+    pub bytes_written: Counter,
+    /// Frames carried by one vectored write (updated by the edge's writers).
+    pub write_batch_frames: Histogram,
+}
+
+impl ShardMetrics {
+    pub fn new(shard: usize) -> Self {
+        let s = shard.to_string();
+        ShardMetrics {
+            connections: gauge!("pushgate_connections", "shard" => s.clone()),
+            opened: counter!("pushgate_connections_opened_total", "shard" => s.clone()),
+            closed: CloseReason::ALL.map(|r| {
+                counter!("pushgate_connections_closed_total", "shard" => s.clone(), "reason" => r.label())
+            }),
+            deliveries: counter!("pushgate_deliveries_total", "shard" => s.clone()),
+            dropped: counter!("pushgate_outbound_dropped_total", "shard" => s.clone()),
+            slow_disconnects: counter!("pushgate_slow_consumer_disconnects_total", "shard" => s.clone()),
+            heartbeat_reaped: counter!("pushgate_heartbeat_reaped_total", "shard" => s.clone()),
+            subscriptions: gauge!("pushgate_subscriptions", "shard" => s.clone()),
+            channels: gauge!("pushgate_channels", "shard" => s.clone()),
+            bytes_written: counter!("pushgate_bytes_written_total", "shard" => s.clone()),
+            write_batch_frames: histogram!("pushgate_write_batch_frames", "shard" => s),
+        }
+    }
+
+    pub fn closed(&self, reason: CloseReason) -> &Counter {
+        &self.closed[reason.index()]
+    }
+}

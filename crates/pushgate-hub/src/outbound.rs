@@ -1,0 +1,164 @@
+//! A connection's bounded outbound queue.
+//!
+//! The queue lives in the shard's state, under the shard's lock, so the fan-out loop
+//! pushes into it without taking another lock. The connection's writer swaps the whole
+//! queue out in one step and writes it with one vectored write. The writer is woken
+//! only when the queue goes from empty to non-empty, so a burst of publications costs
+//! one wake-up per connection, not one per message.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use crate::close::CloseReason;
+use crate::config::SlowPolicy;
+
+/// The outcome of offering one frame to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// The connection is closing; the frame was not queued.
+    Closed,
+    /// The queue was full and the policy dropped the frame.
+    Dropped,
+    /// The queue was full and the policy closed the connection.
+    Disconnected,
+}
+
+/// Bounds and policy shared by every queue of a shard.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+    pub policy: SlowPolicy,
+}
+
+/// Frames waiting for a connection's writer. Allocates nothing while empty.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// The writer's waker, registered when it found the queue empty.
+    waker: Option<Waker>,
+    /// Set when the connection must close; the writer sends the close frame.
+    pub(crate) closing: Option<CloseReason>,
+}
+
+impl Outbound {
+    /// Offers a frame, applying the slow-consumer policy if the queue is full.
+    #[inline]
+    pub fn push(&mut self, frame: Bytes, limits: &Limits) -> Push {
+        if self.closing.is_some() {
+            return Push::Closed;
+        }
+        if self.frames.len() >= limits.max_frames || self.bytes + frame.len() > limits.max_bytes {
+            return match limits.policy {
+                SlowPolicy::DropNewest => Push::Dropped,
+                SlowPolicy::Disconnect => {
+                    self.close(CloseReason::SlowConsumer);
+                    Push::Disconnected
+                }
+            };
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        if self.frames.len() == 1 {
+            self.wake();
+        }
+        Push::Queued
+    }
+
+    /// Marks the connection for closing and wakes its writer. The first reason wins.
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closing.is_none() {
+            self.closing = Some(reason);
+            if reason.is_abortive() {
+                // Nobody will read these; free them now.
+                self.frames = VecDeque::new();
+                self.bytes = 0;
+            }
+            self.wake();
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Moves every queued frame into `out` (which the writer has emptied), keeping the
+    /// writer's spare allocation for the next burst.
+    pub fn take_into(&mut self, out: &mut VecDeque<Bytes>) -> bool {
+        if self.frames.is_empty() {
+            return false;
+        }
+        debug_assert!(out.is_empty());
+        std::mem::swap(&mut self.frames, out);
+        self.bytes = 0;
+        true
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+
+    /// Releases the queue's allocation if it is empty (called by the idle sweep).
+    pub fn shrink_if_idle(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(policy: SlowPolicy) -> Limits {
+        Limits { max_frames: 2, max_bytes: 10, policy }
+    }
+
+    #[test]
+    fn bounded_by_frames_then_disconnects() {
+        let l = limits(SlowPolicy::Disconnect);
+        let mut q = Outbound::default();
+        assert_eq!(q.push(Bytes::from_static(b"a"), &l), Push::Queued);
+        assert_eq!(q.push(Bytes::from_static(b"b"), &l), Push::Queued);
+        assert_eq!(q.push(Bytes::from_static(b"c"), &l), Push::Disconnected);
+        assert_eq!(q.closing, Some(CloseReason::SlowConsumer));
+        assert!(q.is_empty(), "an abortive close frees the queue");
+        assert_eq!(q.push(Bytes::from_static(b"d"), &l), Push::Closed);
+    }
+
+    #[test]
+    fn bounded_by_bytes_and_drop_policy_keeps_the_connection() {
+        let l = limits(SlowPolicy::DropNewest);
+        let mut q = Outbound::default();
+        assert_eq!(q.push(Bytes::from_static(b"123456"), &l), Push::Queued);
+        assert_eq!(q.push(Bytes::from_static(b"123456"), &l), Push::Dropped);
+        assert_eq!(q.closing, None);
+        let mut out = VecDeque::new();
+        assert!(q.take_into(&mut out));
+        assert_eq!(out.len(), 1);
+        assert_eq!(q.push(Bytes::from_static(b"123456"), &l), Push::Queued);
+    }
+
+    #[test]
+    fn graceful_close_keeps_queued_frames_for_flushing() {
+        let l = limits(SlowPolicy::Disconnect);
+        let mut q = Outbound::default();
+        q.push(Bytes::from_static(b"a"), &l);
+        q.close(CloseReason::Shutdown);
+        assert!(!q.is_empty());
+    }
+}

@@ -1,0 +1,216 @@
+//! One shard: the connections hashed to it and its channel and user indexes.
+//!
+//! The state sits behind the shard's own `parking_lot` mutex. The shard's worker
+//! thread runs both the fan-out loop and the connections' tasks, so the lock is
+//! almost never contended; other threads take it only for stats and admin calls.
+//! Removing a connection costs O(its subscriptions), never a scan of the pool.
+
+use std::sync::Arc;
+
+use ahash::{AHashMap, AHashSet};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pushgate_protocol::ConnId;
+use slab::Slab;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::close::CloseReason;
+use crate::config::HubConfig;
+use crate::fanout::Job;
+use crate::handle::ConnHandle;
+use crate::metrics::ShardMetrics;
+use crate::outbound::{Limits, Outbound};
+
+/// One shard of the hub.
+pub struct Shard {
+    pub(crate) id: usize,
+    pub(crate) state: Mutex<ShardState>,
+    pub(crate) limits: Limits,
+    pub(crate) config: Arc<HubConfig>,
+    pub(crate) metrics: ShardMetrics,
+    /// Publications from the hub; taken by [`Shard::run`].
+    pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
+}
+
+/// A connection as the shard sees it.
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    pub(crate) user: Option<Box<str>>,
+    /// Channels followed, for O(subscriptions) removal. Usually tiny.
+    pub(crate) channels: Vec<Box<str>>,
+    pub(crate) outbound: Outbound,
+    /// Last time anything arrived from the client (heartbeat reaping).
+    pub(crate) last_seen: Instant,
+}
+
+/// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
+#[derive(Default)]
+pub(crate) struct ShardState {
+    pub(crate) conns: Slab<Conn>,
+    pub(crate) by_id: AHashMap<ConnId, usize>,
+    pub(crate) channels: AHashMap<Box<str>, AHashSet<usize>>,
+    pub(crate) users: AHashMap<Box<str>, AHashSet<usize>>,
+    pub(crate) subscriptions: usize,
+}
+
+impl Shard {
+    pub(crate) fn new(id: usize, config: Arc<HubConfig>, jobs: mpsc::Receiver<Arc<Job>>) -> Shard {
+        Shard {
+            id,
+            state: Mutex::new(ShardState::default()),
+            limits: Limits {
+                max_frames: config.queue_max_frames,
+                max_bytes: config.queue_max_bytes,
+                policy: config.slow_policy,
+            },
+            config,
+            metrics: ShardMetrics::new(id),
+            jobs: Mutex::new(Some(jobs)),
+        }
+    }
+
+    /// This shard's index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The metric handles of this shard (the edge's writers update some of them).
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    /// Registers a connection; it is deregistered when the handle is dropped.
+    pub fn register(self: &Arc<Self>, id: ConnId, user: Option<&str>) -> ConnHandle {
+        let mut st = self.state.lock();
+        let slot = st.conns.insert(Conn {
+            id,
+            user: user.map(Into::into),
+            channels: Vec::new(),
+            outbound: Outbound::default(),
+            last_seen: Instant::now(),
+        });
+        st.by_id.insert(id, slot);
+        if let Some(u) = user {
+            st.users.entry(u.into()).or_default().insert(slot);
+        }
+        drop(st);
+        self.metrics.connections.increment(1.0);
+        self.metrics.opened.increment(1);
+        ConnHandle::new(self.clone(), slot, id)
+    }
+
+    pub(crate) fn unregister(&self, slot: usize, reason: CloseReason) {
+        let mut st = self.state.lock();
+        let conn = st.conns.remove(slot);
+        st.by_id.remove(&conn.id);
+        if let Some(u) = &conn.user {
+            remove_from_index(&mut st.users, u, slot);
+        }
+        for ch in &conn.channels {
+            remove_from_index(&mut st.channels, ch, slot);
+        }
+        st.subscriptions -= conn.channels.len();
+        let (subs, chans) = (st.subscriptions, st.channels.len());
+        drop(st);
+        self.metrics.subscriptions.set(subs as f64);
+        self.metrics.channels.set(chans as f64);
+        self.metrics.connections.decrement(1.0);
+        self.metrics.closed(reason).increment(1);
+    }
+
+    /// Enqueues a frame for one connection of this shard (replies, pongs).
+    pub(crate) fn send(&self, slot: usize, frame: Bytes) {
+        let mut st = self.state.lock();
+        let limits = self.limits;
+        if let Some(c) = st.conns.get_mut(slot) {
+            if c.outbound.push(frame, &limits) == crate::outbound::Push::Disconnected {
+                self.metrics.slow_disconnects.increment(1);
+            }
+        }
+    }
+
+    /// Closes every connection of this shard with `reason` (shutdown, drain).
+    pub fn close_all(&self, reason: CloseReason) {
+        let mut st = self.state.lock();
+        for (_, c) in st.conns.iter_mut() {
+            c.outbound.close(reason);
+        }
+    }
+
+    /// Closes one connection if it lives here. Returns whether it did.
+    pub fn close(&self, id: ConnId, reason: CloseReason) -> bool {
+        let mut st = self.state.lock();
+        let Some(&slot) = st.by_id.get(&id) else { return false };
+        st.conns[slot].outbound.close(reason);
+        true
+    }
+
+    /// Current connection, channel and subscription counts.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let st = self.state.lock();
+        (st.conns.len(), st.channels.len(), st.subscriptions)
+    }
+
+    /// Subscribers of `channel` on this shard.
+    pub fn channel_subscribers(&self, channel: &str) -> usize {
+        self.state.lock().channels.get(channel).map_or(0, |s| s.len())
+    }
+
+    /// Connections of `user` on this shard.
+    pub fn user_conns(&self, user: &str) -> Vec<ConnId> {
+        let st = self.state.lock();
+        st.users
+            .get(user)
+            .map(|s| s.iter().map(|&slot| st.conns[slot].id).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn remove_from_index(index: &mut AHashMap<Box<str>, AHashSet<usize>>, key: &str, slot: usize) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(&slot);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+impl ShardState {
+    /// Adds channels to a connection, up to `max` in total. Returns how many were new.
+    pub(crate) fn subscribe(&mut self, slot: usize, channels: &[String], max: usize) -> Result<usize, usize> {
+        let conn = &mut self.conns[slot];
+        let new: Vec<&String> = channels
+            .iter()
+            .filter(|c| !conn.channels.iter().any(|have| **have == ***c))
+            .collect();
+        // Deduplicate within the command too.
+        let mut uniq: Vec<&String> = Vec::with_capacity(new.len());
+        for c in new {
+            if !uniq.contains(&c) {
+                uniq.push(c);
+            }
+        }
+        if conn.channels.len() + uniq.len() > max {
+            return Err(max);
+        }
+        for ch in &uniq {
+            conn.channels.push(ch.as_str().into());
+            self.channels.entry(ch.as_str().into()).or_default().insert(slot);
+        }
+        self.subscriptions += uniq.len();
+        Ok(uniq.len())
+    }
+
+    /// Removes channels from a connection; unknown ones are ignored.
+    pub(crate) fn unsubscribe(&mut self, slot: usize, channels: &[String]) {
+        let conn = &mut self.conns[slot];
+        for ch in channels {
+            if let Some(i) = conn.channels.iter().position(|have| **have == **ch) {
+                conn.channels.swap_remove(i);
+                self.subscriptions -= 1;
+                remove_from_index(&mut self.channels, ch, slot);
+            }
+        }
+    }
+}

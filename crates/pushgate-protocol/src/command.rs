@@ -1,0 +1,183 @@
+//! Client commands (small JSON text frames) and the server's replies.
+//!
+//! ```json
+//! {"type":"subscribe","channels":["news","sport"],"id":1}
+//! {"type":"unsubscribe","channel":"news","id":"abc"}
+//! {"type":"ping","id":2}
+//! ```
+//! `id` is optional, any JSON number or string, and echoed in the reply.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::channel::{validate_channel, ChannelError};
+
+/// The most channels one subscribe/unsubscribe command may name.
+pub const MAX_CHANNELS_PER_COMMAND: usize = 100;
+
+/// A parsed, validated client command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Subscribe { channels: Vec<String>, id: Option<Value> },
+    Unsubscribe { channels: Vec<String>, id: Option<Value> },
+    Ping { id: Option<Value> },
+}
+
+/// Why a command was refused. The connection stays open; the client gets an error reply.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CommandError {
+    #[error("invalid JSON: {0}")]
+    BadJson(String),
+    #[error("unknown command type {0:?}")]
+    UnknownType(String),
+    #[error("no channels given")]
+    NoChannels,
+    #[error("more than {MAX_CHANNELS_PER_COMMAND} channels in one command")]
+    TooManyChannels,
+    #[error("channel {name:?}: {error}")]
+    BadChannel { name: String, error: ChannelError },
+    #[error("binary frames are not commands; send JSON text")]
+    Binary,
+}
+
+impl CommandError {
+    /// A stable, machine-readable code for the error reply.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::BadJson(_) => "bad_json",
+            CommandError::UnknownType(_) => "unknown_command",
+            CommandError::NoChannels | CommandError::TooManyChannels => "bad_request",
+            CommandError::BadChannel { .. } => "bad_channel",
+            CommandError::Binary => "binary_not_supported",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawCommand {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+impl Command {
+    /// Parses and validates one command. On error, also returns the request id if
+    /// one could be read, so the error reply can carry it.
+    pub fn parse(text: &str) -> Result<Command, (CommandError, Option<Value>)> {
+        let raw: RawCommand =
+            serde_json::from_str(text).map_err(|e| (CommandError::BadJson(e.to_string()), None))?;
+        let id = raw.id;
+        let mut channels = raw.channels;
+        channels.extend(raw.channel);
+        let check = |channels: &Vec<String>| -> Result<(), CommandError> {
+            if channels.is_empty() {
+                return Err(CommandError::NoChannels);
+            }
+            if channels.len() > MAX_CHANNELS_PER_COMMAND {
+                return Err(CommandError::TooManyChannels);
+            }
+            for name in channels {
+                validate_channel(name)
+                    .map_err(|error| CommandError::BadChannel { name: name.clone(), error })?;
+            }
+            Ok(())
+        };
+        match raw.kind.as_str() {
+            "subscribe" => match check(&channels) {
+                Ok(()) => Ok(Command::Subscribe { channels, id }),
+                Err(e) => Err((e, id)),
+            },
+            "unsubscribe" => match check(&channels) {
+                Ok(()) => Ok(Command::Unsubscribe { channels, id }),
+                Err(e) => Err((e, id)),
+            },
+            "ping" => Ok(Command::Ping { id }),
+            other => Err((CommandError::UnknownType(other.to_owned()), id)),
+        }
+    }
+}
+
+/// A control message from the server (publications use [`crate::envelope`]).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Reply<'a> {
+    /// First message on every connection.
+    Connected {
+        v: u32,
+        conn: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+        heartbeat_ms: u64,
+    },
+    Subscribed {
+        channels: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Unsubscribed {
+        channels: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Error {
+        code: &'a str,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+}
+
+impl Reply<'_> {
+    /// Encodes the reply as a complete text frame.
+    pub fn to_frame(&self) -> bytes::Bytes {
+        let json = serde_json::to_vec(self).expect("replies always serialize");
+        crate::frame::encode_frame(crate::frame::OpCode::Text, &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_subscribe_forms() {
+        assert_eq!(
+            Command::parse(r#"{"type":"subscribe","channels":["a","b"],"id":1}"#),
+            Ok(Command::Subscribe { channels: vec!["a".into(), "b".into()], id: Some(json!(1)) })
+        );
+        assert_eq!(
+            Command::parse(r#"{"type":"unsubscribe","channel":"a"}"#),
+            Ok(Command::Unsubscribe { channels: vec!["a".into()], id: None })
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_request_id() {
+        let (e, id) = Command::parse(r#"{"type":"subscribe","channels":["bad name"],"id":"x"}"#).unwrap_err();
+        assert_eq!(e.code(), "bad_channel");
+        assert_eq!(id, Some(json!("x")));
+        let (e, _) = Command::parse(r#"{"type":"dance","id":3}"#).unwrap_err();
+        assert_eq!(e.code(), "unknown_command");
+        let (e, _) = Command::parse("{not json").unwrap_err();
+        assert_eq!(e.code(), "bad_json");
+        let (e, _) = Command::parse(r#"{"type":"subscribe"}"#).unwrap_err();
+        assert_eq!(e, CommandError::NoChannels);
+    }
+
+    #[test]
+    fn replies_serialize_with_a_type_tag() {
+        let f = Reply::Pong { id: Some(&json!(7)) }.to_frame();
+        assert_eq!(&f[2..], br#"{"type":"pong","id":7}"#);
+    }
+}

@@ -1,0 +1,275 @@
+//! The gateway's configuration: one struct, documented defaults, loaded from TOML,
+//! overridden by `PUSHGATE_<FIELD>` environment variables and command-line flags,
+//! validated before anything starts. Every field is listed in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use pushgate_edge::EdgeConfig;
+use pushgate_hub::{HubConfig, SlowPolicy};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id: the prefix of connection ids (letters, digits, `_`, `.`, `-`).
+    pub node_id: String,
+    /// Where WebSocket clients connect.
+    pub ws_addr: SocketAddr,
+    /// The path that upgrades to WebSocket.
+    pub ws_path: String,
+    /// The internal HTTP API (publish, metrics, health). Keep it off the internet.
+    pub http_addr: SocketAddr,
+    /// Number of shards; 0 means one per CPU core.
+    pub shards: usize,
+    /// Pin each shard's thread to a core.
+    pub pin_shards: bool,
+    /// Most frames waiting for one client before the slow-consumer policy applies.
+    pub queue_max_frames: usize,
+    /// Most bytes waiting for one client before the slow-consumer policy applies.
+    pub queue_max_bytes: usize,
+    /// `disconnect` (close with 4008) or `drop_newest` (skip the message for that client).
+    pub slow_policy: String,
+    /// How often each shard pings its connections, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// A connection silent (no data, no pong) for this long is closed with 4001, in milliseconds.
+    pub heartbeat_timeout_ms: u64,
+    /// Largest client frame or message, in bytes (close 1009 beyond).
+    pub max_message_bytes: usize,
+    /// Largest publication payload, in bytes (HTTP 413 beyond).
+    pub max_payload_bytes: usize,
+    /// Most channels one connection may follow.
+    pub max_subscriptions_per_conn: usize,
+    /// Time a client has to complete the upgrade request, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Time to flush and exchange close frames when a connection ends, in milliseconds.
+    pub close_timeout_ms: u64,
+    /// Header carrying the user id, set by a trusted proxy in front of pushgate. Empty: none.
+    pub trusted_user_header: String,
+    /// Longest wait for connections to close on shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// `text` or `json` logs.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: "n1".into(),
+            ws_addr: ([127, 0, 0, 1], 8080).into(),
+            ws_path: "/ws".into(),
+            http_addr: ([127, 0, 0, 1], 8081).into(),
+            shards: 0,
+            pin_shards: true,
+            queue_max_frames: 1024,
+            queue_max_bytes: 1 << 20,
+            slow_policy: "disconnect".into(),
+            heartbeat_interval_ms: 25_000,
+            heartbeat_timeout_ms: 60_000,
+            max_message_bytes: 64 * 1024,
+            max_payload_bytes: 64 * 1024,
+            max_subscriptions_per_conn: 128,
+            handshake_timeout_ms: 10_000,
+            close_timeout_ms: 3_000,
+            trusted_user_header: String::new(),
+            shutdown_grace_ms: 10_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, message: message.into() }
+}
+
+impl Config {
+    /// Loads a TOML file (fields not given keep their defaults).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+    }
+
+    /// Applies `PUSHGATE_<FIELD>` variables from `vars` (e.g. `PUSHGATE_WS_ADDR`).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        for (k, v) in vars {
+            if let Some(field) = k.strip_prefix("PUSHGATE_") {
+                if field == "CONFIG" || field == "LOG" {
+                    continue; // read by the binary itself
+                }
+                self.set(&field.to_ascii_lowercase(), &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one field from its text form, as a flag or environment variable gives it.
+    pub fn set(&mut self, field: &str, value: &str) -> Result<(), ConfigError> {
+        let mut table = toml::Table::try_from(&*self).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let Some(current) = table.get(field) else {
+            return Err(ConfigError::Parse(format!("unknown setting {field:?}")));
+        };
+        let parsed = match current {
+            toml::Value::String(_) => toml::Value::String(value.to_owned()),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                value.parse().map_err(|_| invalid_named(field, format!("{value:?} is not an integer")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                value.parse().map_err(|_| invalid_named(field, format!("{value:?} is not true or false")))?,
+            ),
+            _ => toml::Value::String(value.to_owned()),
+        };
+        table.insert(field.to_owned(), parsed);
+        *self = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(format!("{field}: {}", e.message())))?;
+        Ok(())
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty()
+            || self.node_id.len() > 64
+            || !self.node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(invalid("node_id", "1-64 letters, digits, '_', '.' or '-'"));
+        }
+        if !self.ws_path.starts_with('/') {
+            return Err(invalid("ws_path", "must start with '/'"));
+        }
+        if self.ws_addr == self.http_addr && self.ws_addr.port() != 0 {
+            return Err(invalid("http_addr", "must differ from ws_addr"));
+        }
+        if self.shards > 1024 {
+            return Err(invalid("shards", "at most 1024"));
+        }
+        if self.queue_max_frames == 0 {
+            return Err(invalid("queue_max_frames", "must be at least 1"));
+        }
+        if self.queue_max_bytes < 1024 {
+            return Err(invalid("queue_max_bytes", "must be at least 1024"));
+        }
+        self.slow_policy()?;
+        if self.heartbeat_interval_ms < 10 {
+            return Err(invalid("heartbeat_interval_ms", "must be at least 10"));
+        }
+        if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(invalid("heartbeat_timeout_ms", "must be longer than heartbeat_interval_ms"));
+        }
+        if self.max_message_bytes < 125 {
+            return Err(invalid("max_message_bytes", "must be at least 125"));
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > self.queue_max_bytes {
+            return Err(invalid("max_payload_bytes", "must be between 1 and queue_max_bytes"));
+        }
+        if self.handshake_timeout_ms == 0 {
+            return Err(invalid("handshake_timeout_ms", "must be positive"));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid("log_format", "text or json"));
+        }
+        Ok(())
+    }
+
+    fn slow_policy(&self) -> Result<SlowPolicy, ConfigError> {
+        match self.slow_policy.as_str() {
+            "disconnect" => Ok(SlowPolicy::Disconnect),
+            "drop_newest" => Ok(SlowPolicy::DropNewest),
+            _ => Err(invalid("slow_policy", "disconnect or drop_newest")),
+        }
+    }
+
+    /// The effective number of shards.
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            shards: self.shard_count(),
+            node_id: self.node_id.clone(),
+            queue_max_frames: self.queue_max_frames,
+            queue_max_bytes: self.queue_max_bytes,
+            slow_policy: self.slow_policy().unwrap_or_default(),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
+            max_subscriptions_per_conn: self.max_subscriptions_per_conn,
+            max_payload: self.max_payload_bytes,
+        }
+    }
+
+    pub fn edge(&self) -> EdgeConfig {
+        EdgeConfig {
+            ws_path: self.ws_path.clone(),
+            max_message: self.max_message_bytes,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the config always serializes")
+    }
+}
+
+fn invalid_named(field: &str, message: String) -> ConfigError {
+    ConfigError::Parse(format!("invalid {field}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn env_and_flags_override_by_field_name() {
+        let mut c = Config::default();
+        c.apply_env([
+            ("PUSHGATE_WS_ADDR".to_string(), "0.0.0.0:9000".to_string()),
+            ("PUSHGATE_SHARDS".to_string(), "4".to_string()),
+            ("PUSHGATE_PIN_SHARDS".to_string(), "false".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.ws_addr.port(), 9000);
+        assert_eq!(c.shards, 4);
+        assert!(!c.pin_shards);
+        assert!(c.set("shards", "many").unwrap_err().to_string().contains("shards"));
+        assert!(c.set("nope", "1").unwrap_err().to_string().contains("unknown setting"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_name_the_field() {
+        assert!(Config::from_toml("ws_adr = \"x\"").unwrap_err().to_string().contains("ws_adr"));
+        let c = Config { slow_policy: "ignore".into(), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("slow_policy"));
+        let c = Config { heartbeat_timeout_ms: 1000, heartbeat_interval_ms: 2000, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("heartbeat_timeout_ms"));
+    }
+}

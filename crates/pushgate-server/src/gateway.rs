@@ -1,0 +1,173 @@
+//! Starting and stopping one gateway node: shard threads, listeners, ingress.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pushgate_edge::{Anonymous, Authenticator};
+use pushgate_hub::{CloseReason, Hub};
+use pushgate_ingress::{serve_http, HttpState};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::telemetry;
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start shard thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running node. Dropping it without [`Gateway::shutdown`] leaves its threads running.
+pub struct Gateway {
+    ws_addr: SocketAddr,
+    http_addr: SocketAddr,
+    hub: Hub,
+    ready: Arc<AtomicBool>,
+    /// Stops the WebSocket accept loop (first step of shutdown).
+    stop_accepting: CancellationToken,
+    /// Stops the internal HTTP API and the shard threads (last step).
+    stop_all: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Starts a node: must be called inside a tokio runtime, which will run the
+    /// accept loop and the internal HTTP API; each shard gets a thread of its own.
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        config.validate()?;
+        let metrics = telemetry::install();
+        let hub = Hub::new(config.hub());
+        let stop_accepting = CancellationToken::new();
+        let stop_all = CancellationToken::new();
+
+        let ws = listen(config.ws_addr)?;
+        let http = listen(config.http_addr)?;
+        let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
+
+        let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
+
+        let user_header = Some(config.trusted_user_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
+        let auth: Arc<dyn Authenticator> = Arc::new(Anonymous { user_header });
+        tokio::spawn(pushgate_edge::serve(ws, hub.clone(), config.edge(), auth, runtimes, stop_accepting.clone()));
+
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = Arc::new(HttpState {
+            hub: hub.clone(),
+            ready: ready.clone(),
+            render_metrics: Box::new(move || {
+                let _ = metrics;
+                telemetry::render()
+            }),
+        });
+        tokio::spawn(serve_http(http, state, stop_all.clone()));
+        tracing::info!(%ws_addr, %http_addr, shards = hub.shards().len(), node = %config.node_id, "pushgate is serving");
+        Ok(Gateway {
+            ws_addr,
+            http_addr,
+            hub,
+            ready,
+            stop_accepting,
+            stop_all,
+            threads,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+        })
+    }
+
+    /// The address WebSocket clients connect to.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// The address of the internal HTTP API.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Stops the node: not ready, stop accepting, close every client with 1001 after
+    /// flushing what is queued for it, wait for them up to the grace period, stop.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Release);
+        self.stop_accepting.cancel();
+        self.hub.close_all(CloseReason::Shutdown);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.hub.stats().connections > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop_all.cancel();
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        tracing::info!("pushgate stopped");
+    }
+}
+
+/// Binds with a deep accept backlog: connection storms after a restart are normal.
+fn listen(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(4096)
+    };
+    bind().map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Starts one thread per shard, each with a current-thread runtime that runs the
+/// shard's fan-out loop and the tasks of the connections it owns.
+fn start_shards(hub: &Hub, pin: bool, stop: CancellationToken) -> Result<(Vec<JoinHandle<()>>, Vec<Handle>), StartError> {
+    let cores = if pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let mut threads = Vec::new();
+    let mut runtimes = Vec::new();
+    for shard in hub.shards() {
+        let shard = shard.clone();
+        let stop = stop.clone();
+        let core = (!cores.is_empty()).then(|| cores[shard.id() % cores.len()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::Builder::new()
+            .name(format!("pushgate-shard-{}", shard.id()))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                let _ = tx.send(rt.handle().clone());
+                rt.block_on(async {
+                    tokio::select! {
+                        _ = shard.run() => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            })
+            .map_err(StartError::Thread)?;
+        threads.push(t);
+        runtimes.push(rx.recv().expect("shard thread sends its runtime handle"));
+    }
+    Ok((threads, runtimes))
+}

@@ -1,0 +1,84 @@
+//! The Prometheus recorder, installed once per process, and process metrics read
+//! from `/proc` at scrape time.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder (first call only) and returns its handle.
+/// Must run before any metric handle is resolved, or those handles record nothing.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("pushgate_fanout_duration_seconds".into()),
+                &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("pushgate_write_batch_frames".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("pushgate_http_request_duration_seconds".into()),
+                    &[0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+                )
+            })
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // In tests several gateways share one process: the first recorder stays.
+        let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!("pushgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// Renders the exposition, refreshing process metrics first.
+pub fn render() -> String {
+    let handle = install();
+    record_process();
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn record_process() {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        {
+            metrics::gauge!("pushgate_process_resident_memory_bytes").set(kb * 1024.0);
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may contain spaces): utime is 14th, stime 15th.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(u), Some(s)) = (f.get(11), f.get(12)) {
+                if let (Ok(u), Ok(s)) = (u.parse::<f64>(), s.parse::<f64>()) {
+                    // Linux reports clock ticks at USER_HZ = 100.
+                    metrics::gauge!("pushgate_process_cpu_seconds_total").set((u + s) / 100.0);
+                }
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!("pushgate_process_open_fds").set(dir.count() as f64);
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        if let Some(max) = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            metrics::gauge!("pushgate_process_max_fds").set(max);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The `pushgate` binary: parses the command line and runs a node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pushgate_server::{Config, Gateway};
+
+/// A sharded, high-throughput WebSocket push gateway.
+///
+/// Clients connect to ws://<ws_addr>/ws; publishers POST to http://<http_addr>/publish.
+#[derive(Parser)]
+#[command(name = "pushgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway node (embedded defaults: ws on 127.0.0.1:8080, HTTP API on 127.0.0.1:8081).
+    Serve(ConfigArgs),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (file + environment + flags) as TOML.
+    Print(ConfigArgs),
+    /// Validate a configuration file; exits 64 if it is invalid.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Where the configuration comes from; later sources win: defaults, file, environment
+/// (`PUSHGATE_<FIELD>`), flags.
+#[derive(Args)]
+struct ConfigArgs {
+    /// A TOML configuration file.
+    #[arg(long, short = 'c', env = "PUSHGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address for WebSocket clients.
+    #[arg(long)]
+    ws_addr: Option<String>,
+    /// Address of the internal HTTP API (publish, metrics, health).
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// Number of shards (0: one per core).
+    #[arg(long)]
+    shards: Option<String>,
+    /// This node's id (prefix of connection ids).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Any other setting, as FIELD=VALUE (repeatable); see docs/configuration.md.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+}
+
+/// Exit code for an invalid configuration (EX_USAGE in sysexits.h).
+const EXIT_CONFIG: u8 = 64;
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        c.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
+        let flags = [
+            ("ws_addr", &self.ws_addr),
+            ("http_addr", &self.http_addr),
+            ("shards", &self.shards),
+            ("node_id", &self.node_id),
+        ];
+        for (field, value) in flags {
+            if let Some(v) = value {
+                c.set(field, v).map_err(|e| e.to_string())?;
+            }
+        }
+        for kv in &self.set {
+            let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects FIELD=VALUE, got {kv:?}"))?;
+            c.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(ConfigCommand::Print(args)) => match args.load() {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Config(ConfigCommand::Check { file }) => {
+            match Config::from_file(&file).and_then(|c| c.validate().map(|_| c)) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_error(&e.to_string()),
+            }
+        }
+        Command::Serve(args) => {
+            let config = match args.load() {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            init_logging(&config.log_format);
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("pushgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_error(msg: &str) -> ExitCode {
+    eprintln!("pushgate: configuration error: {msg}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    // The main runtime runs only the accept loop and the internal HTTP API; the shards
+    // have threads of their own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pushgate-main")
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let gateway = Gateway::start(config).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down; a second signal exits at once");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+        gateway.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
