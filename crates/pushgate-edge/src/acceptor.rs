@@ -16,7 +16,11 @@ use crate::connection::serve;
 use crate::EdgeShared;
 
 /// Accepts until `stop` is cancelled.
-pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<EdgeShared>, stop: CancellationToken) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    edge: Arc<EdgeShared>,
+    stop: CancellationToken,
+) {
     let fd_exhausted = metrics::counter!("pushgate_accept_errors_total", "kind" => "fd_exhausted");
     let other_errors = metrics::counter!("pushgate_accept_errors_total", "kind" => "other");
     loop {

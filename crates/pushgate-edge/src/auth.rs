@@ -32,11 +32,15 @@ const MAX_USER_LEN: usize = 128;
 
 impl Authenticator for Anonymous {
     fn authenticate(&self, req: &UpgradeRequest) -> Result<Identity, Refusal> {
-        let Some(name) = &self.user_header else { return Ok(Identity::default()) };
+        let Some(name) = &self.user_header else {
+            return Ok(Identity::default());
+        };
         match req.header(name).map(str::trim) {
             None | Some("") => Ok(Identity::default()),
             Some(u) if u.len() <= MAX_USER_LEN && u.bytes().all(|b| b.is_ascii_graphic()) => {
-                Ok(Identity { user: Some(u.to_owned()) })
+                Ok(Identity {
+                    user: Some(u.to_owned()),
+                })
             }
             Some(_) => Err(Refusal::new(400, format!("malformed {name} header"))),
         }

@@ -24,8 +24,16 @@ use crate::writer::flush;
 use crate::EdgeShared;
 
 /// Serves one accepted socket to the end. Runs on the owning shard's thread.
-pub(crate) async fn serve(std: std::net::TcpStream, _peer: SocketAddr, id: ConnId, shard: Arc<Shard>, edge: Arc<EdgeShared>) {
-    let Ok(mut stream) = TcpStream::from_std(std) else { return };
+pub(crate) async fn serve(
+    std: std::net::TcpStream,
+    _peer: SocketAddr,
+    id: ConnId,
+    shard: Arc<Shard>,
+    edge: Arc<EdgeShared>,
+) {
+    let Ok(mut stream) = TcpStream::from_std(std) else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let (user, leftover) = match upgraded {
@@ -53,14 +61,23 @@ pub(crate) async fn serve(std: std::net::TcpStream, _peer: SocketAddr, id: ConnI
         .to_frame(),
     );
     drop(conn_str);
-    Connection { stream, handle, read: ReadState::with_leftover(leftover), out: VecDeque::new(), edge }
-        .run()
-        .await;
+    Connection {
+        stream,
+        handle,
+        read: ReadState::with_leftover(leftover),
+        out: VecDeque::new(),
+        edge,
+    }
+    .run()
+    .await;
 }
 
 /// Reads and checks the upgrade request, authenticates, answers 101.
 /// Returns the user and any bytes received after the request head.
-async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<(Option<String>, Vec<u8>), Option<Refusal>> {
+async fn upgrade(
+    stream: &mut TcpStream,
+    edge: &EdgeShared,
+) -> Result<(Option<String>, Vec<u8>), Option<Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -75,7 +92,9 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<(Option<St
             Parsed::Partial => continue,
             Parsed::Complete(req, key, n) => {
                 let identity = edge.auth.authenticate(&req).map_err(Some)?;
-                handshake::write_switching(stream, &key, &req).await.map_err(|_| None)?;
+                handshake::write_switching(stream, &key, &req)
+                    .await
+                    .map_err(|_| None)?;
                 buf.drain(..n);
                 let leftover = if buf.is_empty() { Vec::new() } else { buf };
                 return Ok((identity.user, leftover));
@@ -199,8 +218,13 @@ async fn linger(stream: &TcpStream) {
         let mut at = 0;
         loop {
             match frames.next(&mut buf[at..len], 1 << 16) {
-                Ok(pushgate_protocol::frame::Step::Message(_, pushgate_protocol::Message::Close(..))) | Err(_) => return,
-                Ok(pushgate_protocol::frame::Step::Message(n, _)) | Ok(pushgate_protocol::frame::Step::Consumed(n)) => at += n,
+                Ok(pushgate_protocol::frame::Step::Message(
+                    _,
+                    pushgate_protocol::Message::Close(..),
+                ))
+                | Err(_) => return,
+                Ok(pushgate_protocol::frame::Step::Message(n, _))
+                | Ok(pushgate_protocol::frame::Step::Consumed(n)) => at += n,
                 Ok(pushgate_protocol::frame::Step::NeedMore) => break,
             }
         }

@@ -25,7 +25,10 @@ pub struct UpgradeRequest {
 impl UpgradeRequest {
     /// The first value of a header (name in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of a query parameter (not percent-decoded).
@@ -68,7 +71,11 @@ impl Refusal {
             503 => "Service Unavailable",
             _ => "Error",
         };
-        Refusal { status, reason, message: message.into() }
+        Refusal {
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -104,11 +111,19 @@ pub(crate) fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
         headers: req
             .headers
             .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
     };
     if up.path != ws_path {
-        return Err(Refusal::new(404, format!("no WebSocket endpoint at {}; use {ws_path}", up.path)));
+        return Err(Refusal::new(
+            404,
+            format!("no WebSocket endpoint at {}; use {ws_path}", up.path),
+        ));
     }
     if req.method != Some("GET") {
         return Err(Refusal::new(405, "WebSocket upgrades use GET"));
@@ -117,10 +132,17 @@ pub(crate) fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
         return Err(Refusal::new(426, "this endpoint only speaks WebSocket"));
     }
     if up.header("sec-websocket-version") != Some("13") {
-        return Err(Refusal::new(426, "unsupported Sec-WebSocket-Version; use 13"));
+        return Err(Refusal::new(
+            426,
+            "unsupported Sec-WebSocket-Version; use 13",
+        ));
     }
     let key = match up.header("sec-websocket-key") {
-        Some(k) if base64::engine::general_purpose::STANDARD.decode(k.trim()).is_ok_and(|d| d.len() == 16) => {
+        Some(k)
+            if base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .is_ok_and(|d| d.len() == 16) =>
+        {
             k.trim().to_owned()
         }
         _ => return Err(Refusal::new(400, "missing or malformed Sec-WebSocket-Key")),
@@ -137,7 +159,11 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// Writes the 101 response, echoing `pushgate.v1` if the client offered it.
-pub(crate) async fn write_switching(stream: &mut TcpStream, key: &str, req: &UpgradeRequest) -> std::io::Result<()> {
+pub(crate) async fn write_switching(
+    stream: &mut TcpStream,
+    key: &str,
+    req: &UpgradeRequest,
+) -> std::io::Result<()> {
     let offered = req.has_token("sec-websocket-protocol", pushgate_protocol::SUBPROTOCOL);
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
@@ -177,7 +203,10 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -206,7 +235,10 @@ mod tests {
         assert_eq!(status(&OK.replace("/ws?token=abc", "/other")), 404);
         assert_eq!(status(&OK.replace("GET", "POST")), 405);
         assert_eq!(status(&OK.replace("Version: 13", "Version: 8")), 426);
-        assert_eq!(status(&OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "short")), 400);
+        assert_eq!(
+            status(&OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "short")),
+            400
+        );
         assert_eq!(status("\x16\x03\x01garbage\r\n\r\n"), 400);
     }
 }

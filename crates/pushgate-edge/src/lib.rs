@@ -62,7 +62,8 @@ pub(crate) struct EdgeShared {
 
 impl EdgeShared {
     fn count_refusal(&self, status: u16) {
-        metrics::counter!("pushgate_handshake_refused_total", "status" => status.to_string()).increment(1);
+        metrics::counter!("pushgate_handshake_refused_total", "status" => status.to_string())
+            .increment(1);
     }
 }
 
@@ -78,6 +79,11 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
-    let edge = Arc::new(EdgeShared { hub, config, auth, runtimes });
+    let edge = Arc::new(EdgeShared {
+        hub,
+        config,
+        auth,
+        runtimes,
+    });
     acceptor::accept_loop(listener, edge, stop).await;
 }

@@ -39,7 +39,10 @@ pub(crate) struct ReadState {
 
 impl ReadState {
     pub(crate) fn with_leftover(leftover: Vec<u8>) -> ReadState {
-        ReadState { frames: FrameReader::new(), partial: leftover }
+        ReadState {
+            frames: FrameReader::new(),
+            partial: leftover,
+        }
     }
 
     /// Processes bytes left over from the handshake, if any.
@@ -56,7 +59,12 @@ impl ReadState {
 
     /// Reads what the socket has and handles every complete message.
     /// Returns `Ok(())` when the socket has no more data for now.
-    pub(crate) fn on_readable(&mut self, stream: &tokio::net::TcpStream, handle: &ConnHandle, max: usize) -> Result<(), End> {
+    pub(crate) fn on_readable(
+        &mut self,
+        stream: &tokio::net::TcpStream,
+        handle: &ConnHandle,
+        max: usize,
+    ) -> Result<(), End> {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             // A few reads per wake-up, then let other connections of the shard run.
@@ -93,7 +101,12 @@ impl ReadState {
 }
 
 /// Handles every complete frame at the front of `buf`; returns the bytes consumed.
-fn process(frames: &mut FrameReader, buf: &mut [u8], handle: &ConnHandle, max: usize) -> Result<usize, End> {
+fn process(
+    frames: &mut FrameReader,
+    buf: &mut [u8],
+    handle: &ConnHandle,
+    max: usize,
+) -> Result<usize, End> {
     let mut at = 0;
     loop {
         let step = frames.next(&mut buf[at..], max).map_err(|e| {
@@ -128,14 +141,31 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle) -> Result<(), End> {
 fn on_command(text: &str, handle: &ConnHandle) {
     match Command::parse(text) {
         Ok(Command::Subscribe { channels, id }) => match handle.subscribe(&channels) {
-            Ok(()) => handle.send(Reply::Subscribed { channels: &channels, id: id.as_ref() }.to_frame()),
+            Ok(()) => handle.send(
+                Reply::Subscribed {
+                    channels: &channels,
+                    id: id.as_ref(),
+                }
+                .to_frame(),
+            ),
             Err(e) => handle.send(
-                Reply::Error { code: "subscription_limit", message: e.to_string(), id: id.as_ref() }.to_frame(),
+                Reply::Error {
+                    code: "subscription_limit",
+                    message: e.to_string(),
+                    id: id.as_ref(),
+                }
+                .to_frame(),
             ),
         },
         Ok(Command::Unsubscribe { channels, id }) => {
             handle.unsubscribe(&channels);
-            handle.send(Reply::Unsubscribed { channels: &channels, id: id.as_ref() }.to_frame());
+            handle.send(
+                Reply::Unsubscribed {
+                    channels: &channels,
+                    id: id.as_ref(),
+                }
+                .to_frame(),
+            );
         }
         Ok(Command::Ping { id }) => handle.send(Reply::Pong { id: id.as_ref() }.to_frame()),
         Err((e, id)) => reply_error(handle, &e, id.as_ref()),
@@ -143,5 +173,12 @@ fn on_command(text: &str, handle: &ConnHandle) {
 }
 
 fn reply_error(handle: &ConnHandle, e: &CommandError, id: Option<&serde_json::Value>) {
-    handle.send(Reply::Error { code: e.code(), message: e.to_string(), id }.to_frame());
+    handle.send(
+        Reply::Error {
+            code: e.code(),
+            message: e.to_string(),
+            id,
+        }
+        .to_frame(),
+    );
 }

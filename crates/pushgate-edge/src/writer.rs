@@ -17,7 +17,11 @@ const MAX_IOV: usize = 256;
 
 /// Writes as much of `out` as the socket takes without blocking.
 /// Returns `Ok(true)` once `out` is empty, `Ok(false)` if the socket is full.
-pub(crate) fn flush(stream: &TcpStream, out: &mut VecDeque<Bytes>, metrics: &ShardMetrics) -> io::Result<bool> {
+pub(crate) fn flush(
+    stream: &TcpStream,
+    out: &mut VecDeque<Bytes>,
+    metrics: &ShardMetrics,
+) -> io::Result<bool> {
     while !out.is_empty() {
         let n = out.len().min(MAX_IOV);
         let written = {
@@ -40,7 +44,9 @@ pub(crate) fn flush(stream: &TcpStream, out: &mut VecDeque<Bytes>, metrics: &Sha
 /// Drops fully written frames and trims a partly written one.
 fn advance(out: &mut VecDeque<Bytes>, mut written: usize) {
     while written > 0 {
-        let front = out.front_mut().expect("written bytes came from queued frames");
+        let front = out
+            .front_mut()
+            .expect("written bytes came from queued frames");
         if front.len() <= written {
             written -= front.len();
             out.pop_front();
@@ -57,9 +63,15 @@ mod tests {
 
     #[test]
     fn advance_handles_partial_frames() {
-        let mut q: VecDeque<Bytes> = ["abc", "de", "fgh"].iter().map(|s| Bytes::from_static(s.as_bytes())).collect();
+        let mut q: VecDeque<Bytes> = ["abc", "de", "fgh"]
+            .iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
         advance(&mut q, 4);
-        assert_eq!(q, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        assert_eq!(
+            q,
+            vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]
+        );
         advance(&mut q, 4);
         assert!(q.is_empty());
     }

@@ -70,10 +70,16 @@ impl CloseReason {
     /// Whether queued frames are dropped rather than flushed before the close frame:
     /// a slow or silent client will not read them anyway.
     pub fn is_abortive(self) -> bool {
-        matches!(self, CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout)
+        matches!(
+            self,
+            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout
+        )
     }
 
     pub(crate) fn index(self) -> usize {
-        Self::ALL.iter().position(|r| *r == self).expect("listed in ALL")
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("listed in ALL")
     }
 }

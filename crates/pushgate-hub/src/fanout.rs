@@ -94,7 +94,13 @@ impl ShardState {
     fn fan_out(&mut self, job: &Job, limits: &Limits) -> Tally {
         let mut t = Tally::default();
         let exclude = job.exclude;
-        let ShardState { conns, by_id, channels, users, .. } = self;
+        let ShardState {
+            conns,
+            by_id,
+            channels,
+            users,
+            ..
+        } = self;
         match &job.route {
             Route::All(frame) => {
                 for (_, c) in conns.iter_mut() {
@@ -105,7 +111,9 @@ impl ShardState {
             }
             Route::Channels(list) => {
                 for (name, frame) in list {
-                    let Some(slots) = channels.get(name.as_str()) else { continue };
+                    let Some(slots) = channels.get(name.as_str()) else {
+                        continue;
+                    };
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
@@ -116,7 +124,9 @@ impl ShardState {
             }
             Route::Users(names, frame) => {
                 for name in names {
-                    let Some(slots) = users.get(name.as_str()) else { continue };
+                    let Some(slots) = users.get(name.as_str()) else {
+                        continue;
+                    };
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
@@ -146,7 +156,10 @@ impl Shard {
     pub async fn run(self: Arc<Self>) {
         let mut jobs = self.jobs.lock().take().expect("Shard::run is called once");
         let ping = encode_frame(OpCode::Ping, b"");
-        let interval = self.config.heartbeat_interval.max(Duration::from_millis(10));
+        let interval = self
+            .config
+            .heartbeat_interval
+            .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(BATCH);

@@ -40,7 +40,12 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     pub(crate) fn new(shard: Arc<Shard>, slot: usize, id: ConnId) -> Self {
-        ConnHandle { shard, slot, id, reason: AtomicU8::new(CloseReason::ConnectionLost.index() as u8) }
+        ConnHandle {
+            shard,
+            slot,
+            id,
+            reason: AtomicU8::new(CloseReason::ConnectionLost.index() as u8),
+        }
     }
 
     pub fn id(&self) -> ConnId {
@@ -54,7 +59,12 @@ impl ConnHandle {
     /// Waits for work for the writer. With `take`, queued frames are moved into `out`
     /// (which must be empty); without it (the writer is still flushing), only a close
     /// is reported.
-    pub fn poll_outgoing(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>, take: bool) -> Poll<Outgoing> {
+    pub fn poll_outgoing(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<Bytes>,
+        take: bool,
+    ) -> Poll<Outgoing> {
         let mut st = self.shard.state.lock();
         let q = &mut st.conns[self.slot].outbound;
         match q.closing {
@@ -91,7 +101,8 @@ impl ConnHandle {
     pub fn subscribe(&self, channels: &[String]) -> Result<(), SubscribeError> {
         let max = self.shard.config.max_subscriptions_per_conn;
         let mut st = self.shard.state.lock();
-        st.subscribe(self.slot, channels, max).map_err(SubscribeError::TooMany)?;
+        st.subscribe(self.slot, channels, max)
+            .map_err(SubscribeError::TooMany)?;
         let (subs, chans) = (st.subscriptions, st.channels.len());
         drop(st);
         self.shard.metrics.subscriptions.set(subs as f64);

@@ -20,6 +20,7 @@ const SHARD_QUEUE: usize = 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub connections: usize,
+    /// Distinct channels with at least one subscriber on this node.
     pub channels: usize,
     pub subscriptions: usize,
     pub per_shard: Vec<usize>,
@@ -101,7 +102,11 @@ impl Hub {
 
     /// Publishes to this node's connections and waits until every involved shard has
     /// enqueued it. Refused publications enqueue nothing.
-    pub async fn publish(&self, p: Publication, source: &'static str) -> Result<PublishReport, PublishError> {
+    pub async fn publish(
+        &self,
+        p: Publication,
+        source: &'static str,
+    ) -> Result<PublishReport, PublishError> {
         let route = self.route(&p)?;
         self.count_publication(p.target.kind(), source);
         let involved: Vec<usize> = match &route {
@@ -155,7 +160,10 @@ impl Hub {
                 }
                 let mut list: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
                 for ch in chs {
-                    validate_channel(ch).map_err(|error| PublishError::BadChannel { name: ch.clone(), error })?;
+                    validate_channel(ch).map_err(|error| PublishError::BadChannel {
+                        name: ch.clone(),
+                        error,
+                    })?;
                     if !list.iter().any(|(c, _)| c == ch) {
                         list.push((ch.clone(), encode_publication(Some(ch), &p.payload)));
                     }
@@ -198,13 +206,14 @@ impl Hub {
     /// Node-wide counts.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
+        let mut channels = ahash::AHashSet::new();
         for shard in &self.inner.shards {
-            let (c, ch, sub) = shard.counts();
+            let (c, sub) = shard.counts_into(&mut channels);
             s.connections += c;
-            s.channels += ch;
             s.subscriptions += sub;
             s.per_shard.push(c);
         }
+        s.channels = channels.len();
         s
     }
 

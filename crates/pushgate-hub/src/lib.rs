@@ -31,3 +31,6 @@ pub use hub::{Hub, Stats};
 pub use metrics::ShardMetrics;
 pub use publication::{Publication, PublishError, PublishReport, Target};
 pub use shard::Shard;
+
+#[cfg(test)]
+mod tests;

@@ -125,7 +125,11 @@ mod tests {
     use super::*;
 
     fn limits(policy: SlowPolicy) -> Limits {
-        Limits { max_frames: 2, max_bytes: 10, policy }
+        Limits {
+            max_frames: 2,
+            max_bytes: 10,
+            policy,
+        }
     }
 
     #[test]

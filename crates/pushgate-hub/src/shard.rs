@@ -141,20 +141,28 @@ impl Shard {
     /// Closes one connection if it lives here. Returns whether it did.
     pub fn close(&self, id: ConnId, reason: CloseReason) -> bool {
         let mut st = self.state.lock();
-        let Some(&slot) = st.by_id.get(&id) else { return false };
+        let Some(&slot) = st.by_id.get(&id) else {
+            return false;
+        };
         st.conns[slot].outbound.close(reason);
         true
     }
 
-    /// Current connection, channel and subscription counts.
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// Connection and subscription counts; adds this shard's channel names to `channels`.
+    /// For stats and admin calls only: it copies every channel name.
+    pub fn counts_into(&self, channels: &mut AHashSet<Box<str>>) -> (usize, usize) {
         let st = self.state.lock();
-        (st.conns.len(), st.channels.len(), st.subscriptions)
+        channels.extend(st.channels.keys().cloned());
+        (st.conns.len(), st.subscriptions)
     }
 
     /// Subscribers of `channel` on this shard.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
-        self.state.lock().channels.get(channel).map_or(0, |s| s.len())
+        self.state
+            .lock()
+            .channels
+            .get(channel)
+            .map_or(0, |s| s.len())
     }
 
     /// Connections of `user` on this shard.
@@ -178,7 +186,12 @@ fn remove_from_index(index: &mut AHashMap<Box<str>, AHashSet<usize>>, key: &str,
 
 impl ShardState {
     /// Adds channels to a connection, up to `max` in total. Returns how many were new.
-    pub(crate) fn subscribe(&mut self, slot: usize, channels: &[String], max: usize) -> Result<usize, usize> {
+    pub(crate) fn subscribe(
+        &mut self,
+        slot: usize,
+        channels: &[String],
+        max: usize,
+    ) -> Result<usize, usize> {
         let conn = &mut self.conns[slot];
         let new: Vec<&String> = channels
             .iter()
@@ -196,7 +209,10 @@ impl ShardState {
         }
         for ch in &uniq {
             conn.channels.push(ch.as_str().into());
-            self.channels.entry(ch.as_str().into()).or_default().insert(slot);
+            self.channels
+                .entry(ch.as_str().into())
+                .or_default()
+                .insert(slot);
         }
         self.subscriptions += uniq.len();
         Ok(uniq.len())

@@ -54,7 +54,8 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(req, &state).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -84,13 +85,15 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
             },
         ),
-        (_, "/publish" | "/metrics" | "/livez" | "/readyz") => {
-            ("other", error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
+        (_, "/publish" | "/metrics" | "/livez" | "/readyz") => (
+            "other",
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ),
         _ => ("other", error(StatusCode::NOT_FOUND, "not found")),
     };
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("pushgate_http_requests_total", "path" => label, "status" => status.clone()).increment(1);
+    metrics::counter!("pushgate_http_requests_total", "path" => label, "status" => status.clone())
+        .increment(1);
     metrics::histogram!("pushgate_http_request_duration_seconds", "path" => label)
         .record(started.elapsed().as_secs_f64());
     resp
@@ -132,7 +135,12 @@ fn parse_query(q: &str, hub: &Hub) -> Result<PublishQuery, String> {
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }
-    let kinds = [all, !channels.is_empty(), !users.is_empty(), !conns.is_empty() || foreign_conns > 0];
+    let kinds = [
+        all,
+        !channels.is_empty(),
+        !users.is_empty(),
+        !conns.is_empty() || foreign_conns > 0,
+    ];
     match kinds.iter().filter(|k| **k).count() {
         0 => return Err("no target: add all=true, channel=, user= or conn=".into()),
         1 => {}
@@ -167,7 +175,10 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
     let body = match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("payload exceeds {max} bytes"))
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("payload exceeds {max} bytes"),
+            )
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "could not read the body"),
     };
@@ -176,7 +187,12 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
     } else {
         match String::from_utf8(body.into()) {
             Ok(s) => Payload::Text(s),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "body is not UTF-8; add binary=true for binary payloads"),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "body is not UTF-8; add binary=true for binary payloads",
+                )
+            }
         }
     };
     let target = query.target.expect("parse_query sets a target");
@@ -184,11 +200,20 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         // Only connections of other nodes were named: nothing to do here.
         return json_resp(StatusCode::OK, json!({"enqueued": 0, "skipped": 0}));
     }
-    let p = Publication { target, payload, exclude: query.exclude };
+    let p = Publication {
+        target,
+        payload,
+        exclude: query.exclude,
+    };
     match state.hub.publish(p, "http").await {
-        Ok(r) => json_resp(StatusCode::OK, json!({"enqueued": r.enqueued, "skipped": r.skipped})),
+        Ok(r) => json_resp(
+            StatusCode::OK,
+            json!({"enqueued": r.enqueued, "skipped": r.skipped}),
+        ),
         Err(e @ PublishError::TooLarge(..)) => error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
-        Err(e @ PublishError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ PublishError::ShuttingDown) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
@@ -219,18 +244,32 @@ mod tests {
     use pushgate_hub::HubConfig;
 
     fn hub() -> Hub {
-        Hub::new(HubConfig { shards: 1, node_id: "n1".into(), ..Default::default() })
+        Hub::new(HubConfig {
+            shards: 1,
+            node_id: "n1".into(),
+            ..Default::default()
+        })
     }
 
     #[test]
     fn parses_each_target_kind() {
         let h = hub();
-        assert_eq!(parse_query("all=true", &h).unwrap().target, Some(Target::All));
+        assert_eq!(
+            parse_query("all=true", &h).unwrap().target,
+            Some(Target::All)
+        );
         assert_eq!(
             parse_query("channel=a&channel=b&binary=true", &h).unwrap(),
-            PublishQuery { target: Some(Target::Channels(vec!["a".into(), "b".into()])), exclude: None, binary: true }
+            PublishQuery {
+                target: Some(Target::Channels(vec!["a".into(), "b".into()])),
+                exclude: None,
+                binary: true
+            }
         );
-        assert_eq!(parse_query("user=u%2042", &h).unwrap().target, Some(Target::Users(vec!["u 42".into()])));
+        assert_eq!(
+            parse_query("user=u%2042", &h).unwrap().target,
+            Some(Target::Users(vec!["u 42".into()]))
+        );
         let q = parse_query("conn=n1-7&exclude=n1-8", &h).unwrap();
         assert_eq!(q.target, Some(Target::Conns(vec![ConnId(7)])));
         assert_eq!(q.exclude, Some(ConnId(8)));
@@ -240,15 +279,26 @@ mod tests {
     fn refuses_missing_mixed_and_malformed_targets() {
         let h = hub();
         assert!(parse_query("", &h).unwrap_err().contains("no target"));
-        assert!(parse_query("all=false", &h).unwrap_err().contains("no target"));
-        assert!(parse_query("all=true&channel=a", &h).unwrap_err().contains("one kind"));
-        assert!(parse_query("conn=garbage", &h).unwrap_err().contains("malformed"));
-        assert!(parse_query("chanel=a", &h).unwrap_err().contains("unknown parameter"));
+        assert!(parse_query("all=false", &h)
+            .unwrap_err()
+            .contains("no target"));
+        assert!(parse_query("all=true&channel=a", &h)
+            .unwrap_err()
+            .contains("one kind"));
+        assert!(parse_query("conn=garbage", &h)
+            .unwrap_err()
+            .contains("malformed"));
+        assert!(parse_query("chanel=a", &h)
+            .unwrap_err()
+            .contains("unknown parameter"));
     }
 
     #[test]
     fn a_connection_on_another_node_is_a_valid_target_with_no_local_recipient() {
         let h = hub();
-        assert_eq!(parse_query("conn=n2-7", &h).unwrap().target, Some(Target::Conns(vec![])));
+        assert_eq!(
+            parse_query("conn=n2-7", &h).unwrap().target,
+            Some(Target::Conns(vec![]))
+        );
     }
 }

@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         assert_eq!(validate_channel(""), Err(ChannelError::Empty));
-        assert_eq!(validate_channel(&"x".repeat(129)), Err(ChannelError::TooLong));
+        assert_eq!(
+            validate_channel(&"x".repeat(129)),
+            Err(ChannelError::TooLong)
+        );
         assert_eq!(validate_channel("a b"), Err(ChannelError::BadChar(' ')));
         assert_eq!(validate_channel("é"), Err(ChannelError::BadChar('é')));
     }

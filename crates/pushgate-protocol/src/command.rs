@@ -19,9 +19,17 @@ pub const MAX_CHANNELS_PER_COMMAND: usize = 100;
 /// A parsed, validated client command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Subscribe { channels: Vec<String>, id: Option<Value> },
-    Unsubscribe { channels: Vec<String>, id: Option<Value> },
-    Ping { id: Option<Value> },
+    Subscribe {
+        channels: Vec<String>,
+        id: Option<Value>,
+    },
+    Unsubscribe {
+        channels: Vec<String>,
+        id: Option<Value>,
+    },
+    Ping {
+        id: Option<Value>,
+    },
 }
 
 /// Why a command was refused. The connection stays open; the client gets an error reply.
@@ -83,8 +91,10 @@ impl Command {
                 return Err(CommandError::TooManyChannels);
             }
             for name in channels {
-                validate_channel(name)
-                    .map_err(|error| CommandError::BadChannel { name: name.clone(), error })?;
+                validate_channel(name).map_err(|error| CommandError::BadChannel {
+                    name: name.clone(),
+                    error,
+                })?;
             }
             Ok(())
         };
@@ -154,17 +164,24 @@ mod tests {
     fn parses_subscribe_forms() {
         assert_eq!(
             Command::parse(r#"{"type":"subscribe","channels":["a","b"],"id":1}"#),
-            Ok(Command::Subscribe { channels: vec!["a".into(), "b".into()], id: Some(json!(1)) })
+            Ok(Command::Subscribe {
+                channels: vec!["a".into(), "b".into()],
+                id: Some(json!(1))
+            })
         );
         assert_eq!(
             Command::parse(r#"{"type":"unsubscribe","channel":"a"}"#),
-            Ok(Command::Unsubscribe { channels: vec!["a".into()], id: None })
+            Ok(Command::Unsubscribe {
+                channels: vec!["a".into()],
+                id: None
+            })
         );
     }
 
     #[test]
     fn errors_carry_the_request_id() {
-        let (e, id) = Command::parse(r#"{"type":"subscribe","channels":["bad name"],"id":"x"}"#).unwrap_err();
+        let (e, id) =
+            Command::parse(r#"{"type":"subscribe","channels":["bad name"],"id":"x"}"#).unwrap_err();
         assert_eq!(e.code(), "bad_channel");
         assert_eq!(id, Some(json!("x")));
         let (e, _) = Command::parse(r#"{"type":"dance","id":3}"#).unwrap_err();
@@ -177,7 +194,10 @@ mod tests {
 
     #[test]
     fn replies_serialize_with_a_type_tag() {
-        let f = Reply::Pong { id: Some(&json!(7)) }.to_frame();
+        let f = Reply::Pong {
+            id: Some(&json!(7)),
+        }
+        .to_frame();
         assert_eq!(&f[2..], br#"{"type":"pong","id":7}"#);
     }
 }

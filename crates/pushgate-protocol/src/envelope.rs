@@ -37,7 +37,8 @@ impl Payload {
 pub fn encode_publication(channel: Option<&str>, payload: &Payload) -> Bytes {
     match payload {
         Payload::Text(text) => {
-            let mut body = Vec::with_capacity(32 + channel.map_or(0, str::len) + text.len() + text.len() / 8);
+            let mut body =
+                Vec::with_capacity(32 + channel.map_or(0, str::len) + text.len() + text.len() / 8);
             body.extend_from_slice(br#"{"type":"pub","#);
             if let Some(ch) = channel {
                 body.extend_from_slice(br#""channel":"#);
@@ -54,7 +55,10 @@ pub fn encode_publication(channel: Option<&str>, payload: &Payload) -> Bytes {
         }
         Payload::Binary(data) => {
             let ch = channel.unwrap_or("").as_bytes();
-            debug_assert!(ch.len() <= u8::MAX as usize, "channel names are validated to 128 bytes");
+            debug_assert!(
+                ch.len() <= u8::MAX as usize,
+                "channel names are validated to 128 bytes"
+            );
             let len = 1 + ch.len() + data.len();
             let mut frame = BytesMut::with_capacity(header_len(len) + len);
             put_header(&mut frame, OpCode::Binary, len);

@@ -157,7 +157,11 @@ impl FrameReader {
     ///
     /// `max_message` bounds a single frame and a reassembled message; it is checked
     /// from the header, before anything is buffered.
-    pub fn next<'a>(&'a mut self, buf: &'a mut [u8], max_message: usize) -> Result<Step<'a>, ProtocolError> {
+    pub fn next<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        max_message: usize,
+    ) -> Result<Step<'a>, ProtocolError> {
         self.reset_held();
         if buf.len() < 2 {
             return Ok(Step::NeedMore);
@@ -256,13 +260,18 @@ impl FrameReader {
 
     /// Whether a fragmented message is being reassembled.
     pub fn in_message(&self) -> bool {
-        matches!(self.fragments.as_deref(), Some((OpCode::Text | OpCode::Binary, _)))
+        matches!(
+            self.fragments.as_deref(),
+            Some((OpCode::Text | OpCode::Binary, _))
+        )
     }
 }
 
 fn data_message(op: OpCode, payload: &[u8]) -> Result<Message<'_>, ProtocolError> {
     Ok(match op {
-        OpCode::Text => Message::Text(std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?),
+        OpCode::Text => {
+            Message::Text(std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+        }
         _ => Message::Binary(payload),
     })
 }
@@ -276,7 +285,8 @@ fn parse_close(payload: &[u8]) -> Result<Message<'_>, ProtocolError> {
             if !CloseCode::is_valid_from_peer(code) {
                 return Err(ProtocolError::BadClose);
             }
-            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+            let reason =
+                std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok(Message::Close(Some(code), reason))
         }
     }
@@ -384,9 +394,15 @@ mod tests {
         let mut op = client_frame(true, 3, b"a");
         assert_eq!(r.next(&mut op, 10), Err(ProtocolError::UnknownOpCode(3)));
         let mut long_ping = client_frame(true, 9, &[0; 126]);
-        assert_eq!(r.next(&mut long_ping, 1000), Err(ProtocolError::BadControlFrame));
+        assert_eq!(
+            r.next(&mut long_ping, 1000),
+            Err(ProtocolError::BadControlFrame)
+        );
         let mut cont = client_frame(true, 0, b"a");
-        assert_eq!(r.next(&mut cont, 10), Err(ProtocolError::UnexpectedContinuation));
+        assert_eq!(
+            r.next(&mut cont, 10),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
         let mut bad_utf8 = client_frame(true, 1, &[0xff, 0xfe]);
         assert_eq!(r.next(&mut bad_utf8, 10), Err(ProtocolError::InvalidUtf8));
         let mut bad_code = client_frame(true, 8, &1005u16.to_be_bytes());
@@ -412,7 +428,11 @@ mod tests {
         let data: Vec<u8> = (0..=40).collect();
         let mut fast = data.clone();
         unmask(&mut fast, mask);
-        let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        let slow: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
         assert_eq!(fast, slow);
     }
 }

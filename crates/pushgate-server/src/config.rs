@@ -85,22 +85,33 @@ impl Default for Config {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Parse(String),
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, message: message.into() }
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 impl Config {
     /// Loads a TOML file (fields not given keep their defaults).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
     }
 
@@ -109,7 +120,10 @@ impl Config {
     }
 
     /// Applies `PUSHGATE_<FIELD>` variables from `vars` (e.g. `PUSHGATE_WS_ADDR`).
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         for (k, v) in vars {
             if let Some(field) = k.strip_prefix("PUSHGATE_") {
                 if field == "CONFIG" || field == "LOG" {
@@ -123,22 +137,28 @@ impl Config {
 
     /// Sets one field from its text form, as a flag or environment variable gives it.
     pub fn set(&mut self, field: &str, value: &str) -> Result<(), ConfigError> {
-        let mut table = toml::Table::try_from(&*self).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut table =
+            toml::Table::try_from(&*self).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let Some(current) = table.get(field) else {
             return Err(ConfigError::Parse(format!("unknown setting {field:?}")));
         };
-        let parsed = match current {
-            toml::Value::String(_) => toml::Value::String(value.to_owned()),
-            toml::Value::Integer(_) => toml::Value::Integer(
-                value.parse().map_err(|_| invalid_named(field, format!("{value:?} is not an integer")))?,
-            ),
-            toml::Value::Boolean(_) => toml::Value::Boolean(
-                value.parse().map_err(|_| invalid_named(field, format!("{value:?} is not true or false")))?,
-            ),
-            _ => toml::Value::String(value.to_owned()),
-        };
+        let parsed =
+            match current {
+                toml::Value::String(_) => toml::Value::String(value.to_owned()),
+                toml::Value::Integer(_) => {
+                    toml::Value::Integer(value.parse().map_err(|_| {
+                        invalid_named(field, format!("{value:?} is not an integer"))
+                    })?)
+                }
+                toml::Value::Boolean(_) => toml::Value::Boolean(value.parse().map_err(|_| {
+                    invalid_named(field, format!("{value:?} is not true or false"))
+                })?),
+                _ => toml::Value::String(value.to_owned()),
+            };
         table.insert(field.to_owned(), parsed);
-        *self = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(format!("{field}: {}", e.message())))?;
+        *self = table.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Parse(format!("{field}: {}", e.message()))
+        })?;
         Ok(())
     }
 
@@ -146,7 +166,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id.is_empty()
             || self.node_id.len() > 64
-            || !self.node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         {
             return Err(invalid("node_id", "1-64 letters, digits, '_', '.' or '-'"));
         }
@@ -170,13 +193,19 @@ impl Config {
             return Err(invalid("heartbeat_interval_ms", "must be at least 10"));
         }
         if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
-            return Err(invalid("heartbeat_timeout_ms", "must be longer than heartbeat_interval_ms"));
+            return Err(invalid(
+                "heartbeat_timeout_ms",
+                "must be longer than heartbeat_interval_ms",
+            ));
         }
         if self.max_message_bytes < 125 {
             return Err(invalid("max_message_bytes", "must be at least 125"));
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > self.queue_max_bytes {
-            return Err(invalid("max_payload_bytes", "must be between 1 and queue_max_bytes"));
+            return Err(invalid(
+                "max_payload_bytes",
+                "must be between 1 and queue_max_bytes",
+            ));
         }
         if self.handshake_timeout_ms == 0 {
             return Err(invalid("handshake_timeout_ms", "must be positive"));
@@ -260,16 +289,42 @@ mod tests {
         assert_eq!(c.ws_addr.port(), 9000);
         assert_eq!(c.shards, 4);
         assert!(!c.pin_shards);
-        assert!(c.set("shards", "many").unwrap_err().to_string().contains("shards"));
-        assert!(c.set("nope", "1").unwrap_err().to_string().contains("unknown setting"));
+        assert!(c
+            .set("shards", "many")
+            .unwrap_err()
+            .to_string()
+            .contains("shards"));
+        assert!(c
+            .set("nope", "1")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown setting"));
     }
 
     #[test]
     fn unknown_fields_and_bad_values_name_the_field() {
-        assert!(Config::from_toml("ws_adr = \"x\"").unwrap_err().to_string().contains("ws_adr"));
-        let c = Config { slow_policy: "ignore".into(), ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("slow_policy"));
-        let c = Config { heartbeat_timeout_ms: 1000, heartbeat_interval_ms: 2000, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("heartbeat_timeout_ms"));
+        assert!(Config::from_toml("ws_adr = \"x\"")
+            .unwrap_err()
+            .to_string()
+            .contains("ws_adr"));
+        let c = Config {
+            slow_policy: "ignore".into(),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("slow_policy"));
+        let c = Config {
+            heartbeat_timeout_ms: 1000,
+            heartbeat_interval_ms: 2000,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat_timeout_ms"));
     }
 }

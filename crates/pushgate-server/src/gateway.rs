@@ -23,7 +23,10 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start shard thread: {0}")]
     Thread(std::io::Error),
 }
@@ -58,9 +61,17 @@ impl Gateway {
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
 
-        let user_header = Some(config.trusted_user_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
+        let user_header =
+            Some(config.trusted_user_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
         let auth: Arc<dyn Authenticator> = Arc::new(Anonymous { user_header });
-        tokio::spawn(pushgate_edge::serve(ws, hub.clone(), config.edge(), auth, runtimes, stop_accepting.clone()));
+        tokio::spawn(pushgate_edge::serve(
+            ws,
+            hub.clone(),
+            config.edge(),
+            auth,
+            runtimes,
+            stop_accepting.clone(),
+        ));
 
         let ready = Arc::new(AtomicBool::new(true));
         let state = Arc::new(HttpState {
@@ -124,7 +135,11 @@ impl Gateway {
 /// Binds with a deep accept backlog: connection storms after a restart are normal.
 fn listen(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let bind = || -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(4096)
@@ -133,13 +148,22 @@ fn listen(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 fn local(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr().map_err(|source| StartError::Bind { addr, source })
+    l.local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Starts one thread per shard, each with a current-thread runtime that runs the
 /// shard's fan-out loop and the tasks of the connections it owns.
-fn start_shards(hub: &Hub, pin: bool, stop: CancellationToken) -> Result<(Vec<JoinHandle<()>>, Vec<Handle>), StartError> {
-    let cores = if pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+fn start_shards(
+    hub: &Hub,
+    pin: bool,
+    stop: CancellationToken,
+) -> Result<(Vec<JoinHandle<()>>, Vec<Handle>), StartError> {
+    let cores = if pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut threads = Vec::new();
     let mut runtimes = Vec::new();
     for shard in hub.shards() {

@@ -82,7 +82,9 @@ impl ConfigArgs {
             }
         }
         for kv in &self.set {
-            let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects FIELD=VALUE, got {kv:?}"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--set expects FIELD=VALUE, got {kv:?}"))?;
             c.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
         }
         c.validate().map_err(|e| e.to_string())?;
@@ -135,7 +137,9 @@ fn config_error(msg: &str) -> ExitCode {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

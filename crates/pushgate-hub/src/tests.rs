@@ -1,0 +1,209 @@
+//! Unit tests of the shard logic, with no sockets: connections are registered
+//! directly and their queues drained through the handle, as the edge's writer does.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pushgate_protocol::{ConnId, Payload};
+
+use crate::{CloseReason, ConnHandle, Hub, HubConfig, Outgoing, Publication, Target};
+
+fn hub(shards: usize) -> Hub {
+    let hub = Hub::new(HubConfig {
+        shards,
+        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_timeout: Duration::from_secs(3),
+        queue_max_frames: 4,
+        ..HubConfig::default()
+    });
+    for s in hub.shards() {
+        tokio::spawn(s.clone().run());
+    }
+    hub
+}
+
+fn connect(hub: &Hub, user: Option<&str>) -> ConnHandle {
+    let (id, shard) = hub.next_conn();
+    shard.register(id, user)
+}
+
+/// Drains what the writer would get right now.
+fn drain(h: &ConnHandle) -> (Vec<Bytes>, Option<CloseReason>) {
+    let mut out = VecDeque::new();
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut frames = Vec::new();
+    loop {
+        match h.poll_outgoing(&mut cx, &mut out, true) {
+            Poll::Ready(Outgoing::Frames) => frames.extend(out.drain(..)),
+            Poll::Ready(Outgoing::Close(r)) => return (frames, Some(r)),
+            Poll::Pending => return (frames, None),
+        }
+    }
+}
+
+fn text(data: &str) -> Payload {
+    Payload::Text(data.into())
+}
+
+async fn publish(hub: &Hub, target: Target, data: &str) -> u64 {
+    hub.publish(
+        Publication {
+            target,
+            payload: text(data),
+            exclude: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap()
+    .enqueued
+}
+
+#[tokio::test]
+async fn each_target_kind_reaches_exactly_its_connections() {
+    let hub = hub(3);
+    let a = connect(&hub, Some("alice"));
+    let b = connect(&hub, Some("bob"));
+    let c = connect(&hub, None);
+    a.subscribe(&["news".into()]).unwrap();
+    c.subscribe(&["news".into(), "sport".into()]).unwrap();
+
+    assert_eq!(publish(&hub, Target::All, "all").await, 3);
+    assert_eq!(
+        publish(&hub, Target::Channels(vec!["news".into()]), "n").await,
+        2
+    );
+    assert_eq!(
+        publish(&hub, Target::Users(vec!["bob".into()]), "u").await,
+        1
+    );
+    assert_eq!(
+        publish(&hub, Target::Conns(vec![c.id(), ConnId(999)]), "c").await,
+        1
+    );
+    assert_eq!(drain(&a).0.len(), 2);
+    assert_eq!(drain(&b).0.len(), 2);
+    assert_eq!(drain(&c).0.len(), 3);
+}
+
+#[tokio::test]
+async fn dropping_a_handle_cleans_every_index() {
+    let hub = hub(2);
+    let handles: Vec<_> = (0..10)
+        .map(|i| connect(&hub, Some(if i % 2 == 0 { "even" } else { "odd" })))
+        .collect();
+    for h in &handles {
+        h.subscribe(&["shared".into(), format!("own{}", h.id().0)])
+            .unwrap();
+    }
+    let s = hub.stats();
+    assert_eq!((s.connections, s.channels, s.subscriptions), (10, 11, 20));
+    drop(handles);
+    let s = hub.stats();
+    assert_eq!((s.connections, s.channels, s.subscriptions), (0, 0, 0));
+    assert_eq!(
+        publish(&hub, Target::Users(vec!["even".into()]), "x").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn subscribing_twice_counts_once_and_the_limit_holds() {
+    let hub = Hub::new(HubConfig {
+        shards: 1,
+        max_subscriptions_per_conn: 2,
+        ..HubConfig::default()
+    });
+    let h = connect(&hub, None);
+    h.subscribe(&["a".into(), "a".into()]).unwrap();
+    h.subscribe(&["a".into(), "b".into()]).unwrap();
+    assert_eq!(hub.stats().subscriptions, 2);
+    assert!(h.subscribe(&["c".into()]).is_err());
+    h.unsubscribe(&["a".into(), "zzz".into()]);
+    assert_eq!(hub.stats().subscriptions, 1);
+}
+
+#[tokio::test]
+async fn a_full_queue_disconnects_only_the_slow_connection() {
+    let hub = hub(1);
+    let slow = connect(&hub, None);
+    let fast = connect(&hub, None);
+    let mut skipped = 0;
+    for i in 0..6 {
+        let r = hub
+            .publish(
+                Publication {
+                    target: Target::All,
+                    payload: text("m"),
+                    exclude: None,
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        skipped += r.skipped;
+        if i < 5 {
+            drain(&fast); // the fast one keeps up
+        }
+    }
+    assert_eq!(
+        skipped, 2,
+        "the 5th publication overflowed the slow queue (4 frames); the 6th found it closing"
+    );
+    assert_eq!(drain(&slow), (vec![], Some(CloseReason::SlowConsumer)));
+    assert_eq!(drain(&fast).1, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_pings_live_connections_and_reaps_silent_ones() {
+    let hub = hub(1);
+    let quiet = connect(&hub, None);
+    let chatty = connect(&hub, None);
+    // Five sweeps (one per second); chatty is heard from between them, quiet never.
+    let mut pings = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        chatty.touch();
+        tokio::task::yield_now().await;
+        let (frames, closed) = drain(&chatty);
+        assert_eq!(closed, None);
+        pings.extend(frames);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (frames, closed) = drain(&quiet);
+    assert_eq!(closed, Some(CloseReason::HeartbeatTimeout));
+    assert!(frames.is_empty(), "an abortive close drops queued pings");
+    pings.extend(drain(&chatty).0);
+    assert_eq!(pings.len(), 5);
+    assert!(
+        pings.iter().all(|p| p[..] == [0x89, 0x00]),
+        "pre-encoded empty pings"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_gracefully_after_queued_frames_and_refuses_new_publications() {
+    let hub = hub(2);
+    let h = connect(&hub, None);
+    publish(&hub, Target::All, "last words").await;
+    hub.close_all(CloseReason::Shutdown);
+    let (frames, closed) = drain(&h);
+    assert_eq!(frames.len(), 1, "queued frame is flushed before the close");
+    assert_eq!(closed, Some(CloseReason::Shutdown));
+    let refused = hub
+        .publish(
+            Publication {
+                target: Target::All,
+                payload: text("late"),
+                exclude: None,
+            },
+            "test",
+        )
+        .await;
+    assert!(refused.is_err());
+    let _ = Arc::strong_count(&hub.shards()[0]);
+}

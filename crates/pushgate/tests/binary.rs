@@ -1,0 +1,212 @@
+//! The `pushgate` binary as an operator runs it: CLI, config errors, the README's
+//! publish example, and surviving file-descriptor exhaustion.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway process, killed when dropped.
+struct Node {
+    child: Child,
+    ws: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary, optionally under a lower open-files limit, and waits for /livez.
+fn spawn(fd_limit: Option<u32>) -> Node {
+    let (ws, http): (SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    );
+    let serve = format!(
+        "exec {BIN} serve --ws-addr {ws} --http-addr {http} --shards 2 --set pin_shards=false"
+    );
+    let script = match fd_limit {
+        Some(n) => format!("ulimit -n {n} && {serve}"),
+        None => serve,
+    };
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = Node { child, ws, http };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(node.http, "/livez").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}
+
+fn http_req(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    ))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_req(addr, "GET", path, b"")
+}
+
+#[test]
+fn config_check_exits_64_naming_the_bad_field() {
+    let dir = std::env::temp_dir().join(format!("pushgate-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "shards = 2\nslow_policy = \"drop_newest\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for (text, field) in [
+        ("slow_policy = \"ignore\"\n", "slow_policy"),
+        ("shardz = 2\n", "shardz"),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["config", "check"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(field),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Environment overrides reach `config print`; a bad one exits 64 too.
+    let out = Command::new(BIN)
+        .args(["config", "print"])
+        .env("PUSHGATE_SHARDS", "3")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shards = 3"));
+    let out = Command::new(BIN)
+        .args(["serve"])
+        .env("PUSHGATE_HEARTBEAT_INTERVAL_MS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn readme_publish_example_reaches_a_subscriber() {
+    let node = spawn(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
+        .await
+        .unwrap();
+    let _connected = ws.next().await.unwrap().unwrap();
+    futures_util::SinkExt::send(
+        &mut ws,
+        Message::text(r#"{"type":"subscribe","channels":["news"]}"#),
+    )
+    .await
+    .unwrap();
+    let _subscribed = ws.next().await.unwrap().unwrap();
+    let (status, body) = http_req(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.into_text().unwrap().as_str(),
+        r#"{"type":"pub","channel":"news","data":"hello"}"#
+    );
+}
+
+#[tokio::test]
+async fn the_accept_loop_survives_running_out_of_file_descriptors() {
+    // 64 descriptors: a few for the runtime, the rest for clients. Open more clients
+    // than fit, then release them, and a new client must be served.
+    let node = spawn(Some(64));
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        if let Ok(s) = TcpStream::connect(node.ws) {
+            held.push(s);
+        }
+    }
+    // The gateway is out of descriptors now; its internal API may be refused too.
+    let _ = http_get(node.http, "/livez");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws)),
+        )
+        .await;
+        if let Ok(Ok((mut ws, _))) = attempt {
+            let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(first.into_text().unwrap().contains("connected"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway never recovered after descriptors were freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = http_get(node.http, "/metrics").unwrap().1;
+    let exhausted = metrics
+        .lines()
+        .find(|l| l.starts_with("pushgate_accept_errors_total{kind=\"fd_exhausted\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(exhausted >= 1.0, "EMFILE was hit and counted:\n{metrics}");
+}
