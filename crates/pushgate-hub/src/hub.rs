@@ -231,6 +231,47 @@ impl Hub {
         }
     }
 
+    /// Closes every connection with `reason`, spread evenly over `window` in a random
+    /// order, so that clients of a restarting node do not all reconnect in the same
+    /// second. Each client first gets what is queued for it. Publications are still
+    /// accepted for the connections not yet closed; at the end the hub refuses them.
+    pub async fn drain(&self, window: std::time::Duration, reason: CloseReason) {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let jitter = ahash::RandomState::with_seeds(seed, seed.rotate_left(17), 0x6a09, 0xbb67);
+        let mut ids: Vec<(u64, ConnId)> = Vec::new();
+        for shard in &self.inner.shards {
+            ids.extend(
+                shard
+                    .conn_ids()
+                    .into_iter()
+                    .map(|id| (jitter.hash_one(id.0), id)),
+            );
+        }
+        ids.sort_unstable();
+        let n = ids.len();
+        let start = tokio::time::Instant::now();
+        let tick = std::time::Duration::from_millis(10);
+        let mut done = 0;
+        while done < n {
+            let elapsed = start.elapsed();
+            let due = if elapsed >= window || window.is_zero() {
+                n
+            } else {
+                ((n as f64) * elapsed.as_secs_f64() / window.as_secs_f64()).ceil() as usize
+            };
+            for (_, id) in &ids[done..due.min(n)] {
+                self.disconnect(*id, reason);
+            }
+            done = due.min(n).max(done);
+            if done < n {
+                tokio::time::sleep(tick).await;
+            }
+        }
+        self.close_all(reason);
+    }
+
     /// Publications accepted but not yet enqueued by every shard.
     pub fn pending_publications(&self) -> usize {
         self.inner.pending.load(Ordering::Relaxed)

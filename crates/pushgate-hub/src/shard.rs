@@ -156,6 +156,11 @@ impl Shard {
         (st.conns.len(), st.subscriptions)
     }
 
+    /// Ids of every connection on this shard (drain, admin).
+    pub fn conn_ids(&self) -> Vec<ConnId> {
+        self.state.lock().conns.iter().map(|(_, c)| c.id).collect()
+    }
+
     /// Subscribers of `channel` on this shard.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
         self.state

@@ -49,7 +49,10 @@ pub struct Config {
     pub close_timeout_ms: u64,
     /// Header carrying the user id, set by a trusted proxy in front of pushgate. Empty: none.
     pub trusted_user_header: String,
-    /// Longest wait for connections to close on shutdown, in milliseconds.
+    /// On shutdown, clients are closed (1001) spread over this window, in milliseconds,
+    /// so that they do not all reconnect elsewhere in the same second.
+    pub drain_window_ms: u64,
+    /// Longest time shutdown may take in all, in milliseconds; longer than the drain window.
     pub shutdown_grace_ms: u64,
     /// `text` or `json` logs.
     pub log_format: String,
@@ -75,7 +78,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
             trusted_user_header: String::new(),
-            shutdown_grace_ms: 10_000,
+            drain_window_ms: 10_000,
+            shutdown_grace_ms: 20_000,
             log_format: "text".into(),
         }
     }
@@ -209,6 +213,12 @@ impl Config {
         }
         if self.handshake_timeout_ms == 0 {
             return Err(invalid("handshake_timeout_ms", "must be positive"));
+        }
+        if self.shutdown_grace_ms <= self.drain_window_ms {
+            return Err(invalid(
+                "shutdown_grace_ms",
+                "must be longer than drain_window_ms",
+            ));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));

@@ -42,6 +42,7 @@ pub struct Gateway {
     /// Stops the internal HTTP API and the shard threads (last step).
     stop_all: CancellationToken,
     threads: Vec<JoinHandle<()>>,
+    drain_window: Duration,
     grace: Duration,
 }
 
@@ -92,6 +93,7 @@ impl Gateway {
             stop_accepting,
             stop_all,
             threads,
+            drain_window: Duration::from_millis(config.drain_window_ms),
             grace: Duration::from_millis(config.shutdown_grace_ms),
         })
     }
@@ -110,13 +112,16 @@ impl Gateway {
         &self.hub
     }
 
-    /// Stops the node: not ready, stop accepting, close every client with 1001 after
-    /// flushing what is queued for it, wait for them up to the grace period, stop.
+    /// Stops the node: not ready at once, stop accepting, close every client with 1001
+    /// (after flushing what is queued for it) spread over the drain window, wait for
+    /// them up to the grace period, stop.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.ready.store(false, Ordering::Release);
         self.stop_accepting.cancel();
-        self.hub.close_all(CloseReason::Shutdown);
-        let deadline = tokio::time::Instant::now() + self.grace;
+        self.hub
+            .drain(self.drain_window, CloseReason::Shutdown)
+            .await;
         while self.hub.stats().connections > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -156,3 +156,60 @@ async fn shutdown_flushes_queued_publications_then_closes_with_1001() {
         "internal API stopped"
     );
 }
+
+#[tokio::test]
+async fn drain_delivers_everything_then_closes_clients_spread_over_the_window() {
+    let mut cfg = config();
+    cfg.drain_window_ms = 1_000;
+    cfg.shutdown_grace_ms = 5_000;
+    let gw = start(cfg).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(connect(&gw).await);
+    }
+    for i in 0..10 {
+        publish(&gw, "all=true", &format!("before drain {i}")).await;
+    }
+    let api = gw.http_addr();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    expect_pub(&mut c.ws, None, &format!("before drain {i}")).await;
+                }
+                match next_msg(&mut c.ws).await.unwrap() {
+                    Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+                    other => panic!("expected close 1001, got {other:?}"),
+                }
+                tokio::time::Instant::now()
+            })
+        })
+        .collect();
+    let stopping = tokio::spawn(gw.shutdown());
+    // Not ready as soon as the drain starts (the API keeps answering during it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http(api, "GET", "/readyz", b"").await.0 != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never went 503"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut closed_at = Vec::new();
+    for r in readers {
+        closed_at.push(r.await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = *closed_at.iter().min().unwrap();
+    let last = *closed_at.iter().max().unwrap();
+    // Scheduled evenly over 1 s: all within one burst would mean no spreading at all.
+    assert!(
+        last - first >= Duration::from_millis(250),
+        "closes spread over {:?}",
+        last - first
+    );
+}

@@ -28,6 +28,7 @@ pub fn config() -> Config {
         shards: 2,
         pin_shards: false,
         trusted_user_header: "x-pushgate-user".into(),
+        drain_window_ms: 0,
         shutdown_grace_ms: 2_000,
         close_timeout_ms: 500,
         ..Config::default()
