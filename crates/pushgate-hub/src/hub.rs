@@ -10,11 +10,28 @@ use tokio::sync::{mpsc, oneshot};
 use crate::close::CloseReason;
 use crate::config::HubConfig;
 use crate::fanout::{Job, Route};
+use crate::handle::SubscribeError;
 use crate::publication::{Publication, PublishError, PublishReport, Target};
 use crate::shard::Shard;
 
 /// Depth of each shard's publication queue: a full queue makes publishers wait.
 const SHARD_QUEUE: usize = 1024;
+
+/// What a server-side change to a user's connections did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminReport {
+    /// Connections the change applied to.
+    pub applied: usize,
+    /// Connections left unchanged (the subscription limit would be exceeded).
+    pub refused: usize,
+}
+
+impl AdminReport {
+    fn add(&mut self, other: AdminReport) {
+        self.applied += other.applied;
+        self.refused += other.refused;
+    }
+}
 
 /// Totals across the shards of this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,6 +124,18 @@ impl Hub {
         p: Publication,
         source: &'static str,
     ) -> Result<PublishReport, PublishError> {
+        self.submit(p, source).await?.report().await
+    }
+
+    /// The first half of [`Hub::publish`]: validates the publication and hands it to
+    /// every involved shard's queue (waiting while a queue is full). Publications
+    /// submitted one after another reach each shard in that order, so a publisher can
+    /// keep several in flight and await their reports afterwards, in order.
+    pub async fn submit(
+        &self,
+        p: Publication,
+        source: &'static str,
+    ) -> Result<Submitted, PublishError> {
         let route = self.route(&p)?;
         self.count_publication(p.target.kind(), source);
         let involved: Vec<usize> = match &route {
@@ -119,7 +148,7 @@ impl Hub {
             _ => (0..self.inner.shards.len()).collect(),
         };
         if involved.is_empty() {
-            return Ok(PublishReport::default());
+            return Ok(Submitted(None));
         }
         let (tx, rx) = oneshot::channel();
         let job = Arc::new(Job {
@@ -133,14 +162,13 @@ impl Hub {
             duration: self.inner.fanout_duration.clone(),
         });
         self.inner.pending.fetch_add(1, Ordering::Relaxed);
-        let _pending = PendingGuard(&self.inner.pending);
+        let pending = PendingGuard(self.inner.clone());
         for i in involved {
             if self.inner.queues[i].send(job.clone()).await.is_err() {
                 return Err(PublishError::ShuttingDown);
             }
         }
-        drop(job);
-        rx.await.map_err(|_| PublishError::ShuttingDown)
+        Ok(Submitted(Some((rx, pending))))
     }
 
     /// Validates a publication and encodes its frames, once.
@@ -222,6 +250,70 @@ impl Hub {
         self.shard_for(id).close(id, reason)
     }
 
+    /// Closes every connection of `user` on this node. Returns how many.
+    pub fn disconnect_user(&self, user: &str, reason: CloseReason) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.close_user(user, reason))
+            .sum()
+    }
+
+    /// Makes one connection follow `channels` (already validated), server-side.
+    /// `None` if the connection is not on this node.
+    pub fn subscribe_conn(
+        &self,
+        id: ConnId,
+        channels: &[String],
+    ) -> Option<Result<(), SubscribeError>> {
+        self.shard_for(id).subscribe_conn(id, channels)
+    }
+
+    /// Makes each connection of `user` follow `channels`; a connection that would
+    /// exceed the subscription limit is left unchanged and counted as refused.
+    pub fn subscribe_user(&self, user: &str, channels: &[String]) -> AdminReport {
+        let mut r = AdminReport::default();
+        for shard in &self.inner.shards {
+            r.add(shard.subscribe_user(user, channels));
+        }
+        r
+    }
+
+    /// Makes one connection stop following `channels`. Returns whether it was found.
+    pub fn unsubscribe_conn(&self, id: ConnId, channels: &[String]) -> bool {
+        self.shard_for(id).unsubscribe_conn(id, channels)
+    }
+
+    /// Makes each connection of `user` stop following `channels`. Returns how many.
+    pub fn unsubscribe_user(&self, user: &str, channels: &[String]) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.unsubscribe_user(user, channels))
+            .sum()
+    }
+
+    /// Subscribers of `channel` on this node.
+    pub fn channel_subscribers(&self, channel: &str) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.channel_subscribers(channel))
+            .sum()
+    }
+
+    /// Connections of `user` on this node, in id order.
+    pub fn user_conns(&self, user: &str) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self
+            .inner
+            .shards
+            .iter()
+            .flat_map(|s| s.user_conns(user))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Refuses further publications and closes every connection with `reason`;
     /// frames already queued are flushed first (for a graceful reason).
     pub fn close_all(&self, reason: CloseReason) {
@@ -278,10 +370,25 @@ impl Hub {
     }
 }
 
-struct PendingGuard<'a>(&'a AtomicUsize);
+/// A publication handed to the shards, whose totals are not known yet.
+/// Dropping it does not cancel the publication.
+pub struct Submitted(Option<(oneshot::Receiver<PublishReport>, PendingGuard)>);
 
-impl Drop for PendingGuard<'_> {
+impl Submitted {
+    /// Waits until every involved shard has enqueued it.
+    pub async fn report(self) -> Result<PublishReport, PublishError> {
+        match self.0 {
+            None => Ok(PublishReport::default()),
+            Some((rx, _pending)) => rx.await.map_err(|_| PublishError::ShuttingDown),
+        }
+    }
+}
+
+/// Counts a publication in [`Hub::pending_publications`] until its report is taken.
+struct PendingGuard(Arc<Inner>);
+
+impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -27,7 +27,7 @@ mod shard;
 pub use close::CloseReason;
 pub use config::{HubConfig, SlowPolicy};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
-pub use hub::{Hub, Stats};
+pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use metrics::ShardMetrics;
 pub use publication::{Publication, PublishError, PublishReport, Target};
 pub use shard::Shard;

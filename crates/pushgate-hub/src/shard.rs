@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use crate::close::CloseReason;
 use crate::config::HubConfig;
 use crate::fanout::Job;
-use crate::handle::ConnHandle;
+use crate::handle::{ConnHandle, SubscribeError};
+use crate::hub::AdminReport;
 use crate::metrics::ShardMetrics;
 use crate::outbound::{Limits, Outbound};
 
@@ -146,6 +147,91 @@ impl Shard {
         };
         st.conns[slot].outbound.close(reason);
         true
+    }
+
+    /// Closes every connection of `user` on this shard. Returns how many.
+    pub fn close_user(&self, user: &str, reason: CloseReason) -> usize {
+        let mut st = self.state.lock();
+        let ShardState { conns, users, .. } = &mut *st;
+        let Some(slots) = users.get(user) else {
+            return 0;
+        };
+        for &slot in slots {
+            conns[slot].outbound.close(reason);
+        }
+        slots.len()
+    }
+
+    /// Server-side subscribe of one connection; `None` if it is not on this shard.
+    pub(crate) fn subscribe_conn(
+        &self,
+        id: ConnId,
+        channels: &[String],
+    ) -> Option<Result<(), SubscribeError>> {
+        let max = self.config.max_subscriptions_per_conn;
+        let mut st = self.state.lock();
+        let slot = *st.by_id.get(&id)?;
+        let r = st
+            .subscribe(slot, channels, max)
+            .map(drop)
+            .map_err(SubscribeError::TooMany);
+        self.update_gauges(st);
+        Some(r)
+    }
+
+    /// Server-side subscribe of each connection of `user` on this shard.
+    pub(crate) fn subscribe_user(&self, user: &str, channels: &[String]) -> AdminReport {
+        let max = self.config.max_subscriptions_per_conn;
+        let mut st = self.state.lock();
+        let slots: Vec<usize> = st
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let mut r = AdminReport::default();
+        for slot in slots {
+            match st.subscribe(slot, channels, max) {
+                Ok(_) => r.applied += 1,
+                Err(_) => r.refused += 1,
+            }
+        }
+        self.update_gauges(st);
+        r
+    }
+
+    /// Server-side unsubscribe of one connection. Returns whether it is on this shard.
+    pub(crate) fn unsubscribe_conn(&self, id: ConnId, channels: &[String]) -> bool {
+        let mut st = self.state.lock();
+        let Some(&slot) = st.by_id.get(&id) else {
+            return false;
+        };
+        st.unsubscribe(slot, channels);
+        self.update_gauges(st);
+        true
+    }
+
+    /// Server-side unsubscribe of each connection of `user` on this shard.
+    pub(crate) fn unsubscribe_user(&self, user: &str, channels: &[String]) -> usize {
+        let mut st = self.state.lock();
+        let slots: Vec<usize> = st
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for &slot in &slots {
+            st.unsubscribe(slot, channels);
+        }
+        self.update_gauges(st);
+        slots.len()
+    }
+
+    /// Publishes the subscription gauges, as [`ConnHandle::subscribe`] does, after
+    /// releasing the lock.
+    fn update_gauges(&self, st: parking_lot::MutexGuard<'_, ShardState>) {
+        let (subs, chans) = (st.subscriptions, st.channels.len());
+        drop(st);
+        self.metrics.subscriptions.set(subs as f64);
+        self.metrics.channels.set(chans as f64);
     }
 
     /// Connection and subscription counts; adds this shard's channel names to `channels`.

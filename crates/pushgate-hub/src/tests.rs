@@ -207,3 +207,88 @@ async fn shutdown_closes_gracefully_after_queued_frames_and_refuses_new_publicat
     assert!(refused.is_err());
     let _ = Arc::strong_count(&hub.shards()[0]);
 }
+
+#[tokio::test]
+async fn server_side_subscribe_and_unsubscribe_by_conn_and_by_user() {
+    let hub = Hub::new(HubConfig {
+        shards: 3,
+        max_subscriptions_per_conn: 2,
+        ..HubConfig::default()
+    });
+    let a1 = connect(&hub, Some("alice"));
+    let a2 = connect(&hub, Some("alice"));
+    let b = connect(&hub, Some("bob"));
+    a2.subscribe(&["x".into(), "y".into()]).unwrap();
+
+    assert_eq!(hub.subscribe_conn(b.id(), &["news".into()]), Some(Ok(())));
+    assert_eq!(hub.subscribe_conn(ConnId(999), &["news".into()]), None);
+    let r = hub.subscribe_user("alice", &["news".into()]);
+    assert_eq!((r.applied, r.refused), (1, 1), "a2 is at its limit");
+    assert_eq!(hub.channel_subscribers("news"), 2);
+    assert_eq!(hub.stats().subscriptions, 4);
+
+    assert!(hub.unsubscribe_conn(b.id(), &["news".into()]));
+    assert!(!hub.unsubscribe_conn(ConnId(999), &["news".into()]));
+    assert_eq!(
+        hub.unsubscribe_user("alice", &["news".into(), "x".into()]),
+        2
+    );
+    assert_eq!(hub.unsubscribe_user("nobody", &["news".into()]), 0);
+    assert_eq!(hub.channel_subscribers("news"), 0);
+    assert_eq!(hub.stats().subscriptions, 1, "a2 still follows y");
+    let mut ids = vec![a1.id(), a2.id()];
+    ids.sort_unstable();
+    assert_eq!(hub.user_conns("alice"), ids);
+}
+
+#[tokio::test]
+async fn disconnect_user_closes_all_of_that_users_connections() {
+    let hub = hub(2);
+    let a1 = connect(&hub, Some("alice"));
+    let a2 = connect(&hub, Some("alice"));
+    let b = connect(&hub, Some("bob"));
+    assert_eq!(hub.disconnect_user("alice", CloseReason::Disconnected), 2);
+    assert_eq!(hub.disconnect_user("carol", CloseReason::Disconnected), 0);
+    assert_eq!(drain(&a1).1, Some(CloseReason::Disconnected));
+    assert_eq!(drain(&a2).1, Some(CloseReason::Disconnected));
+    assert_eq!(drain(&b).1, None);
+}
+
+#[tokio::test]
+async fn submitted_publications_keep_their_order_and_report_later() {
+    let hub = hub(2);
+    let h = connect(&hub, None);
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        let p = Publication {
+            target: Target::All,
+            payload: text(&i.to_string()),
+            exclude: None,
+        };
+        pending.push(hub.submit(p, "test").await.unwrap());
+    }
+    for s in pending {
+        assert_eq!(s.report().await.unwrap().enqueued, 1);
+    }
+    assert_eq!(hub.pending_publications(), 0);
+    let frames = drain(&h).0;
+    let bodies: Vec<_> = frames.iter().map(|f| f[2..].to_vec()).collect();
+    assert_eq!(
+        bodies,
+        ["0", "1", "2"]
+            .map(|d| format!(r#"{{"type":"pub","data":"{d}"}}"#).into_bytes())
+            .to_vec()
+    );
+    // A publication to connections of other nodes only involves no shard.
+    let none = hub
+        .submit(
+            Publication {
+                target: Target::Conns(vec![]),
+                payload: text("x"),
+                exclude: None,
+            },
+            "test",
+        )
+        .await;
+    assert!(none.is_err(), "an empty target is refused");
+}
