@@ -1,0 +1,33 @@
+//! The gRPC ingress's settings (a part of the gateway's config).
+
+use std::time::Duration;
+
+/// Settings of the gRPC ingress.
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// Bearer token every `Pushgate` call must carry; empty: no authentication.
+    pub token: String,
+    /// Most unary publications in flight at once; beyond, `Publish` is refused with
+    /// `RESOURCE_EXHAUSTED` rather than queued without bound.
+    pub max_in_flight: usize,
+    /// Most publications of one `PublishStream` submitted but not yet acked. A full
+    /// window stops reading the stream, so HTTP/2 flow control pushes back on the
+    /// publisher.
+    pub stream_window: usize,
+    /// How long an idempotency key is remembered after its publication was accepted.
+    pub idempotency_ttl: Duration,
+    /// Most idempotency keys remembered; the oldest are forgotten first.
+    pub idempotency_capacity: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            token: String::new(),
+            max_in_flight: 4096,
+            stream_window: 1024,
+            idempotency_ttl: Duration::from_secs(60),
+            idempotency_capacity: 100_000,
+        }
+    }
+}

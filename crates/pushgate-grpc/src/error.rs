@@ -1,0 +1,89 @@
+//! What the gRPC ingress refuses, and the status code each refusal gets: the
+//! publisher's mistakes are `INVALID_ARGUMENT`, overload is `RESOURCE_EXHAUSTED`,
+//! a draining node is `UNAVAILABLE` (retry on another node).
+
+use pushgate_hub::PublishError;
+use pushgate_protocol::ChannelError;
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// Why a call or a stream item was refused. Nothing was published.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("publication is missing")]
+    NoPublication,
+    #[error("payload is missing: set text or binary")]
+    NoPayload,
+    #[error("malformed connection id {0:?}: expected <node>-<n>")]
+    BadConnId(String),
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("name a conn or a user")]
+    NoSubject,
+    #[error("no channels given")]
+    NoChannels,
+    #[error("{0} channels in one call; at most {max}", max = crate::service::MAX_CHANNELS_PER_CALL)]
+    TooManyChannels(usize),
+    #[error("channel {name:?}: {error}")]
+    BadChannel { name: String, error: ChannelError },
+    #[error("close code {0} is not supported: use 0 or 4002 (custom codes are not implemented)")]
+    CloseCode(u32),
+    #[error("gateway overloaded: {0} publications in flight; retry later")]
+    Overloaded(usize),
+    #[error("idempotency key {0:?}: the first attempt with this key failed; retry")]
+    FirstAttemptFailed(String),
+}
+
+impl IngressError {
+    /// The gRPC status code of this refusal.
+    pub fn code(&self) -> Code {
+        match self {
+            IngressError::Publish(PublishError::ShuttingDown) => Code::Unavailable,
+            IngressError::Overloaded(_) => Code::ResourceExhausted,
+            IngressError::FirstAttemptFailed(_) => Code::Aborted,
+            _ => Code::InvalidArgument,
+        }
+    }
+}
+
+impl From<IngressError> for Status {
+    fn from(e: IngressError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_maps_to_the_documented_code() {
+        let cases = [
+            (
+                IngressError::Publish(PublishError::NoTarget),
+                Code::InvalidArgument,
+            ),
+            (
+                IngressError::Publish(PublishError::TooLarge(10, 5)),
+                Code::InvalidArgument,
+            ),
+            (
+                IngressError::Publish(PublishError::ShuttingDown),
+                Code::Unavailable,
+            ),
+            (IngressError::Overloaded(3), Code::ResourceExhausted),
+            (IngressError::BadConnId("x".into()), Code::InvalidArgument),
+            (IngressError::FirstAttemptFailed("k".into()), Code::Aborted),
+        ];
+        for (e, code) in cases {
+            let s = Status::from(e.clone());
+            assert_eq!(s.code(), code, "{e}");
+            assert_eq!(s.message(), e.to_string());
+        }
+        assert!(IngressError::Publish(PublishError::TooLarge(10, 5))
+            .to_string()
+            .contains("exceeds the limit of 5 bytes"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Serving the gRPC ingress: the `Pushgate` service behind the bearer-token check,
+//! the standard health service and server reflection (v1 and v1alpha), on one
+//! listener of their own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pushgate_hub::Hub;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::auth::BearerAuth;
+use crate::config::GrpcConfig;
+use crate::pb;
+use crate::service::PushgateService;
+use crate::SERVICE_NAME;
+
+/// Largest request accepted by the transport. Payloads over the hub's limit but under
+/// this one are refused by the service with a message that names the limit.
+const MIN_MAX_MESSAGE: usize = 4 << 20;
+
+/// A running gRPC ingress.
+pub struct GrpcServer {
+    addr: SocketAddr,
+    health: HealthReporter,
+    /// Stops the server and ends open streams.
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Why the gRPC ingress could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read the gRPC listener's address: {0}")]
+    Addr(#[from] std::io::Error),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+impl GrpcServer {
+    /// Serves on `listener` (already bound) until [`GrpcServer::stop`].
+    pub async fn start(
+        listener: TcpListener,
+        hub: Hub,
+        config: GrpcConfig,
+    ) -> Result<GrpcServer, ServeError> {
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let max_message = MIN_MAX_MESSAGE.max(hub.config().max_payload * 2 + 64 * 1024);
+        let auth = BearerAuth::new(&config.token);
+        let service = pb::pushgate_server::PushgateServer::new(PushgateService::new(
+            hub,
+            config,
+            stop.clone(),
+        ))
+        .max_decoding_message_size(max_message);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(service, auth));
+        let shutdown = stop.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "gRPC ingress failed");
+            }
+        });
+        Ok(GrpcServer {
+            addr,
+            health,
+            stop,
+            task,
+        })
+    }
+
+    /// The address publishers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reports NOT_SERVING (for the server as a whole and for `pushgate.v1.Pushgate`),
+    /// so that probes and load balancers stop sending here. Calls are still served.
+    pub async fn set_not_serving(&self) {
+        for name in ["", SERVICE_NAME] {
+            self.health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    }
+
+    /// Ends open streams (each acks what it read, then ends with UNAVAILABLE), stops
+    /// accepting and waits for calls in flight, at most `grace`.
+    pub async fn stop(self, grace: Duration) {
+        self.set_not_serving().await;
+        self.stop.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!("gRPC ingress did not stop within {grace:?}; aborting it");
+            task.abort();
+        }
+    }
+}

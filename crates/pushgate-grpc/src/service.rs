@@ -1,0 +1,339 @@
+//! The `Pushgate` service: converts requests into hub calls and hub answers into
+//! replies. Every refusal is an [`IngressError`], so its status code is decided in
+//! one place.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pushgate_hub::{AdminReport, CloseReason, Hub, Publication, PublishReport, Target};
+use pushgate_protocol::{validate_channel, ConnId, Payload};
+use tokio::sync::Semaphore;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::GrpcConfig;
+use crate::error::IngressError;
+use crate::idempotency::IdempotencyWindow;
+use crate::pb::{self, pushgate_server::Pushgate};
+
+/// Most channels one Subscribe/Unsubscribe call may name (as for a client command).
+pub const MAX_CHANNELS_PER_CALL: usize = 100;
+
+/// The source label of publications that arrive through gRPC.
+pub(crate) const SOURCE: &str = "grpc";
+
+/// The implementation of `pushgate.v1.Pushgate`. Cheap to clone.
+#[derive(Clone)]
+pub struct PushgateService {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) hub: Hub,
+    pub(crate) config: GrpcConfig,
+    /// Bounds unary publications in flight; a call that finds none left is refused.
+    pub(crate) in_flight: Semaphore,
+    pub(crate) window: Arc<IdempotencyWindow>,
+    /// Cancelled when the node stops: open streams stop reading and end.
+    pub(crate) stop: CancellationToken,
+}
+
+/// A validated publication: either something for the hub, or nothing to do on this
+/// node (only connections of other nodes were named).
+pub(crate) enum Prepared {
+    Local(Publication),
+    Elsewhere,
+}
+
+impl PushgateService {
+    pub fn new(hub: Hub, config: GrpcConfig, stop: CancellationToken) -> Self {
+        let window = IdempotencyWindow::new(config.idempotency_ttl, config.idempotency_capacity);
+        PushgateService {
+            shared: Arc::new(Shared {
+                hub,
+                in_flight: Semaphore::new(config.max_in_flight.max(1)),
+                config,
+                window,
+                stop,
+            }),
+        }
+    }
+}
+
+impl Shared {
+    /// Checks a publication and turns it into the hub's terms.
+    pub(crate) fn prepare(&self, p: Option<pb::Publication>) -> Result<Prepared, IngressError> {
+        let p = p.ok_or(IngressError::NoPublication)?;
+        let payload = match p.payload {
+            Some(pb::publication::Payload::Text(t)) => Payload::Text(t),
+            Some(pb::publication::Payload::Binary(b)) => Payload::Binary(b.into()),
+            None => return Err(IngressError::NoPayload),
+        };
+        let no_target = || IngressError::Publish(pushgate_hub::PublishError::NoTarget);
+        let kind = p.target.and_then(|t| t.kind).ok_or_else(no_target)?;
+        let target = match kind {
+            pb::target::Kind::All(true) => Target::All,
+            pb::target::Kind::All(false) => return Err(no_target()),
+            pb::target::Kind::Channels(n) => Target::Channels(n.names),
+            pb::target::Kind::Users(n) => {
+                if n.names.iter().any(String::is_empty) {
+                    return Err(IngressError::Empty("user"));
+                }
+                Target::Users(n.names)
+            }
+            pb::target::Kind::Conns(n) => {
+                if n.names.is_empty() {
+                    return Err(no_target());
+                }
+                let mut local = Vec::with_capacity(n.names.len());
+                for s in &n.names {
+                    if let Some(id) = self.conn_id(s)? {
+                        local.push(id);
+                    }
+                }
+                if local.is_empty() {
+                    return Ok(Prepared::Elsewhere);
+                }
+                Target::Conns(local)
+            }
+        };
+        let exclude = match p.exclude.as_str() {
+            "" => None,
+            s => self.conn_id(s)?,
+        };
+        Ok(Prepared::Local(Publication {
+            target,
+            payload,
+            exclude,
+        }))
+    }
+
+    /// Parses a connection id: `Ok(None)` for a well-formed id of another node.
+    pub(crate) fn conn_id(&self, s: &str) -> Result<Option<ConnId>, IngressError> {
+        match self.hub.local_conn(s) {
+            Some(id) => Ok(Some(id)),
+            None if ConnId::parse(s).is_some() => Ok(None),
+            None => Err(IngressError::BadConnId(s.to_owned())),
+        }
+    }
+
+    /// The reply for this node's part of a publication.
+    pub(crate) fn reply(&self, r: PublishReport) -> pb::PublishReply {
+        pb::PublishReply {
+            enqueued: r.enqueued,
+            skipped: r.skipped,
+            nodes_accepted: 1,
+            nodes: vec![pb::NodeReport {
+                node_id: self.hub.config().node_id.clone(),
+                enqueued: r.enqueued,
+                skipped: r.skipped,
+            }],
+        }
+    }
+
+    fn channels(&self, channels: &[String]) -> Result<(), IngressError> {
+        if channels.is_empty() {
+            return Err(IngressError::NoChannels);
+        }
+        if channels.len() > MAX_CHANNELS_PER_CALL {
+            return Err(IngressError::TooManyChannels(channels.len()));
+        }
+        for name in channels {
+            validate_channel(name).map_err(|error| IngressError::BadChannel {
+                name: name.clone(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Who an admin call is about.
+enum Subject {
+    Conn(Option<ConnId>),
+    User(String),
+}
+
+fn subject(
+    shared: &Shared,
+    conn: Option<String>,
+    user: Option<String>,
+) -> Result<Subject, IngressError> {
+    match (conn, user) {
+        (Some(c), _) if c.is_empty() => Err(IngressError::Empty("conn")),
+        (Some(c), _) => Ok(Subject::Conn(shared.conn_id(&c)?)),
+        (_, Some(u)) if u.is_empty() => Err(IngressError::Empty("user")),
+        (_, Some(u)) => Ok(Subject::User(u)),
+        (None, None) => Err(IngressError::NoSubject),
+    }
+}
+
+fn split_disconnect(who: Option<pb::disconnect_request::Who>) -> (Option<String>, Option<String>) {
+    match who {
+        Some(pb::disconnect_request::Who::Conn(c)) => (Some(c), None),
+        Some(pb::disconnect_request::Who::User(u)) => (None, Some(u)),
+        None => (None, None),
+    }
+}
+
+fn split_subscribe(who: Option<pb::subscribe_request::Who>) -> (Option<String>, Option<String>) {
+    match who {
+        Some(pb::subscribe_request::Who::Conn(c)) => (Some(c), None),
+        Some(pb::subscribe_request::Who::User(u)) => (None, Some(u)),
+        None => (None, None),
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::PublishStreamReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Pushgate for PushgateService {
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishReply>, Status> {
+        let s = &self.shared;
+        let p = match s.prepare(req.into_inner().publication)? {
+            Prepared::Local(p) => p,
+            Prepared::Elsewhere => return Ok(Response::new(s.reply(PublishReport::default()))),
+        };
+        let _permit = s
+            .in_flight
+            .try_acquire()
+            .map_err(|_| IngressError::Overloaded(s.config.max_in_flight))?;
+        let report = s.hub.publish(p, SOURCE).await.map_err(IngressError::from)?;
+        Ok(Response::new(s.reply(report)))
+    }
+
+    type PublishStreamStream = ReplyStream;
+
+    async fn publish_stream(
+        &self,
+        req: Request<Streaming<pb::PublishStreamRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let replies = crate::stream::run(self.shared.clone(), req.into_inner());
+        Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn disconnect(
+        &self,
+        req: Request<pb::DisconnectRequest>,
+    ) -> Result<Response<pb::DisconnectReply>, Status> {
+        let req = req.into_inner();
+        if !matches!(req.code, 0 | 4002) {
+            return Err(IngressError::CloseCode(req.code).into());
+        }
+        let (conn, user) = split_disconnect(req.who);
+        let s = &self.shared;
+        let n = match subject(s, conn, user)? {
+            Subject::Conn(Some(id)) => usize::from(s.hub.disconnect(id, CloseReason::Disconnected)),
+            Subject::Conn(None) => 0,
+            Subject::User(u) => s.hub.disconnect_user(&u, CloseReason::Disconnected),
+        };
+        tracing::info!(disconnected = n, reason = %req.reason, "disconnect through gRPC");
+        Ok(Response::new(pb::DisconnectReply {
+            disconnected: n as u64,
+        }))
+    }
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeReply>, Status> {
+        let req = req.into_inner();
+        let s = &self.shared;
+        s.channels(&req.channels)?;
+        let (conn, user) = split_subscribe(req.who);
+        let r = match subject(s, conn, user)? {
+            Subject::Conn(Some(id)) => match s.hub.subscribe_conn(id, &req.channels) {
+                None => AdminReport::default(),
+                Some(Ok(())) => AdminReport {
+                    applied: 1,
+                    refused: 0,
+                },
+                Some(Err(_)) => AdminReport {
+                    applied: 0,
+                    refused: 1,
+                },
+            },
+            Subject::Conn(None) => AdminReport::default(),
+            Subject::User(u) => s.hub.subscribe_user(&u, &req.channels),
+        };
+        Ok(Response::new(pb::SubscribeReply {
+            conns: r.applied as u64,
+            refused: r.refused as u64,
+        }))
+    }
+
+    async fn unsubscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeReply>, Status> {
+        let req = req.into_inner();
+        let s = &self.shared;
+        s.channels(&req.channels)?;
+        let (conn, user) = split_subscribe(req.who);
+        let n = match subject(s, conn, user)? {
+            Subject::Conn(Some(id)) => usize::from(s.hub.unsubscribe_conn(id, &req.channels)),
+            Subject::Conn(None) => 0,
+            Subject::User(u) => s.hub.unsubscribe_user(&u, &req.channels),
+        };
+        Ok(Response::new(pb::SubscribeReply {
+            conns: n as u64,
+            refused: 0,
+        }))
+    }
+
+    async fn stats(
+        &self,
+        _req: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsReply>, Status> {
+        let hub = &self.shared.hub;
+        let st = hub.stats();
+        Ok(Response::new(pb::StatsReply {
+            node_id: hub.config().node_id.clone(),
+            connections: st.connections as u64,
+            channels: st.channels as u64,
+            subscriptions: st.subscriptions as u64,
+            per_shard: st.per_shard.iter().map(|&n| n as u64).collect(),
+            pending_publications: hub.pending_publications() as u64,
+        }))
+    }
+
+    async fn presence(
+        &self,
+        req: Request<pb::PresenceRequest>,
+    ) -> Result<Response<pb::PresenceReply>, Status> {
+        let req = req.into_inner();
+        let hub = &self.shared.hub;
+        let node = hub.config().node_id.as_str();
+        for name in &req.channels {
+            validate_channel(name).map_err(|error| IngressError::BadChannel {
+                name: name.clone(),
+                error,
+            })?;
+        }
+        let users = req
+            .users
+            .into_iter()
+            .map(|user| pb::UserPresence {
+                conns: hub
+                    .user_conns(&user)
+                    .into_iter()
+                    .map(|id| id.display(node).to_string())
+                    .collect(),
+                user,
+            })
+            .collect();
+        let channels = req
+            .channels
+            .into_iter()
+            .map(|channel| pb::ChannelPresence {
+                subscribers: hub.channel_subscribers(&channel) as u64,
+                channel,
+            })
+            .collect();
+        Ok(Response::new(pb::PresenceReply { users, channels }))
+    }
+}
