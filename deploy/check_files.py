@@ -146,14 +146,18 @@ def check_deployment():
             raise ValueError(f"{probe} must hit the internal port 8081")
     cmd = c["lifecycle"]["preStop"]
     pre = cmd["sleep"]["seconds"] if "sleep" in cmd else int(cmd["exec"]["command"][-1])
-    grace_ms = int(env.get("PUSHGATE_SHUTDOWN_GRACE_MS", {}).get("value", 10000))
+    grace_ms = int(env.get("PUSHGATE_SHUTDOWN_GRACE_MS", {}).get("value", 20000))
+    window_ms = int(env.get("PUSHGATE_DRAIN_WINDOW_MS", {}).get("value", 10000))
+    if window_ms >= grace_ms:
+        raise ValueError(f"drain_window_ms {window_ms} must be below shutdown_grace_ms {grace_ms}")
     tgp = pod["terminationGracePeriodSeconds"]
     if tgp <= pre + grace_ms / 1000:
-        raise ValueError(f"terminationGracePeriodSeconds {tgp} <= preStop {pre} s + drain {grace_ms / 1000} s")
+        raise ValueError(f"terminationGracePeriodSeconds {tgp} <= preStop {pre} s + shutdown grace {grace_ms / 1000} s")
     sc = pod.get("securityContext", {})
     if not sc.get("runAsNonRoot"):
         raise ValueError("pod must run as non-root")
-    return f"grace {tgp} s > preStop {pre} s + drain {grace_ms / 1000:g} s; probes on 8081; non-root"
+    return (f"terminationGracePeriodSeconds {tgp} > preStop {pre} s + shutdown grace {grace_ms / 1000:g} s"
+            f" (drain window {window_ms / 1000:g} s); probes on 8081; non-root")
 
 
 def check_selectors():

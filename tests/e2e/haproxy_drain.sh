@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end: the real haproxy (Debian package) in front of two pushgate nodes;
+# WebSocket clients connect through it, receive publications, and survive the drain of
+# one node by reconnecting to the other. The checks are in haproxy_drain.py (python3
+# standard library only). Prints one line per check and "N passed, M failed".
+# Run: make e2e   (or bash tests/e2e/haproxy_drain.sh)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+# shellcheck source=deploy/lib.sh
+source deploy/lib.sh
+export PATH="$PATH:/usr/sbin:/sbin"
+
+fail_setup() { echo "FAIL $1"; echo "0 passed, 1 failed"; exit 1; }
+
+ensure_apt haproxy haproxy || fail_setup "install haproxy"
+PY="$(command -v python3 || true)"
+[[ -n "$PY" ]] || { ensure_apt python3 python3 || fail_setup "install python3"; PY=/usr/bin/python3; }
+
+# The binary the tests and the Dockerfile use: cargo build --release -p pushgate
+# (a no-op when it is up to date, so the test never runs a stale binary).
+TMP="$(mktemp -d /tmp/pushgate-e2e.XXXXXX)"
+cleanup() {
+  local rc=$?
+  if [[ -f "$TMP/pids" ]]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$TMP/pids"
+    for _ in $(seq 1 50); do
+      alive=0
+      while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$TMP/pids"
+      [[ $alive == 0 ]] && break
+      sleep 0.1
+    done
+    while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$TMP/pids"
+  fi
+  if [[ $rc -ne 0 ]]; then
+    for f in "$TMP"/*.log; do
+      [[ -f "$f" ]] || continue
+      echo "--- last lines of $(basename "$f")"; tail -n 15 "$f"
+    done
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! cargo build --release -p pushgate >"$TMP/build.log" 2>&1; then
+  tail -n 30 "$TMP/build.log"
+  fail_setup "cargo build --release -p pushgate"
+fi
+
+"$PY" tests/e2e/haproxy_drain.py \
+  --bin "$ROOT/target/release/pushgate" \
+  --haproxy "$(command -v haproxy)" \
+  --cfg-template deploy/haproxy/haproxy.cfg \
+  --lib deploy/lib.sh \
+  --healthcheck deploy/healthcheck.sh \
+  --tmp "$TMP" \
+  --clients "${E2E_CLIENTS:-20}"
