@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-peers clean
+.PHONY: run build test lint fmt bench bench-peers clean deploy-check e2e
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 run:
@@ -10,9 +10,20 @@ run:
 build:
 	$(CARGO) build --release -p pushgate
 
-## Everything CI checks: formatting, clippy with warnings denied, every test.
+## Everything CI checks: formatting, clippy with warnings denied, every test, then the
+## deploy artifacts and the haproxy end-to-end test (after the cargo tests).
 test: lint
 	$(CARGO) test --workspace
+	$(MAKE) deploy-check
+	$(MAKE) e2e
+
+## Deploy artifacts checked with promtool, haproxy -c, nginx -t, JSON/YAML parsing (deploy/check.sh).
+deploy-check:
+	bash deploy/check.sh
+
+## haproxy in front of two nodes: connect, publish, drain one node, reconnect (tests/e2e/).
+e2e:
+	bash tests/e2e/haproxy_drain.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
