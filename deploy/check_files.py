@@ -266,6 +266,11 @@ def check_dockerfile():
             raise ValueError(f"COPY {src}: no such file")
     env = dict(re.findall(r"(PUSHGATE_[A-Z_]+)=(\S+)", text))
     pushgate_env_ok(env, "Dockerfile ENV")
+    # Inside a container every listener must face the network (the defaults are
+    # loopback): each documented *_addr setting needs a 0.0.0.0 ENV.
+    for field in sorted(s for s in SETTINGS if s.endswith("_addr")):
+        if not env.get(f"PUSHGATE_{field.upper()}", "").startswith("0.0.0.0:"):
+            raise ValueError(f"ENV must set PUSHGATE_{field.upper()}=0.0.0.0:PORT (the default listens on loopback only)")
     return f"builds with `cargo {m.group(1).strip()}`, non-root, HEALTHCHECK, ENV {sorted(env)}"
 
 

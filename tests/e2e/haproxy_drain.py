@@ -271,14 +271,24 @@ async def main():
 
     # Drain quickly in the test: 1001 closes spread over 2 s, the whole shutdown
     # bounded to 6 s. Shards: 2 each (the machine has 2 cores).
-    def node(name, node_id, ws, h):
-        # Ambient PUSHGATE_* variables would be read as settings: keep them out.
-        return spawn(name, [ARGS.bin, "serve", "--ws-addr", f"127.0.0.1:{ws}", "--http-addr", f"127.0.0.1:{h}",
-                            "--node-id", node_id, "--shards", "2",
-                            "--set", "drain_window_ms=2000", "--set", "shutdown_grace_ms=6000"])
-
+    # Ambient PUSHGATE_* variables would be read as settings: keep them out.
     for k in [k for k in os.environ if k.startswith("PUSHGATE_")]:
         del os.environ[k]
+    # Every other listener a node has (e.g. the gRPC ingress, grpc_addr, default
+    # 127.0.0.1:50051) gets a free port too, so two nodes and anything already
+    # running on this machine do not collide.
+    printed = subprocess.run([ARGS.bin, "config", "print"], capture_output=True, text=True, check=True).stdout
+    other_addrs = [l.split("=")[0].strip() for l in printed.splitlines()
+                   if l.split("=")[0].strip().endswith("_addr") and l.split("=")[0].strip() not in ("ws_addr", "http_addr")]
+
+    def node(name, node_id, ws, h):
+        extra = []
+        for field, port in zip(other_addrs, free_ports(len(other_addrs))):
+            extra += ["--set", f"{field}=127.0.0.1:{port}"]
+        return spawn(name, [ARGS.bin, "serve", "--ws-addr", f"127.0.0.1:{ws}", "--http-addr", f"127.0.0.1:{h}",
+                            "--node-id", node_id, "--shards", "2",
+                            "--set", "drain_window_ms=2000", "--set", "shutdown_grace_ms=6000", *extra])
+
     n1 = node("node1", "e2e1", ws1, h1)
     node("node2", "e2e2", ws2, h2)
     ok = wait_for(lambda: all(listening(p) for p in (ws1, h1, ws2, h2)), 30)
