@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pushgate_edge::EdgeConfig;
+use pushgate_grpc::GrpcConfig;
 use pushgate_hub::{HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -23,6 +24,10 @@ pub struct Config {
     pub ws_path: String,
     /// The internal HTTP API (publish, metrics, health). Keep it off the internet.
     pub http_addr: SocketAddr,
+    /// The internal gRPC API (`pushgate.v1`, health, reflection). Keep it off the internet.
+    pub grpc_addr: SocketAddr,
+    /// Bearer token every `pushgate.v1` gRPC call must carry. Empty: no authentication.
+    pub grpc_token: String,
     /// Number of shards; 0 means one per CPU core.
     pub shards: usize,
     /// Pin each shard's thread to a core.
@@ -65,6 +70,8 @@ impl Default for Config {
             ws_addr: ([127, 0, 0, 1], 8080).into(),
             ws_path: "/ws".into(),
             http_addr: ([127, 0, 0, 1], 8081).into(),
+            grpc_addr: ([127, 0, 0, 1], 50051).into(),
+            grpc_token: String::new(),
             shards: 0,
             pin_shards: true,
             queue_max_frames: 1024,
@@ -183,6 +190,18 @@ impl Config {
         if self.ws_addr == self.http_addr && self.ws_addr.port() != 0 {
             return Err(invalid("http_addr", "must differ from ws_addr"));
         }
+        if self.grpc_addr.port() != 0 && [self.ws_addr, self.http_addr].contains(&self.grpc_addr) {
+            return Err(invalid(
+                "grpc_addr",
+                "must differ from ws_addr and http_addr",
+            ));
+        }
+        if self.grpc_token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(invalid(
+                "grpc_token",
+                "printable ASCII without spaces (it travels in an HTTP/2 header)",
+            ));
+        }
         if self.shards > 1024 {
             return Err(invalid("shards", "at most 1024"));
         }
@@ -253,6 +272,13 @@ impl Config {
             heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
             max_subscriptions_per_conn: self.max_subscriptions_per_conn,
             max_payload: self.max_payload_bytes,
+        }
+    }
+
+    pub fn grpc(&self) -> GrpcConfig {
+        GrpcConfig {
+            token: self.grpc_token.clone(),
+            ..GrpcConfig::default()
         }
     }
 
@@ -336,5 +362,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("heartbeat_timeout_ms"));
+    }
+
+    #[test]
+    fn grpc_settings_are_validated() {
+        let c = Config::default();
+        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert!(c.grpc().token.is_empty(), "no auth by default");
+        let c = Config {
+            grpc_addr: c.http_addr,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("grpc_addr"));
+        let mut c = Config::default();
+        c.set("grpc_token", "two words").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("grpc_token"));
+        c.set("grpc_token", "s3cret").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.grpc().token, "s3cret");
     }
 }

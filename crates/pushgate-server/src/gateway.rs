@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pushgate_edge::{Anonymous, Authenticator};
+use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
 use pushgate_ingress::{serve_http, HttpState};
 use thiserror::Error;
@@ -29,12 +30,19 @@ pub enum StartError {
     },
     #[error("cannot start shard thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot start the gRPC ingress: {0}")]
+    Grpc(#[from] pushgate_grpc::server::ServeError),
 }
+
+/// Longest wait for gRPC calls in flight when the node stops.
+const GRPC_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A running node. Dropping it without [`Gateway::shutdown`] leaves its threads running.
 pub struct Gateway {
     ws_addr: SocketAddr,
     http_addr: SocketAddr,
+    /// The gRPC ingress; NOT_SERVING as soon as shutdown begins.
+    grpc: GrpcServer,
     hub: Hub,
     ready: Arc<AtomicBool>,
     /// Stops the WebSocket accept loop (first step of shutdown).
@@ -58,6 +66,7 @@ impl Gateway {
 
         let ws = listen(config.ws_addr)?;
         let http = listen(config.http_addr)?;
+        let grpc = listen(config.grpc_addr)?;
         let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
@@ -84,10 +93,13 @@ impl Gateway {
             }),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
-        tracing::info!(%ws_addr, %http_addr, shards = hub.shards().len(), node = %config.node_id, "pushgate is serving");
+        let grpc = GrpcServer::start(grpc, hub.clone(), config.grpc()).await?;
+        let grpc_addr = grpc.local_addr();
+        tracing::info!(%ws_addr, %http_addr, %grpc_addr, shards = hub.shards().len(), node = %config.node_id, "pushgate is serving");
         Ok(Gateway {
             ws_addr,
             http_addr,
+            grpc,
             hub,
             ready,
             stop_accepting,
@@ -108,6 +120,11 @@ impl Gateway {
         self.http_addr
     }
 
+    /// The address of the internal gRPC API.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -118,6 +135,7 @@ impl Gateway {
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.grace;
         self.ready.store(false, Ordering::Release);
+        self.grpc.set_not_serving().await;
         self.stop_accepting.cancel();
         self.hub
             .drain(self.drain_window, CloseReason::Shutdown)
@@ -125,6 +143,7 @@ impl Gateway {
         while self.hub.stats().connections > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.grpc.stop(GRPC_STOP_GRACE).await;
         self.stop_all.cancel();
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {

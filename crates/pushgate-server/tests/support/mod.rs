@@ -25,6 +25,7 @@ pub fn config() -> Config {
     Config {
         ws_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
         pin_shards: false,
         trusted_user_header: "x-pushgate-user".into(),
