@@ -29,7 +29,7 @@ pub(crate) async fn accept_loop(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((stream, _peer)) => {
                 let std = match stream.into_std() {
                     Ok(s) => s,
                     Err(_) => continue,
@@ -37,7 +37,7 @@ pub(crate) async fn accept_loop(
                 let (id, shard) = edge.hub.next_conn();
                 let shard = shard.clone();
                 let rt = &edge.runtimes[shard.id()];
-                rt.spawn(serve(std, peer, id, shard, edge.clone()));
+                rt.spawn(serve(std, id, shard, edge.clone()));
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 fd_exhausted.increment(1);

@@ -6,9 +6,10 @@
 //! no read buffer while idle.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use pushgate_hub::{CloseReason, ConnHandle, Outgoing, Shard};
@@ -23,17 +24,28 @@ use crate::reader::{End, ReadState};
 use crate::writer::flush;
 use crate::EdgeShared;
 
-/// Serves one accepted socket to the end. Runs on the owning shard's thread.
-pub(crate) async fn serve(
+/// The task that serves one accepted socket to the end, on the owning shard's thread.
+///
+/// A task's size is that of its largest state, kept for the connection's whole life,
+/// so the handshake runs in a boxed future of its own and only the small
+/// [`Connection`] stays behind.
+pub(crate) fn serve(
     std: std::net::TcpStream,
-    _peer: SocketAddr,
     id: ConnId,
     shard: Arc<Shard>,
     edge: Arc<EdgeShared>,
-) {
-    let Ok(mut stream) = TcpStream::from_std(std) else {
-        return;
-    };
+) -> ConnTask {
+    ConnTask::Accepting(Box::pin(accept(std, id, shard, edge)))
+}
+
+/// Handshake and registration; `None` if the client was refused or went away.
+async fn accept(
+    std: std::net::TcpStream,
+    id: ConnId,
+    shard: Arc<Shard>,
+    edge: Arc<EdgeShared>,
+) -> Option<Connection> {
+    let mut stream = TcpStream::from_std(std).ok()?;
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let (user, leftover) = match upgraded {
@@ -41,12 +53,12 @@ pub(crate) async fn serve(
         Ok(Err(Some(refusal))) => {
             edge.count_refusal(refusal.status);
             handshake::write_refusal(&mut stream, &refusal).await;
-            return;
+            return None;
         }
-        Ok(Err(None)) => return, // the client went away mid-handshake
+        Ok(Err(None)) => return None, // the client went away mid-handshake
         Err(_) => {
             edge.count_refusal(408);
-            return; // too slow to send its headers
+            return None; // too slow to send its headers
         }
     };
     let handle = shard.register(id, user.as_deref());
@@ -60,16 +72,13 @@ pub(crate) async fn serve(
         }
         .to_frame(),
     );
-    drop(conn_str);
-    Connection {
+    Some(Connection {
         stream,
         handle,
         read: ReadState::with_leftover(leftover),
         out: VecDeque::new(),
         edge,
-    }
-    .run()
-    .await;
+    })
 }
 
 /// Reads and checks the upgrade request, authenticates, answers 101.
@@ -103,7 +112,7 @@ async fn upgrade(
     }
 }
 
-struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
     handle: ConnHandle,
     read: ReadState,
@@ -112,45 +121,107 @@ struct Connection {
     edge: Arc<EdgeShared>,
 }
 
-enum Event {
-    Readable,
-    Writable,
-    Outgoing(Outgoing),
-    Failed,
+/// How the open phase of a connection ended.
+enum Next {
+    /// The read side stopped (EOF, client close, protocol violation).
+    End(End),
+    /// The shard asked for a close (slow consumer, heartbeat, shutdown, disconnect).
+    Close(CloseReason),
+}
+
+/// Most readiness events handled in one poll before yielding to the shard's other tasks.
+const POLL_BUDGET: usize = 32;
+
+/// The task of one connection: a hand-written future, so that an open connection's
+/// task holds only the [`Connection`] itself. Readiness wakers live in tokio's socket
+/// registration (`poll_read_ready`), not in waiter nodes of `select!`-ed futures, and
+/// the closing phase (timers, buffers) is boxed only when it starts.
+pub(crate) enum ConnTask {
+    Accepting(Pin<Box<dyn Future<Output = Option<Connection>> + Send>>),
+    Open(Connection),
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+impl Future for ConnTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            match this {
+                ConnTask::Accepting(fut) => {
+                    *this = match ready!(fut.as_mut().poll(cx)) {
+                        Some(conn) => ConnTask::Open(conn),
+                        None => ConnTask::Done,
+                    };
+                }
+                ConnTask::Open(conn) => {
+                    let next = ready!(conn.poll_open(cx));
+                    let ConnTask::Open(conn) = std::mem::replace(this, ConnTask::Done) else {
+                        unreachable!()
+                    };
+                    *this = ConnTask::Closing(match next {
+                        Next::End(end) => Box::pin(conn.end(end)),
+                        Next::Close(reason) => Box::pin(conn.close(reason, None)),
+                    });
+                }
+                ConnTask::Closing(fut) => {
+                    ready!(fut.as_mut().poll(cx));
+                    *this = ConnTask::Done;
+                }
+                ConnTask::Done => return Poll::Ready(()),
+            }
+        }
+    }
 }
 
 impl Connection {
-    async fn run(mut self) {
+    /// Reads on readiness, writes what the shard queued, until something ends it.
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         let max = self.edge.config.max_message;
         if let Err(end) = self.read.process_partial(&self.handle, max) {
-            return self.end(end).await;
+            return Poll::Ready(Next::End(end));
         }
-        loop {
+        for _ in 0..POLL_BUDGET {
             let flushing = !self.out.is_empty();
-            let event = tokio::select! {
-                biased;
-                r = self.stream.readable() => if r.is_ok() { Event::Readable } else { Event::Failed },
-                r = self.stream.writable(), if flushing => if r.is_ok() { Event::Writable } else { Event::Failed },
-                o = poll_fn(|cx| self.handle.poll_outgoing(cx, &mut self.out, !flushing)) => Event::Outgoing(o),
+            if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+                if r.is_err() {
+                    return Poll::Ready(Next::End(End::Lost));
+                }
+                if let Err(end) = self.read.on_readable(&self.stream, &self.handle, max) {
+                    return Poll::Ready(Next::End(end));
+                }
+                continue;
+            }
+            let write = if flushing {
+                match self.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Next::End(End::Lost)),
+                    Poll::Pending => false,
+                }
+            } else {
+                false
             };
-            match event {
-                Event::Readable => {
-                    if let Err(end) = self.read.on_readable(&self.stream, &self.handle, max) {
-                        return self.end(end).await;
+            if !write {
+                match self.handle.poll_outgoing(cx, &mut self.out, !flushing) {
+                    Poll::Ready(Outgoing::Frames) => {}
+                    Poll::Ready(Outgoing::Close(reason)) => {
+                        return Poll::Ready(Next::Close(reason))
                     }
+                    Poll::Pending => return Poll::Pending,
                 }
-                Event::Writable | Event::Outgoing(Outgoing::Frames) => {
-                    if flush(&self.stream, &mut self.out, self.handle.shard().metrics()).is_err() {
-                        return self.end(End::Lost).await;
-                    }
-                    if self.out.is_empty() && self.out.capacity() > 64 {
-                        self.out = VecDeque::new(); // a big burst is over: give the memory back
-                    }
-                }
-                Event::Outgoing(Outgoing::Close(reason)) => return self.close(reason, None).await,
-                Event::Failed => return self.end(End::Lost).await,
+            }
+            if flush(&self.stream, &mut self.out, self.handle.shard().metrics()).is_err() {
+                return Poll::Ready(Next::End(End::Lost));
+            }
+            if self.out.is_empty() && self.out.capacity() > 64 {
+                self.out = VecDeque::new(); // a big burst is over: give the memory back
             }
         }
+        // Budget spent with work left: let the shard's other connections run.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Ends the connection after the read side stopped.
@@ -233,5 +304,15 @@ async fn linger(stream: &TcpStream) {
         if len == buf.len() {
             return; // a frame larger than we care to buffer while closing
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An open connection's whole task state: the idle-memory budget depends on it.
+    #[test]
+    fn an_open_connection_task_stays_small() {
+        let size = std::mem::size_of::<super::ConnTask>();
+        assert!(size <= 160, "ConnTask grew to {size} bytes");
     }
 }
