@@ -1,4 +1,6 @@
-//! The `pushgate` binary: parses the command line and runs a node.
+//! The `pushgate` binary: parses the command line and runs a node, or publishes to one.
+
+mod publish;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,8 @@ use pushgate_server::{Config, Gateway};
 
 /// A sharded, high-throughput WebSocket push gateway.
 ///
-/// Clients connect to ws://<ws_addr>/ws; publishers POST to http://<http_addr>/publish.
+/// Clients connect to ws://<ws_addr>/ws; publishers POST to http://<http_addr>/publish
+/// or call the gRPC API (pushgate.v1) on <grpc_addr>, e.g. with `pushgate publish`.
 #[derive(Parser)]
 #[command(name = "pushgate", version, about, long_about = None)]
 struct Cli {
@@ -18,8 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a gateway node (embedded defaults: ws on 127.0.0.1:8080, HTTP API on 127.0.0.1:8081).
+    /// Run a gateway node (ws 127.0.0.1:8080, HTTP API :8081, gRPC API :50051 by default).
     Serve(ConfigArgs),
+    /// Publish through a gateway's gRPC API (one message, or one per line of stdin).
+    ///
+    /// `pushgate publish --channel news --data hello` makes one Publish call and prints
+    /// {"enqueued":N,"skipped":M,"nodes_accepted":1}. Without --data or --file, each line
+    /// of standard input is one publication, sent on one PublishStream; a summary of the
+    /// acks is printed at the end. Exits 1 if anything was refused.
+    Publish(publish::PublishArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -49,6 +59,9 @@ struct ConfigArgs {
     /// Address of the internal HTTP API (publish, metrics, health).
     #[arg(long)]
     http_addr: Option<String>,
+    /// Address of the internal gRPC API (pushgate.v1, health, reflection).
+    #[arg(long)]
+    grpc_addr: Option<String>,
     /// Number of shards (0: one per core).
     #[arg(long)]
     shards: Option<String>,
@@ -73,6 +86,7 @@ impl ConfigArgs {
         let flags = [
             ("ws_addr", &self.ws_addr),
             ("http_addr", &self.http_addr),
+            ("grpc_addr", &self.grpc_addr),
             ("shards", &self.shards),
             ("node_id", &self.node_id),
         ];
@@ -111,6 +125,14 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e.to_string()),
             }
         }
+        Command::Publish(args) => match publish::run(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("pushgate: publish failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(c) => c,

@@ -24,6 +24,7 @@ struct Node {
     child: Child,
     ws: SocketAddr,
     http: SocketAddr,
+    grpc: SocketAddr,
 }
 
 impl Drop for Node {
@@ -35,12 +36,13 @@ impl Drop for Node {
 
 /// Starts the binary, optionally under a lower open-files limit, and waits for /livez.
 fn spawn(fd_limit: Option<u32>) -> Node {
-    let (ws, http): (SocketAddr, SocketAddr) = (
+    let (ws, http, grpc): (SocketAddr, SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         format!("127.0.0.1:{}", free_port()).parse().unwrap(),
     );
     let serve = format!(
-        "exec {BIN} serve --ws-addr {ws} --http-addr {http} --shards 2 --set pin_shards=false"
+        "exec {BIN} serve --ws-addr {ws} --http-addr {http} --grpc-addr {grpc} --shards 2 --set pin_shards=false"
     );
     let script = match fd_limit {
         Some(n) => format!("ulimit -n {n} && {serve}"),
@@ -53,7 +55,12 @@ fn spawn(fd_limit: Option<u32>) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let node = Node { child, ws, http };
+    let node = Node {
+        child,
+        ws,
+        http,
+        grpc,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_get(node.http, "/livez").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "gateway did not come up");
@@ -209,4 +216,91 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(exhausted >= 1.0, "EMFILE was hit and counted:\n{metrics}");
+}
+
+/// Runs `pushgate publish ARGS` against `node`, feeding `stdin`; returns (success, stdout, stderr).
+fn publish_cli(node: &Node, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .arg("publish")
+        .args(["--grpc", &format!("http://{}", node.grpc)])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn publish_command_sends_one_publication_or_streams_stdin_lines() {
+    let node = spawn(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
+        .await
+        .unwrap();
+    let _connected = ws.next().await.unwrap().unwrap();
+    futures_util::SinkExt::send(
+        &mut ws,
+        Message::text(r#"{"type":"subscribe","channels":["news"]}"#),
+    )
+    .await
+    .unwrap();
+    let _subscribed = ws.next().await.unwrap().unwrap();
+    let mut next_text = async || {
+        tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .to_string()
+    };
+
+    let (ok, out, err) = publish_cli(&node, &["--channel", "news", "--data", "hello"], "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        r#"{"enqueued":1,"skipped":0,"nodes_accepted":1}"#
+    );
+    assert_eq!(
+        next_text().await,
+        r#"{"type":"pub","channel":"news","data":"hello"}"#
+    );
+
+    let (ok, out, err) = publish_cli(&node, &["--all"], "one\ntwo\nthree\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        r#"{"sent":3,"accepted":3,"refused":0,"enqueued":3,"skipped":0}"#
+    );
+    for want in ["one", "two", "three"] {
+        assert_eq!(
+            next_text().await,
+            format!(r#"{{"type":"pub","data":"{want}"}}"#)
+        );
+    }
+
+    // A refused publication fails the command and says why.
+    let (ok, _, err) = publish_cli(&node, &["--channel", "bad name", "--data", "x"], "");
+    assert!(!ok);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("bad name"),
+        "{err}"
+    );
+    // No target at all is a usage error from the command line itself.
+    let (ok, _, err) = publish_cli(&node, &["--data", "x"], "");
+    assert!(!ok);
+    assert!(err.contains("--all"), "{err}");
 }
