@@ -48,7 +48,7 @@ async fn accept(
     let mut stream = TcpStream::from_std(std).ok()?;
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
-    let (user, leftover) = match upgraded {
+    let up = match upgraded {
         Ok(Ok(v)) => v,
         Ok(Err(Some(refusal))) => {
             edge.count_refusal(refusal.status);
@@ -61,17 +61,26 @@ async fn accept(
             return None; // too slow to send its headers
         }
     };
-    let handle = shard.register(id, user.as_deref());
+    // Register before answering, so that a publication to this connection made after
+    // the client saw `connected` reaches it.
+    let handle = shard.register(id, up.user.as_deref());
     let conn_str = id.display(&edge.hub.config().node_id).to_string();
-    handle.send(
-        Reply::Connected {
-            v: PROTOCOL_VERSION,
-            conn: &conn_str,
-            user: user.as_deref(),
-            heartbeat_ms: edge.hub.config().heartbeat_interval.as_millis() as u64,
-        }
-        .to_frame(),
-    );
+    let connected = Reply::Connected {
+        v: PROTOCOL_VERSION,
+        conn: &conn_str,
+        user: up.user.as_deref(),
+        heartbeat_ms: edge.hub.config().heartbeat_interval.as_millis() as u64,
+    }
+    .to_frame();
+    // The 101 response and the `connected` message go out in one write, and the
+    // connection's queue never allocates for them.
+    if handshake::write_switching(&mut stream, &up.key, &up.req, &connected)
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let leftover = up.leftover;
     Some(Connection {
         stream,
         handle,
@@ -83,10 +92,17 @@ async fn accept(
 
 /// Reads and checks the upgrade request, authenticates, answers 101.
 /// Returns the user and any bytes received after the request head.
-async fn upgrade(
-    stream: &mut TcpStream,
-    edge: &EdgeShared,
-) -> Result<(Option<String>, Vec<u8>), Option<Refusal>> {
+/// An accepted upgrade request, not yet answered.
+struct Upgrade {
+    req: handshake::UpgradeRequest,
+    key: String,
+    user: Option<String>,
+    /// Bytes received after the request head: the start of the first frame.
+    leftover: Vec<u8>,
+}
+
+/// Reads and checks the upgrade request and authenticates it.
+async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, Option<Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -101,12 +117,14 @@ async fn upgrade(
             Parsed::Partial => continue,
             Parsed::Complete(req, key, n) => {
                 let identity = edge.auth.authenticate(&req).map_err(Some)?;
-                handshake::write_switching(stream, &key, &req)
-                    .await
-                    .map_err(|_| None)?;
                 buf.drain(..n);
                 let leftover = if buf.is_empty() { Vec::new() } else { buf };
-                return Ok((identity.user, leftover));
+                return Ok(Upgrade {
+                    req,
+                    key,
+                    user: identity.user,
+                    leftover,
+                });
             }
         }
     }

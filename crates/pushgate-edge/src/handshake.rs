@@ -158,11 +158,13 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
 }
 
-/// Writes the 101 response, echoing `pushgate.v1` if the client offered it.
+/// Writes the 101 response, echoing `pushgate.v1` if the client offered it, followed
+/// by `first_frame` in the same write.
 pub(crate) async fn write_switching(
     stream: &mut TcpStream,
     key: &str,
     req: &UpgradeRequest,
+    first_frame: &[u8],
 ) -> std::io::Result<()> {
     let offered = req.has_token("sec-websocket-protocol", pushgate_protocol::SUBPROTOCOL);
     let mut resp = format!(
@@ -175,7 +177,9 @@ pub(crate) async fn write_switching(
         resp.push_str("\r\n");
     }
     resp.push_str("\r\n");
-    stream.write_all(resp.as_bytes()).await
+    let mut bytes = resp.into_bytes();
+    bytes.extend_from_slice(first_frame);
+    stream.write_all(&bytes).await
 }
 
 /// Answers a refused request with its status and a one-line text body, then closes.

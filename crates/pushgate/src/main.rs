@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pushgate_server::{Config, Gateway};
 
+/// jemalloc: per-connection allocations are small and many (tens of thousands of
+/// connections per node); jemalloc's size classes and thread caches keep idle memory
+/// per connection lower than glibc's malloc does (measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A sharded, high-throughput WebSocket push gateway.
 ///
 /// Clients connect to ws://<ws_addr>/ws; publishers POST to http://<http_addr>/publish
