@@ -91,11 +91,9 @@ async fn read(
                 return;
             }
         };
-        let item = tokio::select! {
-            biased;
-            _ = shared.stop.cancelled() => continue, // reported at the top of the loop
-            item = submit(&shared, req) => item,
-        };
+        // Not raced against `stop`: a submission cut short could reach some shards
+        // and not others, and the publisher would be told it was not accepted.
+        let item = submit(&shared, req).await;
         if pending.send(item).await.is_err() {
             return; // the acker is gone: the publisher stopped reading replies
         }
