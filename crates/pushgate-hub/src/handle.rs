@@ -94,7 +94,8 @@ impl ConnHandle {
     }
 
     fn touch_at(&self, now: Instant) {
-        self.shard.state.lock().conns[self.slot].last_seen = now;
+        let ms = self.shard.millis(now);
+        self.shard.state.lock().conns[self.slot].last_seen = ms;
     }
 
     /// Follows channels (already validated by the protocol layer).

@@ -21,7 +21,12 @@ pub(crate) struct Sweep {
 impl Shard {
     /// Pings every live connection and reaps the silent ones.
     pub(crate) fn sweep(&self, now: Instant, ping: &Bytes) -> Sweep {
-        let timeout = self.config.heartbeat_timeout;
+        let timeout = self
+            .config
+            .heartbeat_timeout
+            .as_millis()
+            .min(u32::MAX as u128 / 2) as u32;
+        let now_ms = self.millis(now);
         let limits = self.limits;
         let mut out = Sweep::default();
         let mut slow = 0;
@@ -30,7 +35,7 @@ impl Shard {
             if c.outbound.closing.is_some() {
                 continue;
             }
-            if now.saturating_duration_since(c.last_seen) >= timeout {
+            if now_ms.wrapping_sub(c.last_seen) >= timeout {
                 c.outbound.close(CloseReason::HeartbeatTimeout);
                 out.reaped += 1;
                 continue;

@@ -38,7 +38,8 @@ pub struct Limits {
 #[derive(Debug, Default)]
 pub struct Outbound {
     frames: VecDeque<Bytes>,
-    bytes: usize,
+    /// Bytes queued (u32: `queue_max_bytes` is validated to fit; keeps the entry small).
+    bytes: u32,
     /// The writer's waker, registered when it found the queue empty.
     waker: Option<Waker>,
     /// Set when the connection must close; the writer sends the close frame.
@@ -52,7 +53,9 @@ impl Outbound {
         if self.closing.is_some() {
             return Push::Closed;
         }
-        if self.frames.len() >= limits.max_frames || self.bytes + frame.len() > limits.max_bytes {
+        if self.frames.len() >= limits.max_frames
+            || self.bytes as usize + frame.len() > limits.max_bytes
+        {
             return match limits.policy {
                 SlowPolicy::DropNewest => Push::Dropped,
                 SlowPolicy::Disconnect => {
@@ -61,7 +64,7 @@ impl Outbound {
                 }
             };
         }
-        self.bytes += frame.len();
+        self.bytes += frame.len() as u32;
         self.frames.push_back(frame);
         if self.frames.len() == 1 {
             self.wake();

@@ -30,6 +30,8 @@ pub struct Shard {
     pub(crate) limits: Limits,
     pub(crate) config: Arc<HubConfig>,
     pub(crate) metrics: ShardMetrics,
+    /// The origin of the shard's millisecond clock (`Conn::last_seen`).
+    pub(crate) epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
     pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
 }
@@ -41,8 +43,9 @@ pub(crate) struct Conn {
     /// Channels followed, for O(subscriptions) removal. Usually tiny.
     pub(crate) channels: Vec<Box<str>>,
     pub(crate) outbound: Outbound,
-    /// Last time anything arrived from the client (heartbeat reaping).
-    pub(crate) last_seen: Instant,
+    /// Last time anything arrived from the client, in milliseconds since the shard's
+    /// epoch (wrapping u32: a connection is reaped long before it could wrap).
+    pub(crate) last_seen: u32,
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -67,8 +70,14 @@ impl Shard {
             },
             config,
             metrics: ShardMetrics::new(id),
+            epoch: Instant::now(),
             jobs: Mutex::new(Some(jobs)),
         }
+    }
+
+    /// `at` on the shard's wrapping millisecond clock.
+    pub(crate) fn millis(&self, at: Instant) -> u32 {
+        at.saturating_duration_since(self.epoch).as_millis() as u32
     }
 
     /// This shard's index.
@@ -89,7 +98,7 @@ impl Shard {
             user: user.map(Into::into),
             channels: Vec::new(),
             outbound: Outbound::default(),
-            last_seen: Instant::now(),
+            last_seen: self.millis(Instant::now()),
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {

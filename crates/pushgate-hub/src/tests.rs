@@ -292,3 +292,10 @@ async fn submitted_publications_keep_their_order_and_report_later() {
         .await;
     assert!(none.is_err(), "an empty target is refused");
 }
+
+#[test]
+fn a_connection_entry_stays_small() {
+    // Every connection costs one of these in its shard's slab; idle memory depends on it.
+    let entry = std::mem::size_of::<crate::shard::Conn>();
+    assert!(entry <= 112, "Conn grew to {entry} bytes");
+}

@@ -208,12 +208,18 @@ impl Config {
         if self.queue_max_frames == 0 {
             return Err(invalid("queue_max_frames", "must be at least 1"));
         }
-        if self.queue_max_bytes < 1024 {
-            return Err(invalid("queue_max_bytes", "must be at least 1024"));
+        if self.queue_max_bytes < 1024 || self.queue_max_bytes > u32::MAX as usize {
+            return Err(invalid(
+                "queue_max_bytes",
+                "must be between 1024 and 4294967295",
+            ));
         }
         self.slow_policy()?;
         if self.heartbeat_interval_ms < 10 {
             return Err(invalid("heartbeat_interval_ms", "must be at least 10"));
+        }
+        if self.heartbeat_timeout_ms > 24 * 3600 * 1000 {
+            return Err(invalid("heartbeat_timeout_ms", "at most one day"));
         }
         if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
             return Err(invalid(
