@@ -163,10 +163,19 @@ impl Hub {
         });
         self.inner.pending.fetch_add(1, Ordering::Relaxed);
         let pending = PendingGuard(self.inner.clone());
+        // Reserve a slot in every involved shard's queue first, then send to all at
+        // once: if the caller gives up (a publisher disconnects) while waiting for a
+        // slot, no shard has the publication, rather than some of them. Slots are taken
+        // in shard order, so concurrent publishers cannot deadlock.
+        let mut permits = Vec::with_capacity(involved.len());
         for i in involved {
-            if self.inner.queues[i].send(job.clone()).await.is_err() {
-                return Err(PublishError::ShuttingDown);
+            match self.inner.queues[i].reserve().await {
+                Ok(permit) => permits.push(permit),
+                Err(_) => return Err(PublishError::ShuttingDown),
             }
+        }
+        for permit in permits {
+            permit.send(job.clone());
         }
         Ok(Submitted(Some((rx, pending))))
     }
