@@ -1,0 +1,120 @@
+# Shared helpers for bench/run.sh and bench/run-peers.sh (sourced, not run).
+# Starts servers on free loopback ports, runs scenarios against them, and
+# always cleans its server processes up (trap EXIT).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/peers}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH="$TARGET_DIR/release/pushgate-bench"
+# pushgate is built in the workspace's own target dir (shared with the
+# gateway's developers); the bench itself may live in another CARGO_TARGET_DIR
+# to avoid fighting over the build lock.
+PUSHGATE="${PUSHGATE:-$ROOT/target/release/pushgate}"
+REPEAT="${REPEAT:-3}"
+QUICK="${QUICK:-0}"
+STAMP="$(date +%Y%m%d-%H%M%S)"
+OUT="${OUT:-$ROOT/bench/results/$STAMP}"
+
+if [[ "$QUICK" == 1 ]]; then
+  BURST_CONNS=${BURST_CONNS:-1000}; MESSAGES=${MESSAGES:-20}
+  LAT_CONNS=${LAT_CONNS:-1000}; DURATION=${DURATION:-3}; IDLE_CONNS=${IDLE_CONNS:-2000}
+else
+  BURST_CONNS=${BURST_CONNS:-10000}; MESSAGES=${MESSAGES:-100}
+  LAT_CONNS=${LAT_CONNS:-1000}; DURATION=${DURATION:-20}; IDLE_CONNS=${IDLE_CONNS:-19000}
+fi
+SIZE=${SIZE:-100}
+SLOW_CONNS=${SLOW_CONNS:-100}
+CHAN_CONNS=${CHAN_CONNS:-$BURST_CONNS}
+# Each channel publication reaches only ~conns×5/1000 clients, so channels
+# needs many more publications than burst for a measurable delivery count.
+if [[ "$QUICK" == 1 ]]; then CHAN_MESSAGES=${CHAN_MESSAGES:-1000}; else CHAN_MESSAGES=${CHAN_MESSAGES:-10000}; fi
+
+SERVER_PID=""
+stop_server() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    # Bounded wait, then force.
+    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT (max 60 s).
+wait_port() {
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "server exited during startup" >&2; return 1; fi
+    sleep 0.1
+  done
+  echo "server did not listen on port $1 within 60 s" >&2
+  return 1
+}
+
+# start_server TARGET: sets SERVER_PID, WS_URL, PUB_URL.
+start_server() {
+  local t="$1" p h
+  p="$("$BENCH" free-port)"
+  if [[ "$t" == pushgate ]]; then
+    h="$("$BENCH" free-port)"
+    while [[ "$h" == "$p" ]]; do h="$("$BENCH" free-port)"; done
+    (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve --ws-addr "127.0.0.1:$p" --http-addr "127.0.0.1:$h") \
+      >"$OUT/$t.server.log" 2>&1 &
+    SERVER_PID=$!
+    WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$h/publish?all=true"
+    wait_port "$h"
+  else
+    "$PEERS_DIR/$t/run.sh" "$p" >"$OUT/$t.server.log" 2>&1 &
+    SERVER_PID=$!
+    WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$p/publish"
+  fi
+  wait_port "$p"
+}
+
+# run_scenario TARGET SCENARIO REP [extra args]: fresh server per run so one
+# scenario's leftovers (memory, goroutines) do not skew the next.
+run_scenario() {
+  local t="$1" s="$2" r="$3"; shift 3
+  local args=()
+  case "$s" in
+    burst) args=(--conns "$BURST_CONNS" --messages "$MESSAGES") ;;
+    latency) args=(--conns "$LAT_CONNS" --duration "$DURATION") ;;
+    idle) args=(--conns "$IDLE_CONNS") ;;
+    slow) args=(--conns "$LAT_CONNS" --duration "$DURATION" --slow "$SLOW_CONNS") ;;
+    channels) args=(--conns "$CHAN_CONNS" --messages "$CHAN_MESSAGES") ;;
+  esac
+  start_server "$t" || { stop_server; return 1; }
+  local header=(--no-header)
+  [[ -n "${FIRST_ROW:-}" ]] && header=() && FIRST_ROW=""
+  if ! timeout 900 "$BENCH" run --scenario "$s" --target "$t" --ws "$WS_URL" --publish "$PUB_URL" \
+      --pid "$SERVER_PID" --size "$SIZE" "${args[@]}" "$@" "${header[@]}" \
+      --json "$OUT/$t-$s-$r.json"; then
+    echo "!! $t $s run $r failed" >&2
+  fi
+  stop_server
+}
+
+# The workspace is shared with the gateway's developers: if their work in
+# progress breaks the workspace build, fall back (loudly) to the last bench
+# binary rather than not measuring at all.
+build_bench() {
+  if [[ -z "${SKIP_BENCH_BUILD:-}" ]]; then
+    (cd "$ROOT" && cargo build --release -p pushgate-bench) ||
+      echo "!! bench build failed; using the existing (possibly stale) binary" >&2
+  fi
+  [[ -x "$BENCH" ]]
+}
+
+# build_pushgate: best effort; returns 1 only if no binary is available.
+# A failed build (someone's work in progress) falls back to the binary that
+# is already there.
+build_pushgate() {
+  if [[ -z "${SKIP_PUSHGATE_BUILD:-}" ]]; then
+    (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --release -p pushgate) ||
+      echo "!! pushgate build failed; using the existing binary if any" >&2
+  fi
+  [[ -x "$PUSHGATE" ]]
+}

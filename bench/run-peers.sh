@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Compare pushgate with the reference peers on scenarios 1–3 (burst,
+# latency, idle), REPEAT times each (medians reported), then print a table
+# with ratios against the best peer per metric.
+#
+#   bash bench/run-peers.sh                 # full run
+#   QUICK=1 REPEAT=1 bash bench/run-peers.sh  # smoke test
+#   TARGETS="go-hub rust-naive" bash bench/run-peers.sh
+#
+# Env: REPEAT (3), QUICK (0), TARGETS, SCENARIOS, PEERS_DIR, CARGO_TARGET_DIR,
+#      PUSHGATE (binary), BURST_CONNS, MESSAGES, LAT_CONNS, DURATION, IDLE_CONNS, SIZE.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+TARGETS="${TARGETS:-pushgate go-seed go-hub node-ws rust-naive}"
+SCENARIOS="${SCENARIOS:-burst latency idle}"
+mkdir -p "$OUT"
+
+build_bench
+available=()
+for t in $TARGETS; do
+  if [[ "$t" == pushgate ]]; then
+    if build_pushgate; then available+=("$t"); else echo "!! pushgate not built; skipping it" >&2; fi
+  elif "$PEERS_DIR/$t/build.sh" >&2; then
+    available+=("$t")
+  else
+    echo "!! peer $t failed to build; skipping it" >&2
+  fi
+done
+
+echo "results: $OUT"
+FIRST_ROW=1
+for t in "${available[@]}"; do
+  for s in $SCENARIOS; do
+    for r in $(seq 1 "$REPEAT"); do
+      run_scenario "$t" "$s" "$r" || echo "!! $t $s: server did not start" >&2
+    done
+  done
+done
+
+shopt -s nullglob
+files=("$OUT"/*.json)
+if (( ${#files[@]} == 0 )); then echo "no results" >&2; exit 1; fi
+echo
+"$BENCH" report "${files[@]}" | tee "$OUT/summary.md"

@@ -1,0 +1,183 @@
+//! pushgate-bench: load generator for WebSocket push gateways.
+//!
+//! Subcommands:
+//!   run       drive one already-running server through one scenario
+//!   worker    (internal) hold client connections; started by `run`
+//!   report    summarize result JSON files into a comparison table
+//!   free-port print a free loopback TCP port (for the shell scripts)
+//!
+//! See bench/README.md for the scenarios and the scripts that run them.
+
+mod client;
+mod conn;
+mod frame;
+mod payload;
+mod proc_stats;
+mod publisher;
+mod recv;
+mod report;
+mod scenarios;
+mod target;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage:
+  pushgate-bench run --scenario burst|latency|idle|slow|channels --target NAME
+        --ws ws://127.0.0.1:P/ws --publish http://127.0.0.1:P/publish [--pid PID]
+        [--conns N] [--messages M] [--size B] [--duration S] [--rate R]
+        [--publishers P] [--pipeline N] [--per-worker N] [--workers W] [--settle S]
+        [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
+        [--channels-per-conn K] [--handshake-concurrency N]
+        [--connect-timeout S] [--json FILE]
+  pushgate-bench report FILE.json...
+  pushgate-bench free-port";
+
+/// `--key value` / `--flag` options.
+struct Opts(HashMap<String, String>);
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut m = HashMap::new();
+        let mut it = args.iter().peekable();
+        while let Some(a) = it.next() {
+            let key = a
+                .strip_prefix("--")
+                .with_context(|| format!("unexpected argument {a:?}\n{USAGE}"))?;
+            let val = match it.peek() {
+                Some(v) if !v.starts_with("--") => it.next().cloned().unwrap_or_default(),
+                _ => "true".to_string(),
+            };
+            m.insert(key.to_string(), val);
+        }
+        Ok(Self(m))
+    }
+
+    fn str(&self, k: &str) -> Option<String> {
+        self.0.get(k).cloned()
+    }
+
+    fn req(&self, k: &str) -> Result<String> {
+        self.str(k)
+            .with_context(|| format!("--{k} is required\n{USAGE}"))
+    }
+
+    fn get<T: std::str::FromStr>(&self, k: &str, default: T) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| anyhow::anyhow!("--{k} {v:?}: {e}")),
+        }
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.0.contains_key(k)
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        bail!("{USAGE}");
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "run" => cmd_run(Opts::parse(rest)?),
+        "worker" => cmd_worker(Opts::parse(rest)?),
+        "report" => {
+            print!("{}", report::summarize(rest)?);
+            Ok(())
+        }
+        "free-port" => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            println!("{}", l.local_addr()?.port());
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("unknown command {cmd:?}\n{USAGE}"),
+    }
+}
+
+fn cmd_run(o: Opts) -> Result<()> {
+    let scenario = scenarios::Scenario::parse(&o.req("scenario")?)?;
+    let default_conns = match scenario {
+        scenarios::Scenario::Latency | scenarios::Scenario::Slow => 1_000,
+        scenarios::Scenario::Idle => 19_000,
+        _ => 10_000,
+    };
+    let cfg = scenarios::RunConfig {
+        scenario,
+        target: o.str("target").unwrap_or_else(|| "server".into()),
+        ws: o.req("ws")?,
+        publish: o.req("publish")?,
+        pid: o.str("pid"),
+        conns: o.get("conns", default_conns)?,
+        messages: o.get("messages", 100)?,
+        size: o.get("size", 100)?,
+        duration_s: o.get("duration", 20.0)?,
+        rate: o.get("rate", 100.0)?,
+        // A few pipelined keep-alive connections: one connection waiting
+        // for each response caps a burst at one publication per round trip
+        // while the server is busy fanning out.
+        publishers: o.get("publishers", 4)?,
+        pipeline: o.get("pipeline", 32)?,
+        // Open-files limit is 20,000 per process; leave room for stdio etc.
+        per_worker: o.get("per-worker", 19_500)?,
+        min_workers: o.get("workers", 1)?,
+        settle_s: o.get("settle", 3.0)?,
+        quiet_ms: o.get("quiet-ms", 3_000)?,
+        deadline_s: o.get("deadline", 120)?,
+        slow: o.get("slow", 100)?,
+        channels: o.get("channels", 1_000)?,
+        channels_per_conn: o.get("channels-per-conn", 5)?,
+        handshake_concurrency: o.get("handshake-concurrency", 128)?,
+        connect_timeout_s: o.get("connect-timeout", 15)?,
+    };
+    if cfg.rate <= 0.0 || cfg.duration_s <= 0.0 {
+        bail!("--rate and --duration must be positive");
+    }
+    let result = scenarios::run(cfg)?;
+    let json = serde_json::to_string_pretty(&result)?;
+    if let Some(path) = o.str("json") {
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, &json).with_context(|| format!("writing {path}"))?;
+    } else {
+        eprintln!("{json}");
+    }
+    if !result.errors.is_empty() {
+        eprintln!("errors seen: {:?}", result.errors);
+    }
+    if !o.flag("no-header") {
+        println!("{}", report::ROW_HEADER);
+    }
+    println!("{}", report::markdown_row(&result));
+    Ok(())
+}
+
+fn cmd_worker(o: Opts) -> Result<()> {
+    let channels = if o.flag("channels") {
+        Some((o.get("channels", 1000)?, o.get("channels-per-conn", 5)?))
+    } else {
+        None
+    };
+    client::run_worker(client::WorkerConfig {
+        ws: target::Endpoint::parse(&o.req("ws")?, "ws")?,
+        conns: o.get("conns", 1)?,
+        first_index: o.get("first-index", 0)?,
+        max_seq: o.get("max-seq", 0)?,
+        size: o.get("size", 0)?,
+        no_read: o.flag("no-read"),
+        channels,
+        handshake_concurrency: o.get("handshake-concurrency", 128)?,
+        connect_timeout: Duration::from_secs(o.get("connect-timeout", 15)?),
+    })
+}

@@ -1,0 +1,675 @@
+//! The coordinator: starts worker processes, publishes, samples the server's
+//! /proc stats around each phase and turns worker results into a RunResult.
+
+use std::cell::RefCell;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::client::{Ready, WorkerResult};
+use crate::conn as client;
+use crate::payload;
+use crate::proc_stats::{self, ProcSample};
+use crate::publisher::Publisher;
+use crate::recv::{new_histogram, now_ns};
+use crate::report::RunResult;
+use crate::target::Endpoint;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// N connections, M messages published as fast as accepted.
+    Burst,
+    /// Paced publishing; latency distribution.
+    Latency,
+    /// Connections only; server memory per connection.
+    Idle,
+    /// Latency plus clients that never read.
+    Slow,
+    /// Channel subscriptions (pushgate only).
+    Channels,
+}
+
+impl Scenario {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "burst" => Self::Burst,
+            "latency" => Self::Latency,
+            "idle" => Self::Idle,
+            "slow" => Self::Slow,
+            "channels" => Self::Channels,
+            _ => bail!("unknown scenario {s:?} (burst|latency|idle|slow|channels)"),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Burst => "burst",
+            Self::Latency => "latency",
+            Self::Idle => "idle",
+            Self::Slow => "slow",
+            Self::Channels => "channels",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub target: String,
+    pub ws: String,
+    pub publish: String,
+    pub pid: Option<String>,
+    pub conns: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub duration_s: f64,
+    pub rate: f64,
+    pub publishers: usize,
+    /// Burst: requests in flight per publish connection (HTTP pipelining).
+    pub pipeline: usize,
+    pub per_worker: usize,
+    pub min_workers: usize,
+    pub settle_s: f64,
+    pub quiet_ms: u64,
+    pub deadline_s: u64,
+    pub slow: usize,
+    pub channels: usize,
+    pub channels_per_conn: usize,
+    pub handshake_concurrency: usize,
+    pub connect_timeout_s: u64,
+}
+
+struct WorkerHandle {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    first_index: usize,
+    conns: usize,
+    /// Handshakes that succeeded, from the worker's ready message.
+    connected: u64,
+}
+
+impl WorkerHandle {
+    /// Read stdout lines until one of JSON type `ty` arrives.
+    async fn read_msg<T: DeserializeOwned>(&mut self, ty: &str, timeout: Duration) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .with_context(|| format!("worker sent no {ty:?} within {timeout:?}"))??
+                .with_context(|| format!("worker exited before sending {ty:?}"))?;
+            let v: serde_json::Value = match serde_json::from_str(&line) {
+                Ok(v) => v,
+                Err(_) => continue, // not ours; workers only print JSON, but be lenient
+            };
+            if v.get("type").and_then(|t| t.as_str()) == Some(ty) {
+                return Ok(serde_json::from_value(v)?);
+            }
+        }
+    }
+
+    async fn finish(&mut self, expected: u64, quiet_ms: u64, deadline_ms: u64) -> Result<()> {
+        let cmd = format!("finish {expected} {quiet_ms} {deadline_ms}\n");
+        self.stdin.write_all(cmd.as_bytes()).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn reap(mut self) {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl RunConfig {
+    fn ready_timeout(&self, conns: usize) -> Duration {
+        let rounds = conns / self.handshake_concurrency.max(1) + 2;
+        Duration::from_secs((self.connect_timeout_s * rounds as u64).clamp(30, 900))
+    }
+
+    fn worker_args(
+        &self,
+        first_index: usize,
+        conns: usize,
+        max_seq: usize,
+        no_read: bool,
+    ) -> Vec<String> {
+        let mut a = vec![
+            "worker".to_string(),
+            "--ws".into(),
+            self.ws.clone(),
+            "--conns".into(),
+            conns.to_string(),
+            "--first-index".into(),
+            first_index.to_string(),
+            "--max-seq".into(),
+            max_seq.to_string(),
+            "--size".into(),
+            self.size.max(payload::MIN_SIZE).to_string(),
+            "--handshake-concurrency".into(),
+            self.handshake_concurrency.to_string(),
+            "--connect-timeout".into(),
+            self.connect_timeout_s.to_string(),
+        ];
+        if no_read {
+            a.push("--no-read".into());
+        }
+        if self.scenario == Scenario::Channels {
+            a.extend([
+                "--channels".into(),
+                self.channels.to_string(),
+                "--channels-per-conn".into(),
+                self.channels_per_conn.to_string(),
+            ]);
+        }
+        a
+    }
+
+    /// Split `total` connections starting at `first_index` over enough
+    /// worker processes to stay under the open-files limit.
+    fn spawn_workers(
+        &self,
+        first_index: usize,
+        total: usize,
+        max_seq: usize,
+        no_read: bool,
+    ) -> Result<Vec<WorkerHandle>> {
+        let n = total
+            .div_ceil(self.per_worker.max(1))
+            .max(self.min_workers)
+            .max(1)
+            .min(total.max(1));
+        let exe = std::env::current_exe()?;
+        let mut out = Vec::with_capacity(n);
+        let mut idx = first_index;
+        for i in 0..n {
+            let conns = total / n + usize::from(i < total % n);
+            let mut child = Command::new(&exe)
+                .args(self.worker_args(idx, conns, max_seq, no_read))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .context("spawning worker")?;
+            let stdin = child.stdin.take().context("worker stdin")?;
+            let stdout = child.stdout.take().context("worker stdout")?;
+            out.push(WorkerHandle {
+                child,
+                stdin,
+                lines: BufReader::new(stdout).lines(),
+                first_index: idx,
+                conns,
+                connected: 0,
+            });
+            idx += conns;
+        }
+        Ok(out)
+    }
+
+    async fn wait_ready(&self, workers: &mut [WorkerHandle]) -> Result<Ready> {
+        let mut total = Ready::default();
+        for w in workers.iter_mut() {
+            let r: Ready = w.read_msg("ready", self.ready_timeout(w.conns)).await?;
+            w.connected = r.connected;
+            total.connected += r.connected;
+            total.failed += r.failed;
+            total.cpu_ns += r.cpu_ns;
+            total.rss_growth_kb += r.rss_growth_kb;
+            for e in r.errors {
+                if !total.errors.contains(&e) {
+                    total.errors.push(e);
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Outcome of the publishing phase.
+#[derive(Debug, Default)]
+struct Published {
+    /// Per seq: the server answered 200.
+    accepted: Vec<bool>,
+    rejected: u64,
+    errors: u64,
+    first_error: Option<String>,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+impl Published {
+    fn count(&self) -> u64 {
+        self.accepted.iter().filter(|a| **a).count() as u64
+    }
+}
+
+/// Per-seq request path: the publish URL's own, or a channel publication.
+fn publish_paths(
+    cfg: &RunConfig,
+    ep: &Endpoint,
+    messages: usize,
+) -> (Vec<Option<String>>, Vec<usize>) {
+    if cfg.scenario != Scenario::Channels {
+        return (vec![None; messages], Vec::new());
+    }
+    let chans: Vec<usize> = (0..messages)
+        .map(|s| client::channels_for(1_000_000_007 + s, cfg.channels, 1)[0])
+        .collect();
+    let paths = chans
+        .iter()
+        .map(|c| {
+            Some(format!(
+                "{}?channel={}",
+                ep.path_only(),
+                client::channel_name(*c)
+            ))
+        })
+        .collect();
+    (paths, chans)
+}
+
+/// Publish one payload per entry of `paths`. `rate` None: as fast as the
+/// server takes them, pipelined over `publishers` keep-alive connections;
+/// Some(r): one request at a time, paced at r per second.
+async fn publish(
+    ep: &Endpoint,
+    paths: &[Option<String>],
+    size: usize,
+    publishers: usize,
+    pipeline: usize,
+    rate: Option<f64>,
+) -> Published {
+    let state = Rc::new(RefCell::new(Published {
+        accepted: vec![false; paths.len()],
+        ..Default::default()
+    }));
+    match rate {
+        Some(r) => publish_paced(ep, paths, size, r, &state).await,
+        None => publish_burst(ep, paths, size, publishers, pipeline, &state).await,
+    }
+    let mut out = std::mem::take(&mut *state.borrow_mut());
+    out.last_ns = now_ns();
+    out
+}
+
+fn note(st: &mut Published, seq: usize, res: Result<u16>) {
+    match res {
+        Ok(200) => st.accepted[seq] = true,
+        Ok(code) => {
+            st.rejected += 1;
+            if st.first_error.is_none() {
+                st.first_error = Some(format!("publish answered {code}"));
+            }
+        }
+        Err(e) => {
+            st.errors += 1;
+            if st.first_error.is_none() {
+                st.first_error = Some(format!("publish: {e:#}"));
+            }
+        }
+    }
+}
+
+async fn publish_paced(
+    ep: &Endpoint,
+    paths: &[Option<String>],
+    size: usize,
+    rate: f64,
+    state: &RefCell<Published>,
+) {
+    let mut p = Publisher::new(ep.clone());
+    if let Err(e) = p.connect().await {
+        note(&mut state.borrow_mut(), 0, Err(e));
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    // Late ticks are sent immediately so the total count holds.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    state.borrow_mut().first_ns = now_ns();
+    for (seq, path) in paths.iter().enumerate() {
+        if state.borrow().errors > 100 {
+            break;
+        }
+        ticker.tick().await;
+        let body = payload::encode(seq as u64, now_ns(), size);
+        let res = p.post(path.as_deref(), &body).await;
+        note(&mut state.borrow_mut(), seq, res);
+    }
+}
+
+/// Publisher i sends seqs i, i+P, i+2P, … pipelined; all connections are
+/// opened before the clock starts.
+async fn publish_burst(
+    ep: &Endpoint,
+    paths: &[Option<String>],
+    size: usize,
+    publishers: usize,
+    pipeline: usize,
+    state: &Rc<RefCell<Published>>,
+) {
+    let n = publishers.clamp(1, paths.len().max(1));
+    let mut pubs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut p = Publisher::new(ep.clone());
+        match p.connect().await {
+            Ok(()) => pubs.push(p),
+            Err(e) => note(&mut state.borrow_mut(), 0, Err(e)),
+        }
+    }
+    let n = pubs.len();
+    state.borrow_mut().first_ns = now_ns();
+    let tasks: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            let seqs: Vec<usize> = (i..paths.len()).step_by(n).collect();
+            let reqs: Vec<Option<String>> = seqs.iter().map(|&s| paths[s].clone()).collect();
+            let state = state.clone();
+            tokio::task::spawn_local(async move {
+                let make = |k: usize| {
+                    let body = payload::encode(seqs[k] as u64, now_ns(), size);
+                    (reqs[k].clone(), body)
+                };
+                let done = |k: usize, code: u16| note(&mut state.borrow_mut(), seqs[k], Ok(code));
+                if let Err(e) = p.post_pipelined(seqs.len(), pipeline, make, done).await {
+                    note(&mut state.borrow_mut(), seqs[0], Err(e));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+pub fn run(cfg: RunConfig) -> Result<RunResult> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run_async(cfg))
+}
+
+async fn run_async(cfg: RunConfig) -> Result<RunResult> {
+    let ws_ep = Endpoint::parse(&cfg.ws, "ws")?;
+    let pub_ep = Endpoint::parse(&cfg.publish, "http")?;
+    let _ = ws_ep;
+    let pid = cfg.pid.as_deref();
+    if cfg.size < payload::MIN_SIZE {
+        eprintln!(
+            "note: --size {} below minimum; payloads will be {} B",
+            cfg.size,
+            payload::MIN_SIZE
+        );
+    }
+
+    let messages = match cfg.scenario {
+        Scenario::Idle => 0,
+        Scenario::Latency | Scenario::Slow => (cfg.rate * cfg.duration_s).round() as usize,
+        Scenario::Burst | Scenario::Channels => cfg.messages,
+    };
+
+    let before_connect = proc_stats::sample_opt(pid)?;
+
+    // Slow consumers connect first so they are in place for every message.
+    let mut slow_workers = if cfg.scenario == Scenario::Slow && cfg.slow > 0 {
+        let mut w = cfg.spawn_workers(cfg.conns, cfg.slow, messages, true)?;
+        cfg.wait_ready(&mut w).await?;
+        w
+    } else {
+        Vec::new()
+    };
+
+    let mut workers = cfg.spawn_workers(0, cfg.conns, messages, false)?;
+    let ready = cfg.wait_ready(&mut workers).await?;
+    if ready.connected == 0 {
+        bail!("no connection succeeded: {:?}", ready.errors);
+    }
+    if cfg.scenario == Scenario::Idle {
+        // Let the server finish per-connection setup (goroutines, buffers).
+        tokio::time::sleep(Duration::from_secs_f64(cfg.settle_s)).await;
+    }
+    let before_pub = proc_stats::sample_opt(pid)?;
+
+    let (paths, chans) = publish_paths(&cfg, &pub_ep, messages);
+    let published = if messages > 0 {
+        let rate = matches!(cfg.scenario, Scenario::Latency | Scenario::Slow).then_some(cfg.rate);
+        publish(
+            &pub_ep,
+            &paths,
+            cfg.size,
+            cfg.publishers,
+            cfg.pipeline,
+            rate,
+        )
+        .await
+    } else {
+        Published::default()
+    };
+
+    // What each worker should receive: every accepted publication on every
+    // connection, or for channels on the connections subscribed to it.
+    let mut results = Vec::with_capacity(workers.len());
+    for w in workers.iter_mut() {
+        let expected = expected_for(&cfg, w, &published, &chans);
+        w.finish(expected, cfg.quiet_ms, cfg.deadline_s * 1000)
+            .await?;
+    }
+    let result_timeout = Duration::from_secs(cfg.deadline_s + 30);
+    for w in workers.iter_mut() {
+        results.push(w.read_msg::<WorkerResult>("result", result_timeout).await?);
+    }
+    let after = proc_stats::sample_opt(pid)?;
+
+    let mut slow_results = Vec::new();
+    for w in slow_workers.iter_mut() {
+        // Drain what the server queued for the slow clients, or see that it
+        // closed them: until 3.5 s pass without data (longer than pushgate's
+        // default 3 s close timeout), at most 10 s.
+        w.finish(u64::MAX, 3500, 10_000).await?;
+        slow_results.push(w.read_msg::<WorkerResult>("result", result_timeout).await?);
+    }
+    for w in workers.into_iter().chain(slow_workers) {
+        w.reap().await;
+    }
+
+    Ok(build_result(
+        &cfg,
+        &ready,
+        &published,
+        &results,
+        &slow_results,
+        before_connect,
+        before_pub,
+        after,
+    ))
+}
+
+fn expected_for(cfg: &RunConfig, w: &WorkerHandle, p: &Published, chans: &[usize]) -> u64 {
+    if cfg.scenario == Scenario::Channels {
+        let mut subs = vec![0u64; cfg.channels];
+        for i in w.first_index..w.first_index + w.conns {
+            for c in client::channels_for(i, cfg.channels, cfg.channels_per_conn) {
+                subs[c] += 1;
+            }
+        }
+        return chans
+            .iter()
+            .zip(&p.accepted)
+            .filter(|(_, a)| **a)
+            .map(|(c, _)| subs[*c])
+            .sum();
+    }
+    w.connected * p.count()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_result(
+    cfg: &RunConfig,
+    ready: &Ready,
+    p: &Published,
+    results: &[WorkerResult],
+    slow: &[WorkerResult],
+    before_connect: ProcSample,
+    before_pub: ProcSample,
+    after: ProcSample,
+) -> RunResult {
+    let mut hist = new_histogram();
+    let n = p.accepted.len();
+    let mut seq_count = vec![0u64; n];
+    let mut seq_max = vec![0u64; n];
+    let mut r = RunResult {
+        target: cfg.target.clone(),
+        scenario: cfg.scenario.name().into(),
+        timestamp_ns: now_ns(),
+        conns: cfg.conns as u64,
+        connected: ready.connected,
+        handshake_failed: ready.failed,
+        size: cfg.size.max(payload::MIN_SIZE) as u64,
+        published: p.count(),
+        publish_rejected: p.rejected,
+        publish_errors: p.errors,
+        ..Default::default()
+    };
+    let mut last_recv = 0;
+    for w in results {
+        r.delivered += w.delivered;
+        r.dups += w.dups;
+        r.foreign_frames += w.foreign;
+        r.bad_seq += w.bad_seq;
+        r.pings += w.pings;
+        r.server_closes += w.server_closes;
+        r.server_eofs += w.eofs;
+        r.open_at_end += w.open;
+        r.client_cpu_ms += w.cpu_ns as f64 / 1e6;
+        r.client_reads += w.reads;
+        last_recv = last_recv.max(w.last_recv_ns);
+        for &(v, c) in &w.hist {
+            let _ = hist.record_n(v, c);
+        }
+        for (i, (&c, &m)) in w
+            .seq_count
+            .iter()
+            .zip(&w.seq_max_lat_ns)
+            .enumerate()
+            .take(n)
+        {
+            seq_count[i] += c as u64;
+            seq_max[i] = seq_max[i].max(m);
+        }
+    }
+    let worker_ns: u64 = results.iter().map(|w| w.cpu_ns).sum();
+    if r.delivered > 0 {
+        let ns = worker_ns.saturating_sub(ready.cpu_ns);
+        r.client_cpu_us_per_delivery = Some(ns as f64 / 1000.0 / r.delivered as f64);
+    }
+    r.coordinator_cpu_ms = proc_stats::self_cpu_ns() as f64 / 1e6;
+    r.client_cpu_ms += r.coordinator_cpu_ms;
+    if ready.connected > 0 {
+        r.client_rss_per_conn_bytes =
+            Some(ready.rss_growth_kb as f64 * 1024.0 / ready.connected as f64);
+    }
+    let mut errors: Vec<String> = ready.errors.clone();
+    errors.extend(results.iter().flat_map(|w| w.errors.iter().cloned()));
+    errors.extend(p.first_error.clone());
+    errors.dedup();
+    errors.truncate(10);
+    r.errors = errors;
+
+    r.expected = match cfg.scenario {
+        Scenario::Channels => {
+            let mut subs = vec![0u64; cfg.channels];
+            for i in 0..cfg.conns {
+                for c in client::channels_for(i, cfg.channels, cfg.channels_per_conn) {
+                    subs[c] += 1;
+                }
+            }
+            let (_, chans) = publish_paths(
+                cfg,
+                &Endpoint::parse(&cfg.publish, "http").expect("parsed before"),
+                n,
+            );
+            chans
+                .iter()
+                .zip(&p.accepted)
+                .filter(|(_, a)| **a)
+                .map(|(c, _)| subs[*c])
+                .sum()
+        }
+        _ => r.connected * r.published,
+    };
+    r.lost = r.expected.saturating_sub(r.delivered);
+
+    if r.delivered > 0 && last_recv > p.first_ns {
+        let secs = (last_recv - p.first_ns) as f64 / 1e9;
+        r.elapsed_s = Some(secs);
+        r.deliveries_per_sec = Some(r.delivered as f64 / secs);
+        let pub_secs = (p.last_ns - p.first_ns) as f64 / 1e9;
+        r.publish_per_sec = Some(r.published as f64 / pub_secs.max(1e-9));
+        let cpu_ms = after.cpu_ms_since(&before_pub);
+        r.server_cpu_ms = Some(cpu_ms);
+        r.cpu_us_per_delivery = Some(cpu_ms * 1000.0 / r.delivered as f64);
+        r.lat_p50_us = Some(hist.value_at_quantile(0.50));
+        r.lat_p99_us = Some(hist.value_at_quantile(0.99));
+        r.lat_p999_us = Some(hist.value_at_quantile(0.999));
+        r.lat_max_us = Some(hist.max());
+        let mut last: Vec<u64> = seq_max
+            .iter()
+            .zip(&seq_count)
+            .filter(|(_, c)| **c > 0)
+            .map(|(m, _)| *m / 1000)
+            .collect();
+        last.sort_unstable();
+        r.last_p50_us = percentile(&last, 0.50);
+        r.last_p99_us = percentile(&last, 0.99);
+    }
+
+    r.rss_before_kb = Some(before_connect.rss_kb);
+    r.rss_connected_kb = Some(before_pub.rss_kb);
+    r.rss_after_kb = Some(after.rss_kb);
+    if cfg.scenario == Scenario::Idle && r.connected > 0 {
+        let delta_kb = before_pub.rss_kb.saturating_sub(before_connect.rss_kb);
+        r.rss_per_conn_bytes = Some(delta_kb as f64 * 1024.0 / r.connected as f64);
+        r.connect_cpu_ms = Some(before_pub.cpu_ms_since(&before_connect));
+    }
+    if !slow.is_empty() {
+        r.slow_conns = Some(slow.iter().map(|w| w.connected).sum());
+        r.slow_closed_by_server = Some(slow.iter().map(|w| w.server_closes).sum());
+        r.slow_open_at_end = Some(slow.iter().map(|w| w.open).sum());
+        r.slow_eofs = Some(slow.iter().map(|w| w.eofs).sum());
+        r.slow_delivered = Some(slow.iter().map(|w| w.delivered).sum());
+    }
+    r
+}
+
+fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50));
+        assert_eq!(percentile(&v, 0.99), Some(99));
+        assert_eq!(percentile(&[7], 0.99), Some(7));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}
