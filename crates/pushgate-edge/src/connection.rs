@@ -261,6 +261,16 @@ impl Connection {
         let grace = self.edge.config.close_timeout;
         if reason.is_abortive() {
             self.out.clear();
+        } else {
+            // Replies the reader queued just before it stopped (to a command sent ahead
+            // of a bad frame or of the client's close) still go out, before the close.
+            let mut queued = VecDeque::new();
+            std::future::poll_fn(|cx| {
+                let _ = self.handle.poll_outgoing(cx, &mut queued, true);
+                Poll::Ready(())
+            })
+            .await;
+            self.out.append(&mut queued);
         }
         let code = echo.unwrap_or(reason.code());
         self.out.push_back(encode_close(code, reason.label()));

@@ -166,3 +166,41 @@ async fn publish_api_refuses_bad_requests_with_clear_statuses() {
     expect_nothing_before(&gw, &mut [&mut c], "only this").await;
     gw.shutdown().await;
 }
+
+/// Autobahn 3.2/4.1.3/5.15: a command followed by a bad frame in the same write gets
+/// its reply before the close frame (the reply is not dropped with the connection).
+#[tokio::test]
+async fn a_reply_queued_before_a_protocol_error_is_sent_before_the_close() {
+    use tokio::io::AsyncReadExt;
+    let gw = start(config()).await;
+    let mut raw = raw_upgrade(gw.ws_addr()).await;
+    let mut bytes = client_frame(1, br#"{"type":"ping","id":7}"#);
+    bytes.extend_from_slice(&[0x81, 0x01, b'a']); // unmasked: a protocol error
+    raw.write_all(&bytes).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, raw.read_to_end(&mut got))
+        .await
+        .expect("the server closes in time")
+        .unwrap();
+    // Server frames are unmasked and small here: [op, len, payload..].
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 2 <= got.len() {
+        let len = got[at + 1] as usize;
+        frames.push((got[at] & 0x0f, got[at + 2..at + 2 + len].to_vec()));
+        at += 2 + len;
+    }
+    let texts: Vec<String> = frames
+        .iter()
+        .filter(|f| f.0 == 1)
+        .map(|f| String::from_utf8_lossy(&f.1).into_owned())
+        .collect();
+    assert!(
+        texts.last().unwrap().contains(r#""type":"pong""#),
+        "{texts:?}"
+    );
+    let last = frames.last().unwrap();
+    assert_eq!(last.0, 8, "the close frame comes last");
+    assert_eq!(u16::from_be_bytes([last.1[0], last.1[1]]), 1002);
+    gw.shutdown().await;
+}
