@@ -16,6 +16,18 @@ TARGETS="${TARGETS:-pushgate go-seed go-hub node-ws rust-naive}"
 SCENARIOS="${SCENARIOS:-burst latency idle}"
 mkdir -p "$OUT"
 
+# The Go peers need Debian's Go toolchain and gorilla/websocket; node-ws needs npm.
+# Install them on a fresh machine (root, Debian), as CI would.
+need_pkgs=()
+[[ " $TARGETS " == *" go-"* ]] && ! command -v go >/dev/null && need_pkgs+=(golang)
+[[ " $TARGETS " == *" go-"* ]] && [[ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]] \
+  && need_pkgs+=(golang-github-gorilla-websocket-dev)
+[[ " $TARGETS " == *" node-ws "* ]] && ! command -v npm >/dev/null && need_pkgs+=(nodejs npm)
+if (( ${#need_pkgs[@]} )); then
+  echo "installing ${need_pkgs[*]} for the peers" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2
+fi
+
 build_bench
 available=()
 for t in $TARGETS; do
