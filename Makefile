@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-peers clean deploy-check e2e
+.PHONY: run build test lint fmt bench bench-peers clean deploy-check e2e conformance
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 run:
@@ -16,6 +16,7 @@ test: lint
 	$(CARGO) test --workspace
 	$(MAKE) deploy-check
 	$(MAKE) e2e
+	$(MAKE) conformance
 
 ## Deploy artifacts checked with promtool, haproxy -c, nginx -t, JSON/YAML parsing (deploy/check.sh).
 deploy-check:
@@ -24,6 +25,10 @@ deploy-check:
 ## haproxy in front of two nodes: connect, publish, drain one node, reconnect (tests/e2e/).
 e2e:
 	bash tests/e2e/haproxy_drain.sh
+
+## WebSocket conformance: the Autobahn cases (kosoku) against the real binary (docs/conformance.md).
+conformance:
+	bash tests/autobahn/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
