@@ -137,8 +137,8 @@ impl Config {
     ) -> Result<(), ConfigError> {
         for (k, v) in vars {
             if let Some(field) = k.strip_prefix("PUSHGATE_") {
-                if field == "CONFIG" || field == "LOG" {
-                    continue; // read by the binary itself
+                if matches!(field, "CONFIG" | "LOG" | "GRPC") {
+                    continue; // read by the binary itself (config file, log filter, `publish` target)
                 }
                 self.set(&field.to_ascii_lowercase(), &v)?;
             }
