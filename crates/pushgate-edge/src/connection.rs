@@ -19,6 +19,7 @@ use pushgate_protocol::{CloseCode, ConnId, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::auth::Identity;
 use crate::handshake::{self, Parsed, Refusal};
 use crate::reader::{End, ReadState};
 use crate::writer::flush;
@@ -61,15 +62,22 @@ async fn accept(
             return None; // too slow to send its headers
         }
     };
+    let user = up.identity.user.as_deref();
+    if let Err(refusal) = edge.admission.admit(user, &edge.limit_metrics) {
+        edge.count_refusal(refusal.status);
+        handshake::write_refusal(&mut stream, &refusal).await;
+        return None;
+    }
     // Register before answering, so that a publication to this connection made after
     // the client saw `connected` reaches it.
-    let handle = shard.register(id, up.user.as_deref());
+    let handle = shard.register_with(id, user, up.identity.grant.clone(), &up.identity.subscribe);
     let conn_str = id.display(&edge.hub.config().node_id).to_string();
     let connected = Reply::Connected {
         v: PROTOCOL_VERSION,
         conn: &conn_str,
-        user: up.user.as_deref(),
+        user,
         heartbeat_ms: edge.hub.config().heartbeat_interval.as_millis() as u64,
+        channels: &up.identity.subscribe,
     }
     .to_frame();
     // The 101 response and the `connected` message go out in one write, and the
@@ -78,6 +86,9 @@ async fn accept(
         .await
         .is_err()
     {
+        // (Were this task dropped mid-write, at runtime shutdown, the place would
+        // leak; nothing counts after that.)
+        edge.admission.release(user);
         return None;
     }
     let leftover = up.leftover;
@@ -90,18 +101,16 @@ async fn accept(
     })
 }
 
-/// Reads and checks the upgrade request, authenticates, answers 101.
-/// Returns the user and any bytes received after the request head.
 /// An accepted upgrade request, not yet answered.
 struct Upgrade {
     req: handshake::UpgradeRequest,
     key: String,
-    user: Option<String>,
+    identity: Identity,
     /// Bytes received after the request head: the start of the first frame.
     leftover: Vec<u8>,
 }
 
-/// Reads and checks the upgrade request and authenticates it.
+/// Reads and checks the upgrade request (path, origin, token) and authenticates it.
 async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, Option<Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -116,13 +125,26 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, O
         match handshake::parse(&buf, &edge.config.ws_path).map_err(Some)? {
             Parsed::Partial => continue,
             Parsed::Complete(req, key, n) => {
+                if !edge.origin_allowed(&req) {
+                    return Err(Some(Refusal::new(403, "origin not allowed")));
+                }
                 let identity = edge.auth.authenticate(&req).map_err(Some)?;
+                let max = edge.hub.config().max_subscriptions_per_conn;
+                if identity.subscribe.len() > max {
+                    return Err(Some(Refusal::new(
+                        403,
+                        format!(
+                            "the token subscribes to {} channels; the limit is {max}",
+                            identity.subscribe.len()
+                        ),
+                    )));
+                }
                 buf.drain(..n);
                 let leftover = if buf.is_empty() { Vec::new() } else { buf };
                 return Ok(Upgrade {
                     req,
                     key,
-                    user: identity.user,
+                    identity,
                     leftover,
                 });
             }
@@ -197,8 +219,8 @@ impl Future for ConnTask {
 impl Connection {
     /// Reads on readiness, writes what the shard queued, until something ends it.
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
-        let max = self.edge.config.max_message;
-        if let Err(end) = self.read.process_partial(&self.handle, max) {
+        let edge = &*self.edge;
+        if let Err(end) = self.read.process_partial(&self.handle, edge) {
             return Poll::Ready(Next::End(end));
         }
         for _ in 0..POLL_BUDGET {
@@ -207,7 +229,7 @@ impl Connection {
                 if r.is_err() {
                     return Poll::Ready(Next::End(End::Lost));
                 }
-                if let Err(end) = self.read.on_readable(&self.stream, &self.handle, max) {
+                if let Err(end) = self.read.on_readable(&self.stream, &self.handle, edge) {
                     return Poll::Ready(Next::End(end));
                 }
                 continue;
@@ -296,6 +318,18 @@ impl Connection {
         // Wait for the client's close frame (or EOF) so our close frame is not lost to a
         // reset caused by unread data.
         let _ = timeout(grace, linger(&self.stream)).await;
+    }
+}
+
+impl Drop for Connection {
+    /// Gives back the connection's place in the node and user counts.
+    fn drop(&mut self) {
+        let admission = &self.edge.admission;
+        if admission.counts_users() {
+            admission.release(self.handle.user().as_deref());
+        } else {
+            admission.release(None);
+        }
     }
 }
 

@@ -67,6 +67,7 @@ impl Refusal {
             404 => "Not Found",
             405 => "Method Not Allowed",
             426 => "Upgrade Required",
+            429 => "Too Many Requests",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
             _ => "Error",
@@ -158,8 +159,9 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
 }
 
-/// Writes the 101 response, echoing `pushgate.v1` if the client offered it, followed
-/// by `first_frame` in the same write.
+/// Writes the 101 response, echoing `pushgate.v1` if the client offered it (only that:
+/// a token offered as a second subprotocol is never echoed), followed by `first_frame`
+/// in the same write.
 pub(crate) async fn write_switching(
     stream: &mut TcpStream,
     key: &str,
@@ -187,6 +189,12 @@ pub(crate) async fn write_refusal(stream: &mut TcpStream, r: &Refusal) {
     let mut extra = String::new();
     if r.status == 426 {
         extra.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    }
+    if r.status == 401 {
+        extra.push_str("WWW-Authenticate: Bearer\r\n");
+    }
+    if r.status == 503 {
+        extra.push_str("Retry-After: 5\r\n");
     }
     let body = format!("{}\n", r.message);
     let resp = format!(

@@ -4,6 +4,8 @@
 //!   the shard that owns it.
 //! - `handshake`: the HTTP/1.1 upgrade, by hand (no per-connection HTTP state survives it).
 //! - `auth`: the [`Authenticator`] seam and the [`Anonymous`] default.
+//! - `jwt`: the [`JwtAuthenticator`] (HS256, RS256, ES256 connection tokens).
+//! - `limits`: connections per node and per user, connection attempts per address.
 //! - `connection`: one task per connection: handshake, then read on readiness and write
 //!   what the shard queued.
 //! - `reader`: frames to commands, through a per-thread read buffer.
@@ -13,6 +15,8 @@ mod acceptor;
 mod auth;
 mod connection;
 pub mod handshake;
+mod jwt;
+mod limits;
 mod reader;
 mod writer;
 
@@ -26,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Anonymous, Authenticator, Identity};
 pub use handshake::{Refusal, UpgradeRequest};
+pub use jwt::{token_from, JwtAuthenticator, JwtConfig, JwtSetupError, TokenError};
+
+use limits::{Admission, LimitMetrics};
 
 /// The edge's settings.
 #[derive(Debug, Clone)]
@@ -38,6 +45,15 @@ pub struct EdgeConfig {
     pub handshake_timeout: Duration,
     /// Time given to flush and exchange close frames when a connection ends.
     pub close_timeout: Duration,
+    /// Browser origins allowed to connect (lower case, e.g. `https://app.example.com`);
+    /// empty: any. Requests without an `Origin` header (non-browser clients) pass.
+    pub allowed_origins: Vec<String>,
+    /// Most open connections on this node (503 at the upgrade beyond); 0: no limit.
+    pub max_connections: usize,
+    /// Most open connections of one user on this node (503 beyond); 0: no limit.
+    pub max_connections_per_user: usize,
+    /// Connection attempts per second from one address (429 beyond); 0: no limit.
+    pub max_connection_rate_per_ip: u32,
 }
 
 impl Default for EdgeConfig {
@@ -47,6 +63,10 @@ impl Default for EdgeConfig {
             max_message: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),
+            allowed_origins: Vec::new(),
+            max_connections: 0,
+            max_connections_per_user: 0,
+            max_connection_rate_per_ip: 0,
         }
     }
 }
@@ -58,12 +78,28 @@ pub(crate) struct EdgeShared {
     pub(crate) auth: Arc<dyn Authenticator>,
     /// One runtime per shard, indexed by shard id: a connection runs on its shard's thread.
     pub(crate) runtimes: Vec<Handle>,
+    /// Open connections, per node and per user.
+    pub(crate) admission: Admission,
+    pub(crate) limit_metrics: LimitMetrics,
 }
 
 impl EdgeShared {
     fn count_refusal(&self, status: u16) {
         metrics::counter!("pushgate_handshake_refused_total", "status" => status.to_string())
             .increment(1);
+    }
+
+    /// Whether the request's `Origin` (if any) may connect.
+    pub(crate) fn origin_allowed(&self, req: &UpgradeRequest) -> bool {
+        let allowed = &self.config.allowed_origins;
+        match req.header("origin") {
+            None => true,
+            Some(_) if allowed.is_empty() => true,
+            Some(o) => {
+                let o = o.trim().trim_end_matches('/');
+                allowed.iter().any(|a| a.eq_ignore_ascii_case(o))
+            }
+        }
     }
 }
 
@@ -79,11 +115,14 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
+    let admission = Admission::new(config.max_connections, config.max_connections_per_user);
     let edge = Arc::new(EdgeShared {
         hub,
         config,
         auth,
         runtimes,
+        admission,
+        limit_metrics: LimitMetrics::new(),
     });
     acceptor::accept_loop(listener, edge, stop).await;
 }

@@ -6,10 +6,12 @@
 
 use std::cell::RefCell;
 
-use pushgate_hub::{CloseReason, ConnHandle};
+use pushgate_hub::{CloseReason, ConnHandle, SubscribeError};
 use pushgate_protocol::command::{Command, CommandError, Reply};
 use pushgate_protocol::frame::{encode_frame, OpCode, Step};
 use pushgate_protocol::{FrameReader, Message};
+
+use crate::EdgeShared;
 
 /// Size of each shard thread's read buffer.
 const SCRATCH: usize = 64 * 1024;
@@ -46,12 +48,16 @@ impl ReadState {
     }
 
     /// Processes bytes left over from the handshake, if any.
-    pub(crate) fn process_partial(&mut self, handle: &ConnHandle, max: usize) -> Result<(), End> {
+    pub(crate) fn process_partial(
+        &mut self,
+        handle: &ConnHandle,
+        edge: &EdgeShared,
+    ) -> Result<(), End> {
         if self.partial.is_empty() {
             return Ok(());
         }
         let mut buf = std::mem::take(&mut self.partial);
-        let used = process(&mut self.frames, &mut buf, handle, max)?;
+        let used = process(&mut self.frames, &mut buf, handle, edge)?;
         buf.drain(..used);
         self.partial = buf;
         Ok(())
@@ -63,7 +69,7 @@ impl ReadState {
         &mut self,
         stream: &tokio::net::TcpStream,
         handle: &ConnHandle,
-        max: usize,
+        edge: &EdgeShared,
     ) -> Result<(), End> {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -77,14 +83,14 @@ impl ReadState {
                 };
                 handle.touch();
                 if self.partial.is_empty() {
-                    let used = process(&mut self.frames, &mut scratch[..n], handle, max)?;
+                    let used = process(&mut self.frames, &mut scratch[..n], handle, edge)?;
                     if used < n {
                         self.partial.extend_from_slice(&scratch[used..n]);
                     }
                 } else {
                     self.partial.extend_from_slice(&scratch[..n]);
                     let mut buf = std::mem::take(&mut self.partial);
-                    let used = process(&mut self.frames, &mut buf, handle, max)?;
+                    let used = process(&mut self.frames, &mut buf, handle, edge)?;
                     buf.drain(..used);
                     if buf.is_empty() {
                         buf = Vec::new(); // give the allocation back while idle
@@ -105,8 +111,9 @@ fn process(
     frames: &mut FrameReader,
     buf: &mut [u8],
     handle: &ConnHandle,
-    max: usize,
+    edge: &EdgeShared,
 ) -> Result<usize, End> {
+    let max = edge.config.max_message;
     let mut at = 0;
     loop {
         let step = frames.next(&mut buf[at..], max).map_err(|e| {
@@ -121,15 +128,25 @@ fn process(
             Step::Consumed(n) => at += n,
             Step::Message(n, msg) => {
                 at += n;
-                on_message(msg, handle)?;
+                on_message(msg, handle, edge)?;
             }
         }
     }
 }
 
-fn on_message(msg: Message<'_>, handle: &ConnHandle) -> Result<(), End> {
+fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Result<(), End> {
+    // Every message that costs the gateway work counts against the inbound rate;
+    // pongs (answers to our pings) and the close frame do not.
+    if matches!(
+        msg,
+        Message::Text(_) | Message::Binary(_) | Message::Ping(_)
+    ) && !handle.count_inbound()
+    {
+        edge.limit_metrics.inbound_rate.increment(1);
+        return Err(End::Violation(CloseReason::InboundFlood));
+    }
     match msg {
-        Message::Text(text) => on_command(text, handle),
+        Message::Text(text) => on_command(text, handle, edge),
         Message::Binary(_) => reply_error(handle, &CommandError::Binary, None),
         Message::Ping(p) => handle.send(encode_frame(OpCode::Pong, p)),
         Message::Pong(_) => {}
@@ -138,7 +155,7 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle) -> Result<(), End> {
     Ok(())
 }
 
-fn on_command(text: &str, handle: &ConnHandle) {
+fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
     match Command::parse(text) {
         Ok(Command::Subscribe { channels, id }) => match handle.subscribe(&channels) {
             Ok(()) => handle.send(
@@ -148,14 +165,19 @@ fn on_command(text: &str, handle: &ConnHandle) {
                 }
                 .to_frame(),
             ),
-            Err(e) => handle.send(
-                Reply::Error {
-                    code: "subscription_limit",
-                    message: e.to_string(),
-                    id: id.as_ref(),
+            Err(e) => {
+                if matches!(e, SubscribeError::TooMany(_)) {
+                    edge.limit_metrics.subscriptions.increment(1);
                 }
-                .to_frame(),
-            ),
+                handle.send(
+                    Reply::Error {
+                        code: e.code(),
+                        message: e.to_string(),
+                        id: id.as_ref(),
+                    }
+                    .to_frame(),
+                )
+            }
         },
         Ok(Command::Unsubscribe { channels, id }) => {
             handle.unsubscribe(&channels);
@@ -168,8 +190,38 @@ fn on_command(text: &str, handle: &ConnHandle) {
             );
         }
         Ok(Command::Ping { id }) => handle.send(Reply::Pong { id: id.as_ref() }.to_frame()),
+        Ok(Command::Refresh { token, id }) => on_refresh(&token, id.as_ref(), handle, edge),
         Err((e, id)) => reply_error(handle, &e, id.as_ref()),
     }
+}
+
+/// A fresh token for an open connection: same user, new channels and expiry.
+fn on_refresh(token: &str, id: Option<&serde_json::Value>, handle: &ConnHandle, edge: &EdgeShared) {
+    let refreshed = edge.auth.refresh(token).and_then(|identity| {
+        let (Some(user), Some(grant)) = (identity.user, identity.grant) else {
+            return Err("the token carries no user".to_string());
+        };
+        let exp = grant.expires;
+        handle
+            .refresh(&user, grant)
+            .map(|revoked| (exp, revoked))
+            .map_err(|e| e.to_string())
+    });
+    let frame = match refreshed {
+        Ok((exp, revoked)) => Reply::Refreshed {
+            exp,
+            unsubscribed: &revoked,
+            id,
+        }
+        .to_frame(),
+        Err(message) => Reply::Error {
+            code: "refresh_failed",
+            message,
+            id,
+        }
+        .to_frame(),
+    };
+    handle.send(frame);
 }
 
 fn reply_error(handle: &ConnHandle, e: &CommandError, id: Option<&serde_json::Value>) {

@@ -23,10 +23,14 @@ pub enum CloseReason {
     Disconnected,
     /// The gateway is shutting down or draining.
     Shutdown,
+    /// The token expired and no `refresh` arrived within the grace period.
+    TokenExpired,
+    /// The client sent messages faster than `max_inbound_messages_per_sec`.
+    InboundFlood,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::ClientClosed,
         CloseReason::ConnectionLost,
         CloseReason::ProtocolError,
@@ -36,6 +40,8 @@ impl CloseReason {
         CloseReason::SlowConsumer,
         CloseReason::Disconnected,
         CloseReason::Shutdown,
+        CloseReason::TokenExpired,
+        CloseReason::InboundFlood,
     ];
 
     /// The close code sent to the client.
@@ -49,6 +55,8 @@ impl CloseReason {
             CloseReason::SlowConsumer => CloseCode::SLOW_CONSUMER,
             CloseReason::Disconnected => CloseCode::DISCONNECTED,
             CloseReason::Shutdown => CloseCode::GOING_AWAY,
+            CloseReason::TokenExpired => CloseCode::TOKEN_EXPIRED,
+            CloseReason::InboundFlood => CloseCode::POLICY_VIOLATION,
         }
     }
 
@@ -64,15 +72,18 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Disconnected => "disconnected",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::InboundFlood => "inbound_flood",
         }
     }
 
     /// Whether queued frames are dropped rather than flushed before the close frame:
-    /// a slow or silent client will not read them anyway.
+    /// a slow or silent client will not read them anyway, and a flooding one has used
+    /// up its share.
     pub fn is_abortive(self) -> bool {
         matches!(
             self,
-            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout
+            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout | CloseReason::InboundFlood
         )
     }
 

@@ -34,6 +34,11 @@ pub struct HubConfig {
     pub max_subscriptions_per_conn: usize,
     /// Largest publication payload accepted, in bytes.
     pub max_payload: usize,
+    /// How long a connection whose token expired may stay open waiting for a `refresh`.
+    pub token_refresh_grace: Duration,
+    /// Most messages (text, binary, ping) a client may send per second; 0: no limit.
+    /// At most `u16::MAX` (the per-connection counter is 16 bits).
+    pub max_inbound_messages_per_sec: u32,
 }
 
 impl Default for HubConfig {
@@ -48,6 +53,8 @@ impl Default for HubConfig {
             heartbeat_timeout: Duration::from_secs(60),
             max_subscriptions_per_conn: 128,
             max_payload: 64 * 1024,
+            token_refresh_grace: Duration::from_secs(30),
+            max_inbound_messages_per_sec: 0,
         }
     }
 }

@@ -11,6 +11,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::close::CloseReason;
+use crate::grant::{Grant, RefreshError};
 use crate::shard::Shard;
 
 /// What the writer should do next.
@@ -27,6 +28,18 @@ pub enum Outgoing {
 pub enum SubscribeError {
     #[error("subscription limit of {0} channels per connection reached")]
     TooMany(usize),
+    #[error("channel {0:?} is not allowed by this connection's token")]
+    NotAllowed(String),
+}
+
+impl SubscribeError {
+    /// The `code` of the error reply.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubscribeError::TooMany(_) => "subscription_limit",
+            SubscribeError::NotAllowed(_) => "forbidden",
+        }
+    }
 }
 
 /// One registered connection. Dropping it removes the connection from every index.
@@ -98,10 +111,17 @@ impl ConnHandle {
         self.shard.state.lock().conns[self.slot].last_seen = ms;
     }
 
-    /// Follows channels (already validated by the protocol layer).
+    /// Follows channels (already validated by the protocol layer). A token-authenticated
+    /// connection may follow only what its token allows; if one channel is not allowed,
+    /// none of the command's channels is followed.
     pub fn subscribe(&self, channels: &[String]) -> Result<(), SubscribeError> {
         let max = self.shard.config.max_subscriptions_per_conn;
         let mut st = self.shard.state.lock();
+        if let Some(g) = st.grants.get(&self.slot) {
+            if let Some(ch) = channels.iter().find(|c| !g.grant.permissions.allows(c)) {
+                return Err(SubscribeError::NotAllowed(ch.clone()));
+            }
+        }
         st.subscribe(self.slot, channels, max)
             .map_err(SubscribeError::TooMany)?;
         let (subs, chans) = (st.subscriptions, st.channels.len());
@@ -119,6 +139,58 @@ impl ConnHandle {
         drop(st);
         self.shard.metrics.subscriptions.set(subs as f64);
         self.shard.metrics.channels.set(chans as f64);
+    }
+
+    /// Replaces the connection's grant with a fresh token's (same user). Channels the new
+    /// grant does not allow are unsubscribed and returned.
+    pub fn refresh(&self, user: &str, grant: Grant) -> Result<Vec<String>, RefreshError> {
+        let mut st = self.shard.state.lock();
+        if st.conns[self.slot].user.as_deref() != Some(user) {
+            return Err(if st.grants.contains_key(&self.slot) {
+                RefreshError::OtherUser
+            } else {
+                RefreshError::NoToken
+            });
+        }
+        let Some(entry) = st.grants.get_mut(&self.slot) else {
+            return Err(RefreshError::NoToken);
+        };
+        entry.grant = grant;
+        entry.warned = false;
+        let perms = entry.grant.permissions.clone();
+        let revoked: Vec<String> = st.conns[self.slot]
+            .channels
+            .iter()
+            .filter(|c| !perms.allows(c))
+            .map(|c| c.to_string())
+            .collect();
+        if !revoked.is_empty() {
+            st.unsubscribe(self.slot, &revoked);
+            let (subs, chans) = (st.subscriptions, st.channels.len());
+            drop(st);
+            self.shard.metrics.subscriptions.set(subs as f64);
+            self.shard.metrics.channels.set(chans as f64);
+        }
+        Ok(revoked)
+    }
+
+    /// Counts one inbound message against `max_inbound_messages_per_sec`; false when
+    /// the connection is over the limit and must be closed.
+    pub fn count_inbound(&self) -> bool {
+        let max = self.shard.config.max_inbound_messages_per_sec;
+        if max == 0 {
+            return true;
+        }
+        let now_s = (self.shard.millis(Instant::now()) / 1000) as u16;
+        let max = max.min(u16::MAX as u32) as u16;
+        self.shard.state.lock().conns[self.slot]
+            .inbound
+            .count(now_s, max)
+    }
+
+    /// The connection's user, if it has one (a copy: for bookkeeping when it closes).
+    pub fn user(&self) -> Option<Box<str>> {
+        self.shard.state.lock().conns[self.slot].user.clone()
     }
 
     /// Records why the connection is ending (counted when the handle drops).

@@ -12,10 +12,13 @@
 //! - [`outbound`]: a connection's bounded outbound queue and the slow-consumer policy.
 //! - [`heartbeat`]: the shard's ping sweep and reaping of silent connections.
 //! - [`handle`]: what the edge holds for one connection.
+//! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
+//!   a side table so that anonymous connections pay nothing for it.
 
 mod close;
 mod config;
 mod fanout;
+mod grant;
 mod handle;
 mod heartbeat;
 mod hub;
@@ -26,6 +29,7 @@ mod shard;
 
 pub use close::CloseReason;
 pub use config::{HubConfig, SlowPolicy};
+pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
 pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use metrics::ShardMetrics;

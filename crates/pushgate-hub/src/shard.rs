@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::close::CloseReason;
 use crate::config::HubConfig;
 use crate::fanout::Job;
+use crate::grant::{Grant, GrantEntry};
 use crate::handle::{ConnHandle, SubscribeError};
 use crate::hub::AdminReport;
 use crate::metrics::ShardMetrics;
@@ -46,6 +47,30 @@ pub(crate) struct Conn {
     /// Last time anything arrived from the client, in milliseconds since the shard's
     /// epoch (wrapping u32: a connection is reaped long before it could wrap).
     pub(crate) last_seen: u32,
+    /// Messages received in the current second, for `max_inbound_messages_per_sec`.
+    /// Four bytes that fit in the entry's padding: it stays 112 bytes.
+    pub(crate) inbound: InboundWindow,
+}
+
+/// A fixed one-second window of inbound messages: the second (shard clock, wrapping
+/// every 18 hours) and the count within it. Two u16s, so that it fits in the padding
+/// of [`Conn`]; the limit is validated to be at most `u16::MAX`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InboundWindow {
+    pub(crate) second: u16,
+    pub(crate) count: u16,
+}
+
+impl InboundWindow {
+    /// Counts one message at second `now_s`; false once more than `max` arrived in it.
+    pub(crate) fn count(&mut self, now_s: u16, max: u16) -> bool {
+        if self.second != now_s {
+            self.second = now_s;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= max
+    }
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -56,6 +81,8 @@ pub(crate) struct ShardState {
     pub(crate) channels: AHashMap<Box<str>, AHashSet<usize>>,
     pub(crate) users: AHashMap<Box<str>, AHashSet<usize>>,
     pub(crate) subscriptions: usize,
+    /// Token grants by slot, for token-authenticated connections only (see `grant.rs`).
+    pub(crate) grants: AHashMap<usize, GrantEntry>,
 }
 
 impl Shard {
@@ -92,6 +119,19 @@ impl Shard {
 
     /// Registers a connection; it is deregistered when the handle is dropped.
     pub fn register(self: &Arc<Self>, id: ConnId, user: Option<&str>) -> ConnHandle {
+        self.register_with(id, user, None, &[])
+    }
+
+    /// Registers a token-authenticated connection: with its grant (checked on every
+    /// client subscribe, expiring with the token) and the channels it joins at once.
+    /// `subscribe` must respect `max_subscriptions_per_conn` (beyond it, none is joined).
+    pub fn register_with(
+        self: &Arc<Self>,
+        id: ConnId,
+        user: Option<&str>,
+        grant: Option<Grant>,
+        subscribe: &[String],
+    ) -> ConnHandle {
         let mut st = self.state.lock();
         let slot = st.conns.insert(Conn {
             id,
@@ -99,10 +139,26 @@ impl Shard {
             channels: Vec::new(),
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
+            inbound: InboundWindow::default(),
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
             st.users.entry(u.into()).or_default().insert(slot);
+        }
+        if let Some(grant) = grant {
+            st.grants.insert(
+                slot,
+                GrantEntry {
+                    grant,
+                    warned: false,
+                },
+            );
+        }
+        if !subscribe.is_empty() {
+            let _ = st.subscribe(slot, subscribe, self.config.max_subscriptions_per_conn);
+            let (subs, chans) = (st.subscriptions, st.channels.len());
+            self.metrics.subscriptions.set(subs as f64);
+            self.metrics.channels.set(chans as f64);
         }
         drop(st);
         self.metrics.connections.increment(1.0);
@@ -114,6 +170,9 @@ impl Shard {
         let mut st = self.state.lock();
         let conn = st.conns.remove(slot);
         st.by_id.remove(&conn.id);
+        if !st.grants.is_empty() {
+            st.grants.remove(&slot);
+        }
         if let Some(u) = &conn.user {
             remove_from_index(&mut st.users, u, slot);
         }

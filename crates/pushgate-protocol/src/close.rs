@@ -16,6 +16,8 @@ impl CloseCode {
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
     /// A text frame carried invalid UTF-8.
     pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// The client broke a policy: it sent messages faster than the configured rate.
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// A frame or message exceeded the configured size limit.
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     /// The server hit an unexpected condition.
@@ -26,6 +28,8 @@ impl CloseCode {
     pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode(4001);
     /// An operator or publisher disconnected this connection.
     pub const DISCONNECTED: CloseCode = CloseCode(4002);
+    /// The connection's token expired and no fresh one arrived within the grace period.
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode(4003);
     /// The client did not read fast enough: its outbound queue filled up.
     pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
 

@@ -4,6 +4,7 @@
 //! {"type":"subscribe","channels":["news","sport"],"id":1}
 //! {"type":"unsubscribe","channel":"news","id":"abc"}
 //! {"type":"ping","id":2}
+//! {"type":"refresh","token":"eyJhbGciOi...","id":3}
 //! ```
 //! `id` is optional, any JSON number or string, and echoed in the reply.
 
@@ -30,6 +31,11 @@ pub enum Command {
     Ping {
         id: Option<Value>,
     },
+    /// A fresh connection token, replacing the one the connection was opened with.
+    Refresh {
+        token: String,
+        id: Option<Value>,
+    },
 }
 
 /// Why a command was refused. The connection stays open; the client gets an error reply.
@@ -47,6 +53,8 @@ pub enum CommandError {
     BadChannel { name: String, error: ChannelError },
     #[error("binary frames are not commands; send JSON text")]
     Binary,
+    #[error("no token given")]
+    NoToken,
 }
 
 impl CommandError {
@@ -55,7 +63,9 @@ impl CommandError {
         match self {
             CommandError::BadJson(_) => "bad_json",
             CommandError::UnknownType(_) => "unknown_command",
-            CommandError::NoChannels | CommandError::TooManyChannels => "bad_request",
+            CommandError::NoChannels | CommandError::TooManyChannels | CommandError::NoToken => {
+                "bad_request"
+            }
             CommandError::BadChannel { .. } => "bad_channel",
             CommandError::Binary => "binary_not_supported",
         }
@@ -70,6 +80,8 @@ struct RawCommand {
     channels: Vec<String>,
     #[serde(default)]
     channel: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
     #[serde(default)]
     id: Option<Value>,
 }
@@ -108,6 +120,10 @@ impl Command {
                 Err(e) => Err((e, id)),
             },
             "ping" => Ok(Command::Ping { id }),
+            "refresh" => match raw.token {
+                Some(token) if !token.is_empty() => Ok(Command::Refresh { token, id }),
+                _ => Err((CommandError::NoToken, id)),
+            },
             other => Err((CommandError::UnknownType(other.to_owned()), id)),
         }
     }
@@ -124,6 +140,9 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         user: Option<&'a str>,
         heartbeat_ms: u64,
+        /// Channels joined on connect (the token's `subscribe` claim); omitted when none.
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        channels: &'a [String],
     },
     Subscribed {
         channels: &'a [String],
@@ -139,6 +158,19 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
     },
+    /// A `refresh` was accepted: the connection now lives until `exp` (Unix seconds).
+    /// `unsubscribed` lists channels the new token no longer allows (omitted when none).
+    Refreshed {
+        exp: u64,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        unsubscribed: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    /// The connection's token has expired: send a `refresh` within `grace_ms`, or the
+    /// connection is closed with 4003.
+    #[serde(rename = "token_expired")]
+    TokenExpired { grace_ms: u64 },
     Error {
         code: &'a str,
         message: String,
@@ -190,6 +222,21 @@ mod tests {
         assert_eq!(e.code(), "bad_json");
         let (e, _) = Command::parse(r#"{"type":"subscribe"}"#).unwrap_err();
         assert_eq!(e, CommandError::NoChannels);
+        let (e, id) = Command::parse(r#"{"type":"refresh","id":4}"#).unwrap_err();
+        assert_eq!((e.code(), id), ("bad_request", Some(json!(4))));
+    }
+
+    #[test]
+    fn parses_refresh() {
+        assert_eq!(
+            Command::parse(r#"{"type":"refresh","token":"a.b.c","id":1}"#),
+            Ok(Command::Refresh {
+                token: "a.b.c".into(),
+                id: Some(json!(1))
+            })
+        );
+        let f = Reply::TokenExpired { grace_ms: 30000 }.to_frame();
+        assert_eq!(&f[2..], br#"{"type":"token_expired","grace_ms":30000}"#);
     }
 
     #[test]

@@ -53,7 +53,37 @@ pub struct Config {
     /// Time to flush and exchange close frames when a connection ends, in milliseconds.
     pub close_timeout_ms: u64,
     /// Header carrying the user id, set by a trusted proxy in front of pushgate. Empty: none.
+    /// Anonymous mode only.
     pub trusted_user_header: String,
+    /// `anonymous` (every client admitted, unauthenticated: for development; logged as a
+    /// warning at start) or `jwt` (a valid connection token is required).
+    pub auth_mode: String,
+    /// HS256 shared secret for connection tokens (at least 32 bytes). Empty: HS256 off.
+    pub jwt_hs256_secret: String,
+    /// PEM file with the public key for RS256 (RSA) or ES256 (P-256) tokens. Empty: none.
+    pub jwt_public_key_file: String,
+    /// JWKS file (JSON) with RS256/ES256 public keys chosen by the token's `kid`. Empty: none.
+    pub jwks_file: String,
+    /// Required `iss` claim. Empty: not checked.
+    pub jwt_issuer: String,
+    /// Required `aud` claim. Empty: not checked.
+    pub jwt_audience: String,
+    /// How long a connection whose token expired may wait for a `refresh` before it is
+    /// closed with 4003, in milliseconds.
+    pub token_refresh_grace_ms: u64,
+    /// Browser origins allowed to connect (`https://app.example.com`). Empty: any.
+    /// Requests without an `Origin` header (non-browser clients) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// Most open WebSocket connections on this node (503 at the upgrade beyond). 0: no limit.
+    pub max_connections: usize,
+    /// Most open connections of one user on this node (503 at the upgrade beyond). 0: no limit.
+    pub max_connections_per_user: usize,
+    /// Connection attempts per second from one source address (IPv6: per /64), answered
+    /// 429 beyond. 0: no limit.
+    pub max_connection_rate_per_ip: u32,
+    /// Most messages (text, binary, ping) one client may send per second (close 1008
+    /// beyond). 0: no limit.
+    pub max_inbound_messages_per_sec: u32,
     /// On shutdown, clients are closed (1001) spread over this window, in milliseconds,
     /// so that they do not all reconnect elsewhere in the same second.
     pub drain_window_ms: u64,
@@ -85,6 +115,18 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
             trusted_user_header: String::new(),
+            auth_mode: "anonymous".into(),
+            jwt_hs256_secret: String::new(),
+            jwt_public_key_file: String::new(),
+            jwks_file: String::new(),
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            token_refresh_grace_ms: 30_000,
+            allowed_origins: Vec::new(),
+            max_connections: 0,
+            max_connections_per_user: 0,
+            max_connection_rate_per_ip: 0,
+            max_inbound_messages_per_sec: 100,
             drain_window_ms: 10_000,
             shutdown_grace_ms: 20_000,
             log_format: "text".into(),
@@ -147,6 +189,7 @@ impl Config {
     }
 
     /// Sets one field from its text form, as a flag or environment variable gives it.
+    /// A list field takes comma-separated items (`a,b`; empty: the empty list).
     pub fn set(&mut self, field: &str, value: &str) -> Result<(), ConfigError> {
         let mut table =
             toml::Table::try_from(&*self).map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -164,6 +207,14 @@ impl Config {
                 toml::Value::Boolean(_) => toml::Value::Boolean(value.parse().map_err(|_| {
                     invalid_named(field, format!("{value:?} is not true or false"))
                 })?),
+                toml::Value::Array(_) => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
+                        .collect(),
+                ),
                 _ => toml::Value::String(value.to_owned()),
             };
         table.insert(field.to_owned(), parsed);
@@ -245,10 +296,92 @@ impl Config {
                 "must be longer than drain_window_ms",
             ));
         }
+        self.validate_auth()?;
+        if self.max_inbound_messages_per_sec > u16::MAX as u32 {
+            return Err(invalid("max_inbound_messages_per_sec", "at most 65535"));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));
         }
         Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        match self.auth_mode.as_str() {
+            "anonymous" => {}
+            "jwt" => {
+                if self.jwt_hs256_secret.is_empty()
+                    && self.jwt_public_key_file.is_empty()
+                    && self.jwks_file.is_empty()
+                {
+                    return Err(invalid(
+                        "auth_mode",
+                        "jwt needs jwt_hs256_secret, jwt_public_key_file or jwks_file",
+                    ));
+                }
+                if !self.trusted_user_header.is_empty() {
+                    return Err(invalid(
+                        "trusted_user_header",
+                        "only for auth_mode = \"anonymous\"; with jwt the token names the user",
+                    ));
+                }
+            }
+            _ => return Err(invalid("auth_mode", "anonymous or jwt")),
+        }
+        if !self.jwt_hs256_secret.is_empty() && self.jwt_hs256_secret.len() < 32 {
+            return Err(invalid(
+                "jwt_hs256_secret",
+                "at least 32 bytes (HS256 needs a 256-bit secret)",
+            ));
+        }
+        for (field, path) in [
+            ("jwt_public_key_file", &self.jwt_public_key_file),
+            ("jwks_file", &self.jwks_file),
+        ] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                return Err(invalid(field, format!("{path}: no such file")));
+            }
+        }
+        if self.token_refresh_grace_ms > 24 * 3600 * 1000 {
+            return Err(invalid("token_refresh_grace_ms", "at most one day"));
+        }
+        for o in &self.allowed_origins {
+            let ok = o
+                .split_once("://")
+                .is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty());
+            if !ok || o.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "allowed_origins",
+                    format!(
+                        "{o:?}: an origin is scheme://host[:port], e.g. https://app.example.com"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection-token settings (auth_mode = "jwt"), with the key files read.
+    pub fn jwt(&self) -> Result<pushgate_edge::JwtConfig, ConfigError> {
+        let read = |field: &'static str, path: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            if path.is_empty() {
+                return Ok(None);
+            }
+            std::fs::read(path)
+                .map(Some)
+                .map_err(|e| invalid(field, format!("{path}: {e}")))
+        };
+        let jwks = read("jwks_file", &self.jwks_file)?
+            .map(|b| String::from_utf8(b).map_err(|_| invalid("jwks_file", "not UTF-8")))
+            .transpose()?;
+        let some = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+        Ok(pushgate_edge::JwtConfig {
+            hs256_secret: some(&self.jwt_hs256_secret).map(String::into_bytes),
+            public_key_pem: read("jwt_public_key_file", &self.jwt_public_key_file)?,
+            jwks_json: jwks,
+            issuer: some(&self.jwt_issuer),
+            audience: some(&self.jwt_audience),
+        })
     }
 
     fn slow_policy(&self) -> Result<SlowPolicy, ConfigError> {
@@ -278,6 +411,8 @@ impl Config {
             heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
             max_subscriptions_per_conn: self.max_subscriptions_per_conn,
             max_payload: self.max_payload_bytes,
+            token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
+            max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
         }
     }
 
@@ -294,6 +429,14 @@ impl Config {
             max_message: self.max_message_bytes,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             close_timeout: Duration::from_millis(self.close_timeout_ms),
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            max_connection_rate_per_ip: self.max_connection_rate_per_ip,
         }
     }
 
@@ -368,6 +511,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("heartbeat_timeout_ms"));
+    }
+
+    #[test]
+    fn auth_and_limit_settings_are_validated() {
+        let mut c = Config::default();
+        assert_eq!(c.auth_mode, "anonymous", "make run works with no setup");
+        c.set(
+            "allowed_origins",
+            "https://a.example, http://b.example:8080",
+        )
+        .unwrap();
+        assert_eq!(c.allowed_origins.len(), 2);
+        c.validate().unwrap();
+        assert_eq!(c.edge().allowed_origins[1], "http://b.example:8080");
+        c.set("allowed_origins", "").unwrap();
+        assert!(c.allowed_origins.is_empty());
+        c.set("allowed_origins", "example.com").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("allowed_origins"), "{e}");
+        let mut c = Config::default();
+        c.set("auth_mode", "jwt").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("auth_mode"));
+        c.set("jwt_hs256_secret", "short").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("jwt_hs256_secret"), "{e}");
+        c.set("jwt_hs256_secret", &"s".repeat(32)).unwrap();
+        c.validate().unwrap();
+        c.set("trusted_user_header", "x-user").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("trusted_user_header"), "{e}");
+        let mut c = Config::default();
+        c.set("jwks_file", "/nonexistent/jwks.json").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("jwks_file"));
+        c.jwks_file.clear();
+        c.set("max_inbound_messages_per_sec", "70000").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("max_inbound_messages_per_sec"), "{e}");
     }
 
     #[test]

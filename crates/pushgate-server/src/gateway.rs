@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pushgate_edge::{Anonymous, Authenticator};
+use pushgate_edge::{Anonymous, Authenticator, JwtAuthenticator};
 use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
 use pushgate_ingress::{serve_http, HttpState};
@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error("cannot start shard thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot set up connection tokens: {0}")]
+    Jwt(#[from] pushgate_edge::JwtSetupError),
     #[error("cannot start the gRPC ingress: {0}")]
     Grpc(#[from] pushgate_grpc::server::ServeError),
 }
@@ -59,6 +61,7 @@ impl Gateway {
     /// accept loop and the internal HTTP API; each shard gets a thread of its own.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         config.validate()?;
+        let auth = authenticator(&config)?;
         let metrics = telemetry::install();
         let hub = Hub::new(config.hub());
         let stop_accepting = CancellationToken::new();
@@ -71,9 +74,6 @@ impl Gateway {
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
 
-        let user_header =
-            Some(config.trusted_user_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
-        let auth: Arc<dyn Authenticator> = Arc::new(Anonymous { user_header });
         tokio::spawn(pushgate_edge::serve(
             ws,
             hub.clone(),
@@ -154,6 +154,35 @@ impl Gateway {
         .await;
         tracing::info!("pushgate stopped");
     }
+}
+
+/// The authenticator `auth_mode` asks for. Anonymous mode is announced loudly.
+fn authenticator(config: &Config) -> Result<Arc<dyn Authenticator>, StartError> {
+    if config.auth_mode == "jwt" {
+        let jwt = JwtAuthenticator::new(config.jwt()?)?;
+        tracing::info!(
+            issuer = %config.jwt_issuer,
+            audience = %config.jwt_audience,
+            "WebSocket clients need a connection token (auth_mode = \"jwt\")"
+        );
+        return Ok(Arc::new(jwt));
+    }
+    let user_header =
+        Some(config.trusted_user_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
+    match &user_header {
+        Some(h) => tracing::warn!(
+            header = %h,
+            "auth_mode = \"anonymous\": WebSocket clients are NOT authenticated; the user id is \
+             taken from the {h} header as-is, so the proxy in front MUST strip it from client \
+             requests. Use auth_mode = \"jwt\" otherwise (docs/security.md)"
+        ),
+        None => tracing::warn!(
+            "auth_mode = \"anonymous\": WebSocket clients are NOT authenticated; anyone who can \
+             reach ws_addr may connect and subscribe to any channel. For development only: set \
+             auth_mode = \"jwt\" in production (docs/security.md)"
+        ),
+    }
+    Ok(Arc::new(Anonymous { user_header }))
 }
 
 /// Binds with a deep accept backlog: connection storms after a restart are normal.

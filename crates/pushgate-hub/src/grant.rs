@@ -1,0 +1,239 @@
+//! What a token lets a connection do: the channels it may subscribe to, and until when.
+//!
+//! Only token-authenticated connections have a [`Grant`]. Grants live in a side table
+//! of the shard keyed by slot (`ShardState::grants`), not in the connection entry, so
+//! anonymous connections pay nothing for them: the entry stays at 112 bytes and the
+//! table is empty when tokens are not in use. A lookup there costs a hash of a slot
+//! number, on subscribe and refresh only, never per delivery.
+
+use std::sync::Arc;
+
+use ahash::AHashSet;
+use pushgate_protocol::{validate_channel, ChannelError, MAX_CHANNEL_LEN};
+use thiserror::Error;
+
+/// Channels a token allows: exact names and `prefix*` patterns (`*` alone: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    exact: AHashSet<Box<str>>,
+    /// Prefixes of `prefix*` patterns, without the `*`; an empty prefix allows any name.
+    prefixes: Vec<Box<str>>,
+}
+
+/// A channel pattern that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("channel pattern {pattern:?}: {error}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub error: ChannelError,
+}
+
+impl Permissions {
+    /// Parses patterns: a channel name, or a name prefix followed by one `*`.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Permissions, PatternError> {
+        let mut p = Permissions::default();
+        for pattern in patterns {
+            let pattern = pattern.as_ref();
+            let bad = |error| PatternError {
+                pattern: pattern.to_owned(),
+                error,
+            };
+            match pattern.strip_suffix('*') {
+                Some("") => p.prefixes.push("".into()),
+                Some(prefix) => {
+                    if prefix.len() >= MAX_CHANNEL_LEN {
+                        return Err(bad(ChannelError::TooLong));
+                    }
+                    validate_channel(prefix).map_err(bad)?;
+                    p.prefixes.push(prefix.into());
+                }
+                None => {
+                    validate_channel(pattern).map_err(bad)?;
+                    p.exact.insert(pattern.into());
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Whether `channel` (a valid name) may be subscribed to.
+    pub fn allows(&self, channel: &str) -> bool {
+        self.exact.contains(channel) || self.prefixes.iter().any(|p| channel.starts_with(&**p))
+    }
+}
+
+/// What a verified token grants one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub permissions: Arc<Permissions>,
+    /// When the token expires, in Unix seconds.
+    pub expires: u64,
+}
+
+/// A grant in the shard's side table.
+#[derive(Debug)]
+pub(crate) struct GrantEntry {
+    pub(crate) grant: Grant,
+    /// The client was told its token expired (`token_expired`); the grace period runs.
+    pub(crate) warned: bool,
+}
+
+/// A `refresh` that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RefreshError {
+    #[error("this connection was not opened with a token")]
+    NoToken,
+    #[error("the new token is for another user")]
+    OtherUser,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use pushgate_protocol::ConnId;
+
+    use super::*;
+    use crate::{CloseReason, ConnHandle, Hub, HubConfig, Outgoing, SubscribeError};
+
+    fn hub(grace: Duration) -> Hub {
+        Hub::new(HubConfig {
+            shards: 1,
+            token_refresh_grace: grace,
+            max_inbound_messages_per_sec: 3,
+            ..HubConfig::default()
+        })
+    }
+
+    fn grant(patterns: &[&str], expires: u64) -> Grant {
+        Grant {
+            permissions: Arc::new(Permissions::new(patterns).unwrap()),
+            expires,
+        }
+    }
+
+    fn now_s() -> u64 {
+        crate::heartbeat::unix_millis() / 1000
+    }
+
+    /// What the writer would get right now: text frames as strings, and a close.
+    fn drain(h: &ConnHandle) -> (Vec<String>, Option<CloseReason>) {
+        let mut out: VecDeque<Bytes> = VecDeque::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut frames = Vec::new();
+        loop {
+            match h.poll_outgoing(&mut cx, &mut out, true) {
+                Poll::Ready(Outgoing::Frames) => frames.extend(
+                    out.drain(..)
+                        .map(|f| String::from_utf8_lossy(&f[2..]).into_owned()),
+                ),
+                Poll::Ready(Outgoing::Close(r)) => return (frames, Some(r)),
+                Poll::Pending => return (frames, None),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribe_is_limited_to_the_grant_and_refresh_revokes() {
+        let hub = hub(Duration::from_secs(30));
+        let shard = hub.shards()[0].clone();
+        let h = shard.register_with(
+            ConnId(1),
+            Some("alice"),
+            Some(grant(&["news", "user:alice:*"], now_s() + 60)),
+            &["news".to_string()],
+        );
+        assert_eq!(shard.channel_subscribers("news"), 1, "joined on connect");
+        h.subscribe(&["user:alice:inbox".into()]).unwrap();
+        assert_eq!(
+            h.subscribe(&["sport".into(), "news".into()]),
+            Err(SubscribeError::NotAllowed("sport".into()))
+        );
+        // All or nothing.
+        assert_eq!(shard.channel_subscribers("sport"), 0);
+        assert_eq!(
+            h.refresh("bob", grant(&["*"], now_s() + 60)),
+            Err(RefreshError::OtherUser)
+        );
+        let revoked = h.refresh("alice", grant(&["news"], now_s() + 120)).unwrap();
+        assert_eq!(revoked, vec!["user:alice:inbox".to_string()]);
+        assert_eq!(shard.channel_subscribers("user:alice:inbox"), 0);
+        // Anonymous connections are not limited and cannot refresh.
+        let anon = shard.register(ConnId(2), None);
+        anon.subscribe(&["sport".into()]).unwrap();
+        assert_eq!(
+            anon.refresh("alice", grant(&["*"], 0)),
+            Err(RefreshError::NoToken)
+        );
+        drop(h);
+        assert!(
+            shard.state.lock().grants.is_empty(),
+            "grant removed with the conn"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweep_warns_then_closes_an_expired_token() {
+        let hub = hub(Duration::from_secs(3));
+        let shard = hub.shards()[0].clone();
+        let ping = Bytes::from_static(b"\x89\x00");
+        let sweep = || shard.sweep(tokio::time::Instant::now(), &ping);
+        let h = shard.register_with(ConnId(1), Some("a"), Some(grant(&[], now_s() - 1)), &[]);
+        let fresh = shard.register_with(ConnId(2), Some("b"), Some(grant(&[], now_s() + 60)), &[]);
+        assert_eq!(sweep().expired, 0, "in the grace period");
+        let (frames, close) = drain(&h);
+        assert!(
+            frames.iter().any(|f| f.contains("token_expired")),
+            "{frames:?}"
+        );
+        assert_eq!(close, None);
+        assert_eq!(sweep().expired, 0);
+        assert!(
+            !drain(&h).0.iter().any(|f| f.contains("token_expired")),
+            "warned once"
+        );
+        // Past expiry and grace: closed with 4003; the other connection is untouched.
+        h.refresh("a", grant(&[], now_s() - 10)).unwrap();
+        assert_eq!(sweep().expired, 1);
+        assert_eq!(drain(&h).1, Some(CloseReason::TokenExpired));
+        assert_eq!(drain(&fresh).1, None);
+        assert_eq!(CloseReason::TokenExpired.code().0, 4003);
+    }
+
+    #[tokio::test]
+    async fn inbound_messages_are_counted_per_second() {
+        let mut w = crate::shard::InboundWindow::default();
+        assert!(w.count(7, 2) && w.count(7, 2) && !w.count(7, 2));
+        assert!(w.count(8, 2), "a new second starts a new window");
+        let hub = hub(Duration::from_secs(1));
+        let h = hub.shards()[0].register(ConnId(1), None);
+        // 3 per second: of 7 in a row, at most 6 pass (a window may turn over once).
+        let passed = (0..7).filter(|_| h.count_inbound()).count();
+        assert!((3..=6).contains(&passed), "{passed}");
+    }
+    #[test]
+    fn exact_names_and_prefix_patterns() {
+        let p = Permissions::new(&["news", "user:alice:*", "room/"]).unwrap();
+        assert!(p.allows("news"));
+        assert!(!p.allows("news2"));
+        assert!(p.allows("user:alice:inbox"));
+        assert!(p.allows("user:alice:"));
+        assert!(!p.allows("user:bob:inbox"));
+        assert!(p.allows("room/"));
+        assert!(!p.allows("room/1"), "no '*': exact only");
+        let any = Permissions::new(&["*"]).unwrap();
+        assert!(any.allows("anything"));
+        assert!(!Permissions::new::<&str>(&[]).unwrap().allows("news"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(Permissions::new(&["a b"]).is_err());
+        assert!(Permissions::new(&["a*b"]).is_err(), "'*' only at the end");
+        assert!(Permissions::new(&["**"]).is_err());
+        assert!(Permissions::new(&[""]).is_err());
+    }
+}
