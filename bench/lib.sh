@@ -18,10 +18,20 @@ OUT="${OUT:-$ROOT/bench/results/$STAMP}"
 if [[ "$QUICK" == 1 ]]; then
   BURST_CONNS=${BURST_CONNS:-1000}; MESSAGES=${MESSAGES:-20}
   LAT_CONNS=${LAT_CONNS:-1000}; DURATION=${DURATION:-3}; IDLE_CONNS=${IDLE_CONNS:-2000}
+  SUST_CONNS=${SUST_CONNS:-1000}; SUST_DURATION=${SUST_DURATION:-3}
+  CHURN_RATE=${CHURN_RATE:-100}; CHURN_DURATION=${CHURN_DURATION:-3}
 else
   BURST_CONNS=${BURST_CONNS:-10000}; MESSAGES=${MESSAGES:-100}
   LAT_CONNS=${LAT_CONNS:-1000}; DURATION=${DURATION:-20}; IDLE_CONNS=${IDLE_CONNS:-19000}
+  # sustained: 10,000 conns × 100 publications/s = 1M deliveries/s offered.
+  SUST_CONNS=${SUST_CONNS:-10000}; SUST_DURATION=${SUST_DURATION:-30}
+  # churn: 500 connects + 500 disconnects per second for 60 s.
+  CHURN_RATE=${CHURN_RATE:-500}; CHURN_DURATION=${CHURN_DURATION:-60}
 fi
+SUST_RATE=${SUST_RATE:-100}
+CHURN_CONNS=${CHURN_CONNS:-1000}      # stable (measured) clients
+CHURN_PUB_RATE=${CHURN_PUB_RATE:-10}  # publications/s to all of them
+CHURN_HOLD_MS=${CHURN_HOLD_MS:-1000}  # mean stay of a churning connection
 SIZE=${SIZE:-100}
 SLOW_CONNS=${SLOW_CONNS:-100}
 CHAN_CONNS=${CHAN_CONNS:-$BURST_CONNS}
@@ -75,7 +85,8 @@ start_server() {
 }
 
 # run_scenario TARGET SCENARIO REP [extra args]: fresh server per run so one
-# scenario's leftovers (memory, goroutines) do not skew the next.
+# scenario's leftovers (memory, goroutines) do not skew the next. The result
+# is $OUT/TARGET-SCENARIO[-$TAG]-REP.json.
 run_scenario() {
   local t="$1" s="$2" r="$3"; shift 3
   local args=()
@@ -85,13 +96,16 @@ run_scenario() {
     idle) args=(--conns "$IDLE_CONNS") ;;
     slow) args=(--conns "$LAT_CONNS" --duration "$DURATION" --slow "$SLOW_CONNS") ;;
     channels) args=(--conns "$CHAN_CONNS" --messages "$CHAN_MESSAGES") ;;
+    sustained) args=(--conns "$SUST_CONNS" --duration "$SUST_DURATION" --rate "$SUST_RATE") ;;
+    churn) args=(--conns "$CHURN_CONNS" --duration "$CHURN_DURATION" --rate "$CHURN_PUB_RATE"
+                 --churn-rate "$CHURN_RATE" --churn-hold-ms "$CHURN_HOLD_MS") ;;
   esac
   start_server "$t" || { stop_server; return 1; }
   local header=(--no-header)
   [[ -n "${FIRST_ROW:-}" ]] && header=() && FIRST_ROW=""
   if ! timeout 900 "$BENCH" run --scenario "$s" --target "$t" --ws "$WS_URL" --publish "$PUB_URL" \
       --pid "$SERVER_PID" --size "$SIZE" "${args[@]}" "$@" "${header[@]}" \
-      --json "$OUT/$t-$s-$r.json"; then
+      --json "$OUT/$t-$s${TAG:+-$TAG}-$r.json"; then
     echo "!! $t $s run $r failed" >&2
   fi
   stop_server

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # pushgate only, every scenario the bench supports (burst, latency, idle,
-# slow consumers, channels), REPEAT times each.
+# slow consumers, channels, sustained, churn), REPEAT times each.
+# Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
 #   bash bench/run.sh            QUICK=1 REPEAT=1 bash bench/run.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }

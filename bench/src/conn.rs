@@ -57,7 +57,7 @@ pub async fn conn_task(idx: usize, cfg: Rc<WorkerConfig>, sh: Rc<Shared>, sem: R
 /// Connect, handshake and subscribe. Returns the stream and the bytes
 /// already read past the handshake response (they belong to the frame
 /// stream, e.g. pushgate's "connected" message).
-async fn open(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)> {
+pub async fn open(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)> {
     let (mut stream, mut leftover) = connect(idx, cfg).await?;
     if let Some((total, per_conn)) = cfg.channels {
         subscribe(&mut stream, &mut leftover, idx, total, per_conn).await?;

@@ -8,9 +8,11 @@
 //!
 //! See bench/README.md for the scenarios and the scripts that run them.
 
+mod churn;
 mod client;
 mod conn;
 mod frame;
+mod metrics;
 mod payload;
 mod proc_stats;
 mod publisher;
@@ -25,13 +27,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage:
-  pushgate-bench run --scenario burst|latency|idle|slow|channels --target NAME
+  pushgate-bench run --scenario burst|latency|idle|slow|channels|sustained|churn
+        --target NAME
         --ws ws://127.0.0.1:P/ws --publish http://127.0.0.1:P/publish [--pid PID]
         [--conns N] [--messages M] [--size B] [--duration S] [--rate R]
         [--publishers P] [--pipeline N] [--per-worker N] [--workers W] [--settle S]
         [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
         [--channels-per-conn K] [--handshake-concurrency N]
-        [--connect-timeout S] [--json FILE]
+        [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
   pushgate-bench report FILE.json...
   pushgate-bench free-port";
 
@@ -107,10 +110,16 @@ fn main() -> Result<()> {
 
 fn cmd_run(o: Opts) -> Result<()> {
     let scenario = scenarios::Scenario::parse(&o.req("scenario")?)?;
+    use scenarios::Scenario as S;
     let default_conns = match scenario {
-        scenarios::Scenario::Latency | scenarios::Scenario::Slow => 1_000,
-        scenarios::Scenario::Idle => 19_000,
+        S::Latency | S::Slow | S::Churn => 1_000,
+        S::Idle => 19_000,
         _ => 10_000,
+    };
+    let (default_duration, default_rate) = match scenario {
+        S::Sustained => (30.0, 100.0),
+        S::Churn => (60.0, 10.0),
+        _ => (20.0, 100.0),
     };
     let cfg = scenarios::RunConfig {
         scenario,
@@ -121,8 +130,8 @@ fn cmd_run(o: Opts) -> Result<()> {
         conns: o.get("conns", default_conns)?,
         messages: o.get("messages", 100)?,
         size: o.get("size", 100)?,
-        duration_s: o.get("duration", 20.0)?,
-        rate: o.get("rate", 100.0)?,
+        duration_s: o.get("duration", default_duration)?,
+        rate: o.get("rate", default_rate)?,
         // A few pipelined keep-alive connections: one connection waiting
         // for each response caps a burst at one publication per round trip
         // while the server is busy fanning out.
@@ -134,14 +143,20 @@ fn cmd_run(o: Opts) -> Result<()> {
         settle_s: o.get("settle", 3.0)?,
         quiet_ms: o.get("quiet-ms", 3_000)?,
         deadline_s: o.get("deadline", 120)?,
-        slow: o.get("slow", 100)?,
+        slow: if scenario == S::Slow {
+            o.get("slow", 100)?
+        } else {
+            0
+        },
         channels: o.get("channels", 1_000)?,
         channels_per_conn: o.get("channels-per-conn", 5)?,
         handshake_concurrency: o.get("handshake-concurrency", 128)?,
         connect_timeout_s: o.get("connect-timeout", 15)?,
+        churn_rate: o.get("churn-rate", 500.0)?,
+        churn_hold_ms: o.get("churn-hold-ms", 1_000)?,
     };
-    if cfg.rate <= 0.0 || cfg.duration_s <= 0.0 {
-        bail!("--rate and --duration must be positive");
+    if cfg.rate <= 0.0 || cfg.duration_s <= 0.0 || cfg.churn_rate <= 0.0 {
+        bail!("--rate, --duration and --churn-rate must be positive");
     }
     let result = scenarios::run(cfg)?;
     let json = serde_json::to_string_pretty(&result)?;
@@ -160,6 +175,9 @@ fn cmd_run(o: Opts) -> Result<()> {
         println!("{}", report::ROW_HEADER);
     }
     println!("{}", report::markdown_row(&result));
+    if let Some(s) = report::churn_summary(&result) {
+        println!("{s}");
+    }
     Ok(())
 }
 

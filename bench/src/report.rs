@@ -42,6 +42,9 @@ pub struct RunResult {
     pub lat_p99_us: Option<u64>,
     pub lat_p999_us: Option<u64>,
     pub lat_max_us: Option<u64>,
+    /// Latency distribution as (percentile, µs) pairs, [`PERCENTILES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lat_percentiles: Vec<(f64, u64)>,
     /// Per publication, time until its last recipient got it.
     pub last_p50_us: Option<u64>,
     pub last_p99_us: Option<u64>,
@@ -80,6 +83,161 @@ pub struct RunResult {
     #[serde(default)]
     pub client_reads: u64,
     pub errors: Vec<String>,
+    /// Churn scenario: the churning connections and the leak check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnReport>,
+}
+
+/// Percentiles stored in `lat_percentiles` (0 = min, 100 = max): dense
+/// enough in the tail for an HdrHistogram-style percentile plot.
+pub const PERCENTILES: &[f64] = &[
+    0.0, 10.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 90.0, 95.0, 97.0, 98.0, 99.0,
+    99.5, 99.7, 99.9, 99.95, 99.97, 99.99, 99.995, 99.999, 100.0,
+];
+
+/// One sample of the server during a churn run (every second).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since publishing (and churning) started.
+    pub t_s: f64,
+    /// `pushgate_connections` summed over shards (pushgate only).
+    pub gauge: Option<f64>,
+    pub rss_kb: u64,
+    /// Churn connections the generator had open.
+    pub churn_open: u64,
+}
+
+/// Churn scenario: what the short-lived connections did, and whether the
+/// server's connection gauge and memory came back afterwards.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChurnReport {
+    /// Target opening rate (connections/s) and mean lifetime.
+    pub rate: f64,
+    pub hold_ms: u64,
+    pub attempted: u64,
+    pub opened: u64,
+    pub failed: u64,
+    /// Opened / time spent opening.
+    pub opened_per_sec: f64,
+    pub closed_clean: u64,
+    pub clean_unanswered: u64,
+    pub closed_fin: u64,
+    pub closed_rst: u64,
+    pub closed_by_server: u64,
+    pub max_open: u64,
+    pub handshake_p50_us: Option<u64>,
+    pub handshake_p99_us: Option<u64>,
+    pub handshake_max_us: Option<u64>,
+    /// Gauge before the stable clients connected, once they had, min and
+    /// max while churning, after the churn settled (stable clients still
+    /// connected), and after the stable clients left too.
+    pub gauge_before: Option<f64>,
+    pub gauge_connected: Option<f64>,
+    pub gauge_during_min: Option<f64>,
+    pub gauge_during_max: Option<f64>,
+    pub gauge_after_churn: Option<f64>,
+    pub gauge_after_close: Option<f64>,
+    /// Time until the gauge reached its expected value (bounded at 10 s).
+    pub settle_after_churn_ms: Option<u64>,
+    pub settle_after_close_ms: Option<u64>,
+    /// Change of `pushgate_connections_opened_total` over the whole run,
+    /// and of `pushgate_connections_closed_total` per reason.
+    pub opened_total_delta: Option<f64>,
+    pub closed_total_delta: BTreeMap<String, f64>,
+    pub rss_before_kb: u64,
+    pub rss_connected_kb: u64,
+    pub rss_during_max_kb: u64,
+    pub rss_after_churn_kb: u64,
+    pub rss_after_close_kb: u64,
+    pub timeline: Vec<TimelinePoint>,
+    pub errors: Vec<String>,
+}
+
+/// Human-readable churn lines printed after the run's markdown row.
+pub fn churn_summary(r: &RunResult) -> Option<String> {
+    let c = r.churn.as_ref()?;
+    let g = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    let mut s = format!(
+        "churn: {} opened of {} ({} failed) at {:.0}/s (target {:.0}/s), mean stay {} ms, \
+         at most {} open; left: {} close handshake ({} unanswered), {} FIN, {} RST, \
+         {} closed by server; handshake p50 {} ms, p99 {} ms\n",
+        c.opened,
+        c.attempted,
+        c.failed,
+        c.opened_per_sec,
+        c.rate,
+        c.hold_ms,
+        c.max_open,
+        c.closed_clean,
+        c.clean_unanswered,
+        c.closed_fin,
+        c.closed_rst,
+        c.closed_by_server,
+        ms(c.handshake_p50_us),
+        ms(c.handshake_p99_us),
+    );
+    s.push_str(&format!(
+        "stable clients: {} connected, {}/{} delivered, {} lost, {} dups, p50 {} ms, \
+         p99 {} ms, p999 {} ms, max {} ms\n",
+        r.connected,
+        r.delivered,
+        r.expected,
+        r.lost,
+        r.dups,
+        ms(r.lat_p50_us),
+        ms(r.lat_p99_us),
+        ms(r.lat_p999_us),
+        ms(r.lat_max_us),
+    ));
+    s.push_str(&format!(
+        "gauge pushgate_connections: before {}, stable connected {}, during {}..{}, \
+         after churn {} ({} ms), after all closed {} ({} ms)",
+        g(c.gauge_before),
+        g(c.gauge_connected),
+        g(c.gauge_during_min),
+        g(c.gauge_during_max),
+        g(c.gauge_after_churn),
+        c.settle_after_churn_ms
+            .map_or("-".into(), |v| v.to_string()),
+        g(c.gauge_after_close),
+        c.settle_after_close_ms
+            .map_or("-".into(), |v| v.to_string()),
+    ));
+    if let (Some(a), Some(b), Some(x), Some(y)) = (
+        c.gauge_after_churn,
+        c.gauge_connected,
+        c.gauge_after_close,
+        c.gauge_before,
+    ) {
+        let ok = a == b && x == y;
+        s.push_str(if ok {
+            " → back to baseline"
+        } else {
+            " → NOT back to baseline (leak?)"
+        });
+    }
+    s.push('\n');
+    if let Some(o) = c.opened_total_delta {
+        let closed: f64 = c.closed_total_delta.values().sum();
+        s.push_str(&format!(
+            "server counters over the run: {o:.0} opened, {closed:.0} closed {:?}\n",
+            c.closed_total_delta
+        ));
+    }
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    s.push_str(&format!(
+        "server RSS MiB: before {:.1}, stable connected {:.1}, max during {:.1}, after churn {:.1}, \
+         after all closed {:.1} (allocators keep freed pages: compare, do not expect equality)",
+        mb(c.rss_before_kb),
+        mb(c.rss_connected_kb),
+        mb(c.rss_during_max_kb),
+        mb(c.rss_after_churn_kb),
+        mb(c.rss_after_close_kb),
+    ));
+    if !c.errors.is_empty() {
+        s.push_str(&format!("\nchurn errors: {:?}", c.errors));
+    }
+    Some(s)
 }
 
 fn ms(us: Option<u64>) -> String {
@@ -142,7 +300,7 @@ fn columns() -> Vec<Column> {
         Column {
             title: "burst loss %",
             scenario: "burst",
-            get: |r| (r.expected > 0).then(|| 100.0 * r.lost as f64 / r.expected as f64),
+            get: loss_pct,
             higher_better: false,
             prec: 2,
         },
@@ -182,6 +340,34 @@ fn columns() -> Vec<Column> {
             prec: 2,
         },
         Column {
+            title: "sustained p99 ms",
+            scenario: "sustained",
+            get: |r| us_to_ms(r.lat_p99_us),
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
+            title: "sustained loss %",
+            scenario: "sustained",
+            get: loss_pct,
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
+            title: "churn p99 ms",
+            scenario: "churn",
+            get: |r| us_to_ms(r.lat_p99_us),
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
+            title: "churn loss %",
+            scenario: "churn",
+            get: loss_pct,
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
             title: "idle B/conn",
             scenario: "idle",
             get: |r| r.rss_per_conn_bytes,
@@ -196,6 +382,10 @@ fn columns() -> Vec<Column> {
             prec: 0,
         },
     ]
+}
+
+fn loss_pct(r: &RunResult) -> Option<f64> {
+    (r.expected > 0).then(|| 100.0 * r.lost as f64 / r.expected as f64)
 }
 
 fn us_to_ms(v: Option<u64>) -> Option<f64> {
@@ -245,18 +435,23 @@ pub fn summarize(files: &[String]) -> Result<String> {
             }
         }
     }
+    // Only columns some run has a value for (scenarios not run drop out).
+    let shown: Vec<usize> = (0..cols.len())
+        .filter(|ci| medians.keys().any(|(_, c)| c == ci))
+        .collect();
     let is_peer = |t: &str| !t.starts_with("pushgate");
     let mut out = String::new();
     out.push_str("| target |");
-    for c in &cols {
-        out.push_str(&format!(" {} |", c.title));
+    for &ci in &shown {
+        out.push_str(&format!(" {} |", cols[ci].title));
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(cols.len()));
+    out.push_str(&"---|".repeat(shown.len()));
     out.push('\n');
     for (ti, t) in targets.iter().enumerate() {
         out.push_str(&format!("| {t} |"));
-        for (ci, c) in cols.iter().enumerate() {
+        for &ci in &shown {
+            let c = &cols[ci];
             let best = targets
                 .iter()
                 .enumerate()

@@ -1,7 +1,7 @@
 //! The coordinator: starts worker processes, publishes, samples the server's
 //! /proc stats around each phase and turns worker results into a RunResult.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::process::Stdio;
 use std::rc::Rc;
 use std::time::Duration;
@@ -11,13 +11,16 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use crate::churn::{self, ChurnStats};
+use crate::client::WorkerConfig;
 use crate::client::{Ready, WorkerResult};
 use crate::conn as client;
+use crate::metrics::{self, Scrape};
 use crate::payload;
 use crate::proc_stats::{self, ProcSample};
 use crate::publisher::Publisher;
 use crate::recv::{new_histogram, now_ns};
-use crate::report::RunResult;
+use crate::report::{ChurnReport, RunResult, TimelinePoint, PERCENTILES};
 use crate::target::Endpoint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +35,11 @@ pub enum Scenario {
     Slow,
     /// Channel subscriptions (pushgate only).
     Channels,
+    /// `latency` at scale: 10,000 connections × 100 publications/s.
+    Sustained,
+    /// Paced publishing to stable connections while others come and go;
+    /// checks the server's connection gauge and memory come back.
+    Churn,
 }
 
 impl Scenario {
@@ -42,7 +50,9 @@ impl Scenario {
             "idle" => Self::Idle,
             "slow" => Self::Slow,
             "channels" => Self::Channels,
-            _ => bail!("unknown scenario {s:?} (burst|latency|idle|slow|channels)"),
+            "sustained" => Self::Sustained,
+            "churn" => Self::Churn,
+            _ => bail!("unknown scenario {s:?} (burst|latency|idle|slow|channels|sustained|churn)"),
         })
     }
 
@@ -53,7 +63,17 @@ impl Scenario {
             Self::Idle => "idle",
             Self::Slow => "slow",
             Self::Channels => "channels",
+            Self::Sustained => "sustained",
+            Self::Churn => "churn",
         }
+    }
+
+    /// Publishes one request at a time at `--rate` for `--duration`.
+    pub fn paced(self) -> bool {
+        matches!(
+            self,
+            Self::Latency | Self::Slow | Self::Sustained | Self::Churn
+        )
     }
 }
 
@@ -82,6 +102,10 @@ pub struct RunConfig {
     pub channels_per_conn: usize,
     pub handshake_concurrency: usize,
     pub connect_timeout_s: u64,
+    /// Churn: connections opened (and closed) per second, and their mean
+    /// lifetime.
+    pub churn_rate: f64,
+    pub churn_hold_ms: u64,
 }
 
 struct WorkerHandle {
@@ -415,11 +439,17 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
 
     let messages = match cfg.scenario {
         Scenario::Idle => 0,
-        Scenario::Latency | Scenario::Slow => (cfg.rate * cfg.duration_s).round() as usize,
-        Scenario::Burst | Scenario::Channels => cfg.messages,
+        s if s.paced() => (cfg.rate * cfg.duration_s).round() as usize,
+        _ => cfg.messages,
     };
 
     let before_connect = proc_stats::sample_opt(pid)?;
+    let churning = cfg.scenario == Scenario::Churn;
+    let scrape_before = if churning {
+        scrape_opt(&pub_ep).await
+    } else {
+        None
+    };
 
     // Slow consumers connect first so they are in place for every message.
     let mut slow_workers = if cfg.scenario == Scenario::Slow && cfg.slow > 0 {
@@ -440,10 +470,15 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         tokio::time::sleep(Duration::from_secs_f64(cfg.settle_s)).await;
     }
     let before_pub = proc_stats::sample_opt(pid)?;
+    let churn = if churning {
+        Some(ChurnRun::start(&cfg, &pub_ep, pid, messages, before_connect.rss_kb).await?)
+    } else {
+        None
+    };
 
     let (paths, chans) = publish_paths(&cfg, &pub_ep, messages);
     let published = if messages > 0 {
-        let rate = matches!(cfg.scenario, Scenario::Latency | Scenario::Slow).then_some(cfg.rate);
+        let rate = cfg.scenario.paced().then_some(cfg.rate);
         publish(
             &pub_ep,
             &paths,
@@ -455,6 +490,16 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         .await
     } else {
         Published::default()
+    };
+
+    // Churn: wait for the last churn connection to leave and for the gauge
+    // to settle, while the stable clients are still connected.
+    let mut churn = match churn {
+        Some(c) => Some(
+            c.stop(&pub_ep, pid, ready.connected as f64, scrape_before)
+                .await,
+        ),
+        None => None,
     };
 
     // What each worker should receive: every accepted publication on every
@@ -482,8 +527,13 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
     for w in workers.into_iter().chain(slow_workers) {
         w.reap().await;
     }
+    if let Some((c, before)) = churn.as_mut() {
+        // Every stable client is gone (the workers exited): the gauge must
+        // be back where it was before they connected.
+        after_close(c, before.as_ref(), &pub_ep, pid).await;
+    }
 
-    Ok(build_result(
+    let mut r = build_result(
         &cfg,
         &ready,
         &published,
@@ -492,7 +542,192 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         before_connect,
         before_pub,
         after,
-    ))
+    );
+    r.churn = churn.map(|(c, _)| c);
+    Ok(r)
+}
+
+/// Scrape pushgate's /metrics; None for servers without it (or on error).
+async fn scrape_opt(ep: &Endpoint) -> Option<Scrape> {
+    metrics::scrape(ep).await.ok().flatten()
+}
+
+/// A churn run in progress: the churn driver and a once-a-second sampler of
+/// the server's gauge and RSS, both tasks on the coordinator's thread.
+struct ChurnRun {
+    stats: Rc<RefCell<ChurnStats>>,
+    stop: Rc<Cell<bool>>,
+    driver: tokio::task::JoinHandle<()>,
+    sampler: tokio::task::JoinHandle<Vec<TimelinePoint>>,
+    report: ChurnReport,
+}
+
+impl ChurnRun {
+    async fn start(
+        cfg: &RunConfig,
+        pub_ep: &Endpoint,
+        pid: Option<&str>,
+        messages: usize,
+        rss_before_kb: u64,
+    ) -> Result<Self> {
+        let connected = scrape_opt(pub_ep).await;
+        let rss = |s: Result<ProcSample>| s.map_or(0, |s| s.rss_kb);
+        let mut report = ChurnReport {
+            rate: cfg.churn_rate,
+            hold_ms: cfg.churn_hold_ms,
+            gauge_connected: connected.as_ref().map(|s| s.connections),
+            rss_connected_kb: rss(proc_stats::sample_opt(pid)),
+            ..Default::default()
+        };
+        report.rss_before_kb = rss_before_kb;
+        let conn_cfg = Rc::new(WorkerConfig {
+            ws: Endpoint::parse(&cfg.ws, "ws")?,
+            conns: 0,
+            first_index: 0,
+            max_seq: messages,
+            size: cfg.size,
+            no_read: false,
+            channels: None,
+            handshake_concurrency: cfg.handshake_concurrency,
+            connect_timeout: Duration::from_secs(cfg.connect_timeout_s),
+        });
+        let stats = Rc::new(RefCell::new(ChurnStats::default()));
+        let stop = Rc::new(Cell::new(false));
+        let driver = tokio::task::spawn_local(churn::drive(
+            churn::Churn {
+                conn_cfg,
+                rate: cfg.churn_rate,
+                total: (cfg.churn_rate * cfg.duration_s).round() as u64,
+                hold: Duration::from_millis(cfg.churn_hold_ms),
+                // Past the stable clients' indexes: other source addresses.
+                first_index: cfg.conns + cfg.slow + 1,
+            },
+            stats.clone(),
+            stop.clone(),
+        ));
+        let sampler = tokio::task::spawn_local(sample_timeline(
+            pub_ep.clone(),
+            pid.map(str::to_string),
+            stats.clone(),
+            stop.clone(),
+        ));
+        Ok(Self {
+            stats,
+            stop,
+            driver,
+            sampler,
+            report,
+        })
+    }
+
+    /// After publishing: let the churn finish, then wait (≤ 10 s) until the
+    /// gauge is back at the stable clients' count.
+    async fn stop(
+        self,
+        pub_ep: &Endpoint,
+        pid: Option<&str>,
+        stable: f64,
+        scrape_before: Option<Scrape>,
+    ) -> (ChurnReport, Option<Scrape>) {
+        let _ = self.driver.await;
+        self.stop.set(true);
+        let timeline = self.sampler.await.unwrap_or_default();
+        let mut r = self.report;
+        r.gauge_before = scrape_before.as_ref().map(|s| s.connections);
+        {
+            let s = self.stats.borrow();
+            r.attempted = s.attempted;
+            r.opened = s.opened;
+            r.failed = s.failed;
+            let secs = s.last_ns.saturating_sub(s.first_ns) as f64 / 1e9;
+            r.opened_per_sec = s.opened as f64 / secs.max(1e-9);
+            r.closed_clean = s.closed_clean;
+            r.clean_unanswered = s.clean_unanswered;
+            r.closed_fin = s.closed_fin;
+            r.closed_rst = s.closed_rst;
+            r.closed_by_server = s.closed_by_server;
+            r.max_open = s.max_open;
+            if !s.handshake_us.is_empty() {
+                r.handshake_p50_us = Some(s.handshake_us.value_at_quantile(0.5));
+                r.handshake_p99_us = Some(s.handshake_us.value_at_quantile(0.99));
+                r.handshake_max_us = Some(s.handshake_us.max());
+            }
+            r.errors = s.errors.clone();
+        }
+        let gauges: Vec<f64> = timeline.iter().filter_map(|p| p.gauge).collect();
+        r.gauge_during_min = gauges.iter().copied().reduce(f64::min);
+        r.gauge_during_max = gauges.iter().copied().reduce(f64::max);
+        r.rss_during_max_kb = timeline.iter().map(|p| p.rss_kb).max().unwrap_or(0);
+        r.timeline = timeline;
+        let target = r.gauge_connected.unwrap_or(stable);
+        let (g, ms) = settle(pub_ep, target).await;
+        r.gauge_after_churn = g.as_ref().map(|s| s.connections);
+        r.settle_after_churn_ms = g.is_some().then_some(ms);
+        r.rss_after_churn_kb = proc_stats::sample_opt(pid).map_or(0, |s| s.rss_kb);
+        (r, scrape_before)
+    }
+}
+
+/// Every second until `stop`: the gauge, the server's RSS and how many
+/// churn connections are open.
+async fn sample_timeline(
+    ep: Endpoint,
+    pid: Option<String>,
+    stats: Rc<RefCell<ChurnStats>>,
+    stop: Rc<Cell<bool>>,
+) -> Vec<TimelinePoint> {
+    let t0 = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    while !stop.get() {
+        ticker.tick().await;
+        let gauge = scrape_opt(&ep).await.map(|s| s.connections);
+        out.push(TimelinePoint {
+            t_s: t0.elapsed().as_secs_f64(),
+            gauge,
+            rss_kb: proc_stats::sample_opt(pid.as_deref()).map_or(0, |s| s.rss_kb),
+            churn_open: stats.borrow().open_now,
+        });
+    }
+    out
+}
+
+/// Poll the gauge every 100 ms until it is at most `target`, for at most
+/// 10 s. Returns the last scrape and the time waited (ms).
+async fn settle(ep: &Endpoint, target: f64) -> (Option<Scrape>, u64) {
+    let t0 = tokio::time::Instant::now();
+    loop {
+        let s = scrape_opt(ep).await;
+        let done = s.as_ref().is_none_or(|s| s.connections <= target);
+        if done || t0.elapsed() >= Duration::from_secs(10) {
+            return (s, t0.elapsed().as_millis() as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// After the stable clients left: gauge back to its value before the run?
+/// Also: the opened/closed counters' change over the whole run.
+async fn after_close(
+    c: &mut ChurnReport,
+    before: Option<&Scrape>,
+    ep: &Endpoint,
+    pid: Option<&str>,
+) {
+    let (g, ms) = settle(ep, c.gauge_before.unwrap_or(0.0)).await;
+    c.gauge_after_close = g.as_ref().map(|s| s.connections);
+    c.settle_after_close_ms = g.is_some().then_some(ms);
+    c.rss_after_close_kb = proc_stats::sample_opt(pid).map_or(0, |s| s.rss_kb);
+    if let (Some(b), Some(a)) = (before, g.as_ref()) {
+        c.opened_total_delta = Some(a.opened_total - b.opened_total);
+        c.closed_total_delta = a
+            .closed_total
+            .iter()
+            .map(|(k, v)| (k.clone(), v - b.closed_total.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, d)| *d != 0.0)
+            .collect();
+    }
 }
 
 fn expected_for(cfg: &RunConfig, w: &WorkerHandle, p: &Published, chans: &[usize]) -> u64 {
@@ -623,6 +858,19 @@ fn build_result(
         r.lat_p99_us = Some(hist.value_at_quantile(0.99));
         r.lat_p999_us = Some(hist.value_at_quantile(0.999));
         r.lat_max_us = Some(hist.max());
+        r.lat_percentiles = PERCENTILES
+            .iter()
+            .map(|&p| {
+                let v = if p <= 0.0 {
+                    hist.min()
+                } else if p >= 100.0 {
+                    hist.max()
+                } else {
+                    hist.value_at_quantile(p / 100.0)
+                };
+                (p, v)
+            })
+            .collect();
         let mut last: Vec<u64> = seq_max
             .iter()
             .zip(&seq_count)
