@@ -271,3 +271,43 @@ pub async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Tries an upgrade with a prepared request: the client and the 101 response, or the
+/// HTTP status of the refusal (0 if the connection failed without a response).
+pub async fn try_connect(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<(Client, Value), u16> {
+    use tokio_tungstenite::tungstenite::Error;
+    let r = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect in time");
+    match r {
+        Ok((mut ws, _)) => {
+            let hello = next_json(&mut ws).await.expect("connected message");
+            assert_eq!(hello["type"], "connected", "{hello}");
+            let id = hello["conn"].as_str().unwrap().to_owned();
+            Ok((Client { ws, id }, hello))
+        }
+        Err(Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(_) => Err(0),
+    }
+}
+
+/// A client request for the gateway's WebSocket path with `query` appended.
+pub fn ws_request(
+    gw: &Gateway,
+    query: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    format!("ws://{}/ws{query}", gw.ws_addr())
+        .into_client_request()
+        .unwrap()
+}
+
+/// The value of a counter in `/metrics` (summed over its label sets that contain `labels`).
+pub async fn metric(gw: &Gateway, name: &str, labels: &str) -> f64 {
+    let (_, text) = http(gw.http_addr(), "GET", "/metrics", b"").await;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
