@@ -294,8 +294,17 @@ impl Connection {
             .await;
             self.out.append(&mut queued);
         }
-        let code = echo.unwrap_or(reason.code());
-        self.out.push_back(encode_close(code, reason.label()));
+        // An operator's disconnect may carry its own code and reason.
+        let note = match (echo, reason) {
+            (None, CloseReason::Disconnected) => self.handle.take_close_note(),
+            _ => None,
+        };
+        let frame = match (echo, note) {
+            (Some(code), _) => encode_close(code, reason.label()),
+            (None, Some((code, text))) => encode_close(CloseCode(code), &text),
+            (None, None) => encode_close(reason.code(), reason.label()),
+        };
+        self.out.push_back(frame);
         let flushed = timeout(grace, async {
             loop {
                 match flush(&self.stream, &mut self.out, self.handle.shard().metrics()) {

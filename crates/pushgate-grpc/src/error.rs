@@ -28,8 +28,10 @@ pub enum IngressError {
     TooManyChannels(usize),
     #[error("channel {name:?}: {error}")]
     BadChannel { name: String, error: ChannelError },
-    #[error("close code {0} is not supported: use 0 or 4002 (custom codes are not implemented)")]
+    #[error("close code {0} is not allowed: use 0 (4002), 1000, 1001 or 4000-4999")]
     CloseCode(u32),
+    #[error("close reason is {0} bytes; at most 123 fit in a close frame")]
+    CloseReasonTooLong(usize),
     #[error("gateway overloaded: {0} publications in flight; retry later")]
     Overloaded(usize),
     #[error("idempotency key {0:?}: the first attempt with this key failed; retry")]

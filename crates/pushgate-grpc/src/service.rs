@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use pushgate_hub::{AdminReport, CloseReason, Hub, Publication, PublishReport, Target};
+use pushgate_hub::{AdminReport, Hub, Publication, PublishReport, Target};
 use pushgate_protocol::{validate_channel, ConnId, Payload};
 use tokio::sync::Semaphore;
 use tokio_stream::Stream;
@@ -221,15 +221,20 @@ impl Pushgate for PushgateService {
         req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectReply>, Status> {
         let req = req.into_inner();
-        if !matches!(req.code, 0 | 4002) {
-            return Err(IngressError::CloseCode(req.code).into());
+        let code = match req.code {
+            0 => 4002,
+            c @ (1000 | 1001 | 4000..=4999) => c as u16,
+            c => return Err(IngressError::CloseCode(c).into()),
+        };
+        if req.reason.len() > 123 {
+            return Err(IngressError::CloseReasonTooLong(req.reason.len()).into());
         }
         let (conn, user) = split_disconnect(req.who);
         let s = &self.shared;
         let n = match subject(s, conn, user)? {
-            Subject::Conn(Some(id)) => usize::from(s.hub.disconnect(id, CloseReason::Disconnected)),
+            Subject::Conn(Some(id)) => usize::from(s.hub.disconnect_with(id, code, &req.reason)),
             Subject::Conn(None) => 0,
-            Subject::User(u) => s.hub.disconnect_user(&u, CloseReason::Disconnected),
+            Subject::User(u) => s.hub.disconnect_user_with(&u, code, &req.reason),
         };
         tracing::info!(disconnected = n, reason = %req.reason, "disconnect through gRPC");
         Ok(Response::new(pb::DisconnectReply {

@@ -193,6 +193,11 @@ impl ConnHandle {
         self.shard.state.lock().conns[self.slot].user.clone()
     }
 
+    /// The close code and reason an operator chose for this connection, if any.
+    pub fn take_close_note(&self) -> Option<(u16, Box<str>)> {
+        self.shard.take_close_note(self.slot)
+    }
+
     /// Records why the connection is ending (counted when the handle drops).
     pub fn set_reason(&self, reason: CloseReason) {
         self.reason.store(reason.index() as u8, Ordering::Relaxed);

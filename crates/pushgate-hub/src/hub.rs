@@ -259,6 +259,21 @@ impl Hub {
         self.shard_for(id).close(id, reason)
     }
 
+    /// Closes one connection with an operator's close code (4000-4999, 1000 or 1001)
+    /// and reason (at most 123 bytes). Returns whether it was found.
+    pub fn disconnect_with(&self, id: ConnId, code: u16, reason: &str) -> bool {
+        self.shard_for(id).close_with(id, code, reason)
+    }
+
+    /// Closes every connection of `user` with an operator's close code and reason.
+    pub fn disconnect_user_with(&self, user: &str, code: u16, reason: &str) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.close_user_with(user, code, reason))
+            .sum()
+    }
+
     /// Closes every connection of `user` on this node. Returns how many.
     pub fn disconnect_user(&self, user: &str, reason: CloseReason) -> usize {
         self.inner

@@ -83,6 +83,9 @@ pub(crate) struct ShardState {
     pub(crate) subscriptions: usize,
     /// Token grants by slot, for token-authenticated connections only (see `grant.rs`).
     pub(crate) grants: AHashMap<usize, GrantEntry>,
+    /// Close code and reason chosen by an operator for connections being disconnected
+    /// (`Hub::disconnect_with`); empty almost always, so it costs idle connections nothing.
+    pub(crate) close_notes: AHashMap<usize, (u16, Box<str>)>,
 }
 
 impl Shard {
@@ -173,6 +176,9 @@ impl Shard {
         if !st.grants.is_empty() {
             st.grants.remove(&slot);
         }
+        if !st.close_notes.is_empty() {
+            st.close_notes.remove(&slot);
+        }
         if let Some(u) = &conn.user {
             remove_from_index(&mut st.users, u, slot);
         }
@@ -215,6 +221,39 @@ impl Shard {
         };
         st.conns[slot].outbound.close(reason);
         true
+    }
+
+    /// Closes one connection with an operator's close code and reason.
+    pub fn close_with(&self, id: ConnId, code: u16, text: &str) -> bool {
+        let mut st = self.state.lock();
+        let Some(&slot) = st.by_id.get(&id) else {
+            return false;
+        };
+        note_and_close(&mut st, slot, code, text);
+        true
+    }
+
+    /// Closes every connection of `user` with an operator's close code and reason.
+    pub fn close_user_with(&self, user: &str, code: u16, text: &str) -> usize {
+        let mut st = self.state.lock();
+        let slots: Vec<usize> = st
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for &slot in &slots {
+            note_and_close(&mut st, slot, code, text);
+        }
+        slots.len()
+    }
+
+    /// Takes the operator's close code and reason for a connection, if one was set.
+    pub(crate) fn take_close_note(&self, slot: usize) -> Option<(u16, Box<str>)> {
+        let mut st = self.state.lock();
+        if st.close_notes.is_empty() {
+            return None;
+        }
+        st.close_notes.remove(&slot)
     }
 
     /// Closes every connection of `user` on this shard. Returns how many.
@@ -331,6 +370,13 @@ impl Shard {
             .get(user)
             .map(|s| s.iter().map(|&slot| st.conns[slot].id).collect())
             .unwrap_or_default()
+    }
+}
+
+fn note_and_close(st: &mut ShardState, slot: usize, code: u16, text: &str) {
+    if st.conns[slot].outbound.closing.is_none() {
+        st.close_notes.insert(slot, (code, text.into()));
+        st.conns[slot].outbound.close(CloseReason::Disconnected);
     }
 }
 

@@ -400,14 +400,17 @@ async fn operators_subscribe_inspect_and_disconnect_server_side() {
     let e = g
         .disconnect(disc(
             pb::disconnect_request::Who::User("alice".into()),
-            4100,
+            1006,
         ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("4002"), "{}", e.message());
+    assert!(e.message().contains("4000-4999"), "{}", e.message());
     let r = g
-        .disconnect(disc(pb::disconnect_request::Who::User("alice".into()), 0))
+        .disconnect(disc(
+            pb::disconnect_request::Who::User("alice".into()),
+            4100,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -415,9 +418,10 @@ async fn operators_subscribe_inspect_and_disconnect_server_side() {
     for c in [&mut a1, &mut a2] {
         match next_msg(&mut c.ws).await.unwrap() {
             tokio_tungstenite::tungstenite::Message::Close(Some(f)) => {
-                assert_eq!(u16::from(f.code), 4002)
+                assert_eq!(u16::from(f.code), 4100);
+                assert_eq!(f.reason.as_str(), "test");
             }
-            other => panic!("expected close 4002, got {other:?}"),
+            other => panic!("expected close 4100, got {other:?}"),
         }
     }
     let r = g
