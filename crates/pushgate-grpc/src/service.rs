@@ -193,17 +193,20 @@ impl Pushgate for PushgateService {
         &self,
         req: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishReply>, Status> {
-        let s = &self.shared;
-        let p = match s.prepare(req.into_inner().publication)? {
-            Prepared::Local(p) => p,
-            Prepared::Elsewhere => return Ok(Response::new(s.reply(PublishReport::default()))),
-        };
-        let _permit = s
-            .in_flight
-            .try_acquire()
-            .map_err(|_| IngressError::Overloaded(s.config.max_in_flight))?;
-        let report = s.hub.publish(p, SOURCE).await.map_err(IngressError::from)?;
-        Ok(Response::new(s.reply(report)))
+        observe("Publish", async {
+            let s = &self.shared;
+            let p = match s.prepare(req.into_inner().publication)? {
+                Prepared::Local(p) => p,
+                Prepared::Elsewhere => return Ok(Response::new(s.reply(PublishReport::default()))),
+            };
+            let _permit = s
+                .in_flight
+                .try_acquire()
+                .map_err(|_| IngressError::Overloaded(s.config.max_in_flight))?;
+            let report = s.hub.publish(p, SOURCE).await.map_err(IngressError::from)?;
+            Ok(Response::new(s.reply(report)))
+        })
+        .await
     }
 
     type PublishStreamStream = ReplyStream;
@@ -212,133 +215,186 @@ impl Pushgate for PushgateService {
         &self,
         req: Request<Streaming<pb::PublishStreamRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let replies = crate::stream::run(self.shared.clone(), req.into_inner());
-        Ok(Response::new(Box::pin(replies)))
+        observe("PublishStream", async {
+            let replies = crate::stream::run(self.shared.clone(), req.into_inner());
+            Ok(Response::new(Box::pin(replies) as ReplyStream))
+        })
+        .await
     }
 
     async fn disconnect(
         &self,
         req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectReply>, Status> {
-        let req = req.into_inner();
-        let code = match req.code {
-            0 => 4002,
-            c @ (1000 | 1001 | 4000..=4999) => c as u16,
-            c => return Err(IngressError::CloseCode(c).into()),
-        };
-        if req.reason.len() > 123 {
-            return Err(IngressError::CloseReasonTooLong(req.reason.len()).into());
-        }
-        let (conn, user) = split_disconnect(req.who);
-        let s = &self.shared;
-        let n = match subject(s, conn, user)? {
-            Subject::Conn(Some(id)) => usize::from(s.hub.disconnect_with(id, code, &req.reason)),
-            Subject::Conn(None) => 0,
-            Subject::User(u) => s.hub.disconnect_user_with(&u, code, &req.reason),
-        };
-        tracing::info!(disconnected = n, reason = %req.reason, "disconnect through gRPC");
-        Ok(Response::new(pb::DisconnectReply {
-            disconnected: n as u64,
-        }))
+        observe("Disconnect", async {
+            let req = req.into_inner();
+            let code = match req.code {
+                0 => 4002,
+                c @ (1000 | 1001 | 4000..=4999) => c as u16,
+                c => return Err(IngressError::CloseCode(c).into()),
+            };
+            if req.reason.len() > 123 {
+                return Err(IngressError::CloseReasonTooLong(req.reason.len()).into());
+            }
+            let (conn, user) = split_disconnect(req.who);
+            let s = &self.shared;
+            let n = match subject(s, conn, user)? {
+                Subject::Conn(Some(id)) => {
+                    usize::from(s.hub.disconnect_with(id, code, &req.reason))
+                }
+                Subject::Conn(None) => 0,
+                Subject::User(u) => s.hub.disconnect_user_with(&u, code, &req.reason),
+            };
+            tracing::info!(disconnected = n, reason = %req.reason, "disconnect through gRPC");
+            Ok(Response::new(pb::DisconnectReply {
+                disconnected: n as u64,
+            }))
+        })
+        .await
     }
 
     async fn subscribe(
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeReply>, Status> {
-        let req = req.into_inner();
-        let s = &self.shared;
-        s.channels(&req.channels)?;
-        let (conn, user) = split_subscribe(req.who);
-        let r = match subject(s, conn, user)? {
-            Subject::Conn(Some(id)) => match s.hub.subscribe_conn(id, &req.channels) {
-                None => AdminReport::default(),
-                Some(Ok(())) => AdminReport {
-                    applied: 1,
-                    refused: 0,
+        observe("Subscribe", async {
+            let req = req.into_inner();
+            let s = &self.shared;
+            s.channels(&req.channels)?;
+            let (conn, user) = split_subscribe(req.who);
+            let r = match subject(s, conn, user)? {
+                Subject::Conn(Some(id)) => match s.hub.subscribe_conn(id, &req.channels) {
+                    None => AdminReport::default(),
+                    Some(Ok(())) => AdminReport {
+                        applied: 1,
+                        refused: 0,
+                    },
+                    Some(Err(_)) => AdminReport {
+                        applied: 0,
+                        refused: 1,
+                    },
                 },
-                Some(Err(_)) => AdminReport {
-                    applied: 0,
-                    refused: 1,
-                },
-            },
-            Subject::Conn(None) => AdminReport::default(),
-            Subject::User(u) => s.hub.subscribe_user(&u, &req.channels),
-        };
-        Ok(Response::new(pb::SubscribeReply {
-            conns: r.applied as u64,
-            refused: r.refused as u64,
-        }))
+                Subject::Conn(None) => AdminReport::default(),
+                Subject::User(u) => s.hub.subscribe_user(&u, &req.channels),
+            };
+            Ok(Response::new(pb::SubscribeReply {
+                conns: r.applied as u64,
+                refused: r.refused as u64,
+            }))
+        })
+        .await
     }
 
     async fn unsubscribe(
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeReply>, Status> {
-        let req = req.into_inner();
-        let s = &self.shared;
-        s.channels(&req.channels)?;
-        let (conn, user) = split_subscribe(req.who);
-        let n = match subject(s, conn, user)? {
-            Subject::Conn(Some(id)) => usize::from(s.hub.unsubscribe_conn(id, &req.channels)),
-            Subject::Conn(None) => 0,
-            Subject::User(u) => s.hub.unsubscribe_user(&u, &req.channels),
-        };
-        Ok(Response::new(pb::SubscribeReply {
-            conns: n as u64,
-            refused: 0,
-        }))
+        observe("Unsubscribe", async {
+            let req = req.into_inner();
+            let s = &self.shared;
+            s.channels(&req.channels)?;
+            let (conn, user) = split_subscribe(req.who);
+            let n = match subject(s, conn, user)? {
+                Subject::Conn(Some(id)) => usize::from(s.hub.unsubscribe_conn(id, &req.channels)),
+                Subject::Conn(None) => 0,
+                Subject::User(u) => s.hub.unsubscribe_user(&u, &req.channels),
+            };
+            Ok(Response::new(pb::SubscribeReply {
+                conns: n as u64,
+                refused: 0,
+            }))
+        })
+        .await
     }
 
     async fn stats(
         &self,
         _req: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsReply>, Status> {
-        let hub = &self.shared.hub;
-        let st = hub.stats();
-        Ok(Response::new(pb::StatsReply {
-            node_id: hub.config().node_id.clone(),
-            connections: st.connections as u64,
-            channels: st.channels as u64,
-            subscriptions: st.subscriptions as u64,
-            per_shard: st.per_shard.iter().map(|&n| n as u64).collect(),
-            pending_publications: hub.pending_publications() as u64,
-        }))
+        observe("Stats", async {
+            let hub = &self.shared.hub;
+            let st = hub.stats();
+            Ok(Response::new(pb::StatsReply {
+                node_id: hub.config().node_id.clone(),
+                connections: st.connections as u64,
+                channels: st.channels as u64,
+                subscriptions: st.subscriptions as u64,
+                per_shard: st.per_shard.iter().map(|&n| n as u64).collect(),
+                pending_publications: hub.pending_publications() as u64,
+            }))
+        })
+        .await
     }
 
     async fn presence(
         &self,
         req: Request<pb::PresenceRequest>,
     ) -> Result<Response<pb::PresenceReply>, Status> {
-        let req = req.into_inner();
-        let hub = &self.shared.hub;
-        let node = hub.config().node_id.as_str();
-        for name in &req.channels {
-            validate_channel(name).map_err(|error| IngressError::BadChannel {
-                name: name.clone(),
-                error,
-            })?;
-        }
-        let users = req
-            .users
-            .into_iter()
-            .map(|user| pb::UserPresence {
-                conns: hub
-                    .user_conns(&user)
-                    .into_iter()
-                    .map(|id| id.display(node).to_string())
-                    .collect(),
-                user,
-            })
-            .collect();
-        let channels = req
-            .channels
-            .into_iter()
-            .map(|channel| pb::ChannelPresence {
-                subscribers: hub.channel_subscribers(&channel) as u64,
-                channel,
-            })
-            .collect();
-        Ok(Response::new(pb::PresenceReply { users, channels }))
+        observe("Presence", async {
+            let req = req.into_inner();
+            let hub = &self.shared.hub;
+            let node = hub.config().node_id.as_str();
+            for name in &req.channels {
+                validate_channel(name).map_err(|error| IngressError::BadChannel {
+                    name: name.clone(),
+                    error,
+                })?;
+            }
+            let users = req
+                .users
+                .into_iter()
+                .map(|user| pb::UserPresence {
+                    conns: hub
+                        .user_conns(&user)
+                        .into_iter()
+                        .map(|id| id.display(node).to_string())
+                        .collect(),
+                    user,
+                })
+                .collect();
+            let channels = req
+                .channels
+                .into_iter()
+                .map(|channel| pb::ChannelPresence {
+                    subscribers: hub.channel_subscribers(&channel) as u64,
+                    channel,
+                })
+                .collect();
+            Ok(Response::new(pb::PresenceReply { users, channels }))
+        })
+        .await
+    }
+}
+
+/// Counts a call and its duration by method and gRPC status (one lookup per call).
+async fn observe<T>(
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let code = match &result {
+        Ok(_) => "OK",
+        Err(status) => code_label(status.code()),
+    };
+    metrics::counter!("pushgate_grpc_requests_total", "method" => method, "code" => code)
+        .increment(1);
+    metrics::histogram!("pushgate_grpc_request_duration_seconds", "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        InvalidArgument => "INVALID_ARGUMENT",
+        Unauthenticated => "UNAUTHENTICATED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Unavailable => "UNAVAILABLE",
+        NotFound => "NOT_FOUND",
+        Aborted => "ABORTED",
+        Internal => "INTERNAL",
+        _ => "OTHER",
     }
 }

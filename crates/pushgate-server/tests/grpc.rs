@@ -533,3 +533,22 @@ async fn an_open_stream_is_told_when_the_node_stops() {
     }
     drop(tx);
 }
+
+#[tokio::test]
+async fn calls_are_counted_by_method_and_status() {
+    let gw = start(config()).await;
+    let mut g = client(&gw).await;
+    g.stats(pb::StatsRequest {}).await.unwrap();
+    let metrics = http(gw.http_addr(), "GET", "/metrics", b"").await.1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(r#"pushgate_grpc_requests_total{method="Stats",code="OK"}"#)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pushgate_grpc_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
