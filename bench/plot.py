@@ -24,8 +24,8 @@ import os
 import statistics
 import sys
 
-W, H = 760, 460
-ML, MR, MT, MB = 78, 170, 62, 58  # margins; legend on the right
+W, H = 800, 480
+ML, MR, MT, MB = 78, 190, 80, 58  # margins; legend on the right
 PALETTE = {
     "pushgate": "#d62728",
     "go-hub": "#1f77b4",
@@ -71,13 +71,14 @@ def targets_in(runs):
 
 
 class Svg:
-    def __init__(self, title, subtitle):
+    def __init__(self, title, subtitle, note=""):
         self.parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
             f'viewBox="0 0 {W} {H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
             f'<rect width="{W}" height="{H}" fill="white"/>',
             f'<text x="{ML}" y="24" font-size="16" font-weight="bold">{esc(title)}</text>',
             f'<text x="{ML}" y="44" fill="#555">{esc(subtitle)}</text>',
+            f'<text x="{ML}" y="62" fill="#555" font-size="11">{esc(note)}</text>',
         ]
         self.x0, self.x1 = ML, W - MR
         self.y0, self.y1 = H - MB, MT
@@ -128,6 +129,18 @@ class Svg:
         print(f"wrote {path}")
 
 
+def nice_up(v):
+    """Smallest 1-2-5 × 10^k at or above v (> 0)."""
+    e = math.floor(math.log10(v))
+    return next(m * 10 ** k for k in (e, e + 1) for m in (1, 2, 5) if m * 10 ** k >= v)
+
+
+def nice_down(v):
+    """Largest 1-2-5 × 10^k at or below v (> 0)."""
+    e = math.floor(math.log10(v))
+    return next(m * 10 ** k for k in (e, e - 1) for m in (5, 2, 1) if m * 10 ** k <= v)
+
+
 def log_ticks(lo, hi):
     """1-2-5 ticks covering [lo, hi] (lo > 0)."""
     out = []
@@ -146,6 +159,12 @@ def lin_ticks(hi, n=6):
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     return [i * step for i in range(int(hi / step) + 2) if i * step <= hi * 1.0001]
+
+
+def fmt_val(v):
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
 def fmt_ms(v):
@@ -170,30 +189,31 @@ def curve(r):
     return [(p, v / 1000) for p, v in pts if v]
 
 
-def plot_latency(runs, scenario, out):
+def plot_latency(runs, scenario, out, note):
     runs = [r for r in runs if r["scenario"] == scenario and r.get("lat_p99_us")]
     if not runs:
         print(f"no {scenario} runs with latency data", file=sys.stderr)
         return False
-    MAX_X = nines(99.999) + 0.35  # where "max" is drawn
+    MAX_X = nines(99.999) + 0.6  # where "max" is drawn
     series = []
     for t in targets_in(runs):
         rs = sorted((r for r in runs if r["target"] == t), key=lambda r: r["lat_p99_us"])
         pick = rs[(len(rs) - 1) // 2]  # the run with the median p99
         pts = [(MAX_X if p >= 100 else nines(p), v) for p, v in curve(pick)]
         lost = sum(r.get("lost", 0) for r in rs)
-        note = f"{len(rs)} run{'s' if len(rs) > 1 else ''}, median p99"
+        label = f"p50 {fmt_val(pick['lat_p50_us'] / 1000)}, p99 {fmt_val(pick['lat_p99_us'] / 1000)} ms"
+        if len(rs) > 1:
+            label += f" ({len(rs)} runs)"
         if lost:
-            note += f"; {lost} lost"
-        series.append((t, pts, note, pick))
+            label += f"; {lost} lost"
+        series.append((t, pts, label, pick))
     vals = [v for _, pts, _, _ in series for _, v in pts if v > 0]
-    lo = 10 ** math.floor(math.log10(min(vals)))
-    hi = 10 ** math.ceil(math.log10(max(vals)))
+    lo, hi = nice_down(min(vals)), nice_up(max(vals))
     r0 = series[0][3]
     secs = r0.get("published", 0)
     sub = (f"{r0['conns']:,} connections, {r0.get('size', 100)} B payloads, "
            f"{secs:,} publications paced; publish → receive, loopback")
-    g = Svg(f"Latency distribution ({scenario} scenario)", sub)
+    g = Svg(f"Latency distribution ({scenario} scenario)", sub, note)
     X = lambda x: g.x0 + (g.x1 - g.x0) * x / (MAX_X + 0.1)
     Y = lambda v: g.y0 - (g.y0 - g.y1) * (math.log10(max(v, lo)) - math.log10(lo)) / (
         math.log10(hi) - math.log10(lo))
@@ -207,7 +227,7 @@ def plot_latency(runs, scenario, out):
         g.text(X(x), g.y0 + 16, label)
     g.frame("percentile (log scale of 1 / (1 − p))", "latency, ms (log scale)")
     legend = []
-    for i, (t, pts, note, _) in enumerate(series):
+    for i, (t, pts, label, _) in enumerate(series):
         col = color(t, i)
         w = 3 if t.startswith("pushgate") else 2
         main = [(X(x), Y(v)) for x, v in pts if x < MAX_X]
@@ -216,13 +236,13 @@ def plot_latency(runs, scenario, out):
         for x, v in pts:
             if x >= MAX_X or len(main) <= 4:
                 g.circle(X(x), Y(v), 3.5, col)
-        legend.append((t, col, note))
+        legend.append((t, col, label))
     g.legend(legend)
     g.save(os.path.join(out, "bench-latency.svg"))
     return True
 
 
-def plot_sweep(runs, out):
+def plot_sweep(runs, out, note):
     runs = [r for r in runs if r["scenario"] == "burst" and r.get("deliveries_per_sec")]
     if not runs:
         print("no burst runs for the throughput plot", file=sys.stderr)
@@ -244,8 +264,8 @@ def plot_sweep(runs, out):
     reps = max(len([r for r in runs if r["target"] == t and r["conns"] == n])
                for t, pts in series for n, *_ in pts)
     sub = (f"burst: ~1M deliveries per point, {runs[0].get('size', 100)} B payloads, loopback; "
-           f"{'median of ' + str(reps) + ' runs' if reps > 1 else 'one run per point'}")
-    g = Svg("Deliveries per second against connections", sub)
+           f"{'median of ' + str(reps) + ' runs, whisker min–max' if reps > 1 else 'one run per point'}")
+    g = Svg("Deliveries per second against connections", sub, note)
     X = lambda n: g.x0 + (g.x1 - g.x0) * n / xmax
     Y = lambda v: g.y0 - (g.y0 - g.y1) * v / ymax
     for v in lin_ticks(ymax / 1e6):
@@ -277,14 +297,15 @@ def main():
     ap.add_argument("--sweep", nargs="*", default=[], metavar="PATH")
     ap.add_argument("--scenario", default="latency", help="scenario for --latency")
     ap.add_argument("--out", default=os.path.join(here, "..", "docs"))
+    ap.add_argument("--note", default="", help="third title line (machine, commit)")
     a = ap.parse_args()
     if not a.latency and not a.sweep:
         ap.error("give --latency and/or --sweep result directories or files")
     ok = True
     if a.latency:
-        ok &= plot_latency(load(a.latency), a.scenario, a.out)
+        ok &= plot_latency(load(a.latency), a.scenario, a.out, a.note)
     if a.sweep:
-        ok &= plot_sweep(load(a.sweep), a.out)
+        ok &= plot_sweep(load(a.sweep), a.out, a.note)
     return 0 if ok else 1
 
 
