@@ -274,15 +274,6 @@ impl Hub {
             .sum()
     }
 
-    /// Closes every connection of `user` on this node. Returns how many.
-    pub fn disconnect_user(&self, user: &str, reason: CloseReason) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|s| s.close_user(user, reason))
-            .sum()
-    }
-
     /// Makes one connection follow `channels` (already validated), server-side.
     /// `None` if the connection is not on this node.
     pub fn subscribe_conn(

@@ -236,11 +236,7 @@ impl Shard {
     /// Closes every connection of `user` with an operator's close code and reason.
     pub fn close_user_with(&self, user: &str, code: u16, text: &str) -> usize {
         let mut st = self.state.lock();
-        let slots: Vec<usize> = st
-            .users
-            .get(user)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+        let slots = st.user_slots(user);
         for &slot in &slots {
             note_and_close(&mut st, slot, code, text);
         }
@@ -254,19 +250,6 @@ impl Shard {
             return None;
         }
         st.close_notes.remove(&slot)
-    }
-
-    /// Closes every connection of `user` on this shard. Returns how many.
-    pub fn close_user(&self, user: &str, reason: CloseReason) -> usize {
-        let mut st = self.state.lock();
-        let ShardState { conns, users, .. } = &mut *st;
-        let Some(slots) = users.get(user) else {
-            return 0;
-        };
-        for &slot in slots {
-            conns[slot].outbound.close(reason);
-        }
-        slots.len()
     }
 
     /// Server-side subscribe of one connection; `None` if it is not on this shard.
@@ -290,11 +273,7 @@ impl Shard {
     pub(crate) fn subscribe_user(&self, user: &str, channels: &[String]) -> AdminReport {
         let max = self.config.max_subscriptions_per_conn;
         let mut st = self.state.lock();
-        let slots: Vec<usize> = st
-            .users
-            .get(user)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+        let slots = st.user_slots(user);
         let mut r = AdminReport::default();
         for slot in slots {
             match st.subscribe(slot, channels, max) {
@@ -320,11 +299,7 @@ impl Shard {
     /// Server-side unsubscribe of each connection of `user` on this shard.
     pub(crate) fn unsubscribe_user(&self, user: &str, channels: &[String]) -> usize {
         let mut st = self.state.lock();
-        let slots: Vec<usize> = st
-            .users
-            .get(user)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+        let slots = st.user_slots(user);
         for &slot in &slots {
             st.unsubscribe(slot, channels);
         }
@@ -390,6 +365,15 @@ fn remove_from_index(index: &mut AHashMap<Box<str>, AHashSet<usize>>, key: &str,
 }
 
 impl ShardState {
+    /// The slots of `user`'s connections (admin calls; copies them so the caller can
+    /// modify the state while walking them).
+    pub(crate) fn user_slots(&self, user: &str) -> Vec<usize> {
+        self.users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Adds channels to a connection, up to `max` in total. Returns how many were new.
     pub(crate) fn subscribe(
         &mut self,

@@ -247,8 +247,8 @@ async fn disconnect_user_closes_all_of_that_users_connections() {
     let a1 = connect(&hub, Some("alice"));
     let a2 = connect(&hub, Some("alice"));
     let b = connect(&hub, Some("bob"));
-    assert_eq!(hub.disconnect_user("alice", CloseReason::Disconnected), 2);
-    assert_eq!(hub.disconnect_user("carol", CloseReason::Disconnected), 0);
+    assert_eq!(hub.disconnect_user_with("alice", 4002, "bye"), 2);
+    assert_eq!(hub.disconnect_user_with("carol", 4002, "bye"), 0);
     assert_eq!(drain(&a1).1, Some(CloseReason::Disconnected));
     assert_eq!(drain(&a2).1, Some(CloseReason::Disconnected));
     assert_eq!(drain(&b).1, None);
