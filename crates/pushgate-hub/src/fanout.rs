@@ -152,7 +152,7 @@ impl ShardState {
 
 impl Shard {
     /// The shard's worker loop: fan-out of publications and the heartbeat sweep.
-    /// Runs on the shard's pinned thread until the hub is dropped.
+    /// Runs on the shard's own thread until the hub is dropped.
     pub async fn run(self: Arc<Self>) {
         let mut jobs = self.jobs.lock().take().expect("Shard::run is called once");
         let ping = encode_frame(OpCode::Ping, b"");

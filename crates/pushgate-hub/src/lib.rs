@@ -7,7 +7,7 @@
 //! - [`hub`]: the [`Hub`], which hashes connections across shards and hands each
 //!   publication to every shard once.
 //! - [`shard`]: one shard's state (a slab of connections, channel and user indexes)
-//!   behind its own lock, driven by one pinned worker.
+//!   behind its own lock, driven by one worker thread (optionally pinned to a core).
 //! - [`fanout`]: the shard's command loop and the per-recipient loop.
 //! - [`outbound`]: a connection's bounded outbound queue and the slow-consumer policy.
 //! - [`heartbeat`]: the shard's ping sweep and reaping of silent connections.

@@ -30,7 +30,9 @@ pub struct Config {
     pub grpc_token: String,
     /// Number of shards; 0 means one per CPU core.
     pub shards: usize,
-    /// Pin each shard's thread to a core.
+    /// Pin each shard's thread to a core. Off by default: it pays only on a host where
+    /// nothing else competes for the cores; measured on a 2-core host shared with other
+    /// processes it raised p50 latency by half with no throughput gain (docs/benchmarks.md).
     pub pin_shards: bool,
     /// Most frames waiting for one client before the slow-consumer policy applies.
     pub queue_max_frames: usize,
@@ -103,7 +105,7 @@ impl Default for Config {
             grpc_addr: ([127, 0, 0, 1], 50051).into(),
             grpc_token: String::new(),
             shards: 0,
-            pin_shards: true,
+            pin_shards: false,
             queue_max_frames: 1024,
             queue_max_bytes: 1 << 20,
             slow_policy: "disconnect".into(),
@@ -467,13 +469,13 @@ mod tests {
         c.apply_env([
             ("PUSHGATE_WS_ADDR".to_string(), "0.0.0.0:9000".to_string()),
             ("PUSHGATE_SHARDS".to_string(), "4".to_string()),
-            ("PUSHGATE_PIN_SHARDS".to_string(), "false".to_string()),
+            ("PUSHGATE_PIN_SHARDS".to_string(), "true".to_string()),
             ("HOME".to_string(), "/root".to_string()),
         ])
         .unwrap();
         assert_eq!(c.ws_addr.port(), 9000);
         assert_eq!(c.shards, 4);
-        assert!(!c.pin_shards);
+        assert!(c.pin_shards);
         assert!(c
             .set("shards", "many")
             .unwrap_err()
