@@ -64,6 +64,15 @@ def free_ports(n):
     return ports
 
 
+async def sentinel(clients, ports):
+    """Publishes a marker to all and waits until every client has it: each connection
+    delivers in order, so anything else sent to it before has arrived by then."""
+    mark = f"sentinel-{uuid.uuid4().hex[:8]}"
+    for port in ports:
+        http("POST", port, "/publish?all=true", mark.encode())
+    await await_for(lambda: all(c.received(mark) >= 1 for c in clients), 5)
+
+
 def http(method, port, path, body=b"", timeout=5):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body if method == "POST" else None,
                                  method=method)
@@ -331,7 +340,7 @@ async def main():
     check("publish ?all=true to both nodes' internal APIs", enq == [len(on1), len(on2)],
           f"enqueued {enq}, expected {[len(on1), len(on2)]}")
     await await_for(lambda: all(c.received(data1) >= 1 for c in clients), 5)
-    await asyncio.sleep(0.3)  # room for a duplicate to show up
+    await sentinel(clients, (h1, h2))  # a duplicate would have arrived before it
     counts = [c.received(data1) for c in clients]
     check(f"all {n} clients receive the publication exactly once", counts == [1] * n, f"counts {counts}")
 
@@ -363,7 +372,7 @@ async def main():
     got = json.loads(body).get("enqueued") if status == 200 else None
     check("publish ?all=true to node 2 reaches all clients", got == n, f"HTTP {status}, enqueued {got}")
     await await_for(lambda: all(c.received(data2) >= 1 for c in clients), 5)
-    await asyncio.sleep(0.3)
+    await sentinel(clients, (h2,))
     counts = [c.received(data2) for c in clients]
     check(f"all {n} clients receive the second publication exactly once", counts == [1] * n, f"counts {counts}")
 
