@@ -145,9 +145,11 @@ fn config_check_exits_64_naming_the_bad_field() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn readme_publish_example_reaches_a_subscriber() {
-    let node = spawn(None);
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client connected to `node` that has followed `news` (both replies read).
+async fn subscribed_to_news(node: &Node) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
         .await
         .unwrap();
@@ -159,6 +161,13 @@ async fn readme_publish_example_reaches_a_subscriber() {
     .await
     .unwrap();
     let _subscribed = ws.next().await.unwrap().unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn readme_publish_example_reaches_a_subscriber() {
+    let node = spawn(None);
+    let mut ws = subscribed_to_news(&node).await;
     let (status, body) = http_req(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
     assert_eq!(status, 200, "{body}");
     let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -246,17 +255,7 @@ fn publish_cli(node: &Node, args: &[&str], stdin: &str) -> (bool, String, String
 #[tokio::test]
 async fn publish_command_sends_one_publication_or_streams_stdin_lines() {
     let node = spawn(None);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
-        .await
-        .unwrap();
-    let _connected = ws.next().await.unwrap().unwrap();
-    futures_util::SinkExt::send(
-        &mut ws,
-        Message::text(r#"{"type":"subscribe","channels":["news"]}"#),
-    )
-    .await
-    .unwrap();
-    let _subscribed = ws.next().await.unwrap().unwrap();
+    let mut ws = subscribed_to_news(&node).await;
     let mut next_text = async || {
         tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
