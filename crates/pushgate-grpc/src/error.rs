@@ -36,13 +36,29 @@ pub enum IngressError {
     Overloaded(usize),
     #[error("idempotency key {0:?}: the first attempt with this key failed; retry")]
     FirstAttemptFailed(String),
+    /// The cluster broker cannot reach Redis: nothing was delivered on this node.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<pushgate_broker::BrokerError> for IngressError {
+    fn from(e: pushgate_broker::BrokerError) -> IngressError {
+        match e {
+            pushgate_broker::BrokerError::Publish(p) => IngressError::Publish(p),
+            u @ pushgate_broker::BrokerError::Unavailable(_) => {
+                IngressError::Unavailable(u.to_string())
+            }
+        }
+    }
 }
 
 impl IngressError {
     /// The gRPC status code of this refusal.
     pub fn code(&self) -> Code {
         match self {
-            IngressError::Publish(PublishError::ShuttingDown) => Code::Unavailable,
+            IngressError::Publish(PublishError::ShuttingDown) | IngressError::Unavailable(_) => {
+                Code::Unavailable
+            }
             IngressError::Overloaded(_) => Code::ResourceExhausted,
             IngressError::FirstAttemptFailed(_) => Code::Aborted,
             _ => Code::InvalidArgument,
@@ -76,6 +92,7 @@ mod tests {
                 Code::Unavailable,
             ),
             (IngressError::Overloaded(3), Code::ResourceExhausted),
+            (IngressError::Unavailable("redis".into()), Code::Unavailable),
             (IngressError::BadConnId("x".into()), Code::InvalidArgument),
             (IngressError::FirstAttemptFailed("k".into()), Code::Aborted),
         ];

@@ -5,7 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pushgate_hub::Hub;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pushgate_broker::Broker;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +31,8 @@ const MIN_MAX_MESSAGE: usize = 4 << 20;
 pub struct GrpcServer {
     addr: SocketAddr,
     health: HealthReporter,
+    /// Set when the node starts draining: NOT_SERVING from then on, whatever the broker.
+    draining: Arc<AtomicBool>,
     /// Stops the server and ends open streams.
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -43,27 +48,44 @@ pub enum ServeError {
 }
 
 impl GrpcServer {
-    /// Serves on `listener` (already bound) until [`GrpcServer::stop`].
+    /// Serves on `listener` (already bound) until [`GrpcServer::stop`]. Health follows
+    /// the broker: NOT_SERVING while it is down.
     pub async fn start(
         listener: TcpListener,
-        hub: Hub,
+        broker: Broker,
         config: GrpcConfig,
     ) -> Result<GrpcServer, ServeError> {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let max_message = MIN_MAX_MESSAGE.max(hub.config().max_payload * 2 + 64 * 1024);
+        let max_message = MIN_MAX_MESSAGE.max(broker.hub().config().max_payload * 2 + 64 * 1024);
         let auth = BearerAuth::new(&config.token);
+        let mut broker_up = broker.watch_up();
         let service = pb::pushgate_server::PushgateServer::new(PushgateService::new(
-            hub,
+            broker,
             config,
             stop.clone(),
         ))
         .max_decoding_message_size(max_message);
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-            .await;
+        let draining = Arc::new(AtomicBool::new(false));
+        let up = *broker_up.borrow_and_update();
+        set_status(&health, up).await;
+        {
+            let (health, draining, stop) = (health.clone(), draining.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = broker_up.changed() => if r.is_err() { return },
+                    }
+                    let up = *broker_up.borrow_and_update();
+                    if !draining.load(Ordering::Acquire) {
+                        set_status(&health, up).await;
+                    }
+                }
+            });
+        }
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -90,6 +112,7 @@ impl GrpcServer {
         Ok(GrpcServer {
             addr,
             health,
+            draining,
             stop,
             task,
         })
@@ -103,11 +126,8 @@ impl GrpcServer {
     /// Reports NOT_SERVING (for the server as a whole and for `pushgate.v1.Pushgate`),
     /// so that probes and load balancers stop sending here. Calls are still served.
     pub async fn set_not_serving(&self) {
-        for name in ["", SERVICE_NAME] {
-            self.health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
+        self.draining.store(true, Ordering::Release);
+        set_status(&self.health, false).await;
     }
 
     /// Ends open streams (each acks what it read, then ends with UNAVAILABLE), stops
@@ -120,5 +140,17 @@ impl GrpcServer {
             tracing::warn!("gRPC ingress did not stop within {grace:?}; aborting it");
             task.abort();
         }
+    }
+}
+
+/// Sets the server's and `pushgate.v1.Pushgate`'s health status.
+async fn set_status(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in ["", SERVICE_NAME] {
+        health.set_service_status(name, status).await;
     }
 }

@@ -5,7 +5,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use pushgate_hub::{AdminReport, Hub, Publication, PublishReport, Target};
+use pushgate_broker::{Broker, Delivery, Message, NodeConn, Target};
+use pushgate_hub::{AdminReport, Hub};
 use pushgate_protocol::{validate_channel, ConnId, Payload};
 use tokio::sync::Semaphore;
 use tokio_stream::Stream;
@@ -30,6 +31,7 @@ pub struct PushgateService {
 }
 
 pub(crate) struct Shared {
+    pub(crate) broker: Broker,
     pub(crate) hub: Hub,
     pub(crate) config: GrpcConfig,
     /// Bounds unary publications in flight; a call that finds none left is refused.
@@ -39,19 +41,13 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
 }
 
-/// A validated publication: either something for the hub, or nothing to do on this
-/// node (only connections of other nodes were named).
-pub(crate) enum Prepared {
-    Local(Publication),
-    Elsewhere,
-}
-
 impl PushgateService {
-    pub fn new(hub: Hub, config: GrpcConfig, stop: CancellationToken) -> Self {
+    pub fn new(broker: Broker, config: GrpcConfig, stop: CancellationToken) -> Self {
         let window = IdempotencyWindow::new(config.idempotency_ttl, config.idempotency_capacity);
         PushgateService {
             shared: Arc::new(Shared {
-                hub,
+                hub: broker.hub().clone(),
+                broker,
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
                 config,
                 window,
@@ -62,8 +58,8 @@ impl PushgateService {
 }
 
 impl Shared {
-    /// Checks a publication and turns it into the hub's terms.
-    pub(crate) fn prepare(&self, p: Option<pb::Publication>) -> Result<Prepared, IngressError> {
+    /// Checks a publication and turns it into the broker's terms.
+    pub(crate) fn prepare(&self, p: Option<pb::Publication>) -> Result<Message, IngressError> {
         let p = p.ok_or(IngressError::NoPublication)?;
         let payload = match p.payload {
             Some(pb::publication::Payload::Text(t)) => Payload::Text(t),
@@ -86,27 +82,23 @@ impl Shared {
                 if n.names.is_empty() {
                     return Err(no_target());
                 }
-                let mut local = Vec::with_capacity(n.names.len());
-                for s in &n.names {
-                    if let Some(id) = self.conn_id(s)? {
-                        local.push(id);
-                    }
-                }
-                if local.is_empty() {
-                    return Ok(Prepared::Elsewhere);
-                }
-                Target::Conns(local)
+                let conns = n
+                    .names
+                    .iter()
+                    .map(|s| node_conn(s))
+                    .collect::<Result<_, _>>()?;
+                Target::Conns(conns)
             }
         };
         let exclude = match p.exclude.as_str() {
             "" => None,
-            s => self.conn_id(s)?,
+            s => Some(node_conn(s)?),
         };
-        Ok(Prepared::Local(Publication {
+        Ok(Message {
             target,
             payload,
             exclude,
-        }))
+        })
     }
 
     /// Parses a connection id: `Ok(None)` for a well-formed id of another node.
@@ -118,12 +110,13 @@ impl Shared {
         }
     }
 
-    /// The reply for this node's part of a publication.
-    pub(crate) fn reply(&self, r: PublishReport) -> pb::PublishReply {
+    /// The reply for a publication's outcome.
+    pub(crate) fn reply(&self, d: Delivery) -> pb::PublishReply {
+        let r = d.local;
         pb::PublishReply {
             enqueued: r.enqueued,
             skipped: r.skipped,
-            nodes_accepted: 1,
+            nodes_accepted: d.nodes,
             nodes: vec![pb::NodeReport {
                 node_id: self.hub.config().node_id.clone(),
                 enqueued: r.enqueued,
@@ -147,6 +140,11 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Parses a connection id of any node.
+fn node_conn(s: &str) -> Result<NodeConn, IngressError> {
+    NodeConn::parse(s).ok_or_else(|| IngressError::BadConnId(s.to_owned()))
 }
 
 /// Who an admin call is about.
@@ -195,16 +193,17 @@ impl Pushgate for PushgateService {
     ) -> Result<Response<pb::PublishReply>, Status> {
         observe("Publish", async {
             let s = &self.shared;
-            let p = match s.prepare(req.into_inner().publication)? {
-                Prepared::Local(p) => p,
-                Prepared::Elsewhere => return Ok(Response::new(s.reply(PublishReport::default()))),
-            };
+            let m = s.prepare(req.into_inner().publication)?;
             let _permit = s
                 .in_flight
                 .try_acquire()
                 .map_err(|_| IngressError::Overloaded(s.config.max_in_flight))?;
-            let report = s.hub.publish(p, SOURCE).await.map_err(IngressError::from)?;
-            Ok(Response::new(s.reply(report)))
+            let d = s
+                .broker
+                .publish(m, SOURCE)
+                .await
+                .map_err(IngressError::from)?;
+            Ok(Response::new(s.reply(d)))
         })
         .await
     }
@@ -314,6 +313,12 @@ impl Pushgate for PushgateService {
         observe("Stats", async {
             let hub = &self.shared.hub;
             let st = hub.stats();
+            let cluster = self
+                .shared
+                .broker
+                .cluster_stats()
+                .await
+                .map_err(IngressError::from)?;
             Ok(Response::new(pb::StatsReply {
                 node_id: hub.config().node_id.clone(),
                 connections: st.connections as u64,
@@ -321,6 +326,17 @@ impl Pushgate for PushgateService {
                 subscriptions: st.subscriptions as u64,
                 per_shard: st.per_shard.iter().map(|&n| n as u64).collect(),
                 pending_publications: hub.pending_publications() as u64,
+                cluster_connections: cluster.iter().map(|n| n.connections).sum(),
+                cluster_subscriptions: cluster.iter().map(|n| n.subscriptions).sum(),
+                cluster: cluster
+                    .into_iter()
+                    .map(|n| pb::NodeStats {
+                        node_id: n.node,
+                        connections: n.connections,
+                        channels: n.channels,
+                        subscriptions: n.subscriptions,
+                    })
+                    .collect(),
             }))
         })
         .await

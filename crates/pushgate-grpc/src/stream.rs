@@ -4,8 +4,8 @@
 //! pending items:
 //!
 //! - the **reader** takes requests in order, validates each, checks its idempotency
-//!   key and submits it to the hub ([`Hub::submit`](pushgate_hub::Hub::submit) waits
-//!   while a shard's queue is full), then queues the pending item;
+//!   key and submits it to the broker ([`Broker::submit`](pushgate_broker::Broker::submit)
+//!   waits while a queue is full), then queues the pending item;
 //! - the **acker** awaits each pending item in the same order and sends its reply.
 //!
 //! So every request gets exactly one reply, in request order, and publications reach
@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use pushgate_hub::{PublishReport, Submitted};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -25,7 +24,7 @@ use tonic::{Status, Streaming};
 use crate::error::IngressError;
 use crate::idempotency::{self, Check, Claim};
 use crate::pb;
-use crate::service::{Prepared, Shared, SOURCE};
+use crate::service::{Shared, SOURCE};
 
 /// Replies buffered towards the publisher beyond the window.
 const REPLY_BUFFER: usize = 64;
@@ -34,12 +33,12 @@ type Reply = Result<pb::PublishStreamReply, Status>;
 
 /// One item between the reader and the acker.
 enum Pending {
-    /// Answered already (refused, a publication with no local target).
+    /// Answered already (refused).
     Done(pb::PublishStreamReply),
-    /// Handed to the shards; its report comes later.
+    /// Handed to the broker; its outcome comes later.
     Submitted {
         seq: u64,
-        submitted: Submitted,
+        submitted: pushgate_broker::Pending,
         claim: Option<Claim>,
     },
     /// A retry of a key seen within the window: repeats the first result.
@@ -104,9 +103,8 @@ async fn read(
 async fn submit(shared: &Arc<Shared>, req: pb::PublishStreamRequest) -> Pending {
     let seq = req.seq;
     let refused = |e: IngressError| Pending::Done(error_reply(seq, &e));
-    let p = match shared.prepare(req.publication) {
-        Ok(Prepared::Local(p)) => Some(p),
-        Ok(Prepared::Elsewhere) => None,
+    let m = match shared.prepare(req.publication) {
+        Ok(m) => m,
         Err(e) => return refused(e),
     };
     let claim = match req.idempotency_key.as_str() {
@@ -122,14 +120,7 @@ async fn submit(shared: &Arc<Shared>, req: pb::PublishStreamRequest) -> Pending 
             }
         },
     };
-    let Some(p) = p else {
-        let reply = shared.reply(PublishReport::default());
-        if let Some(c) = claim {
-            c.complete(&reply);
-        }
-        return Pending::Done(ok_reply(seq, reply, false));
-    };
-    match shared.hub.submit(p, SOURCE).await {
+    match shared.broker.submit(m, SOURCE).await {
         Ok(submitted) => Pending::Submitted {
             seq,
             submitted,
@@ -152,8 +143,8 @@ async fn ack(
                 submitted,
                 claim,
             } => match submitted.report().await {
-                Ok(report) => {
-                    let reply = shared.reply(report);
+                Ok(delivery) => {
+                    let reply = shared.reply(delivery);
                     if let Some(c) = claim {
                         c.complete(&reply);
                     }

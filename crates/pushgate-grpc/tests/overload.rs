@@ -17,7 +17,9 @@ async fn serve(
     config: GrpcConfig,
 ) -> (GrpcServer, PushgateClient<tonic::transport::Channel>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = GrpcServer::start(listener, hub, config).await.unwrap();
+    let server = GrpcServer::start(listener, pushgate_broker::Broker::InProcess(hub), config)
+        .await
+        .unwrap();
     let client = tokio::time::timeout(
         WAIT,
         PushgateClient::connect(format!("http://{}", server.local_addr())),

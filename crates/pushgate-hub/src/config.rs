@@ -39,6 +39,9 @@ pub struct HubConfig {
     /// Most messages (text, binary, ping) a client may send per second; 0: no limit.
     /// At most `u16::MAX` (the per-connection counter is 16 bits).
     pub max_inbound_messages_per_sec: u32,
+    /// Track which channels and users have local connections ([`crate::Interest`]),
+    /// for a cluster broker. Off on a single node.
+    pub track_interest: bool,
 }
 
 impl Default for HubConfig {
@@ -55,6 +58,7 @@ impl Default for HubConfig {
             max_payload: 64 * 1024,
             token_refresh_grace: Duration::from_secs(30),
             max_inbound_messages_per_sec: 0,
+            track_interest: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::close::CloseReason;
 use crate::config::HubConfig;
 use crate::fanout::{Job, Route};
 use crate::handle::SubscribeError;
+use crate::interest::Interest;
 use crate::publication::{Publication, PublishError, PublishReport, Target};
 use crate::shard::Shard;
 
@@ -59,6 +60,7 @@ struct Inner {
     fanout_duration: metrics::Histogram,
     publications: Mutex<Vec<((&'static str, &'static str), metrics::Counter)>>,
     pending: AtomicUsize,
+    interest: Arc<Interest>,
 }
 
 impl Hub {
@@ -67,10 +69,16 @@ impl Hub {
     pub fn new(config: HubConfig) -> Hub {
         let config = Arc::new(config);
         let n = config.shards.max(1);
+        let interest = Arc::new(Interest::new(config.track_interest));
         let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
-            shards.push(Arc::new(Shard::new(i, config.clone(), rx)));
+            shards.push(Arc::new(Shard::new(
+                i,
+                config.clone(),
+                interest.clone(),
+                rx,
+            )));
             queues.push(tx);
         }
         Hub {
@@ -85,12 +93,43 @@ impl Hub {
                 fanout_duration: metrics::histogram!("pushgate_fanout_duration_seconds"),
                 publications: Mutex::new(Vec::new()),
                 pending: AtomicUsize::new(0),
+                interest,
             }),
         }
     }
 
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// The channels and users this node follows (tracked only with `track_interest`).
+    pub fn interest(&self) -> &Arc<Interest> {
+        &self.inner.interest
+    }
+
+    /// Checks a publication as [`Hub::publish`] would, without encoding or sending it:
+    /// what a cluster broker does before putting it on the bus.
+    pub fn validate(&self, target: &Target, payload_len: usize) -> Result<(), PublishError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::ShuttingDown);
+        }
+        let max = self.inner.config.max_payload;
+        if payload_len > max {
+            return Err(PublishError::TooLarge(payload_len, max));
+        }
+        match target {
+            Target::All => Ok(()),
+            Target::Channels(chs) if chs.is_empty() => Err(PublishError::NoTarget),
+            Target::Channels(chs) => chs.iter().try_for_each(|ch| {
+                validate_channel(ch).map_err(|error| PublishError::BadChannel {
+                    name: ch.clone(),
+                    error,
+                })
+            }),
+            Target::Users(u) if u.is_empty() => Err(PublishError::NoTarget),
+            Target::Conns(ids) if ids.is_empty() => Err(PublishError::NoTarget),
+            Target::Users(_) | Target::Conns(_) => Ok(()),
+        }
     }
 
     pub fn shards(&self) -> &[Arc<Shard>] {
@@ -182,25 +221,12 @@ impl Hub {
 
     /// Validates a publication and encodes its frames, once.
     fn route(&self, p: &Publication) -> Result<Route, PublishError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(PublishError::ShuttingDown);
-        }
-        let max = self.inner.config.max_payload;
-        if p.payload.len() > max {
-            return Err(PublishError::TooLarge(p.payload.len(), max));
-        }
+        self.validate(&p.target, p.payload.len())?;
         Ok(match &p.target {
             Target::All => Route::All(encode_publication(None, &p.payload)),
             Target::Channels(chs) => {
-                if chs.is_empty() {
-                    return Err(PublishError::NoTarget);
-                }
                 let mut list: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
                 for ch in chs {
-                    validate_channel(ch).map_err(|error| PublishError::BadChannel {
-                        name: ch.clone(),
-                        error,
-                    })?;
                     if !list.iter().any(|(c, _)| c == ch) {
                         list.push((ch.clone(), encode_publication(Some(ch), &p.payload)));
                     }
@@ -208,18 +234,12 @@ impl Hub {
                 Route::Channels(list)
             }
             Target::Users(users) => {
-                if users.is_empty() {
-                    return Err(PublishError::NoTarget);
-                }
                 let mut u = users.clone();
                 u.sort_unstable();
                 u.dedup();
                 Route::Users(u, encode_publication(None, &p.payload))
             }
             Target::Conns(ids) => {
-                if ids.is_empty() {
-                    return Err(PublishError::NoTarget);
-                }
                 let mut ids = ids.clone();
                 ids.sort_unstable();
                 ids.dedup();

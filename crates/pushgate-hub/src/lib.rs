@@ -12,6 +12,8 @@
 //! - [`outbound`]: a connection's bounded outbound queue and the slow-consumer policy.
 //! - [`heartbeat`]: the shard's ping sweep and reaping of silent connections.
 //! - [`handle`]: what the edge holds for one connection.
+//! - [`interest`]: which channels and users have local connections, for a cluster
+//!   broker that subscribes to them on a shared bus only while they do.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
@@ -22,6 +24,7 @@ mod grant;
 mod handle;
 mod heartbeat;
 mod hub;
+mod interest;
 mod metrics;
 mod outbound;
 mod publication;
@@ -32,6 +35,7 @@ pub use config::{HubConfig, SlowPolicy};
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
 pub use hub::{AdminReport, Hub, Stats, Submitted};
+pub use interest::{Interest, Key};
 pub use metrics::ShardMetrics;
 pub use publication::{Publication, PublishError, PublishReport, Target};
 pub use shard::Shard;

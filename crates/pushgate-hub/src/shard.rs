@@ -21,6 +21,7 @@ use crate::fanout::Job;
 use crate::grant::{Grant, GrantEntry};
 use crate::handle::{ConnHandle, SubscribeError};
 use crate::hub::AdminReport;
+use crate::interest::{Interest, Key};
 use crate::metrics::ShardMetrics;
 use crate::outbound::{Limits, Outbound};
 
@@ -86,13 +87,23 @@ pub(crate) struct ShardState {
     /// Close code and reason chosen by an operator for connections being disconnected
     /// (`Hub::disconnect_with`); empty almost always, so it costs idle connections nothing.
     pub(crate) close_notes: AHashMap<usize, (u16, Box<str>)>,
+    /// The node-wide registry told when a channel or user enters or leaves this index.
+    pub(crate) interest: Arc<Interest>,
 }
 
 impl Shard {
-    pub(crate) fn new(id: usize, config: Arc<HubConfig>, jobs: mpsc::Receiver<Arc<Job>>) -> Shard {
+    pub(crate) fn new(
+        id: usize,
+        config: Arc<HubConfig>,
+        interest: Arc<Interest>,
+        jobs: mpsc::Receiver<Arc<Job>>,
+    ) -> Shard {
         Shard {
             id,
-            state: Mutex::new(ShardState::default()),
+            state: Mutex::new(ShardState {
+                interest,
+                ..ShardState::default()
+            }),
             limits: Limits {
                 max_frames: config.queue_max_frames,
                 max_bytes: config.queue_max_bytes,
@@ -146,7 +157,11 @@ impl Shard {
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
-            st.users.entry(u.into()).or_default().insert(slot);
+            let set = st.users.entry(u.into()).or_default();
+            set.insert(slot);
+            if set.len() == 1 {
+                st.interest.add(|| Key::User(u.into()));
+            }
         }
         if let Some(grant) = grant {
             st.grants.insert(
@@ -180,10 +195,14 @@ impl Shard {
             st.close_notes.remove(&slot);
         }
         if let Some(u) = &conn.user {
-            remove_from_index(&mut st.users, u, slot);
+            if remove_from_index(&mut st.users, u, slot) {
+                st.interest.remove(|| Key::User(u.clone()));
+            }
         }
         for ch in &conn.channels {
-            remove_from_index(&mut st.channels, ch, slot);
+            if remove_from_index(&mut st.channels, ch, slot) {
+                st.interest.remove(|| Key::Channel(ch.clone()));
+            }
         }
         st.subscriptions -= conn.channels.len();
         let (subs, chans) = (st.subscriptions, st.channels.len());
@@ -355,13 +374,20 @@ fn note_and_close(st: &mut ShardState, slot: usize, code: u16, text: &str) {
     }
 }
 
-fn remove_from_index(index: &mut AHashMap<Box<str>, AHashSet<usize>>, key: &str, slot: usize) {
+/// Removes `slot` from `key`'s set; true if that emptied (and removed) the key.
+fn remove_from_index(
+    index: &mut AHashMap<Box<str>, AHashSet<usize>>,
+    key: &str,
+    slot: usize,
+) -> bool {
     if let Some(set) = index.get_mut(key) {
         set.remove(&slot);
         if set.is_empty() {
             index.remove(key);
+            return true;
         }
     }
+    false
 }
 
 impl ShardState {
@@ -398,10 +424,11 @@ impl ShardState {
         }
         for ch in &uniq {
             conn.channels.push(ch.as_str().into());
-            self.channels
-                .entry(ch.as_str().into())
-                .or_default()
-                .insert(slot);
+            let set = self.channels.entry(ch.as_str().into()).or_default();
+            set.insert(slot);
+            if set.len() == 1 {
+                self.interest.add(|| Key::Channel(ch.as_str().into()));
+            }
         }
         self.subscriptions += uniq.len();
         Ok(uniq.len())
@@ -414,7 +441,9 @@ impl ShardState {
             if let Some(i) = conn.channels.iter().position(|have| **have == **ch) {
                 conn.channels.swap_remove(i);
                 self.subscriptions -= 1;
-                remove_from_index(&mut self.channels, ch, slot);
+                if remove_from_index(&mut self.channels, ch, slot) {
+                    self.interest.remove(|| Key::Channel(ch.as_str().into()));
+                }
             }
         }
     }

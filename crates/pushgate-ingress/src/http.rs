@@ -3,7 +3,8 @@
 //! `POST /publish?all=true | channel=C (repeatable) | user=U (repeatable) | conn=ID (repeatable)`
 //! with optional `exclude=ID` and `binary=true`; the body is the payload. A request
 //! without a target is refused (400), never broadcast. The answer is
-//! `{"enqueued":N,"skipped":M}` for this node's connections.
+//! `{"enqueued":N,"skipped":M,"nodes":K}`: this node's connections, and the nodes that
+//! took it. With a cluster broker that cannot reach Redis, 503 and nothing is published.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,16 +18,17 @@ use hyper::header::CONTENT_TYPE;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use pushgate_hub::{Hub, Publication, PublishError, Target};
-use pushgate_protocol::{ConnId, Payload};
+use pushgate_broker::{Broker, BrokerError, Message, NodeConn, Target};
+use pushgate_hub::PublishError;
+use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
-    pub hub: Hub,
-    /// False while starting or draining: `/readyz` answers 503.
+    pub broker: Broker,
+    /// False while draining: `/readyz` answers 503 (as it does while the broker is down).
     pub ready: Arc<AtomicBool>,
     /// Renders the Prometheus exposition for `/metrics`.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
@@ -79,10 +81,18 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
         (&Method::GET, "/livez") => ("/livez", text(StatusCode::OK, "ok\n".into())),
         (&Method::GET, "/readyz") => (
             "/readyz",
-            if state.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n".into())
+            if !state.ready.load(Ordering::Acquire) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: draining\n".into(),
+                )
+            } else if !state.broker.is_up() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {} broker unavailable\n", state.broker.kind()),
+                )
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
+                text(StatusCode::OK, "ready\n".into())
             },
         ),
         (_, "/publish" | "/metrics" | "/livez" | "/readyz") => (
@@ -103,14 +113,13 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
 #[derive(Debug, Default, PartialEq)]
 struct PublishQuery {
     target: Option<Target>,
-    exclude: Option<ConnId>,
+    exclude: Option<NodeConn>,
     binary: bool,
 }
 
-fn parse_query(q: &str, hub: &Hub) -> Result<PublishQuery, String> {
+fn parse_query(q: &str) -> Result<PublishQuery, String> {
     let (mut all, mut channels, mut users, mut conns) = (false, vec![], vec![], vec![]);
     let mut out = PublishQuery::default();
-    let mut foreign_conns = 0usize;
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
         match k.as_ref() {
             "all" => all = parse_bool(&v).ok_or("all must be true or false")?,
@@ -122,14 +131,12 @@ fn parse_query(q: &str, hub: &Hub) -> Result<PublishQuery, String> {
                 }
                 users.push(v.into_owned())
             }
-            "conn" => match hub.local_conn(&v) {
-                Some(id) => conns.push(id),
-                None if ConnId::parse(&v).is_some() => foreign_conns += 1,
+            "conn" => match NodeConn::parse(&v) {
+                Some(c) => conns.push(c),
                 None => return Err(format!("malformed connection id {v:?}")),
             },
-            "exclude" => match hub.local_conn(&v) {
-                Some(id) => out.exclude = Some(id),
-                None if ConnId::parse(&v).is_some() => {}
+            "exclude" => match NodeConn::parse(&v) {
+                Some(c) => out.exclude = Some(c),
                 None => return Err(format!("malformed connection id {v:?}")),
             },
             other => return Err(format!("unknown parameter {other:?}")),
@@ -139,7 +146,7 @@ fn parse_query(q: &str, hub: &Hub) -> Result<PublishQuery, String> {
         all,
         !channels.is_empty(),
         !users.is_empty(),
-        !conns.is_empty() || foreign_conns > 0,
+        !conns.is_empty(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         0 => return Err("no target: add all=true, channel=, user= or conn=".into()),
@@ -167,11 +174,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
-    let query = match parse_query(req.uri().query().unwrap_or(""), &state.hub) {
+    let query = match parse_query(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
-    let max = state.hub.config().max_payload;
+    let max = state.broker.hub().config().max_payload;
     let body = match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -195,25 +202,22 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
             }
         }
     };
-    let target = query.target.expect("parse_query sets a target");
-    if target == Target::Conns(vec![]) {
-        // Only connections of other nodes were named: nothing to do here.
-        return json_resp(StatusCode::OK, json!({"enqueued": 0, "skipped": 0}));
-    }
-    let p = Publication {
-        target,
+    let m = Message {
+        target: query.target.expect("parse_query sets a target"),
         payload,
         exclude: query.exclude,
     };
-    match state.hub.publish(p, "http").await {
-        Ok(r) => json_resp(
+    match state.broker.publish(m, "http").await {
+        Ok(d) => json_resp(
             StatusCode::OK,
-            json!({"enqueued": r.enqueued, "skipped": r.skipped}),
+            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes": d.nodes}),
         ),
-        Err(e @ PublishError::TooLarge(..)) => error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
-        Err(e @ PublishError::ShuttingDown) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }
+        Err(
+            e @ (BrokerError::Publish(PublishError::ShuttingDown) | BrokerError::Unavailable(_)),
+        ) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
@@ -241,25 +245,20 @@ fn error(status: StatusCode, msg: &str) -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_hub::HubConfig;
+    use pushgate_protocol::ConnId;
 
-    fn hub() -> Hub {
-        Hub::new(HubConfig {
-            shards: 1,
-            node_id: "n1".into(),
-            ..Default::default()
-        })
+    fn nc(node: &str, id: u64) -> NodeConn {
+        NodeConn {
+            node: node.into(),
+            id: ConnId(id),
+        }
     }
 
     #[test]
     fn parses_each_target_kind() {
-        let h = hub();
+        assert_eq!(parse_query("all=true").unwrap().target, Some(Target::All));
         assert_eq!(
-            parse_query("all=true", &h).unwrap().target,
-            Some(Target::All)
-        );
-        assert_eq!(
-            parse_query("channel=a&channel=b&binary=true", &h).unwrap(),
+            parse_query("channel=a&channel=b&binary=true").unwrap(),
             PublishQuery {
                 target: Some(Target::Channels(vec!["a".into(), "b".into()])),
                 exclude: None,
@@ -267,38 +266,34 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_query("user=u%2042", &h).unwrap().target,
+            parse_query("user=u%2042").unwrap().target,
             Some(Target::Users(vec!["u 42".into()]))
         );
-        let q = parse_query("conn=n1-7&exclude=n1-8", &h).unwrap();
-        assert_eq!(q.target, Some(Target::Conns(vec![ConnId(7)])));
-        assert_eq!(q.exclude, Some(ConnId(8)));
+        let q = parse_query("conn=n1-7&exclude=n1-8").unwrap();
+        assert_eq!(q.target, Some(Target::Conns(vec![nc("n1", 7)])));
+        assert_eq!(q.exclude, Some(nc("n1", 8)));
     }
 
     #[test]
     fn refuses_missing_mixed_and_malformed_targets() {
-        let h = hub();
-        assert!(parse_query("", &h).unwrap_err().contains("no target"));
-        assert!(parse_query("all=false", &h)
-            .unwrap_err()
-            .contains("no target"));
-        assert!(parse_query("all=true&channel=a", &h)
+        assert!(parse_query("").unwrap_err().contains("no target"));
+        assert!(parse_query("all=false").unwrap_err().contains("no target"));
+        assert!(parse_query("all=true&channel=a")
             .unwrap_err()
             .contains("one kind"));
-        assert!(parse_query("conn=garbage", &h)
+        assert!(parse_query("conn=garbage")
             .unwrap_err()
             .contains("malformed"));
-        assert!(parse_query("chanel=a", &h)
+        assert!(parse_query("chanel=a")
             .unwrap_err()
             .contains("unknown parameter"));
     }
 
     #[test]
-    fn a_connection_on_another_node_is_a_valid_target_with_no_local_recipient() {
-        let h = hub();
+    fn a_connection_on_another_node_is_a_valid_target() {
         assert_eq!(
-            parse_query("conn=n2-7", &h).unwrap().target,
-            Some(Target::Conns(vec![]))
+            parse_query("conn=n2-7").unwrap().target,
+            Some(Target::Conns(vec![nc("n2", 7)]))
         );
     }
 }

@@ -91,6 +91,14 @@ pub struct Config {
     pub drain_window_ms: u64,
     /// Longest time shutdown may take in all, in milliseconds; longer than the drain window.
     pub shutdown_grace_ms: u64,
+    /// How publications reach the other nodes: `memory` (a single node, no external
+    /// service) or `redis` (nodes joined through Redis 7 pub/sub; docs/cluster.md).
+    pub broker: String,
+    /// The Redis of the cluster (`broker = "redis"`): `redis://[[user]:password@]host[:port]`.
+    pub redis_url: String,
+    /// Prefix of every Redis channel and key pushgate uses, so that several
+    /// deployments can share one Redis.
+    pub redis_prefix: String,
     /// `text` or `json` logs.
     pub log_format: String,
 }
@@ -131,6 +139,9 @@ impl Default for Config {
             max_inbound_messages_per_sec: 100,
             drain_window_ms: 10_000,
             shutdown_grace_ms: 20_000,
+            broker: "memory".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "pushgate".into(),
             log_format: "text".into(),
         }
     }
@@ -302,6 +313,20 @@ impl Config {
         if self.max_inbound_messages_per_sec > u16::MAX as u32 {
             return Err(invalid("max_inbound_messages_per_sec", "at most 65535"));
         }
+        match self.broker.as_str() {
+            "memory" => {}
+            "redis" => {
+                pushgate_broker::redis::conn::Endpoint::parse(&self.redis_url)
+                    .map_err(|e| invalid("redis_url", e.to_string()))?;
+            }
+            _ => return Err(invalid("broker", "memory or redis")),
+        }
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || self.redis_prefix.contains(char::is_whitespace)
+        {
+            return Err(invalid("redis_prefix", "1-64 characters, no spaces"));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));
         }
@@ -415,6 +440,15 @@ impl Config {
             max_payload: self.max_payload_bytes,
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
             max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
+            track_interest: self.broker == "redis",
+        }
+    }
+
+    /// The Redis broker's settings (`broker = "redis"`).
+    pub fn redis(&self) -> pushgate_broker::RedisConfig {
+        pushgate_broker::RedisConfig {
+            url: self.redis_url.clone(),
+            prefix: self.redis_prefix.clone(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pushgate_broker::Broker;
 use pushgate_edge::{Anonymous, Authenticator, JwtAuthenticator};
 use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
@@ -34,6 +35,8 @@ pub enum StartError {
     Jwt(#[from] pushgate_edge::JwtSetupError),
     #[error("cannot start the gRPC ingress: {0}")]
     Grpc(#[from] pushgate_grpc::server::ServeError),
+    #[error("cannot set up the broker: {0}")]
+    Broker(#[from] pushgate_broker::UrlError),
 }
 
 /// Longest wait for gRPC calls in flight when the node stops.
@@ -46,6 +49,7 @@ pub struct Gateway {
     /// The gRPC ingress; NOT_SERVING as soon as shutdown begins.
     grpc: GrpcServer,
     hub: Hub,
+    broker: Broker,
     ready: Arc<AtomicBool>,
     /// Stops the WebSocket accept loop (first step of shutdown).
     stop_accepting: CancellationToken,
@@ -73,6 +77,10 @@ impl Gateway {
         let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
+        let broker = match config.broker.as_str() {
+            "redis" => Broker::redis(hub.clone(), config.redis())?,
+            _ => Broker::InProcess(hub.clone()),
+        };
 
         tokio::spawn(pushgate_edge::serve(
             ws,
@@ -85,7 +93,7 @@ impl Gateway {
 
         let ready = Arc::new(AtomicBool::new(true));
         let state = Arc::new(HttpState {
-            hub: hub.clone(),
+            broker: broker.clone(),
             ready: ready.clone(),
             render_metrics: Box::new(move || {
                 let _ = metrics;
@@ -93,14 +101,15 @@ impl Gateway {
             }),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
-        let grpc = GrpcServer::start(grpc, hub.clone(), config.grpc()).await?;
+        let grpc = GrpcServer::start(grpc, broker.clone(), config.grpc()).await?;
         let grpc_addr = grpc.local_addr();
-        tracing::info!(%ws_addr, %http_addr, %grpc_addr, shards = hub.shards().len(), node = %config.node_id, "pushgate is serving");
+        tracing::info!(%ws_addr, %http_addr, %grpc_addr, shards = hub.shards().len(), node = %config.node_id, broker = broker.kind(), "pushgate is serving");
         Ok(Gateway {
             ws_addr,
             http_addr,
             grpc,
             hub,
+            broker,
             ready,
             stop_accepting,
             stop_all,
@@ -129,6 +138,10 @@ impl Gateway {
         &self.hub
     }
 
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// Stops the node: not ready at once, stop accepting, close every client with 1001
     /// (after flushing what is queued for it) spread over the drain window, wait for
     /// them up to the grace period, stop.
@@ -144,6 +157,7 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.grpc.stop(GRPC_STOP_GRACE).await;
+        self.broker.shutdown().await;
         self.stop_all.cancel();
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,230 @@
+//! The [`Broker`]: where ingresses hand publications. In process, it is the hub
+//! itself; with Redis, a publication goes on the bus for the other nodes and is
+//! delivered here directly, once Redis has taken it.
+
+use std::sync::Arc;
+
+use pushgate_hub::{Hub, Publication, PublishError, PublishReport, Submitted};
+use pushgate_protocol::Payload;
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+
+use crate::redis::{RedisBroker, RedisConfig};
+use crate::wire::NodeConn;
+
+/// Who a publication is for, cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every connection on every node.
+    All,
+    /// Subscribers of each channel, on every node.
+    Channels(Vec<String>),
+    /// Every connection of each user, on every node.
+    Users(Vec<String>),
+    /// These connections, wherever they are (each id names its node).
+    Conns(Vec<NodeConn>),
+}
+
+/// One publication, as a publisher states it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub target: Target,
+    pub payload: Payload,
+    /// A connection that must not receive it.
+    pub exclude: Option<NodeConn>,
+}
+
+/// The outcome of a publication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// What this node enqueued and skipped.
+    pub local: PublishReport,
+    /// Nodes that took the publication for delivery (this one included when it has a
+    /// target here). With several channels or users, the largest count among them.
+    pub nodes: u32,
+}
+
+/// Why a publication was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The bus cannot be reached: nothing was delivered on this node, and other
+    /// nodes got it only if Redis took it before the connection failed.
+    #[error("cluster broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Per-node counts reported for cluster-wide stats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub node: String,
+    pub connections: u64,
+    pub channels: u64,
+    pub subscriptions: u64,
+}
+
+/// The broker of one node. Cheap to clone.
+#[derive(Clone)]
+pub enum Broker {
+    /// A single node: publications go straight to the hub.
+    InProcess(Hub),
+    /// Nodes joined through Redis pub/sub.
+    Redis(Arc<RedisBroker>),
+}
+
+impl Broker {
+    /// A Redis broker for `hub` (built with `track_interest`); starts its connections
+    /// on the current runtime. It reports up once both are established.
+    pub fn redis(hub: Hub, config: RedisConfig) -> Result<Broker, crate::UrlError> {
+        Ok(Broker::Redis(RedisBroker::start(hub, config)?))
+    }
+
+    pub fn hub(&self) -> &Hub {
+        match self {
+            Broker::InProcess(hub) => hub,
+            Broker::Redis(r) => r.hub(),
+        }
+    }
+
+    /// `memory` or `redis`: the `broker` setting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Broker::InProcess(_) => "memory",
+            Broker::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether publications can be accepted now (always, in process).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Broker::InProcess(_) => true,
+            Broker::Redis(r) => r.is_up(),
+        }
+    }
+
+    /// Follows [`Broker::is_up`].
+    pub fn watch_up(&self) -> watch::Receiver<bool> {
+        match self {
+            Broker::InProcess(_) => watch::channel(true).1,
+            Broker::Redis(r) => r.watch_up(),
+        }
+    }
+
+    /// Accepts a publication and hands it on; its outcome comes from
+    /// [`Pending::report`]. Publications submitted one after another are delivered on
+    /// every node in that order, so a publisher can keep many in flight.
+    pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
+        let hub = self.hub();
+        hub.validate(&hub_target_shape(&m.target), m.payload.len())?;
+        match self {
+            Broker::InProcess(hub) => match local_part(hub, m) {
+                None => Ok(Pending(Inner::Ready(Delivery::default()))),
+                Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?))),
+            },
+            Broker::Redis(r) => r
+                .submit(m, source)
+                .await
+                .map(|rx| Pending(Inner::Remote(rx))),
+        }
+    }
+
+    /// [`Broker::submit`] and wait for the outcome.
+    pub async fn publish(&self, m: Message, source: &'static str) -> Result<Delivery, BrokerError> {
+        self.submit(m, source).await?.report().await
+    }
+
+    /// Counts of every live node (just this one, in process).
+    pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
+        match self {
+            Broker::InProcess(hub) => Ok(vec![node_stats(hub)]),
+            Broker::Redis(r) => r.cluster_stats().await,
+        }
+    }
+
+    /// Leaves the cluster: stops the bus connections and removes this node from the
+    /// cluster stats. Call it after the clients are gone.
+    pub async fn shutdown(&self) {
+        if let Broker::Redis(r) = self {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A publication accepted by the broker, whose outcome is not known yet.
+pub struct Pending(Inner);
+
+enum Inner {
+    Ready(Delivery),
+    Local(Submitted),
+    Remote(oneshot::Receiver<Result<(u32, Option<Submitted>), BrokerError>>),
+}
+
+impl Pending {
+    /// Waits until Redis (if any) and every involved shard of this node took it.
+    pub async fn report(self) -> Result<Delivery, BrokerError> {
+        match self.0 {
+            Inner::Ready(d) => Ok(d),
+            Inner::Local(s) => {
+                let local = s.report().await?;
+                Ok(Delivery { local, nodes: 1 })
+            }
+            Inner::Remote(rx) => {
+                let (nodes, submitted) = rx
+                    .await
+                    .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+                let local = match submitted {
+                    Some(s) => s.report().await?,
+                    None => PublishReport::default(),
+                };
+                Ok(Delivery { local, nodes })
+            }
+        }
+    }
+}
+
+/// The hub target with the same shape, for validation (connection ids of any node).
+fn hub_target_shape(t: &Target) -> pushgate_hub::Target {
+    match t {
+        Target::All => pushgate_hub::Target::All,
+        Target::Channels(c) => pushgate_hub::Target::Channels(c.clone()),
+        Target::Users(u) => pushgate_hub::Target::Users(u.clone()),
+        Target::Conns(c) => pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect()),
+    }
+}
+
+/// This node's part of a publication; `None` if nothing here is targeted.
+pub(crate) fn local_part(hub: &Hub, m: Message) -> Option<Publication> {
+    let node = hub.config().node_id.as_str();
+    let target = match m.target {
+        Target::All => pushgate_hub::Target::All,
+        Target::Channels(c) => pushgate_hub::Target::Channels(c),
+        Target::Users(u) => pushgate_hub::Target::Users(u),
+        Target::Conns(c) => {
+            let ids: Vec<_> = c
+                .into_iter()
+                .filter(|c| c.node == node)
+                .map(|c| c.id)
+                .collect();
+            if ids.is_empty() {
+                return None;
+            }
+            pushgate_hub::Target::Conns(ids)
+        }
+    };
+    Some(Publication {
+        target,
+        payload: m.payload,
+        exclude: m.exclude.filter(|x| x.node == node).map(|x| x.id),
+    })
+}
+
+pub(crate) fn node_stats(hub: &Hub) -> NodeStats {
+    let s = hub.stats();
+    NodeStats {
+        node: hub.config().node_id.clone(),
+        connections: s.connections as u64,
+        channels: s.channels as u64,
+        subscriptions: s.subscriptions as u64,
+    }
+}

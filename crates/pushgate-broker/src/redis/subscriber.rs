@@ -1,0 +1,233 @@
+//! The subscriber task: one connection in sharded pub/sub mode.
+//!
+//! It follows the broadcast channel, this node's own channel, and the channels and
+//! users the hub's [`Interest`](pushgate_hub::Interest) says have connections here,
+//! reconciling after every change: the keys that became wanted are `SSUBSCRIBE`d,
+//! those no longer wanted `SUNSUBSCRIBE`d. After a reconnect it starts from an empty
+//! set and subscribes to everything wanted at that moment. The broker counts as up
+//! once the first full set of subscriptions is confirmed.
+
+use std::sync::Arc;
+
+use ahash::AHashSet;
+use bytes::Bytes;
+use pushgate_hub::{Hub, Publication, Target};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{Conn, ConnError, Endpoint};
+use super::resp::{self, Value};
+use super::{Backoff, State};
+use crate::wire::{self, KeyKind, Keys};
+
+/// Keys per `SSUBSCRIBE` command when re-subscribing many at once.
+const CHUNK: usize = 512;
+
+/// The source label of publications that arrive from other nodes.
+const SOURCE: &str = "broker";
+
+struct Metrics {
+    all: metrics::Counter,
+    channel: metrics::Counter,
+    user: metrics::Counter,
+    conn: metrics::Counter,
+    echoes: metrics::Counter,
+    undecodable: metrics::Counter,
+    subscriptions: metrics::Gauge,
+    reconnects: metrics::Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let received = |kind: &'static str| metrics::counter!("pushgate_broker_received_total", "target" => kind);
+        Metrics {
+            all: received("all"),
+            channel: received("channel"),
+            user: received("user"),
+            conn: received("conn"),
+            echoes: metrics::counter!("pushgate_broker_echoes_total"),
+            undecodable: metrics::counter!("pushgate_broker_undecodable_total"),
+            subscriptions: metrics::gauge!("pushgate_broker_subscriptions"),
+            reconnects: metrics::counter!("pushgate_broker_reconnects_total", "connection" => "subscriber"),
+        }
+    }
+}
+
+pub(crate) async fn run(
+    hub: Hub,
+    endpoint: Endpoint,
+    keys: Keys,
+    state: Arc<State>,
+    stop: CancellationToken,
+) {
+    let m = Metrics::new();
+    let mut backoff = Backoff::new();
+    let mut ever_up = false;
+    loop {
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = session(&hub, &endpoint, &keys, &state, &m, &mut ever_up, &mut backoff) => r,
+        };
+        let why = match result {
+            Ok(()) => return,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %why, "broker subscriber lost redis; reconnecting");
+        state.set_subscriber(false, Some(why));
+        m.subscriptions.set(0.0);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next()) => {}
+        }
+    }
+}
+
+/// One connection's life: subscribe to everything wanted, then follow changes and
+/// deliver messages until the connection fails.
+async fn session(
+    hub: &Hub,
+    endpoint: &Endpoint,
+    keys: &Keys,
+    state: &State,
+    m: &Metrics,
+    ever_up: &mut bool,
+    backoff: &mut Backoff,
+) -> Result<(), ConnError> {
+    let mut conn = Conn::open(endpoint).await?;
+    let node = hub.config().node_id.as_str();
+    let interest = hub.interest();
+    let mut actual: AHashSet<String> = AHashSet::new();
+    let mut wanted: Vec<String> = vec![keys.all(), keys.node(node)];
+    wanted.extend(interest.snapshot().iter().map(|k| keys.for_interest(k)));
+    let mut unconfirmed = wanted.len();
+    send(&mut conn, "SSUBSCRIBE", &wanted).await?;
+    actual.extend(wanted);
+    let mut up = false;
+    loop {
+        tokio::select! {
+            v = conn.read() => match v? {
+                Value::Array(Some(items)) => {
+                    let kind = items.first().and_then(Value::as_bytes).map(|b| &b[..]);
+                    match kind {
+                        Some(b"smessage") => {
+                            let (Some(key), Some(body)) = (
+                                items.get(1).and_then(Value::as_bytes),
+                                items.get(2).and_then(Value::as_bytes),
+                            ) else {
+                                m.undecodable.increment(1);
+                                continue;
+                            };
+                            deliver(hub, keys, m, key, body.clone()).await;
+                        }
+                        Some(b"ssubscribe") if !up => {
+                            unconfirmed = unconfirmed.saturating_sub(1);
+                            if unconfirmed == 0 {
+                                up = true;
+                                backoff.reset();
+                                if *ever_up {
+                                    m.reconnects.increment(1);
+                                }
+                                *ever_up = true;
+                                tracing::info!(subscriptions = actual.len(), "broker subscriber following redis");
+                                state.set_subscriber(true, None);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Value::Error(e) => {
+                    // SSUBSCRIBE needs Redis 7; anything refused here is a setup error.
+                    return Err(ConnError::Refused(e));
+                }
+                _ => {}
+            },
+            _ = interest.changed() => {
+                let (mut add, mut remove) = (Vec::new(), Vec::new());
+                for (k, wanted) in interest.take_changes() {
+                    let key = keys.for_interest(&k);
+                    match (wanted, actual.contains(&key)) {
+                        (true, false) => add.push(key),
+                        (false, true) => remove.push(key),
+                        _ => {}
+                    }
+                }
+                for k in &remove {
+                    actual.remove(k);
+                }
+                send(&mut conn, "SUNSUBSCRIBE", &remove).await?;
+                send(&mut conn, "SSUBSCRIBE", &add).await?;
+                if !up {
+                    unconfirmed += add.len();
+                }
+                actual.extend(add);
+            }
+        }
+        m.subscriptions.set(actual.len() as f64);
+    }
+}
+
+async fn send(conn: &mut Conn, cmd: &str, keys: &[String]) -> Result<(), ConnError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    for chunk in keys.chunks(CHUNK) {
+        resp::command(
+            &mut out,
+            std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
+        );
+    }
+    conn.stream.write_all(&out).await?;
+    Ok(())
+}
+
+/// Decodes a message from another node and hands it to this node's shards.
+async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) {
+    let node = hub.config().node_id.as_str();
+    let Some(kind) = std::str::from_utf8(key).ok().and_then(|k| keys.parse(k)) else {
+        m.undecodable.increment(1);
+        return;
+    };
+    let body = match wire::decode(body, matches!(kind, KeyKind::Node(_))) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "broker: dropped a bus message");
+            m.undecodable.increment(1);
+            return;
+        }
+    };
+    if body.origin == node {
+        // Our own publication, already delivered here when Redis took it.
+        m.echoes.increment(1);
+        return;
+    }
+    let target = match kind {
+        KeyKind::All => {
+            m.all.increment(1);
+            Target::All
+        }
+        KeyKind::Channel(c) => {
+            m.channel.increment(1);
+            Target::Channels(vec![c.to_owned()])
+        }
+        KeyKind::User(u) => {
+            m.user.increment(1);
+            Target::Users(vec![u.to_owned()])
+        }
+        KeyKind::Node(n) if n == node && !body.conns.is_empty() => {
+            m.conn.increment(1);
+            Target::Conns(body.conns)
+        }
+        KeyKind::Node(_) => return,
+    };
+    let p = Publication {
+        target,
+        payload: body.payload,
+        exclude: body.exclude.filter(|x| x.node == node).map(|x| x.id),
+    };
+    // Not awaiting the report: shards take it in order; a full shard queue makes
+    // this wait, and Redis buffers behind it.
+    if let Err(e) = hub.submit(p, SOURCE).await {
+        tracing::debug!(error = %e, "broker: publication from another node refused here");
+    }
+}

@@ -1,0 +1,466 @@
+//! Several `pushgate` processes joined through a real `redis-server` (Redis 7, sharded
+//! pub/sub), as docs/cluster.md describes: every target kind reaches every node
+//! exactly once, a node follows only what its clients follow, a Redis outage is an
+//! error for publishers and heals by itself, and a dead node does not stop the others.
+//!
+//! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
+const WAIT: Duration = Duration::from_secs(15);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` on a free port, without persistence; killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
+        let r = Redis { child, port };
+        wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
+        r
+    }
+
+    fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command, returns the raw reply.
+    fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(cmd.as_bytes()).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Nodes subscribed to a bus key (`PUBSUB SHARDNUMSUB`).
+    fn subscribers(&self, key: &str) -> Option<u32> {
+        let reply = self.command(&["PUBSUB", "SHARDNUMSUB", key])?;
+        reply.lines().last()?.strip_prefix(':')?.parse().ok()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway process joined to `redis`; killed when dropped.
+struct Node {
+    child: Child,
+    id: String,
+    ws: SocketAddr,
+    http: SocketAddr,
+    grpc: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+impl Node {
+    /// Starts a node and waits until it is ready (broker connected).
+    fn start(id: &str, redis: &Redis) -> Node {
+        let (ws, http, grpc) = (addr(), addr(), addr());
+        let child = Command::new(BIN)
+            .arg("serve")
+            .args([
+                "--ws-addr",
+                &ws.to_string(),
+                "--http-addr",
+                &http.to_string(),
+            ])
+            .args(["--grpc-addr", &grpc.to_string(), "--shards", "2"])
+            .args(["--set", &format!("node_id={id}")])
+            .args(["--set", "broker=redis"])
+            .args(["--set", &format!("redis_url={}", redis.url())])
+            .args(["--set", "trusted_user_header=x-user"])
+            .args(["--set", "drain_window_ms=0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child,
+            id: id.into(),
+            ws,
+            http,
+            grpc,
+        };
+        wait_for(|| node.ready());
+        node
+    }
+
+    fn ready(&self) -> bool {
+        http(self.http, "GET", "/readyz", b"").map(|r| r.0) == Some(200)
+    }
+
+    /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
+    fn metric(&self, series: &str) -> f64 {
+        let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
+    async fn grpc(&self) -> PushgateClient<tonic::transport::Channel> {
+        PushgateClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+}
+
+#[track_caller]
+fn wait_for(mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    Some((status, body.unwrap_or_default()))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client (tokio-tungstenite) on one node.
+struct Client {
+    ws: Ws,
+    /// Its cluster-wide connection id, from the `connected` message.
+    conn: String,
+}
+
+impl Client {
+    async fn connect(node: &Node, user: Option<&str>, channels: &[&str]) -> Client {
+        let mut req = format!("ws://{}/ws", node.ws)
+            .into_client_request()
+            .unwrap();
+        if let Some(u) = user {
+            req.headers_mut().insert("x-user", u.parse().unwrap());
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let hello = next_json(&mut ws).await;
+        let conn = hello["conn"].as_str().unwrap().to_owned();
+        assert!(conn.starts_with(&format!("{}-", node.id)), "{conn}");
+        if !channels.is_empty() {
+            let cmd = serde_json::json!({"type": "subscribe", "channels": channels});
+            ws.send(Message::text(cmd.to_string())).await.unwrap();
+            let reply = next_json(&mut ws).await;
+            assert_eq!(reply["type"], "subscribed", "{reply}");
+        }
+        Client { ws, conn }
+    }
+
+    /// The `data` of every publication until `end` (inclusive).
+    async fn until(&mut self, end: &str) -> Vec<String> {
+        let mut got = Vec::new();
+        loop {
+            let m = next_json(&mut self.ws).await;
+            let data = m["data"].as_str().unwrap_or_default().to_owned();
+            got.push(data.clone());
+            if data == end {
+                return got;
+            }
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("connection open")
+            .expect("a valid frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+fn publication(target: pb::target::Kind, data: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        publication: Some(pb::Publication {
+            target: Some(pb::Target { kind: Some(target) }),
+            exclude: String::new(),
+            payload: Some(pb::publication::Payload::Text(data.into())),
+        }),
+    }
+}
+
+fn names(v: &[&str]) -> pb::Names {
+    pb::Names {
+        names: v.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_kind_reaches_every_node_exactly_once() {
+    let redis = Redis::start();
+    let nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Node::start(id, &redis))
+        .collect();
+    // On each node: a follower of "news", a connection of alice, one of bob. Only
+    // n2 has a follower of "sports".
+    let mut news = Vec::new();
+    let mut alice = Vec::new();
+    let mut bob = Vec::new();
+    for n in &nodes {
+        news.push(Client::connect(n, None, &["news"]).await);
+        alice.push(Client::connect(n, Some("alice"), &[]).await);
+        bob.push(Client::connect(n, Some("bob"), &[]).await);
+    }
+    let mut sports = Client::connect(&nodes[1], None, &["sports"]).await;
+    for (key, n) in [
+        ("pushgate:ch:news", 3),
+        ("pushgate:user:alice", 3),
+        ("pushgate:ch:sports", 1),
+    ] {
+        wait_for(|| redis.subscribers(key) == Some(n));
+    }
+
+    let grpc = nodes[0].grpc().await;
+    let publish = |target, data: &str| {
+        let req = publication(target, data);
+        let mut grpc = grpc.clone();
+        async move { grpc.publish(req).await.unwrap().into_inner() }
+    };
+    use pb::target::Kind;
+    let r = publish(Kind::All(true), "all-1").await;
+    assert_eq!(r.nodes_accepted, 3);
+    let r = publish(Kind::Channels(names(&["news"])), "news-1").await;
+    assert_eq!(r.nodes_accepted, 3);
+    assert_eq!(r.enqueued, 1, "n1's own follower of news");
+    let r = publish(Kind::Users(names(&["alice"])), "alice-1").await;
+    assert_eq!(r.nodes_accepted, 3);
+    let r = publish(
+        Kind::Conns(names(&[&news[1].conn, &alice[2].conn, &bob[0].conn])),
+        "conns-1",
+    )
+    .await;
+    assert_eq!(r.nodes_accepted, 3);
+    assert_eq!(r.enqueued, 1, "bob's connection on n1");
+    for i in 0..20 {
+        let r = publish(Kind::Channels(names(&["sports"])), &format!("sports-{i}")).await;
+        assert_eq!(
+            (r.nodes_accepted, r.enqueued),
+            (1, 0),
+            "only n2 follows sports"
+        );
+    }
+    // Excluding one connection on another node.
+    let mut req = publication(Kind::Channels(names(&["news"])), "news-2");
+    req.publication.as_mut().unwrap().exclude = news[2].conn.clone();
+    grpc.clone().publish(req).await.unwrap();
+    publish(Kind::All(true), "end").await;
+
+    for (i, c) in news.iter_mut().enumerate() {
+        let mut want = vec!["all-1", "news-1"];
+        if i == 1 {
+            want.push("conns-1");
+        }
+        if i != 2 {
+            want.push("news-2");
+        }
+        want.push("end");
+        assert_eq!(c.until("end").await, want, "news follower on node {i}");
+    }
+    for (i, c) in alice.iter_mut().enumerate() {
+        let mut want = vec!["all-1", "alice-1"];
+        if i == 2 {
+            want.push("conns-1");
+        }
+        want.push("end");
+        assert_eq!(c.until("end").await, want, "alice on node {i}");
+    }
+    for (i, c) in bob.iter_mut().enumerate() {
+        let mut want = vec!["all-1"];
+        if i == 0 {
+            want.push("conns-1");
+        }
+        want.push("end");
+        assert_eq!(c.until("end").await, want, "bob on node {i}");
+    }
+    let mut want: Vec<String> = vec!["all-1".into()];
+    want.extend((0..20).map(|i| format!("sports-{i}")));
+    want.push("end".into());
+    assert_eq!(sports.until("end").await, want);
+
+    // What crossed the bus, per node: n3 follows no sports, so it received none of the
+    // 20; n2 received them all. The publisher (n1) received no channel traffic from
+    // others, and its own echoes were ignored.
+    let channel = "pushgate_broker_received_total{target=\"channel\"}";
+    assert_eq!(nodes[2].metric(channel), 2.0, "n3: news-1 and news-2 only");
+    assert_eq!(
+        nodes[1].metric(channel),
+        22.0,
+        "n2: news-1, news-2 and 20 sports"
+    );
+    assert_eq!(nodes[0].metric(channel), 0.0);
+    assert!(nodes[0].metric("pushgate_broker_echoes_total") >= 4.0);
+    let published = nodes[0].metric("pushgate_broker_published_total");
+    assert_eq!(published, 27.0, "one bus message per publication and key");
+
+    // Cluster-wide stats from any node: 10 connections over 3 nodes.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = nodes[2]
+            .grpc()
+            .await
+            .stats(pb::StatsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.cluster_connections == 10 {
+            assert_eq!(s.cluster.len(), 3);
+            assert_eq!(s.connections, 3);
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster stats: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let n1 = Node::start("n1", &redis);
+    let n2 = Node::start("n2", &redis);
+    let mut far = Client::connect(&n2, None, &["news"]).await;
+    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    let mut grpc = n1.grpc().await;
+    let news = || publication(pb::target::Kind::Channels(names(&["news"])), "before");
+    grpc.publish(news()).await.unwrap();
+    assert_eq!(far.until("before").await, vec!["before"]);
+
+    drop(redis);
+    // Publishers are told, on gRPC and HTTP, instead of losing publications.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match grpc.publish(news()).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                assert!(s.message().contains("broker"), "{s:?}");
+                break;
+            }
+            Err(s) => panic!("unexpected status {s:?}"),
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "publications still accepted");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let (status, body) = http(n1.http, "POST", "/publish?channel=news", b"x").unwrap();
+    assert_eq!(status, 503, "{body}");
+    wait_for(|| !n1.ready() && !n2.ready());
+    assert_eq!(n1.metric("pushgate_broker_up"), 0.0);
+
+    redis = Redis::start_on(port);
+    wait_for(|| n1.ready() && n2.ready());
+    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    let r = grpc
+        .publish(publication(
+            pb::target::Kind::Channels(names(&["news"])),
+            "after",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.nodes_accepted, 1);
+    // The client stayed connected through the outage and hears the news again.
+    assert_eq!(far.until("after").await, vec!["after"]);
+    assert!(n2.metric("pushgate_broker_reconnects_total{connection=\"subscriber\"}") >= 1.0);
+    assert_eq!(n1.metric("pushgate_broker_up"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_the_others_delivering() {
+    let redis = Redis::start();
+    let n1 = Node::start("n1", &redis);
+    let n2 = Node::start("n2", &redis);
+    let n3 = Node::start("n3", &redis);
+    let mut c1 = Client::connect(&n1, None, &["news"]).await;
+    let _c2 = Client::connect(&n2, None, &["news"]).await;
+    let mut c3 = Client::connect(&n3, None, &["news"]).await;
+    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(3));
+
+    drop(n2); // SIGKILL: no drain, no goodbye to Redis
+    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(2));
+    let r = n1
+        .grpc()
+        .await
+        .publish(publication(
+            pb::target::Kind::Channels(names(&["news"])),
+            "still here",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.nodes_accepted, 2);
+    assert_eq!(c1.until("still here").await, vec!["still here"]);
+    assert_eq!(c3.until("still here").await, vec!["still here"]);
+}
