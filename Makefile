@@ -10,9 +10,11 @@ run:
 build:
 	$(CARGO) build --release -p pushgate
 
-## Everything CI checks: formatting, clippy with warnings denied, every test, then the
-## deploy artifacts and the haproxy end-to-end test (after the cargo tests).
+## Everything CI checks: formatting, clippy with warnings denied, every test (the
+## cluster tests need redis-server, which tests/deps.sh installs), then the deploy
+## artifacts and the haproxy end-to-end test (after the cargo tests).
 test: lint
+	bash tests/deps.sh
 	$(CARGO) test --workspace
 	$(MAKE) deploy-check
 	$(MAKE) e2e

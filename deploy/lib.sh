@@ -37,7 +37,7 @@ ensure_apt() {
   fi
   # Belt and braces: if a daemon got started anyway (no policy-rc.d honoured), stop it.
   local svc
-  for svc in prometheus haproxy nginx; do
+  for svc in prometheus haproxy nginx redis-server; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
   done
   return 0
