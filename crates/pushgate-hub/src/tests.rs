@@ -299,3 +299,45 @@ fn a_connection_entry_stays_small() {
     let entry = std::mem::size_of::<crate::shard::Conn>();
     assert!(entry <= 112, "Conn grew to {entry} bytes");
 }
+
+#[test]
+fn interest_follows_the_first_and_last_local_connection_of_each_key() {
+    use crate::Key;
+    let hub = Hub::new(HubConfig {
+        shards: 4,
+        track_interest: true,
+        ..HubConfig::default()
+    });
+    let changes = |hub: &Hub| {
+        let mut c = hub.interest().take_changes();
+        c.sort();
+        c
+    };
+    let ch = |s: &str| Key::Channel(s.into());
+    let user = |s: &str| Key::User(s.into());
+    // Enough connections that several shards hold "news" and alice.
+    let conns: Vec<ConnHandle> = (0..16).map(|_| connect(&hub, Some("alice"))).collect();
+    for c in &conns {
+        c.subscribe(&["news".into()]).unwrap();
+    }
+    assert_eq!(
+        changes(&hub),
+        vec![(ch("news"), true), (user("alice"), true)]
+    );
+    let mut conns = conns.into_iter();
+    let first = conns.next().unwrap();
+    first.unsubscribe(&["news".into()]);
+    drop(first);
+    assert!(
+        changes(&hub).is_empty(),
+        "others still follow news and are alice"
+    );
+    for c in conns {
+        drop(c);
+    }
+    assert_eq!(
+        changes(&hub),
+        vec![(ch("news"), false), (user("alice"), false)]
+    );
+    assert!(hub.interest().snapshot().is_empty());
+}

@@ -464,3 +464,55 @@ async fn a_killed_node_leaves_the_others_delivering() {
     assert_eq!(c1.until("still here").await, vec!["still here"]);
     assert_eq!(c3.until("still here").await, vec!["still here"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_stream_crosses_redis_in_batches_and_in_order() {
+    let redis = Redis::start();
+    let n1 = Node::start("n1", &redis);
+    let n2 = Node::start("n2", &redis);
+    let mut near = Client::connect(&n1, None, &["ticks"]).await;
+    let mut far = Client::connect(&n2, None, &["ticks"]).await;
+    wait_for(|| redis.subscribers("pushgate:ch:ticks") == Some(2));
+
+    const N: u64 = 2000;
+    let requests = (1..=N).map(|i| pb::PublishStreamRequest {
+        seq: i,
+        publication: publication(
+            pb::target::Kind::Channels(names(&["ticks"])),
+            &i.to_string(),
+        )
+        .publication,
+        idempotency_key: String::new(),
+    });
+    let mut acks = n1
+        .grpc()
+        .await
+        .publish_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seq = 0;
+    while let Some(ack) = acks.next().await {
+        let ack = ack.unwrap();
+        seq += 1;
+        assert_eq!(ack.seq, seq, "acks in order");
+        match ack.result.unwrap() {
+            pb::publish_stream_reply::Result::Ok(r) => assert_eq!(r.nodes_accepted, 2),
+            pb::publish_stream_reply::Result::Error(e) => panic!("item {seq}: {e:?}"),
+        }
+        if seq == N {
+            break;
+        }
+    }
+    let want: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
+    let last = N.to_string();
+    assert_eq!(near.until(&last).await, want, "local clients, in order");
+    assert_eq!(far.until(&last).await, want, "remote clients, in order");
+    let published = n1.metric("pushgate_broker_published_total");
+    let round_trips = n1.metric("pushgate_broker_round_trips_total");
+    assert_eq!(published, N as f64);
+    assert!(
+        round_trips < published / 4.0,
+        "a burst is batched: {published} publications in {round_trips} round trips"
+    );
+}
