@@ -115,17 +115,26 @@ impl Broker {
     /// [`Pending::report`]. Publications submitted one after another are delivered on
     /// every node in that order, so a publisher can keep many in flight.
     pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
-        let hub = self.hub();
-        hub.validate(&hub_target_shape(&m.target), m.payload.len())?;
         match self {
-            Broker::InProcess(hub) => match local_part(hub, m) {
-                None => Ok(Pending(Inner::Ready(Delivery::default()))),
-                Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?))),
-            },
-            Broker::Redis(r) => r
-                .submit(m, source)
-                .await
-                .map(|rx| Pending(Inner::Remote(rx))),
+            Broker::InProcess(hub) => {
+                if let Target::Conns(c) = &m.target {
+                    // Only connections of other nodes may be named: nothing to submit
+                    // here, but the publication is checked all the same.
+                    let ids = pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect());
+                    hub.validate(&ids, m.payload.len())?;
+                }
+                match local_part(hub, m) {
+                    None => Ok(Pending(Inner::Ready(Delivery::default()))),
+                    // `Hub::submit` validates the rest.
+                    Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?))),
+                }
+            }
+            Broker::Redis(r) => {
+                r.hub()
+                    .validate(&hub_target_shape(&m.target), m.payload.len())?;
+                let rx = r.submit(m, source).await?;
+                Ok(Pending(Inner::Remote(rx)))
+            }
         }
     }
 
@@ -226,5 +235,73 @@ pub(crate) fn node_stats(hub: &Hub) -> NodeStats {
         connections: s.connections as u64,
         channels: s.channels as u64,
         subscriptions: s.subscriptions as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushgate_hub::HubConfig;
+    use pushgate_protocol::ConnId;
+
+    fn hub(track_interest: bool) -> Hub {
+        let hub = Hub::new(HubConfig {
+            shards: 2,
+            node_id: "n1".into(),
+            max_payload: 10,
+            track_interest,
+            ..HubConfig::default()
+        });
+        for s in hub.shards() {
+            tokio::spawn(s.clone().run());
+        }
+        hub
+    }
+
+    fn to(target: Target, data: &str) -> Message {
+        Message {
+            target,
+            payload: Payload::Text(data.into()),
+            exclude: None,
+        }
+    }
+
+    fn elsewhere() -> Target {
+        Target::Conns(vec![NodeConn {
+            node: "n2".into(),
+            id: ConnId(1),
+        }])
+    }
+
+    #[tokio::test]
+    async fn in_process_counts_this_node_only_and_checks_remote_only_publications() {
+        let b = Broker::InProcess(hub(false));
+        let d = b.publish(to(Target::All, "x"), "test").await.unwrap();
+        assert_eq!(d.nodes, 1);
+        let d = b.publish(to(elsewhere(), "x"), "test").await.unwrap();
+        assert_eq!(d, Delivery::default(), "no node here holds it");
+        let e = b.publish(to(elsewhere(), "far too long"), "test").await;
+        assert!(matches!(e, Err(BrokerError::Publish(PublishError::TooLarge(12, 10)))));
+        assert!(b.is_up());
+        assert_eq!(b.cluster_stats().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_refuses_publications_instead_of_losing_them() {
+        // Port 1 on loopback: nothing listens there.
+        let config = crate::RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            prefix: "t".into(),
+        };
+        let b = Broker::redis(hub(true), config).unwrap();
+        assert!(!b.is_up());
+        match b.publish(to(Target::All, "x"), "test").await {
+            Err(BrokerError::Unavailable(why)) => assert!(!why.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        // Bad input is still the publisher's mistake, whatever the broker's state.
+        let e = b.publish(to(Target::Channels(vec![]), "x"), "test").await;
+        assert!(matches!(e, Err(BrokerError::Publish(PublishError::NoTarget))));
+        b.shutdown().await;
     }
 }
