@@ -199,9 +199,23 @@ def check_compose():
         ids.append(s["environment"]["PUSHGATE_NODE_ID"])
     if len(set(ids)) != len(ids):
         raise ValueError(f"node ids not distinct: {ids}")
-    for want in ("haproxy", "prometheus", "grafana"):
+    for want in ("haproxy", "prometheus", "grafana", "redis"):
         if want not in services:
             raise ValueError(f"no {want} service")
+    # The nodes are one cluster: broker=redis on the compose Redis, started after it;
+    # that Redis keeps nothing on disk (the bus holds no state worth keeping).
+    for name, s in nodes.items():
+        env = s.get("environment", {})
+        if env.get("PUSHGATE_BROKER") != "redis" or env.get("PUSHGATE_REDIS_URL") != "redis://redis:6379":
+            raise ValueError(f"{name} is not joined: PUSHGATE_BROKER=redis and PUSHGATE_REDIS_URL=redis://redis:6379")
+        if "redis" not in s.get("depends_on", []):
+            raise ValueError(f"{name} does not depend on redis")
+    redis = services["redis"]
+    if not str(redis.get("image", "")).startswith("redis:7"):
+        raise ValueError(f"redis image {redis.get('image')!r}: Redis 7 or later is needed (sharded pub/sub)")
+    cmd = " ".join(redis.get("command", []) if isinstance(redis.get("command"), list) else [redis.get("command", "")])
+    if "--appendonly no" not in cmd or "--save " not in cmd or redis.get("volumes"):
+        raise ValueError(f"redis must run without persistence (--save '' --appendonly no, no volume): {cmd!r}")
     for name, s in services.items():
         for v in s.get("volumes", []):
             src = v.split(":")[0]
@@ -221,7 +235,8 @@ def check_compose():
     targets = {t.split(":")[0] for sc in job["static_configs"] for t in sc["targets"]}
     if targets != set(nodes):
         raise ValueError(f"Prometheus targets {sorted(targets)} != compose nodes {sorted(nodes)}")
-    return f"{len(nodes)} nodes ({', '.join(ids)}), mounts exist, haproxy and Prometheus list the same nodes"
+    return (f"{len(nodes)} nodes ({', '.join(ids)}) joined through redis (broker=redis, no persistence), "
+            "mounts exist, haproxy and Prometheus list the same nodes")
 
 
 def check_grafana():
@@ -277,7 +292,7 @@ def check_dockerfile():
 check("Kubernetes objects have apiVersion/kind/name", check_k8s_shape)
 check("Kubernetes Deployment: probes, drain arithmetic, env", check_deployment)
 check("Kubernetes selectors and references", check_selectors)
-check("docker-compose.yml: nodes, mounts, haproxy/Prometheus targets", check_compose)
+check("docker-compose.yml: nodes joined through redis, mounts, haproxy/Prometheus targets", check_compose)
 check("Grafana dashboard JSON", check_grafana)
 check("alerts.yml metric names", check_alert_metrics)
 check("Dockerfile", check_dockerfile)
