@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use pushgate_hub::{Hub, Publication, PublishError, PublishReport, Submitted};
+use pushgate_hub::{AdminReport, Hub, Publication, PublishError, PublishReport, Submitted};
 use pushgate_protocol::Payload;
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
 use crate::redis::{RedisBroker, RedisConfig};
-use crate::wire::NodeConn;
+use crate::wire::{Control, NodeConn};
 
 /// Who a publication is for, cluster-wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,24 @@ pub enum BrokerError {
     /// nodes got it only if Redis took it before the connection failed.
     #[error("cluster broker unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Who an operator's call is about, cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// One connection, on whichever node it is.
+    Conn(NodeConn),
+    /// Every connection of a user, on every node.
+    User(String),
+}
+
+/// The outcome of an operator's call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlReport {
+    /// What it did to this node's connections.
+    pub local: AdminReport,
+    /// Nodes that took it (this one included when it has the user or connection).
+    pub nodes: u32,
 }
 
 /// Per-node counts reported for cluster-wide stats.
@@ -143,6 +161,36 @@ impl Broker {
         self.submit(m, source).await?.report().await
     }
 
+    /// Carries an operator's call (disconnect, subscribe, unsubscribe) to every node
+    /// with the user's connections, or to the node of the connection, and applies it
+    /// to this node's part at once. Arguments must be validated by the caller.
+    pub async fn control(&self, who: Subject, c: Control) -> Result<ControlReport, BrokerError> {
+        let hub = self.hub();
+        let node = hub.config().node_id.as_str();
+        let local = match &who {
+            Subject::User(u) => Some(Local::User(u)),
+            Subject::Conn(nc) if nc.node == node => {
+                Some(Local::Conns(std::slice::from_ref(&nc.id)))
+            }
+            Subject::Conn(_) => None,
+        };
+        let remote = match self {
+            Broker::InProcess(_) => 0,
+            Broker::Redis(r) => r.control(&who, &c).await?,
+        };
+        let report = local.map(|l| apply(hub, l, &c)).unwrap_or_default();
+        let here = u32::from(report.applied + report.refused > 0);
+        let nodes = match (self, &who) {
+            // The user key's reply counts this node when it has the user.
+            (Broker::Redis(_), Subject::User(_)) => remote.max(here),
+            _ => remote + here,
+        };
+        Ok(ControlReport {
+            local: report,
+            nodes,
+        })
+    }
+
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
@@ -228,6 +276,42 @@ pub(crate) fn local_part(hub: &Hub, m: Message) -> Option<Publication> {
     })
 }
 
+/// This node's connections an operator's call applies to.
+pub(crate) enum Local<'a> {
+    User(&'a str),
+    Conns(&'a [pushgate_protocol::ConnId]),
+}
+
+/// Applies an operator's call to this node's connections.
+pub(crate) fn apply(hub: &Hub, who: Local<'_>, c: &Control) -> AdminReport {
+    let mut r = AdminReport::default();
+    match (who, c) {
+        (Local::User(u), Control::Disconnect { code, reason }) => {
+            r.applied = hub.disconnect_user_with(u, *code, reason);
+        }
+        (Local::User(u), Control::Subscribe(chs)) => r = hub.subscribe_user(u, chs),
+        (Local::User(u), Control::Unsubscribe(chs)) => r.applied = hub.unsubscribe_user(u, chs),
+        (Local::Conns(ids), c) => {
+            for &id in ids {
+                let done = match c {
+                    Control::Disconnect { code, reason } => hub.disconnect_with(id, *code, reason),
+                    Control::Subscribe(chs) => match hub.subscribe_conn(id, chs) {
+                        Some(Ok(())) => true,
+                        Some(Err(_)) => {
+                            r.refused += 1;
+                            false
+                        }
+                        None => false,
+                    },
+                    Control::Unsubscribe(chs) => hub.unsubscribe_conn(id, chs),
+                };
+                r.applied += usize::from(done);
+            }
+        }
+    }
+    r
+}
+
 pub(crate) fn node_stats(hub: &Hub) -> NodeStats {
     let s = hub.stats();
     NodeStats {
@@ -281,7 +365,10 @@ mod tests {
         let d = b.publish(to(elsewhere(), "x"), "test").await.unwrap();
         assert_eq!(d, Delivery::default(), "no node here holds it");
         let e = b.publish(to(elsewhere(), "far too long"), "test").await;
-        assert!(matches!(e, Err(BrokerError::Publish(PublishError::TooLarge(12, 10)))));
+        assert!(matches!(
+            e,
+            Err(BrokerError::Publish(PublishError::TooLarge(12, 10)))
+        ));
         assert!(b.is_up());
         assert_eq!(b.cluster_stats().await.unwrap().len(), 1);
     }
@@ -301,7 +388,10 @@ mod tests {
         }
         // Bad input is still the publisher's mistake, whatever the broker's state.
         let e = b.publish(to(Target::Channels(vec![]), "x"), "test").await;
-        assert!(matches!(e, Err(BrokerError::Publish(PublishError::NoTarget))));
+        assert!(matches!(
+            e,
+            Err(BrokerError::Publish(PublishError::NoTarget))
+        ));
         b.shutdown().await;
     }
 }

@@ -14,7 +14,9 @@ pub mod broker;
 pub mod redis;
 pub mod wire;
 
-pub use broker::{Broker, BrokerError, Delivery, Message, NodeStats, Pending, Target};
+pub use broker::{
+    Broker, BrokerError, ControlReport, Delivery, Message, NodeStats, Pending, Subject, Target,
+};
 pub use redis::conn::UrlError;
 pub use redis::RedisConfig;
-pub use wire::NodeConn;
+pub use wire::{Control, NodeConn};

@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! u8  version (1)
-//! u8  flags: 1 = binary payload, 2 = has exclude
+//! u8  flags: 1 = binary payload, 2 = has exclude, 4 = control (an operator's call)
 //! u8  origin node length, then the origin node id (a node ignores its own echo)
 //! [exclude]  u8 node length, node id, u64 LE connection number
 //! [node key] u32 LE count, then count × u64 LE connection numbers
-//! payload (the rest)
+//! payload (the rest), or for a control message:
+//!   u8 1 (disconnect), u16 LE close code, reason (the rest)
+//!   u8 2 / 3 (subscribe / unsubscribe), u16 LE count, count × (u8 length, channel)
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -18,6 +20,7 @@ use thiserror::Error;
 const VERSION: u8 = 1;
 const BINARY: u8 = 1;
 const HAS_EXCLUDE: u8 = 2;
+const CONTROL: u8 = 4;
 
 /// The bus channels of one deployment, all under one prefix.
 #[derive(Debug, Clone)]
@@ -103,6 +106,24 @@ impl NodeConn {
     }
 }
 
+/// An operator's call carried to the nodes of a user or a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close with this code and reason (already validated by the ingress).
+    Disconnect { code: u16, reason: String },
+    /// Follow these channels (already validated).
+    Subscribe(Vec<String>),
+    /// Stop following these channels.
+    Unsubscribe(Vec<String>),
+}
+
+/// What a bus message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    Publication(Payload),
+    Control(Control),
+}
+
 /// A decoded bus message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Body {
@@ -110,7 +131,7 @@ pub struct Body {
     pub exclude: Option<NodeConn>,
     /// Connection numbers (node keys only).
     pub conns: Vec<ConnId>,
-    pub payload: Payload,
+    pub what: What,
 }
 
 /// A bus message this version cannot read.
@@ -118,7 +139,7 @@ pub struct Body {
 #[error("undecodable bus message: {0}")]
 pub struct DecodeError(&'static str);
 
-/// Encodes a message body. `conns` is written only for node keys (`for_node`).
+/// Encodes a publication's body. `conns` is written only for node keys.
 pub fn encode(
     origin: &str,
     exclude: Option<&NodeConn>,
@@ -129,9 +150,47 @@ pub fn encode(
         Payload::Text(t) => (t.as_bytes(), false),
         Payload::Binary(b) => (b, true),
     };
-    let mut out = BytesMut::with_capacity(16 + origin.len() + bytes.len());
+    let flags = (u8::from(binary) * BINARY) | (u8::from(exclude.is_some()) * HAS_EXCLUDE);
+    let mut out = header(origin, flags, exclude, conns, bytes.len());
+    out.put_slice(bytes);
+    out.freeze()
+}
+
+/// Encodes an operator's call. `conns` is written only for node keys.
+pub fn encode_control(origin: &str, conns: Option<&[ConnId]>, c: &Control) -> Bytes {
+    let mut out = header(origin, CONTROL, None, conns, 64);
+    match c {
+        Control::Disconnect { code, reason } => {
+            out.put_u8(1);
+            out.put_u16_le(*code);
+            out.put_slice(reason.as_bytes());
+        }
+        Control::Subscribe(chs) | Control::Unsubscribe(chs) => {
+            out.put_u8(if matches!(c, Control::Subscribe(_)) {
+                2
+            } else {
+                3
+            });
+            out.put_u16_le(chs.len().min(u16::MAX as usize) as u16);
+            for ch in chs.iter().take(u16::MAX as usize) {
+                put_name(&mut out, ch);
+            }
+        }
+    }
+    out.freeze()
+}
+
+fn header(
+    origin: &str,
+    flags: u8,
+    exclude: Option<&NodeConn>,
+    conns: Option<&[ConnId]>,
+    room: usize,
+) -> BytesMut {
+    let ids = conns.map_or(0, |c| 4 + 8 * c.len());
+    let mut out = BytesMut::with_capacity(16 + origin.len() + ids + room);
     out.put_u8(VERSION);
-    out.put_u8((u8::from(binary) * BINARY) | (u8::from(exclude.is_some()) * HAS_EXCLUDE));
+    out.put_u8(flags);
     put_name(&mut out, origin);
     if let Some(x) = exclude {
         put_name(&mut out, &x.node);
@@ -143,8 +202,7 @@ pub fn encode(
             out.put_u64_le(id.0);
         }
     }
-    out.put_slice(bytes);
-    out.freeze()
+    out
 }
 
 /// Node ids are at most 64 bytes (checked by the config), so a u8 length suffices.
@@ -198,19 +256,45 @@ pub fn decode(mut b: Bytes, for_node: bool) -> Result<Body, DecodeError> {
         }
         conns = (0..n).map(|_| ConnId(b.get_u64_le())).collect();
     }
-    let payload = if flags & BINARY != 0 {
-        Payload::Binary(b)
+    let what = if flags & CONTROL != 0 {
+        What::Control(decode_control(b)?)
+    } else if flags & BINARY != 0 {
+        What::Publication(Payload::Binary(b))
     } else {
-        Payload::Text(
+        What::Publication(Payload::Text(
             String::from_utf8(b.to_vec()).map_err(|_| DecodeError("text payload is not UTF-8"))?,
-        )
+        ))
     };
     Ok(Body {
         origin,
         exclude,
         conns,
-        payload,
+        what,
     })
+}
+
+fn decode_control(mut b: Bytes) -> Result<Control, DecodeError> {
+    if b.remaining() < 3 {
+        return Err(DecodeError("truncated control"));
+    }
+    let op = b.get_u8();
+    let n = b.get_u16_le();
+    match op {
+        1 => Ok(Control::Disconnect {
+            code: n,
+            reason: String::from_utf8(b.to_vec())
+                .map_err(|_| DecodeError("reason is not UTF-8"))?,
+        }),
+        2 | 3 => {
+            let chs = (0..n).map(|_| get_name(&mut b)).collect::<Result<_, _>>()?;
+            Ok(if op == 2 {
+                Control::Subscribe(chs)
+            } else {
+                Control::Unsubscribe(chs)
+            })
+        }
+        _ => Err(DecodeError("unknown control")),
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +325,26 @@ mod tests {
             assert_eq!(body.origin, "node-a");
             assert_eq!(body.exclude.as_ref(), exclude);
             assert_eq!(body.conns, conns.unwrap_or_default());
-            assert_eq!(body.payload, payload);
+            assert_eq!(body.what, What::Publication(payload));
+        }
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        for c in [
+            Control::Disconnect {
+                code: 4010,
+                reason: "banned".into(),
+            },
+            Control::Subscribe(vec!["a".into(), "b:c".into()]),
+            Control::Unsubscribe(vec![]),
+        ] {
+            let b = encode_control("n1", Some(&[ConnId(5)]), &c);
+            let body = decode(b.clone(), true).unwrap();
+            assert_eq!((body.conns, body.what), (vec![ConnId(5)], What::Control(c)));
+            for cut in 0..b.len() {
+                let _ = decode(b.slice(..cut), true); // never panics
+            }
         }
     }
 

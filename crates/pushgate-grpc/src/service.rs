@@ -5,9 +5,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use pushgate_broker::{Broker, Delivery, Message, NodeConn, Target};
-use pushgate_hub::{AdminReport, Hub};
-use pushgate_protocol::{validate_channel, ConnId, Payload};
+use pushgate_broker::{Broker, Control, Delivery, Message, NodeConn, Subject, Target};
+use pushgate_hub::Hub;
+use pushgate_protocol::{validate_channel, Payload};
 use tokio::sync::Semaphore;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
@@ -101,15 +101,6 @@ impl Shared {
         })
     }
 
-    /// Parses a connection id: `Ok(None)` for a well-formed id of another node.
-    pub(crate) fn conn_id(&self, s: &str) -> Result<Option<ConnId>, IngressError> {
-        match self.hub.local_conn(s) {
-            Some(id) => Ok(Some(id)),
-            None if ConnId::parse(s).is_some() => Ok(None),
-            None => Err(IngressError::BadConnId(s.to_owned())),
-        }
-    }
-
     /// The reply for a publication's outcome.
     pub(crate) fn reply(&self, d: Delivery) -> pb::PublishReply {
         let r = d.local;
@@ -147,20 +138,11 @@ fn node_conn(s: &str) -> Result<NodeConn, IngressError> {
     NodeConn::parse(s).ok_or_else(|| IngressError::BadConnId(s.to_owned()))
 }
 
-/// Who an admin call is about.
-enum Subject {
-    Conn(Option<ConnId>),
-    User(String),
-}
-
-fn subject(
-    shared: &Shared,
-    conn: Option<String>,
-    user: Option<String>,
-) -> Result<Subject, IngressError> {
+/// Who an admin call is about: a connection of any node, or a user.
+fn subject(conn: Option<String>, user: Option<String>) -> Result<Subject, IngressError> {
     match (conn, user) {
         (Some(c), _) if c.is_empty() => Err(IngressError::Empty("conn")),
-        (Some(c), _) => Ok(Subject::Conn(shared.conn_id(&c)?)),
+        (Some(c), _) => Ok(Subject::Conn(node_conn(&c)?)),
         (_, Some(u)) if u.is_empty() => Err(IngressError::Empty("user")),
         (_, Some(u)) => Ok(Subject::User(u)),
         (None, None) => Err(IngressError::NoSubject),
@@ -236,17 +218,25 @@ impl Pushgate for PushgateService {
                 return Err(IngressError::CloseReasonTooLong(req.reason.len()).into());
             }
             let (conn, user) = split_disconnect(req.who);
-            let s = &self.shared;
-            let n = match subject(s, conn, user)? {
-                Subject::Conn(Some(id)) => {
-                    usize::from(s.hub.disconnect_with(id, code, &req.reason))
-                }
-                Subject::Conn(None) => 0,
-                Subject::User(u) => s.hub.disconnect_user_with(&u, code, &req.reason),
+            let who = subject(conn, user)?;
+            let c = Control::Disconnect {
+                code,
+                reason: req.reason,
             };
-            tracing::info!(disconnected = n, reason = %req.reason, "disconnect through gRPC");
+            let r = self
+                .shared
+                .broker
+                .control(who, c)
+                .await
+                .map_err(IngressError::from)?;
+            tracing::info!(
+                disconnected = r.local.applied,
+                nodes = r.nodes,
+                "disconnect through gRPC"
+            );
             Ok(Response::new(pb::DisconnectReply {
-                disconnected: n as u64,
+                disconnected: r.local.applied as u64,
+                nodes: r.nodes,
             }))
         })
         .await
@@ -261,24 +251,16 @@ impl Pushgate for PushgateService {
             let s = &self.shared;
             s.channels(&req.channels)?;
             let (conn, user) = split_subscribe(req.who);
-            let r = match subject(s, conn, user)? {
-                Subject::Conn(Some(id)) => match s.hub.subscribe_conn(id, &req.channels) {
-                    None => AdminReport::default(),
-                    Some(Ok(())) => AdminReport {
-                        applied: 1,
-                        refused: 0,
-                    },
-                    Some(Err(_)) => AdminReport {
-                        applied: 0,
-                        refused: 1,
-                    },
-                },
-                Subject::Conn(None) => AdminReport::default(),
-                Subject::User(u) => s.hub.subscribe_user(&u, &req.channels),
-            };
+            let who = subject(conn, user)?;
+            let r = s
+                .broker
+                .control(who, Control::Subscribe(req.channels))
+                .await
+                .map_err(IngressError::from)?;
             Ok(Response::new(pb::SubscribeReply {
-                conns: r.applied as u64,
-                refused: r.refused as u64,
+                conns: r.local.applied as u64,
+                refused: r.local.refused as u64,
+                nodes: r.nodes,
             }))
         })
         .await
@@ -293,14 +275,16 @@ impl Pushgate for PushgateService {
             let s = &self.shared;
             s.channels(&req.channels)?;
             let (conn, user) = split_subscribe(req.who);
-            let n = match subject(s, conn, user)? {
-                Subject::Conn(Some(id)) => usize::from(s.hub.unsubscribe_conn(id, &req.channels)),
-                Subject::Conn(None) => 0,
-                Subject::User(u) => s.hub.unsubscribe_user(&u, &req.channels),
-            };
+            let who = subject(conn, user)?;
+            let r = s
+                .broker
+                .control(who, Control::Unsubscribe(req.channels))
+                .await
+                .map_err(IngressError::from)?;
             Ok(Response::new(pb::SubscribeReply {
-                conns: n as u64,
+                conns: r.local.applied as u64,
                 refused: 0,
+                nodes: r.nodes,
             }))
         })
         .await

@@ -516,3 +516,81 @@ async fn a_publish_stream_crosses_redis_in_batches_and_in_order() {
         "a burst is batched: {published} publications in {round_trips} round trips"
     );
 }
+
+impl Client {
+    /// Reads until the server's close frame; returns its code and reason.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close in time")
+                .expect("a close frame before the end")
+                .expect("a valid frame");
+            if let Message::Close(Some(f)) = m {
+                return (f.code.into(), f.reason.to_string());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_calls_reach_every_node_of_a_user_or_connection() {
+    let redis = Redis::start();
+    let n1 = Node::start("n1", &redis);
+    let n2 = Node::start("n2", &redis);
+    let mut alice1 = Client::connect(&n1, Some("alice"), &[]).await;
+    let mut alice2 = Client::connect(&n2, Some("alice"), &[]).await;
+    let mut other = Client::connect(&n2, None, &[]).await;
+    wait_for(|| redis.subscribers("pushgate:user:alice") == Some(2));
+    let mut grpc = n1.grpc().await;
+    let promo = || publication(pb::target::Kind::Channels(names(&["promo"])), "promo");
+
+    // Subscribe a user on every node, and a connection of another node.
+    let sub = |who| pb::SubscribeRequest {
+        who: Some(who),
+        channels: vec!["promo".into()],
+    };
+    let r = grpc
+        .subscribe(sub(pb::subscribe_request::Who::User("alice".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.conns, r.nodes), (1, 2), "one connection here, two nodes");
+    let r = grpc
+        .subscribe(sub(pb::subscribe_request::Who::Conn(other.conn.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.conns, r.nodes), (0, 1), "the connection lives on n2");
+    wait_for(|| redis.subscribers("pushgate:ch:promo") == Some(2));
+    let r = grpc.publish(promo()).await.unwrap().into_inner();
+    assert_eq!(r.nodes_accepted, 2);
+    for c in [&mut alice1, &mut alice2, &mut other] {
+        assert_eq!(c.until("promo").await, vec!["promo"]);
+    }
+
+    // Disconnect a user everywhere, then a connection of another node.
+    let r = grpc
+        .disconnect(pb::DisconnectRequest {
+            who: Some(pb::disconnect_request::Who::User("alice".into())),
+            code: 4010,
+            reason: "banned".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.disconnected, r.nodes), (1, 2));
+    assert_eq!(alice1.closed().await, (4010, "banned".into()));
+    assert_eq!(alice2.closed().await, (4010, "banned".into()));
+    let r = grpc
+        .disconnect(pb::DisconnectRequest {
+            who: Some(pb::disconnect_request::Who::Conn(other.conn.clone())),
+            code: 0,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.disconnected, r.nodes), (0, 1));
+    assert_eq!(other.closed().await.0, 4002);
+}

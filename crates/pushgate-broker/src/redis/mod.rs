@@ -181,6 +181,44 @@ impl RedisBroker {
         Ok(rx)
     }
 
+    /// Puts an operator's call on the bus (the user's key, or the connection's node
+    /// key; nothing for a connection of this node) and returns the `SPUBLISH` reply.
+    pub(crate) async fn control(
+        &self,
+        who: &crate::broker::Subject,
+        c: &wire::Control,
+    ) -> Result<u32, BrokerError> {
+        if !self.is_up() {
+            return Err(BrokerError::Unavailable(self.state.reason()));
+        }
+        let node = self.hub.config().node_id.as_str();
+        let (key, body) = match who {
+            crate::broker::Subject::User(u) => {
+                (self.keys.user(u), wire::encode_control(node, None, c))
+            }
+            crate::broker::Subject::Conn(nc) if nc.node == node => return Ok(0),
+            crate::broker::Subject::Conn(nc) => (
+                self.keys.node(&nc.node),
+                wire::encode_control(node, Some(std::slice::from_ref(&nc.id)), c),
+            ),
+        };
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Request::Publish {
+                bus: vec![(key, body)],
+                count: Count::Sum(0),
+                local: None,
+                source: "control",
+                reply,
+            })
+            .await
+            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?;
+        let (nodes, _) = rx
+            .await
+            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+        Ok(nodes)
+    }
+
     pub(crate) async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         let (reply, rx) = oneshot::channel();
         self.queue

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{Conn, ConnError, Endpoint};
 use super::resp::{self, Value};
 use super::{Backoff, State};
-use crate::wire::{self, KeyKind, Keys};
+use crate::broker::{apply, Local};
+use crate::wire::{self, KeyKind, Keys, What};
 
 /// Keys per `SSUBSCRIBE` command when re-subscribing many at once.
 const CHUNK: usize = 512;
@@ -31,6 +32,7 @@ struct Metrics {
     channel: metrics::Counter,
     user: metrics::Counter,
     conn: metrics::Counter,
+    control: metrics::Counter,
     echoes: metrics::Counter,
     undecodable: metrics::Counter,
     subscriptions: metrics::Gauge,
@@ -45,6 +47,7 @@ impl Metrics {
             channel: received("channel"),
             user: received("user"),
             conn: received("conn"),
+            control: received("control"),
             echoes: metrics::counter!("pushgate_broker_echoes_total"),
             undecodable: metrics::counter!("pushgate_broker_undecodable_total"),
             subscriptions: metrics::gauge!("pushgate_broker_subscriptions"),
@@ -201,6 +204,19 @@ async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) 
         m.echoes.increment(1);
         return;
     }
+    let payload = match body.what {
+        What::Publication(p) => p,
+        What::Control(c) => {
+            let who = match kind {
+                KeyKind::User(u) => Local::User(u),
+                KeyKind::Node(n) if n == node => Local::Conns(&body.conns),
+                _ => return,
+            };
+            m.control.increment(1);
+            apply(hub, who, &c);
+            return;
+        }
+    };
     let target = match kind {
         KeyKind::All => {
             m.all.increment(1);
@@ -222,7 +238,7 @@ async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) 
     };
     let p = Publication {
         target,
-        payload: body.payload,
+        payload,
         exclude: body.exclude.filter(|x| x.node == node).map(|x| x.id),
     };
     // Not awaiting the report: shards take it in order; a full shard queue makes
