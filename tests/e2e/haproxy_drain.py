@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""End-to-end: haproxy (the real one) in front of two pushgate nodes.
+"""End-to-end: haproxy (the real one) in front of two pushgate nodes joined through Redis.
 
-Run by tests/e2e/haproxy_drain.sh, which installs haproxy and builds the binary.
+Run by tests/e2e/haproxy_drain.sh, which installs haproxy and redis-server, builds the
+binary and starts a redis-server of its own (--redis-port, no persistence).
 Standard library only: a minimal WebSocket client (RFC 6455) on asyncio.
 
-  1. start node 1, node 2 and haproxy (loopback variant of deploy/haproxy/haproxy.cfg)
-  2. N clients connect through haproxy; both nodes get some
-  3. publish ?all=true to both nodes' internal APIs: every client gets it exactly once
-  4. SIGTERM node 1: it turns unready, closes its clients with 1001, exits 0;
-     they reconnect through haproxy to node 2; haproxy marks node 1 DOWN
-  5. publish to node 2: all N clients get it exactly once
+  1. start node 1 and node 2 with broker=redis on that Redis, and haproxy (loopback
+     variant of deploy/haproxy/haproxy.cfg)
+  2. N clients connect through haproxy and subscribe to one channel; both nodes get
+     some; Redis shows both nodes following the channel (PUBSUB SHARDNUMSUB)
+  3. publish ?all=true to each node's internal API: every client, on either node,
+     gets each publication exactly once
+  4. publish ?channel= to node 1 only: nodes == 2, node 2's clients get it exactly once
+  5. SIGTERM node 1: it turns unready, closes its clients with 1001, exits 0;
+     they reconnect through haproxy to node 2 and subscribe again; haproxy marks
+     node 1 DOWN; only node 2 follows the channel in Redis
+  6. publish ?all=true and ?channel= to node 2: all N clients get each exactly once
+Exactly once is proven without sleeping: after a publication, a sentinel goes through
+every live node (deliveries are in order, so a duplicate would have arrived before it)
+and each node must have recognised every one of its own bus messages that Redis
+echoed back (pushgate_broker_echoes_total == pushgate_broker_published_total).
 Prints one line per check and a final "N passed, M failed"; exits 1 on failure.
 """
 import argparse
@@ -36,6 +46,7 @@ P.add_argument("--lib", required=True, help="deploy/lib.sh (render_haproxy_cfg)"
 P.add_argument("--healthcheck", required=True, help="deploy/healthcheck.sh")
 P.add_argument("--tmp", required=True)
 P.add_argument("--clients", type=int, default=20)
+P.add_argument("--redis-port", type=int, required=True, help="a running redis-server (7+) on 127.0.0.1")
 ARGS = P.parse_args()
 
 passed = failed = 0
@@ -64,13 +75,63 @@ def free_ports(n):
     return ports
 
 
+CHANNEL = "e2e-news"
+BUS_KEY = f"pushgate:ch:{CHANNEL}"  # redis_prefix "pushgate" (the default)
+
+
 async def sentinel(clients, ports):
-    """Publishes a marker to all and waits until every client has it: each connection
-    delivers in order, so anything else sent to it before has arrived by then."""
-    mark = f"sentinel-{uuid.uuid4().hex[:8]}"
+    """Publishes a marker ?all=true through each live node (its internal API port) and
+    waits until every client has every marker. Deliveries are in order on every path a
+    publication takes (a node's own deliveries, and each node's subscriber connection
+    to Redis), so anything sent before has arrived by then. Then waits until each node
+    has recognised every bus message it published coming back from Redis as an echo
+    (delivered here already, ignored): an echo delivered again would not be counted.
+    Returns "" when settled, else what is missing."""
+    marks = []
     for port in ports:
-        http("POST", port, "/publish?all=true", mark.encode())
-    await await_for(lambda: all(c.received(mark) >= 1 for c in clients), 5)
+        mark = f"sentinel-{port}-{uuid.uuid4().hex[:8]}"
+        status, body = http("POST", port, "/publish?all=true", mark.encode())
+        if status != 200:
+            return f"sentinel publish to {port}: HTTP {status} {body}"
+        marks.append(mark)
+    if not await await_for(lambda: all(c.received(m) >= 1 for c in clients for m in marks), 10):
+        return "sentinels not received by every client"
+    loop = asyncio.get_running_loop()
+    for port in ports:
+        def settled():
+            m = metrics(port)
+            return m.get("pushgate_broker_echoes_total", 0) == m.get("pushgate_broker_published_total", -1)
+        if not await loop.run_in_executor(None, lambda: wait_for(settled, 10)):
+            m = metrics(port)
+            return (f"node on {port}: {m.get('pushgate_broker_echoes_total')} echoes of "
+                    f"{m.get('pushgate_broker_published_total')} published")
+    return ""
+
+
+def metrics(port):
+    """Every unlabelled or labelled series of /metrics: {'name{labels}': value}."""
+    status, body = http("GET", port, "/metrics")
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def redis_cmd(*args):
+    """One command to the test's Redis (RESP over a socket); returns the raw reply."""
+    with socket.create_connection(("127.0.0.1", ARGS.redis_port), timeout=2) as s:
+        cmd = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        s.sendall(cmd.encode())
+        return s.recv(65536).decode()
+
+
+def shard_subscribers(key):
+    """How many nodes follow a bus key (PUBSUB SHARDNUMSUB): one subscriber connection
+    per node."""
+    reply = redis_cmd("PUBSUB", "SHARDNUMSUB", key)
+    return int(reply.split("\r\n")[-2].lstrip(":"))
 
 
 def http(method, port, path, body=b"", timeout=5):
@@ -190,6 +251,9 @@ class WS:
             except Exception:  # noqa: BLE001
                 pass
 
+    def send_json(self, obj):
+        self._send(0x1, json.dumps(obj).encode())
+
     async def close(self):
         if not self.closed.is_set():
             self._send(0x8, struct.pack("!H", 1000))
@@ -202,8 +266,9 @@ class WS:
 class Client:
     """A logical client: reconnects through the load balancer after a 1001."""
 
-    def __init__(self, lb_port):
+    def __init__(self, lb_port, channels=()):
         self.lb = lb_port
+        self.channels = list(channels)
         self.sessions = []  # every WS, in order
         self.reconnect_errors = 0
         self.stop = False
@@ -227,6 +292,11 @@ class Client:
             try:
                 await ws.connect(self.lb)
                 ok = await await_for(lambda: any(x.get("type") == "connected" for x in ws.messages), 5)
+                if ok and self.channels:
+                    # Each session subscribes again (a reconnect starts with none);
+                    # the node answers once the subscription is in place.
+                    ws.send_json({"type": "subscribe", "channels": self.channels})
+                    ok = await await_for(lambda: any(x.get("type") == "subscribed" for x in ws.messages), 5)
                 if ok:
                     self.sessions.append(ws)
                     return
@@ -290,18 +360,32 @@ async def main():
     other_addrs = [l.split("=")[0].strip() for l in printed.splitlines()
                    if l.split("=")[0].strip().endswith("_addr") and l.split("=")[0].strip() not in ("ws_addr", "http_addr")]
 
+    # Both nodes join the cluster through the test's own Redis.
+    redis_url = f"redis://127.0.0.1:{ARGS.redis_port}"
+    ok = wait_for(lambda: redis_cmd("PING").startswith("+PONG"), 10)
+    check("redis-server answers PING (no persistence)", ok, redis_url)
+    if not ok:
+        return
+
     def node(name, node_id, ws, h):
         extra = []
         for field, port in zip(other_addrs, free_ports(len(other_addrs))):
             extra += ["--set", f"{field}=127.0.0.1:{port}"]
         return spawn(name, [ARGS.bin, "serve", "--ws-addr", f"127.0.0.1:{ws}", "--http-addr", f"127.0.0.1:{h}",
                             "--node-id", node_id, "--shards", "2",
+                            "--set", "broker=redis", "--set", f"redis_url={redis_url}",
                             "--set", "drain_window_ms=2000", "--set", "shutdown_grace_ms=6000", *extra])
 
     n1 = node("node1", "e2e1", ws1, h1)
     node("node2", "e2e2", ws2, h2)
     ok = wait_for(lambda: all(listening(p) for p in (ws1, h1, ws2, h2)), 30)
     check("two pushgate nodes listen", ok, f"node1 ws {ws1} api {h1}, node2 ws {ws2} api {h2}")
+    if not ok:
+        return
+    ok = wait_for(lambda: all(http("GET", h, "/readyz", timeout=1)[0] == 200 for h in (h1, h2)), 15)
+    up = [metrics(h).get("pushgate_broker_up") for h in (h1, h2)]
+    check("both nodes joined the cluster through Redis (/readyz 200, pushgate_broker_up 1)",
+          ok and up == [1.0, 1.0], f"broker=redis, pushgate_broker_up {up}")
     if not ok:
         return
 
@@ -319,7 +403,7 @@ async def main():
         return
 
     # --- connect through haproxy ------------------------------------------------
-    clients = [Client(lb) for _ in range(n)]
+    clients = [Client(lb, [CHANNEL]) for _ in range(n)]
     # A few at a time, so leastconn spreads them.
     for i in range(0, n, 4):
         await asyncio.gather(*(c.open() for c in clients[i:i + 4]))
@@ -330,19 +414,50 @@ async def main():
     check("haproxy spreads clients over both nodes (leastconn)", len(on1) > 0 and len(on2) > 0,
           f"{len(on1)}/{len(on2)}")
     reconnectors = [asyncio.ensure_future(c.run_reconnects()) for c in clients]
+    # Each node subscribes to the channel's bus key after its first local subscriber
+    # joined, asynchronously: Redis says when both follow it.
+    follow = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: wait_for(lambda: shard_subscribers(BUS_KEY) == 2, 10))
+    check(f"every client subscribed to {CHANNEL!r}; both nodes follow it in Redis", follow,
+          f"PUBSUB SHARDNUMSUB {BUS_KEY} = {shard_subscribers(BUS_KEY)}")
 
-    # --- publish to both nodes: every client gets it exactly once ---------------
-    data1 = f"round1-{uuid.uuid4().hex[:8]}"
-    enq = []
+    # --- publish ?all=true to each node: every client gets each exactly once ------
+    # Joined, a publication posted to either node reaches the clients of both: one
+    # through each node, each node enqueuing for its own clients.
+    data1 = {h: f"round1-{h}-{uuid.uuid4().hex[:8]}" for h in (h1, h2)}
+    enq, hops = [], []
     for h in (h1, h2):
-        status, body = http("POST", h, "/publish?all=true", data1.encode())
-        enq.append(json.loads(body).get("enqueued", -1) if status == 200 else -1)
-    check("publish ?all=true to both nodes' internal APIs", enq == [len(on1), len(on2)],
-          f"enqueued {enq}, expected {[len(on1), len(on2)]}")
-    await await_for(lambda: all(c.received(data1) >= 1 for c in clients), 5)
-    await sentinel(clients, (h1, h2))  # a duplicate would have arrived before it
-    counts = [c.received(data1) for c in clients]
-    check(f"all {n} clients receive the publication exactly once", counts == [1] * n, f"counts {counts}")
+        status, body = http("POST", h, "/publish?all=true", data1[h].encode())
+        r = json.loads(body) if status == 200 else {}
+        enq.append(r.get("enqueued", -1))
+        hops.append(r.get("nodes", -1))
+    check("publish ?all=true to both nodes' internal APIs", enq == [len(on1), len(on2)] and hops == [2, 2],
+          f"enqueued {enq}, expected {[len(on1), len(on2)]}; nodes {hops}, expected [2, 2]")
+    await await_for(lambda: all(c.received(d) >= 1 for c in clients for d in data1.values()), 5)
+    unsettled = await sentinel(clients, (h1, h2))  # a duplicate would have arrived before it
+    counts = [[c.received(d) for d in data1.values()] for c in clients]
+    check(f"all {n} clients receive the publication exactly once",
+          not unsettled and counts == [[1, 1]] * n,
+          unsettled or f"each of node 1's and node 2's, counts {counts}")
+
+    # --- publish a channel to node 1 only: node 2's clients get it through Redis ----
+    data_ch = f"channel1-{uuid.uuid4().hex[:8]}"
+    received_before = metrics(h2).get('pushgate_broker_received_total{target="channel"}', 0)
+    status, body = http("POST", h1, f"/publish?channel={CHANNEL}", data_ch.encode())
+    r = json.loads(body) if status == 200 else {}
+    check(f"publish ?channel={CHANNEL} to node 1 only: nodes == 2 (both have subscribers)",
+          r.get("nodes") == 2 and r.get("enqueued") == len(on1), f"HTTP {status} {body.strip()}")
+    await await_for(lambda: all(c.received(data_ch) >= 1 for c in clients), 5)
+    unsettled = await sentinel(clients, (h1, h2))
+    counts2 = [c.received(data_ch) for c in on2]
+    check(f"node 2's {len(on2)} clients (through haproxy) receive node 1's publication exactly once",
+          not unsettled and counts2 == [1] * len(on2), unsettled or f"counts {counts2}")
+    counts1 = [c.received(data_ch) for c in on1]
+    check(f"node 1's {len(on1)} clients receive it exactly once too",
+          not unsettled and counts1 == [1] * len(on1), unsettled or f"counts {counts1}")
+    received = metrics(h2).get('pushgate_broker_received_total{target="channel"}', 0) - received_before
+    check("node 2 received it from Redis once (pushgate_broker_received_total{target=\"channel\"})",
+          received == 1, f"+{received:g}")
 
     # --- drain node 1 -------------------------------------------------------------
     t0 = time.monotonic()
@@ -365,16 +480,39 @@ async def main():
         None, lambda: wait_for(lambda: haproxy_status(stats).get("pushgate1", "").startswith("DOWN"), 10, 0.1))
     check("haproxy marks node 1 DOWN", down, str(haproxy_status(stats)))
     del closes
+    # Node 1 left the cluster: only node 2 follows the channel now.
+    alone = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: wait_for(lambda: shard_subscribers(BUS_KEY) == 1, 10))
+    check(f"after the drain only node 2 follows {CHANNEL!r} in Redis", alone,
+          f"PUBSUB SHARDNUMSUB {BUS_KEY} = {shard_subscribers(BUS_KEY)}")
 
     # --- publish to node 2: everyone is there now ---------------------------------
     data2 = f"round2-{uuid.uuid4().hex[:8]}"
     status, body = http("POST", h2, "/publish?all=true", data2.encode())
-    got = json.loads(body).get("enqueued") if status == 200 else None
-    check("publish ?all=true to node 2 reaches all clients", got == n, f"HTTP {status}, enqueued {got}")
+    r = json.loads(body) if status == 200 else {}
+    got = r.get("enqueued")
+    check("publish ?all=true to node 2 reaches all clients", got == n and r.get("nodes") == 1,
+          f"HTTP {status}, enqueued {got}, nodes {r.get('nodes')}")
     await await_for(lambda: all(c.received(data2) >= 1 for c in clients), 5)
-    await sentinel(clients, (h2,))
+    unsettled = await sentinel(clients, (h2,))
     counts = [c.received(data2) for c in clients]
-    check(f"all {n} clients receive the second publication exactly once", counts == [1] * n, f"counts {counts}")
+    check(f"all {n} clients receive the second publication exactly once",
+          not unsettled and counts == [1] * n, unsettled or f"counts {counts}")
+
+    # --- the reconnected clients subscribed again on node 2 ------------------------
+    data_ch2 = f"channel2-{uuid.uuid4().hex[:8]}"
+    status, body = http("POST", h2, f"/publish?channel={CHANNEL}", data_ch2.encode())
+    r = json.loads(body) if status == 200 else {}
+    check(f"publish ?channel={CHANNEL} to node 2: all {n} subscribers are there, nodes == 1",
+          r.get("enqueued") == n and r.get("nodes") == 1, f"HTTP {status} {body.strip()}")
+    await await_for(lambda: all(c.received(data_ch2) >= 1 for c in clients), 5)
+    unsettled = await sentinel(clients, (h2,))
+    moved_counts = [c.received(data_ch2) for c in on1]
+    check(f"the {len(on1)} clients that reconnected to node 2 receive it exactly once",
+          not unsettled and moved_counts == [1] * len(on1), unsettled or f"counts {moved_counts}")
+    stayed = [c.received(data_ch2) for c in on2]
+    check(f"node 2's own {len(on2)} clients receive it exactly once",
+          not unsettled and stayed == [1] * len(on2), unsettled or f"counts {stayed}")
 
     # --- the container health check script (deploy/healthcheck.sh) ----------------
     def hc(port):
