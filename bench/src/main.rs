@@ -4,14 +4,17 @@
 //!   run       drive one already-running server through one scenario
 //!   worker    (internal) hold client connections; started by `run`
 //!   report    summarize result JSON files into a comparison table
+//!   report-cluster  the tables of bench/cluster.sh's results
 //!   free-port print a free loopback TCP port (for the shell scripts)
 //!
 //! See bench/README.md for the scenarios and the scripts that run them.
 
 mod churn;
 mod client;
+mod cluster;
 mod conn;
 mod frame;
+mod grpc;
 mod metrics;
 mod payload;
 mod proc_stats;
@@ -27,15 +30,18 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage:
-  pushgate-bench run --scenario burst|latency|idle|slow|channels|sustained|churn
+  pushgate-bench run --scenario burst|latency|idle|slow|channels|sustained|churn|cluster
         --target NAME
-        --ws ws://127.0.0.1:P/ws --publish http://127.0.0.1:P/publish [--pid PID]
+        --ws ws://127.0.0.1:P/ws[,ws://...] --publish http://127.0.0.1:P/publish
+        [--pid PID[,PID...]] [--node-http http://127.0.0.1:H[,...]] [--redis-pid PID]
+        [--grpc http://127.0.0.1:G (burst/cluster: publish on one gRPC PublishStream)]
         [--conns N] [--messages M] [--size B] [--duration S] [--rate R]
         [--publishers P] [--pipeline N] [--per-worker N] [--workers W] [--settle S]
         [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
         [--channels-per-conn K] [--handshake-concurrency N]
         [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
   pushgate-bench report FILE.json...
+  pushgate-bench report-cluster FILE.json...
   pushgate-bench free-port";
 
 /// `--key value` / `--flag` options.
@@ -95,6 +101,10 @@ fn main() -> Result<()> {
             print!("{}", report::summarize(rest)?);
             Ok(())
         }
+        "report-cluster" => {
+            print!("{}", cluster::summarize(rest)?);
+            Ok(())
+        }
         "free-port" => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             println!("{}", l.local_addr()?.port());
@@ -114,6 +124,7 @@ fn cmd_run(o: Opts) -> Result<()> {
     let default_conns = match scenario {
         S::Latency | S::Slow | S::Churn => 1_000,
         S::Idle => 19_000,
+        S::Cluster => 300,
         _ => 10_000,
     };
     let (default_duration, default_rate) = match scenario {
@@ -121,12 +132,27 @@ fn cmd_run(o: Opts) -> Result<()> {
         S::Churn => (60.0, 10.0),
         _ => (20.0, 100.0),
     };
+    let list = |k: &str| -> Vec<String> {
+        o.str(k).map_or(Vec::new(), |v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+    };
+    let ws_urls = list("ws");
+    let pids = list("pid");
     let cfg = scenarios::RunConfig {
         scenario,
         target: o.str("target").unwrap_or_else(|| "server".into()),
-        ws: o.req("ws")?,
+        ws: ws_urls.first().cloned().context("--ws is required")?,
+        ws_urls,
         publish: o.req("publish")?,
-        pid: o.str("pid"),
+        pid: pids.first().cloned(),
+        pids,
+        node_http: list("node-http"),
+        redis_pid: o.str("redis-pid"),
+        grpc: o.str("grpc"),
         conns: o.get("conns", default_conns)?,
         messages: o.get("messages", 100)?,
         size: o.get("size", 100)?,
@@ -176,6 +202,9 @@ fn cmd_run(o: Opts) -> Result<()> {
     }
     println!("{}", report::markdown_row(&result));
     if let Some(s) = report::churn_summary(&result) {
+        println!("{s}");
+    }
+    if let Some(s) = cluster::summary(&result) {
         println!("{s}");
     }
     Ok(())

@@ -86,6 +86,9 @@ pub struct RunResult {
     /// Churn scenario: the churning connections and the leak check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnReport>,
+    /// Runs against several nodes (`--ws A,B,C`): per-node figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterReport>,
 }
 
 /// Percentiles stored in `lat_percentiles` (0 = min, 100 = max): dense
@@ -240,11 +243,11 @@ pub fn churn_summary(r: &RunResult) -> Option<String> {
     Some(s)
 }
 
-fn ms(us: Option<u64>) -> String {
+pub(crate) fn ms(us: Option<u64>) -> String {
     us.map_or("-".into(), |v| format!("{:.2}", v as f64 / 1000.0))
 }
 
-fn num(v: Option<f64>, prec: usize) -> String {
+pub(crate) fn num(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.prec$}"))
 }
 
@@ -392,7 +395,7 @@ fn us_to_ms(v: Option<u64>) -> Option<f64> {
     v.map(|v| v as f64 / 1000.0)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -14,7 +14,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use crate::churn::{self, ChurnStats};
 use crate::client::WorkerConfig;
 use crate::client::{Ready, WorkerResult};
+use crate::cluster;
 use crate::conn as client;
+use crate::grpc;
 use crate::metrics::{self, Scrape};
 use crate::payload;
 use crate::proc_stats::{self, ProcSample};
@@ -40,6 +42,9 @@ pub enum Scenario {
     /// Paced publishing to stable connections while others come and go;
     /// checks the server's connection gauge and memory come back.
     Churn,
+    /// `burst` against several nodes joined through a broker: clients
+    /// spread over `--ws A,B,C`, publications into the first node.
+    Cluster,
 }
 
 impl Scenario {
@@ -52,7 +57,10 @@ impl Scenario {
             "channels" => Self::Channels,
             "sustained" => Self::Sustained,
             "churn" => Self::Churn,
-            _ => bail!("unknown scenario {s:?} (burst|latency|idle|slow|channels|sustained|churn)"),
+            "cluster" => Self::Cluster,
+            _ => bail!(
+                "unknown scenario {s:?} (burst|latency|idle|slow|channels|sustained|churn|cluster)"
+            ),
         })
     }
 
@@ -65,6 +73,7 @@ impl Scenario {
             Self::Channels => "channels",
             Self::Sustained => "sustained",
             Self::Churn => "churn",
+            Self::Cluster => "cluster",
         }
     }
 
@@ -81,9 +90,21 @@ impl Scenario {
 pub struct RunConfig {
     pub scenario: Scenario,
     pub target: String,
+    /// The first (or only) WebSocket URL.
     pub ws: String,
+    /// Every node's WebSocket URL (`--ws A,B,C`); clients are split evenly.
+    pub ws_urls: Vec<String>,
     pub publish: String,
+    /// The first node's pid.
     pub pid: Option<String>,
+    /// Every node's pid (`--pid P1,P2,P3`), in `ws_urls` order.
+    pub pids: Vec<String>,
+    /// Every node's HTTP base URL, for its connection gauge (`--node-http`).
+    pub node_http: Vec<String>,
+    pub redis_pid: Option<String>,
+    /// Burst publishing through one gRPC `PublishStream` to this node
+    /// (`--grpc http://127.0.0.1:G`) instead of pipelined HTTP POSTs.
+    pub grpc: Option<String>,
     pub conns: usize,
     pub messages: usize,
     pub size: usize,
@@ -114,6 +135,8 @@ struct WorkerHandle {
     lines: Lines<BufReader<ChildStdout>>,
     first_index: usize,
     conns: usize,
+    /// Index of its node in `ws_urls`.
+    node: usize,
     /// Handshakes that succeeded, from the worker's ready message.
     connected: u64,
 }
@@ -162,6 +185,7 @@ impl RunConfig {
 
     fn worker_args(
         &self,
+        ws: &str,
         first_index: usize,
         conns: usize,
         max_seq: usize,
@@ -170,7 +194,7 @@ impl RunConfig {
         let mut a = vec![
             "worker".to_string(),
             "--ws".into(),
-            self.ws.clone(),
+            ws.to_string(),
             "--conns".into(),
             conns.to_string(),
             "--first-index".into(),
@@ -198,8 +222,9 @@ impl RunConfig {
         a
     }
 
-    /// Split `total` connections starting at `first_index` over enough
-    /// worker processes to stay under the open-files limit.
+    /// Split `total` connections starting at `first_index` evenly over the
+    /// nodes (`ws_urls`), and each node's share over enough worker processes
+    /// to stay under the open-files limit.
     fn spawn_workers(
         &self,
         first_index: usize,
@@ -207,18 +232,29 @@ impl RunConfig {
         max_seq: usize,
         no_read: bool,
     ) -> Result<Vec<WorkerHandle>> {
-        let n = total
-            .div_ceil(self.per_worker.max(1))
-            .max(self.min_workers)
-            .max(1)
-            .min(total.max(1));
+        let nodes = self.ws_urls.len().max(1);
+        let mut plan = Vec::new();
+        for k in 0..nodes {
+            let share = total / nodes + usize::from(k < total % nodes);
+            if share == 0 && !(k == 0 && total == 0) {
+                continue;
+            }
+            let n = share
+                .div_ceil(self.per_worker.max(1))
+                .max(self.min_workers.div_ceil(nodes))
+                .max(1)
+                .min(share.max(1));
+            for i in 0..n {
+                plan.push((k, share / n + usize::from(i < share % n)));
+            }
+        }
         let exe = std::env::current_exe()?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(plan.len());
         let mut idx = first_index;
-        for i in 0..n {
-            let conns = total / n + usize::from(i < total % n);
+        for (node, conns) in plan {
+            let ws = self.ws_urls.get(node).unwrap_or(&self.ws);
             let mut child = Command::new(&exe)
-                .args(self.worker_args(idx, conns, max_seq, no_read))
+                .args(self.worker_args(ws, idx, conns, max_seq, no_read))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -233,6 +269,7 @@ impl RunConfig {
                 lines: BufReader::new(stdout).lines(),
                 first_index: idx,
                 conns,
+                node,
                 connected: 0,
             });
             idx += conns;
@@ -305,8 +342,10 @@ fn publish_paths(
 /// Publish one payload per entry of `paths`. `rate` None: as fast as the
 /// server takes them, pipelined over `publishers` keep-alive connections;
 /// Some(r): one request at a time, paced at r per second.
+#[allow(clippy::too_many_arguments)]
 async fn publish(
     ep: &Endpoint,
+    grpc: Option<&Endpoint>,
     paths: &[Option<String>],
     size: usize,
     publishers: usize,
@@ -317,9 +356,10 @@ async fn publish(
         accepted: vec![false; paths.len()],
         ..Default::default()
     }));
-    match rate {
-        Some(r) => publish_paced(ep, paths, size, r, &state).await,
-        None => publish_burst(ep, paths, size, publishers, pipeline, &state).await,
+    match (rate, grpc) {
+        (Some(r), _) => publish_paced(ep, paths, size, r, &state).await,
+        (None, Some(g)) => publish_grpc_stream(g, paths.len(), size, &state).await,
+        (None, None) => publish_burst(ep, paths, size, publishers, pipeline, &state).await,
     }
     let mut out = std::mem::take(&mut *state.borrow_mut());
     out.last_ns = now_ns();
@@ -368,6 +408,34 @@ async fn publish_paced(
         let body = payload::encode(seq as u64, now_ns(), size);
         let res = p.post(path.as_deref(), &body).await;
         note(&mut state.borrow_mut(), seq, res);
+    }
+}
+
+/// All publications (broadcast) on one gRPC `PublishStream`, as fast as
+/// HTTP/2 flow control and the gateway's stream window allow; each reply
+/// (ok or per-item error) is checked against its seq.
+async fn publish_grpc_stream(ep: &Endpoint, n: usize, size: usize, state: &RefCell<Published>) {
+    state.borrow_mut().first_ns = now_ns();
+    let make = |i: usize| payload::encode(i as u64, now_ns(), size);
+    let done = |seq: usize, o: grpc::Outcome| {
+        let mut st = state.borrow_mut();
+        match o {
+            grpc::Outcome::Ok if seq < st.accepted.len() => st.accepted[seq] = true,
+            grpc::Outcome::Ok => note(
+                &mut st,
+                0,
+                Err(anyhow::anyhow!("reply for unknown seq {seq}")),
+            ),
+            grpc::Outcome::Refused(code, msg) => {
+                st.rejected += 1;
+                if st.first_error.is_none() {
+                    st.first_error = Some(format!("PublishStream item {seq}: code {code}: {msg}"));
+                }
+            }
+        }
+    };
+    if let Err(e) = grpc::publish_stream(ep, n, make, done).await {
+        note(&mut state.borrow_mut(), 0, Err(e));
     }
 }
 
@@ -425,9 +493,15 @@ pub fn run(cfg: RunConfig) -> Result<RunResult> {
 }
 
 async fn run_async(cfg: RunConfig) -> Result<RunResult> {
-    let ws_ep = Endpoint::parse(&cfg.ws, "ws")?;
+    for ws in &cfg.ws_urls {
+        Endpoint::parse(ws, "ws")?;
+    }
     let pub_ep = Endpoint::parse(&cfg.publish, "http")?;
-    let _ = ws_ep;
+    let grpc_ep = match &cfg.grpc {
+        Some(g) if cfg.scenario != Scenario::Channels => Some(Endpoint::parse(g, "http")?),
+        Some(_) => bail!("--grpc publishes broadcasts; the channels scenario needs HTTP"),
+        None => None,
+    };
     let pid = cfg.pid.as_deref();
     if cfg.size < payload::MIN_SIZE {
         eprintln!(
@@ -444,6 +518,8 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
     };
 
     let before_connect = proc_stats::sample_opt(pid)?;
+    let multi = cfg.ws_urls.len() > 1 || cfg.pids.len() > 1;
+    let nodes_before_connect = cluster::sample(&cfg.pids, cfg.redis_pid.as_deref());
     let churning = cfg.scenario == Scenario::Churn;
     let scrape_before = if churning {
         scrape_opt(&pub_ep).await
@@ -465,10 +541,16 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
     if ready.connected == 0 {
         bail!("no connection succeeded: {:?}", ready.errors);
     }
-    if cfg.scenario == Scenario::Idle {
+    if matches!(cfg.scenario, Scenario::Idle | Scenario::Cluster) {
         // Let the server finish per-connection setup (goroutines, buffers).
         tokio::time::sleep(Duration::from_secs_f64(cfg.settle_s)).await;
     }
+    let node_gauges = if multi {
+        cluster::gauges(&cfg.node_http).await
+    } else {
+        Vec::new()
+    };
+    let nodes_before_pub = cluster::sample(&cfg.pids, cfg.redis_pid.as_deref());
     let before_pub = proc_stats::sample_opt(pid)?;
     let churn = if churning {
         Some(ChurnRun::start(&cfg, &pub_ep, pid, messages, before_connect.rss_kb).await?)
@@ -481,6 +563,7 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         let rate = cfg.scenario.paced().then_some(cfg.rate);
         publish(
             &pub_ep,
+            grpc_ep.as_ref(),
             &paths,
             cfg.size,
             cfg.publishers,
@@ -505,8 +588,10 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
     // What each worker should receive: every accepted publication on every
     // connection, or for channels on the connections subscribed to it.
     let mut results = Vec::with_capacity(workers.len());
+    let mut expected_per_worker = Vec::with_capacity(workers.len());
     for w in workers.iter_mut() {
         let expected = expected_for(&cfg, w, &published, &chans);
+        expected_per_worker.push(expected);
         w.finish(expected, cfg.quiet_ms, cfg.deadline_s * 1000)
             .await?;
     }
@@ -515,6 +600,19 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         results.push(w.read_msg::<WorkerResult>("result", result_timeout).await?);
     }
     let after = proc_stats::sample_opt(pid)?;
+    let nodes_after = cluster::sample(&cfg.pids, cfg.redis_pid.as_deref());
+    let tallies: Vec<cluster::WorkerTally> = workers
+        .iter()
+        .zip(&results)
+        .zip(&expected_per_worker)
+        .map(|((w, res), &expected)| cluster::WorkerTally {
+            node: w.node,
+            clients: w.connected,
+            expected,
+            delivered: res.delivered,
+            dups: res.dups,
+        })
+        .collect();
 
     let mut slow_results = Vec::new();
     for w in slow_workers.iter_mut() {
@@ -544,6 +642,25 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         after,
     );
     r.churn = churn.map(|(c, _)| c);
+    if multi {
+        let c = cluster::build(
+            &cfg.ws_urls,
+            &cfg.pids,
+            &node_gauges,
+            &tallies,
+            &nodes_before_connect,
+            &nodes_before_pub,
+            &nodes_after,
+            &r,
+        );
+        // Server CPU of the whole cluster (every node and Redis), not only
+        // the node published to.
+        r.server_cpu_ms = Some(c.server_cpu_ms_total);
+        if r.delivered > 0 {
+            r.cpu_us_per_delivery = Some(c.server_cpu_ms_total * 1000.0 / r.delivered as f64);
+        }
+        r.cluster = Some(c);
+    }
     Ok(r)
 }
 

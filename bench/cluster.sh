@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Cluster (Redis) benchmark, one run on one machine, REPEAT times:
+#
+#   latency     the paced latency scenario (CL_LAT_CONNS conns, CL_LAT_RATE/s,
+#               CL_LAT_DURATION s) against (a) one node with the default
+#               in-process broker and (b) the same clients spread over NODES
+#               nodes joined through Redis, publishing into node 1.
+#   throughput  CL_MESSAGES broadcasts published as fast as node 1 takes them
+#               on one gRPC PublishStream (CL_PUBLISH=http: pipelined POST
+#               /publish?all=true instead) to CL_CONNS clients spread over the
+#               nodes: publications/s through Redis, deliveries/s, loss and
+#               duplicates counted per (connection, publication) on every client.
+#               A burst queues up to CL_MESSAGES frames per client, so the nodes
+#               get queue_max_frames=CL_QUEUE_FRAMES (default CL_MESSAGES) and
+#               queue_max_bytes to match: this phase measures the broker, not
+#               the slow-consumer policy (which closes a client with more than
+#               1024 frames queued by default).
+#   defaults    the same burst with the nodes' default queues: how many clients
+#               the slow-consumer policy closes when the 2 cores cannot keep up.
+#   wide        CL_WIDE_CONNS connections over the nodes (more than one process
+#               can hold: 20,000 open files each), CL_WIDE_MESSAGES broadcasts
+#               that must reach every one of them; connections and RSS per node.
+#
+# Every phase gets a fresh redis-server (own free port, --save "" --appendonly
+# no; never the system one) and fresh nodes (SHARDS shards each), stopped
+# afterwards (trap EXIT). Results: $OUT/*.json, $OUT/summary.md.
+#
+#   bash bench/cluster.sh                 REPEAT=1 bash bench/cluster.sh
+#   PHASES="throughput" CL_MESSAGES=50000 bash bench/cluster.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+NODES=${NODES:-3}
+SHARDS=${SHARDS:-1}
+PHASES="${PHASES:-latency throughput defaults wide}"
+CL_LAT_CONNS=${CL_LAT_CONNS:-1000}
+CL_LAT_RATE=${CL_LAT_RATE:-100}
+CL_LAT_DURATION=${CL_LAT_DURATION:-10}
+CL_CONNS=${CL_CONNS:-300}
+CL_MESSAGES=${CL_MESSAGES:-20000}
+CL_WIDE_CONNS=${CL_WIDE_CONNS:-36000}
+CL_WIDE_MESSAGES=${CL_WIDE_MESSAGES:-3}
+CL_PUBLISH=${CL_PUBLISH:-grpc}
+CL_QUEUE_FRAMES=${CL_QUEUE_FRAMES:-$CL_MESSAGES}
+REDIS_SERVER="${REDIS_SERVER:-redis-server}"
+command -v "$REDIS_SERVER" >/dev/null ||
+  { echo "redis-server not found: bash tests/deps.sh installs it" >&2; exit 1; }
+
+NODE_PIDS=()
+REDIS_PID=""
+# kill_wait PID: TERM, bounded wait, then KILL.
+kill_wait() {
+  local p="$1"
+  kill -0 "$p" 2>/dev/null || return 0
+  kill "$p" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+stop_all() {
+  local p
+  for p in "${NODE_PIDS[@]}"; do kill_wait "$p"; done
+  NODE_PIDS=()
+  [[ -n "$REDIS_PID" ]] && kill_wait "$REDIS_PID"
+  REDIS_PID=""
+}
+trap 'stop_all; stop_server' EXIT
+
+free_port() {
+  local p
+  while :; do
+    p="$("$BENCH" free-port)"
+    [[ " ${USED_PORTS:-} " == *" $p "* ]] || break
+  done
+  USED_PORTS="${USED_PORTS:-} $p"
+  echo "$p"
+}
+
+# wait_ready PID HTTP_PORT: until GET /readyz answers 200 (max 30 s).
+wait_ready() {
+  for _ in $(seq 1 300); do
+    [[ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$2/readyz" || true)" == 200 ]] && return 0
+    kill -0 "$1" 2>/dev/null || { echo "node exited during startup" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "node on http port $2 not ready within 30 s" >&2
+  return 1
+}
+
+start_redis() {
+  REDIS_PORT="$(free_port)"
+  "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    >"$OUT/redis.log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT"; printf 'PING\r\n' >&3; read -r -t 2 l <&3; [[ "$l" == +PONG* ]]) 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "redis-server did not answer PING" >&2
+  return 1
+}
+
+# start_node ID [--set ...]: appends to NODE_PIDS, WS_URLS, NODE_HTTP, GRPC_URLS.
+start_node() {
+  local id="$1"; shift
+  local ws http grpc
+  ws="$(free_port)"; http="$(free_port)"; grpc="$(free_port)"
+  (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve --ws-addr "127.0.0.1:$ws" \
+    --http-addr "127.0.0.1:$http" --grpc-addr "127.0.0.1:$grpc" --shards "$SHARDS" \
+    --set "node_id=$id" "$@") >"$OUT/$id.log" 2>&1 &
+  local pid=$!
+  NODE_PIDS+=("$pid")
+  WS_URLS+=("ws://127.0.0.1:$ws/ws")
+  NODE_HTTP+=("http://127.0.0.1:$http")
+  GRPC_URLS+=("http://127.0.0.1:$grpc")
+  wait_ready "$pid" "$http"
+}
+
+# start_cluster N [--set ...]: redis + N nodes joined through it;
+# start_single: one node, in-process broker. Both set PUB_URL to node 1's
+# broadcast publish URL.
+start_cluster() {
+  local n="$1"; shift
+  NODE_PIDS=(); WS_URLS=(); NODE_HTTP=(); GRPC_URLS=()
+  start_redis || return 1
+  local k
+  for k in $(seq 1 "$n"); do
+    start_node "n$k" --set broker=redis --set "redis_url=redis://127.0.0.1:$REDIS_PORT" "$@" || return 1
+  done
+  PUB_URL="${NODE_HTTP[0]}/publish?all=true"
+}
+start_single() {
+  NODE_PIDS=(); WS_URLS=(); NODE_HTTP=(); GRPC_URLS=()
+  start_node n1 || return 1
+  PUB_URL="${NODE_HTTP[0]}/publish?all=true"
+}
+
+join() { local IFS=,; echo "$*"; }
+
+# bench TARGET SCENARIO TAG REP [args]: one run against the nodes started.
+bench() {
+  local t="$1" s="$2" tag="$3" r="$4"; shift 4
+  local header=(--no-header) extra=()
+  [[ -n "${FIRST_ROW:-}" ]] && header=() && FIRST_ROW=""
+  [[ -n "$REDIS_PID" ]] && extra=(--redis-pid "$REDIS_PID")
+  [[ "$s" == cluster && "$CL_PUBLISH" == grpc ]] && extra+=(--grpc "${GRPC_URLS[0]}")
+  echo "== $t $s $tag run $r: ${#NODE_PIDS[@]} node(s), $(date +%T)" >&2
+  if ! timeout 300 "$BENCH" run --scenario "$s" --target "$t" --ws "$(join "${WS_URLS[@]}")" \
+      --publish "$PUB_URL" --pid "$(join "${NODE_PIDS[@]}")" --node-http "$(join "${NODE_HTTP[@]}")" \
+      "${extra[@]}" --size "$SIZE" "$@" "${header[@]}" --json "$OUT/$t-$s-$tag-$r.json"; then
+    echo "!! $t $s $tag run $r failed" >&2
+  fi
+}
+
+mkdir -p "$OUT"
+build_bench
+build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
+CLUSTER="pushgate-redis$NODES"
+echo "results: $OUT (commit $(git -C "$ROOT" rev-parse --short HEAD), $NODES nodes × $SHARDS shard(s))"
+FIRST_ROW=1
+for r in $(seq 1 "$REPEAT"); do
+  for phase in $PHASES; do
+    case "$phase" in
+      latency)
+        lat=(--conns "$CL_LAT_CONNS" --rate "$CL_LAT_RATE" --duration "$CL_LAT_DURATION")
+        start_single && bench pushgate-1node latency memory "$r" "${lat[@]}"
+        stop_all
+        start_cluster "$NODES" && bench "$CLUSTER" latency redis "$r" "${lat[@]}"
+        stop_all ;;
+      throughput)
+        start_cluster "$NODES" --set "queue_max_frames=$CL_QUEUE_FRAMES" \
+            --set "queue_max_bytes=$(( CL_QUEUE_FRAMES * 256 > 1048576 ? CL_QUEUE_FRAMES * 256 : 1048576 ))" &&
+          bench "$CLUSTER" cluster burst "$r" --conns "$CL_CONNS" --messages "$CL_MESSAGES" \
+            --settle 0.5 --deadline 120
+        stop_all ;;
+      defaults)
+        start_cluster "$NODES" &&
+          bench "$CLUSTER-default-queues" cluster burst "$r" --conns "$CL_CONNS" \
+            --messages "$CL_MESSAGES" --settle 0.5 --deadline 120
+        stop_all ;;
+      wide)
+        start_cluster "$NODES" &&
+          bench "$CLUSTER" cluster wide "$r" --conns "$CL_WIDE_CONNS" \
+            --messages "$CL_WIDE_MESSAGES" --settle 1 --deadline 60
+        stop_all ;;
+      *) echo "unknown phase $phase (latency throughput defaults wide)" >&2; exit 1 ;;
+    esac
+  done
+done
+shopt -s nullglob
+files=("$OUT"/*.json)
+(( ${#files[@]} )) || { echo "no results" >&2; exit 1; }
+echo
+"$BENCH" report-cluster "${files[@]}" | tee "$OUT/summary.md"
