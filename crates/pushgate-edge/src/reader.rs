@@ -158,7 +158,8 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Resul
 fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
     match Command::parse(text) {
         Ok(Command::Subscribe { channels, id }) => match handle.subscribe(&channels) {
-            Ok(()) => handle.send(
+            Ok(()) => handle.reply_when_subscribed(
+                &channels,
                 Reply::Subscribed {
                     channels: &channels,
                     id: id.as_ref(),

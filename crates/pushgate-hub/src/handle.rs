@@ -131,6 +131,19 @@ impl ConnHandle {
         Ok(())
     }
 
+    /// Sends the reply to a subscribe of `channels` once this node follows each of
+    /// them on the cluster bus (at once on a single node, or if it already does), so
+    /// that the client hears every node's publications from the moment it is told.
+    pub fn reply_when_subscribed(&self, channels: &[String], frame: Bytes) {
+        let interest = self.shard.state.lock().interest.clone();
+        let keys = channels
+            .iter()
+            .map(|c| crate::Key::Channel(c.as_str().into()));
+        if let Some(frame) = interest.hold(keys, self.id, frame) {
+            self.send(frame);
+        }
+    }
+
     /// Stops following channels.
     pub fn unsubscribe(&self, channels: &[String]) {
         let mut st = self.shard.state.lock();

@@ -274,6 +274,12 @@ impl Hub {
         s
     }
 
+    /// Queues a frame for one connection (a reply released by [`Interest`]); nothing
+    /// if it is gone.
+    pub fn send_to(&self, id: ConnId, frame: bytes::Bytes) {
+        self.shard_for(id).send_to(id, frame);
+    }
+
     /// Closes one connection (any shard). Returns whether it was found.
     pub fn disconnect(&self, id: ConnId, reason: CloseReason) -> bool {
         self.shard_for(id).close(id, reason)

@@ -8,10 +8,17 @@
 //! keys and reconciles its bus subscriptions with what is wanted now, so a quick
 //! unsubscribe-resubscribe never leaves it in the wrong state.
 //!
+//! It also holds a client's `subscribed` reply until the bus subscription of every
+//! channel it names is confirmed ([`Interest::hold`]), so that a client told it is
+//! subscribed receives what any node publishes from then on.
+//!
 //! Disabled (the single-node default), it costs one branch per index change.
 
 use ahash::{AHashMap, AHashSet};
+use bytes::Bytes;
 use parking_lot::Mutex;
+use pushgate_protocol::ConnId;
+use slab::Slab;
 use tokio::sync::Notify;
 
 /// What a node can follow on a bus.
@@ -35,7 +42,22 @@ struct State {
     shards: AHashMap<Key, u32>,
     /// Keys whose wanted state changed since the broker last looked.
     dirty: AHashSet<Key>,
+    /// Keys the bus confirmed this node follows.
+    confirmed: AHashSet<Key>,
+    /// Replies held until their keys are confirmed, and the waiters of each key.
+    waiters: Slab<Waiter>,
+    by_key: AHashMap<Key, Vec<usize>>,
 }
+
+/// A reply waiting for `remaining` keys to be confirmed.
+struct Waiter {
+    remaining: usize,
+    conn: ConnId,
+    frame: Bytes,
+}
+
+/// A held reply that may be sent now.
+pub type Released = (ConnId, Bytes);
 
 impl Interest {
     /// A registry that tracks (for a cluster broker) or ignores (single node) changes.
@@ -110,9 +132,84 @@ impl Interest {
         self.state.lock().shards.contains_key(key)
     }
 
+    /// Holds `frame` (a reply to `conn`) until every key is confirmed on the bus, or
+    /// gives it back at once if they all are (or tracking is off).
+    pub fn hold(
+        &self,
+        keys: impl IntoIterator<Item = Key>,
+        conn: ConnId,
+        frame: Bytes,
+    ) -> Option<Bytes> {
+        if !self.enabled {
+            return Some(frame);
+        }
+        let mut st = self.state.lock();
+        let missing: Vec<Key> = keys
+            .into_iter()
+            .filter(|k| !st.confirmed.contains(k))
+            .collect();
+        if missing.is_empty() {
+            return Some(frame);
+        }
+        let id = st.waiters.insert(Waiter {
+            remaining: missing.len(),
+            conn,
+            frame,
+        });
+        for k in missing {
+            st.by_key.entry(k).or_default().push(id);
+        }
+        None
+    }
+
+    /// The bus confirmed `key`: returns the replies that no longer wait.
+    pub fn confirm(&self, key: Key) -> Vec<Released> {
+        let mut st = self.state.lock();
+        let out = st.release(&key);
+        st.confirmed.insert(key);
+        out
+    }
+
+    /// The bus no longer follows `key` (unwanted): its waiters are released, since
+    /// whoever waited has left the channel already.
+    pub fn unconfirm(&self, key: &Key) -> Vec<Released> {
+        let mut st = self.state.lock();
+        st.confirmed.remove(key);
+        st.release(key)
+    }
+
+    /// The bus connection was lost: nothing is confirmed any more. Waiters of keys no
+    /// longer wanted are released (the next connection will not subscribe to them).
+    pub fn reset(&self) -> Vec<Released> {
+        let mut st = self.state.lock();
+        st.confirmed.clear();
+        let unwanted: Vec<Key> = st
+            .by_key
+            .keys()
+            .filter(|k| !st.shards.contains_key(*k))
+            .cloned()
+            .collect();
+        unwanted.iter().flat_map(|k| st.release(k)).collect()
+    }
+
     /// Resolves when a change was recorded since the last call (or is pending).
     pub async fn changed(&self) {
         self.changed.notified().await
+    }
+}
+
+impl State {
+    fn release(&mut self, key: &Key) -> Vec<Released> {
+        let mut out = Vec::new();
+        for id in self.by_key.remove(key).unwrap_or_default() {
+            let w = &mut self.waiters[id];
+            w.remaining -= 1;
+            if w.remaining == 0 {
+                let w = self.waiters.remove(id);
+                out.push((w.conn, w.frame));
+            }
+        }
+        out
     }
 }
 
@@ -147,8 +244,43 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_waits_for_every_key_it_names() {
+        let i = Interest::new(true);
+        let f = Bytes::from_static(b"subscribed");
+        i.add(|| ch("a"));
+        i.add(|| ch("b"));
+        assert!(i.hold([ch("a"), ch("b")], ConnId(1), f.clone()).is_none());
+        assert!(i.confirm(ch("a")).is_empty(), "b is not confirmed yet");
+        assert_eq!(i.confirm(ch("b")), vec![(ConnId(1), f.clone())]);
+        assert_eq!(
+            i.hold([ch("a")], ConnId(2), f.clone()),
+            Some(f.clone()),
+            "confirmed: at once"
+        );
+        // A key that stops being wanted releases its waiters; so does a reset for keys
+        // no longer wanted.
+        i.add(|| ch("c"));
+        assert!(i.hold([ch("c")], ConnId(3), f.clone()).is_none());
+        assert_eq!(i.unconfirm(&ch("c")).len(), 1);
+        i.add(|| ch("d"));
+        assert!(i.hold([ch("d")], ConnId(4), f.clone()).is_none());
+        assert!(
+            i.reset().is_empty(),
+            "d is still wanted: it will be confirmed again"
+        );
+        i.remove(|| ch("d"));
+        assert_eq!(i.reset(), vec![(ConnId(4), f.clone())]);
+        assert!(
+            i.hold([ch("a")], ConnId(5), f.clone()).is_none(),
+            "nothing confirmed after a reset"
+        );
+    }
+
+    #[test]
     fn disabled_records_nothing() {
         let i = Interest::new(false);
+        let f = Bytes::from_static(b"x");
+        assert_eq!(i.hold([ch("a")], ConnId(1), f.clone()), Some(f));
         i.add(|| ch("a"));
         assert!(i.take_changes().is_empty());
         assert!(i.snapshot().is_empty());

@@ -35,7 +35,7 @@ pub use config::{HubConfig, SlowPolicy};
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
 pub use hub::{AdminReport, Hub, Stats, Submitted};
-pub use interest::{Interest, Key};
+pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
 pub use publication::{Publication, PublishError, PublishReport, Target};
 pub use shard::Shard;

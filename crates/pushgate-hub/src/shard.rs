@@ -224,6 +224,14 @@ impl Shard {
         }
     }
 
+    /// Enqueues a frame for a connection of this shard by id, if it is still here.
+    pub(crate) fn send_to(&self, id: ConnId, frame: Bytes) {
+        let slot = self.state.lock().by_id.get(&id).copied();
+        if let Some(slot) = slot {
+            self.send(slot, frame);
+        }
+    }
+
     /// Closes every connection of this shard with `reason` (shutdown, drain).
     pub fn close_all(&self, reason: CloseReason) {
         let mut st = self.state.lock();

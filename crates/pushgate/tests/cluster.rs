@@ -594,3 +594,41 @@ async fn operator_calls_reach_every_node_of_a_user_or_connection() {
     assert_eq!((r.disconnected, r.nodes), (0, 1));
     assert_eq!(other.closed().await.0, 4002);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_is_answered_once_the_cluster_subscription_is_in_place() {
+    let redis = Redis::start();
+    let n1 = Node::start("n1", &redis);
+    let n2 = Node::start("n2", &redis);
+    let mut c = Client::connect(&n2, None, &[]).await;
+    // Redis holds every command for 2 s: n2's SSUBSCRIBE for the new channel waits.
+    assert!(redis
+        .command(&["CLIENT", "PAUSE", "2000", "ALL"])
+        .unwrap()
+        .starts_with("+OK"));
+    c.ws.send(Message::text(
+        r#"{"type":"subscribe","channels":["fresh"]}"#,
+    ))
+    .await
+    .unwrap();
+    c.ws.send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    // The pong overtakes the held `subscribed`...
+    assert_eq!(next_json(&mut c.ws).await["type"], "pong");
+    // ...which arrives once Redis confirms; from then on, publications through any
+    // node reach the client.
+    assert_eq!(next_json(&mut c.ws).await["type"], "subscribed");
+    let r = n1
+        .grpc()
+        .await
+        .publish(publication(
+            pb::target::Kind::Channels(names(&["fresh"])),
+            "first",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.nodes_accepted, 1);
+    assert_eq!(c.until("first").await, vec!["first"]);
+}

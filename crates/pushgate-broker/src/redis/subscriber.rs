@@ -71,6 +71,9 @@ pub(crate) async fn run(
             _ = stop.cancelled() => return,
             r = session(&hub, &endpoint, &keys, &state, &m, &mut ever_up, &mut backoff) => r,
         };
+        // Nothing is confirmed without a connection; replies held for channels no
+        // longer wanted are sent now, the others when the next connection confirms.
+        send_released(&hub, hub.interest().reset());
         let why = match result {
             Ok(()) => return,
             Err(e) => e.to_string(),
@@ -122,7 +125,19 @@ async fn session(
                             };
                             deliver(hub, keys, m, key, body.clone()).await;
                         }
-                        Some(b"ssubscribe") if !up => {
+                        Some(b"ssubscribe") => {
+                            // Still followed (not unsubscribed since): replies
+                            // waiting for it may go.
+                            let key = items.get(1).and_then(Value::as_bytes);
+                            let key = key.and_then(|k| std::str::from_utf8(k).ok());
+                            if let Some(key) = key.filter(|k| actual.contains(*k)) {
+                                if let Some(k) = interest_key(keys, key.as_bytes()) {
+                                    send_released(hub, interest.confirm(k));
+                                }
+                            }
+                            if up {
+                                continue;
+                            }
                             unconfirmed = unconfirmed.saturating_sub(1);
                             if unconfirmed == 0 {
                                 up = true;
@@ -156,6 +171,9 @@ async fn session(
                 }
                 for k in &remove {
                     actual.remove(k);
+                    if let Some(k) = interest_key(keys, k.as_bytes()) {
+                        send_released(hub, interest.unconfirm(&k));
+                    }
                 }
                 send(&mut conn, "SUNSUBSCRIBE", &remove).await?;
                 send(&mut conn, "SSUBSCRIBE", &add).await?;
@@ -182,6 +200,22 @@ async fn send(conn: &mut Conn, cmd: &str, keys: &[String]) -> Result<(), ConnErr
     }
     conn.stream.write_all(&out).await?;
     Ok(())
+}
+
+/// The interest key a bus key stands for (channel and user keys only).
+fn interest_key(keys: &Keys, key: &[u8]) -> Option<pushgate_hub::Key> {
+    match keys.parse(std::str::from_utf8(key).ok()?)? {
+        KeyKind::Channel(c) => Some(pushgate_hub::Key::Channel(c.into())),
+        KeyKind::User(u) => Some(pushgate_hub::Key::User(u.into())),
+        _ => None,
+    }
+}
+
+/// Sends replies that no longer wait for a bus subscription.
+fn send_released(hub: &Hub, released: Vec<pushgate_hub::Released>) {
+    for (conn, frame) in released {
+        hub.send_to(conn, frame);
+    }
 }
 
 /// Decodes a message from another node and hands it to this node's shards.
