@@ -147,6 +147,29 @@ impl Node {
             .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
+    /// The gRPC health status of `pushgate.v1.Pushgate`.
+    async fn health(&self) -> i32 {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: "pushgate.v1.Pushgate".into(),
+        };
+        h.check(req).await.unwrap().into_inner().status
+    }
+
+    /// Waits until the health status is `want` (it follows the broker from a task).
+    async fn health_becomes(&self, want: tonic_health::pb::health_check_response::ServingStatus) {
+        let deadline = Instant::now() + WAIT;
+        while self.health().await != want as i32 {
+            assert!(Instant::now() < deadline, "health never became {want:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn grpc(&self) -> PushgateClient<tonic::transport::Channel> {
         PushgateClient::connect(format!("http://{}", self.grpc))
             .await
@@ -418,6 +441,8 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     assert_eq!(status, 503, "{body}");
     wait_for(|| !n1.ready() && !n2.ready());
     assert_eq!(n1.metric("pushgate_broker_up"), 0.0);
+    use tonic_health::pb::health_check_response::ServingStatus;
+    n2.health_becomes(ServingStatus::NotServing).await;
 
     redis = Redis::start_on(port);
     wait_for(|| n1.ready() && n2.ready());
@@ -435,6 +460,7 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     assert_eq!(far.until("after").await, vec!["after"]);
     assert!(n2.metric("pushgate_broker_reconnects_total{connection=\"subscriber\"}") >= 1.0);
     assert_eq!(n1.metric("pushgate_broker_up"), 1.0);
+    n2.health_becomes(ServingStatus::Serving).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
