@@ -165,6 +165,31 @@ fn split_subscribe(who: Option<pb::subscribe_request::Who>) -> (Option<String>, 
     }
 }
 
+impl PushgateService {
+    /// `Subscribe` and `Unsubscribe`: validate, then carry the change to the node(s).
+    async fn change_subscriptions(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+        change: fn(Vec<String>) -> Control,
+    ) -> Result<Response<pb::SubscribeReply>, Status> {
+        let req = req.into_inner();
+        let s = &self.shared;
+        s.channels(&req.channels)?;
+        let (conn, user) = split_subscribe(req.who);
+        let who = subject(conn, user)?;
+        let r = s
+            .broker
+            .control(who, change(req.channels))
+            .await
+            .map_err(IngressError::from)?;
+        Ok(Response::new(pb::SubscribeReply {
+            conns: r.local.applied as u64,
+            refused: r.local.refused as u64,
+            nodes: r.nodes,
+        }))
+    }
+}
+
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::PublishStreamReply, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -246,23 +271,10 @@ impl Pushgate for PushgateService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeReply>, Status> {
-        observe("Subscribe", async {
-            let req = req.into_inner();
-            let s = &self.shared;
-            s.channels(&req.channels)?;
-            let (conn, user) = split_subscribe(req.who);
-            let who = subject(conn, user)?;
-            let r = s
-                .broker
-                .control(who, Control::Subscribe(req.channels))
-                .await
-                .map_err(IngressError::from)?;
-            Ok(Response::new(pb::SubscribeReply {
-                conns: r.local.applied as u64,
-                refused: r.local.refused as u64,
-                nodes: r.nodes,
-            }))
-        })
+        observe(
+            "Subscribe",
+            self.change_subscriptions(req, Control::Subscribe),
+        )
         .await
     }
 
@@ -270,23 +282,10 @@ impl Pushgate for PushgateService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeReply>, Status> {
-        observe("Unsubscribe", async {
-            let req = req.into_inner();
-            let s = &self.shared;
-            s.channels(&req.channels)?;
-            let (conn, user) = split_subscribe(req.who);
-            let who = subject(conn, user)?;
-            let r = s
-                .broker
-                .control(who, Control::Unsubscribe(req.channels))
-                .await
-                .map_err(IngressError::from)?;
-            Ok(Response::new(pb::SubscribeReply {
-                conns: r.local.applied as u64,
-                refused: 0,
-                nodes: r.nodes,
-            }))
-        })
+        observe(
+            "Unsubscribe",
+            self.change_subscriptions(req, Control::Unsubscribe),
+        )
         .await
     }
 

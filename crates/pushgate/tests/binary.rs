@@ -1,23 +1,19 @@
 //! The `pushgate` binary as an operator runs it: CLI, config errors, the README's
 //! publish example, and surviving file-descriptor exhaustion.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
+use support::{free_addr, http};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 
 /// A gateway process, killed when dropped.
 struct Node {
@@ -36,11 +32,7 @@ impl Drop for Node {
 
 /// Starts the binary, optionally under a lower open-files limit, and waits for /livez.
 fn spawn(fd_limit: Option<u32>) -> Node {
-    let (ws, http, grpc): (SocketAddr, SocketAddr, SocketAddr) = (
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
+    let (ws, http, grpc) = (free_addr(), free_addr(), free_addr());
     let serve = format!(
         "exec {BIN} serve --ws-addr {ws} --http-addr {http} --grpc-addr {grpc} --shards 2 --set pin_shards=false"
     );
@@ -69,29 +61,8 @@ fn spawn(fd_limit: Option<u32>) -> Node {
     node
 }
 
-fn http_req(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    ))
-}
-
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    http_req(addr, "GET", path, b"")
+    http(addr, "GET", path, b"")
 }
 
 #[test]
@@ -168,7 +139,7 @@ async fn subscribed_to_news(node: &Node) -> Ws {
 async fn readme_publish_example_reaches_a_subscriber() {
     let node = spawn(None);
     let mut ws = subscribed_to_news(&node).await;
-    let (status, body) = http_req(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
+    let (status, body) = http(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
     assert_eq!(status, 200, "{body}");
     let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await

@@ -5,8 +5,10 @@
 //!
 //! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,16 +17,10 @@ use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use support::{free_addr, free_port, http};
+
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 const WAIT: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `redis-server` on a free port, without persistence; killed when dropped.
 struct Redis {
@@ -98,14 +94,10 @@ impl Drop for Node {
     }
 }
 
-fn addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 impl Node {
     /// Starts a node and waits until it is ready (broker connected).
     fn start(id: &str, redis: &Redis) -> Node {
-        let (ws, http, grpc) = (addr(), addr(), addr());
+        let (ws, http, grpc) = (free_addr(), free_addr(), free_addr());
         let child = Command::new(BIN)
             .arg("serve")
             .args([
@@ -187,23 +179,6 @@ fn wait_for(mut ok: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
-    Some((status, body.unwrap_or_default()))
 }
 
 type Ws =

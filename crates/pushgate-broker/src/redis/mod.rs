@@ -117,37 +117,14 @@ impl RedisBroker {
         let body = |conns: Option<&[pushgate_protocol::ConnId]>| {
             wire::encode(node, m.exclude.as_ref(), conns, &m.payload)
         };
-        let interest = self.hub.interest();
         let (bus, count, here) = match &m.target {
             Target::All => (vec![(self.keys.all(), body(None))], Count::Max, true),
-            Target::Channels(chs) => {
-                let mut bus: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
-                let b = body(None);
-                for ch in chs {
-                    let key = self.keys.channel(ch);
-                    if !bus.iter().any(|(k, _)| *k == key) {
-                        bus.push((key, b.clone()));
-                    }
-                }
-                let here = chs
-                    .iter()
-                    .any(|c| interest.wants(&pushgate_hub::Key::Channel(c.as_str().into())));
-                (bus, Count::Max, here)
-            }
-            Target::Users(users) => {
-                let b = body(None);
-                let mut bus: Vec<(String, bytes::Bytes)> = Vec::with_capacity(users.len());
-                for u in users {
-                    let key = self.keys.user(u);
-                    if !bus.iter().any(|(k, _)| *k == key) {
-                        bus.push((key, b.clone()));
-                    }
-                }
-                let here = users
-                    .iter()
-                    .any(|u| interest.wants(&pushgate_hub::Key::User(u.as_str().into())));
-                (bus, Count::Max, here)
-            }
+            Target::Channels(chs) => self.keyed(chs, body(None), |c| {
+                (self.keys.channel(c), pushgate_hub::Key::Channel(c.into()))
+            }),
+            Target::Users(users) => self.keyed(users, body(None), |u| {
+                (self.keys.user(u), pushgate_hub::Key::User(u.into()))
+            }),
             Target::Conns(conns) => {
                 let mut by_node: Vec<(&str, Vec<pushgate_protocol::ConnId>)> = Vec::new();
                 for c in conns.iter().filter(|c| c.node != node) {
@@ -179,6 +156,26 @@ impl RedisBroker {
             .await
             .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?;
         Ok(rx)
+    }
+
+    /// The bus messages of a publication to channels or users (one per distinct key,
+    /// sharing one body), and whether any of them has a connection here.
+    fn keyed(
+        &self,
+        names: &[String],
+        body: bytes::Bytes,
+        key: impl Fn(&str) -> (String, pushgate_hub::Key),
+    ) -> (Vec<(String, bytes::Bytes)>, Count, bool) {
+        let mut bus: Vec<(String, bytes::Bytes)> = Vec::with_capacity(names.len());
+        let mut here = false;
+        for name in names {
+            let (bus_key, interest_key) = key(name);
+            here = here || self.hub.interest().wants(&interest_key);
+            if !bus.iter().any(|(k, _)| *k == bus_key) {
+                bus.push((bus_key, body.clone()));
+            }
+        }
+        (bus, Count::Max, here)
     }
 
     /// Puts an operator's call on the bus (the user's key, or the connection's node
