@@ -5,29 +5,23 @@ mod support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_addr, http};
+use support::{free_addr, http, Killed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 
 /// A gateway process, killed when dropped.
 struct Node {
-    child: Child,
+    /// Killed when the value is dropped.
+    child: Killed,
     ws: SocketAddr,
     http: SocketAddr,
     grpc: SocketAddr,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts the binary, optionally under a lower open-files limit, and waits for /livez.
@@ -48,7 +42,7 @@ fn spawn(fd_limit: Option<u32>) -> Node {
         .spawn()
         .unwrap();
     let node = Node {
-        child,
+        child: Killed(child),
         ws,
         http,
         grpc,
@@ -163,8 +157,18 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
             held.push(s);
         }
     }
-    // The gateway is out of descriptors now; its internal API may be refused too.
-    let _ = http_get(node.http, "/livez");
+    // Wait until the gateway has run out of descriptors (its internal API may be
+    // refused now): releasing the clients before would let it keep up without ever
+    // hitting EMFILE.
+    let fds = format!("/proc/{}/fd", node.child.0.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&fds).map_or(0, |d| d.count()) < 62 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never ran out of descriptors"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

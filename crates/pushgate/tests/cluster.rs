@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,14 +17,15 @@ use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_addr, free_port, http};
+use support::{free_addr, free_port, http, Killed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A `redis-server` on a free port, without persistence; killed when dropped.
 struct Redis {
-    child: Child,
+    /// Killed when the value is dropped.
+    _child: Killed,
     port: u16,
 }
 
@@ -37,7 +38,10 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
-        let r = Redis { child, port };
+        let r = Redis {
+            _child: Killed(child),
+            port,
+        };
         wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
         r
     }
@@ -71,27 +75,14 @@ impl Redis {
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A gateway process joined to `redis`; killed when dropped.
 struct Node {
-    child: Child,
+    /// Killed when the value is dropped.
+    _child: Killed,
     id: String,
     ws: SocketAddr,
     http: SocketAddr,
     grpc: SocketAddr,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Node {
@@ -117,7 +108,7 @@ impl Node {
             .spawn()
             .unwrap();
         let node = Node {
-            child,
+            _child: Killed(child),
             id: id.into(),
             ws,
             http,

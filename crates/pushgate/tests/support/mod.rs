@@ -38,3 +38,13 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
     Some((status, body.unwrap_or_default()))
 }
+
+/// A child process (a gateway, a redis-server) killed and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
