@@ -135,6 +135,8 @@ async fn readme_publish_example_reaches_a_subscriber() {
     let mut ws = subscribed_to_news(&node).await;
     let (status, body) = http(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
     assert_eq!(status, 200, "{body}");
+    // The README's answer, with gRPC's field names.
+    assert_eq!(body, r#"{"enqueued":1,"nodes_accepted":1,"skipped":0}"#);
     let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .unwrap()
