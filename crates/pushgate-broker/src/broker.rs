@@ -9,6 +9,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
+use pushgate_hub::HistoryPage;
 use crate::error::BrokerError;
 use crate::local::{apply, local_part, node_stats, Local};
 use crate::message::{Message, Target};
@@ -123,6 +124,18 @@ impl Broker {
         })
     }
 
+    /// A page of a history channel's kept publications: after `since` (the first
+    /// `limit`), or the newest `limit`. `Ok(None)` when the channel has no history rule.
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, BrokerError> {
+        let hub = self.hub();
+        Ok(hub.history().and_then(|h| h.read(channel, since, limit)))
+    }
+
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
@@ -154,9 +167,14 @@ impl Pending {
     pub async fn report(self) -> Result<Delivery, BrokerError> {
         match self.0 {
             Inner::Ready(d) => Ok(d),
-            Inner::Local(s) => {
+            Inner::Local(mut s) => {
+                let positions = s.take_positions();
                 let local = s.report().await?;
-                Ok(Delivery { local, nodes: 1 })
+                Ok(Delivery {
+                    local,
+                    nodes: 1,
+                    positions,
+                })
             }
             Inner::Remote(rx) => {
                 let (nodes, submitted) = rx.await.map_err(BrokerError::stopped)??;
@@ -164,7 +182,11 @@ impl Pending {
                     Some(s) => s.report().await?,
                     None => PublishReport::default(),
                 };
-                Ok(Delivery { local, nodes })
+                Ok(Delivery {
+                    local,
+                    nodes,
+                    positions: Vec::new(),
+                })
             }
         }
     }

@@ -30,6 +30,8 @@ pub enum IngressError {
     BadChannel { name: String, error: ChannelError },
     #[error("close code {0} is not allowed: use 0 (4002), 1000, 1001 or 4000-4999")]
     CloseCode(u32),
+    #[error("limit {0}: at most {max}", max = pushgate_hub::history::MAX_READ)]
+    Limit(u32),
     #[error("close reason is {0} bytes; at most 123 fit in a close frame")]
     CloseReasonTooLong(usize),
     #[error("gateway overloaded: {0} publications in flight; retry later")]

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pushgate_broker::{Broker, Control, Delivery, Message, NodeConn, Subject, Target};
+use pushgate_hub::history::MAX_READ;
 use pushgate_hub::Hub;
 use pushgate_protocol::{validate_channel, Payload};
 use tokio::sync::Semaphore;
@@ -113,6 +114,17 @@ impl Shared {
                 enqueued: r.enqueued,
                 skipped: r.skipped,
             }],
+            positions: d
+                .positions
+                .into_iter()
+                .map(|(c, p)| {
+                    let p = pb::Position {
+                        epoch: p.epoch,
+                        offset: p.offset,
+                    };
+                    (c, p)
+                })
+                .collect(),
         }
     }
 
@@ -360,6 +372,55 @@ impl Pushgate for PushgateService {
                 })
                 .collect();
             Ok(Response::new(pb::PresenceReply { users, channels }))
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        observe("History", async {
+            let req = req.into_inner();
+            validate_channel(&req.channel).map_err(|error| IngressError::BadChannel {
+                name: req.channel.clone(),
+                error,
+            })?;
+            let limit = match req.limit {
+                0 => 100,
+                l if l as usize > MAX_READ => return Err(IngressError::Limit(l).into()),
+                l => l as usize,
+            };
+            let page = self
+                .shared
+                .broker
+                .history(&req.channel, req.since, limit)
+                .await
+                .map_err(IngressError::from)?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "channel {:?} keeps no history (no [[history]] rule matches it)",
+                        req.channel
+                    ))
+                })?;
+            Ok(Response::new(pb::HistoryReply {
+                epoch: page.epoch,
+                offset: page.offset,
+                oldest: page.oldest,
+                publications: page
+                    .publications
+                    .into_iter()
+                    .map(|(offset, p)| pb::HistoryPublication {
+                        offset,
+                        payload: Some(match p {
+                            Payload::Text(t) => pb::history_publication::Payload::Text(t),
+                            Payload::Binary(b) => {
+                                pb::history_publication::Payload::Binary(b.to_vec())
+                            }
+                        }),
+                    })
+                    .collect(),
+            }))
         })
         .await
     }

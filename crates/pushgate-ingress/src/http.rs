@@ -70,13 +70,17 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let (label, resp) = match (req.method(), path.as_str()) {
         (&Method::POST, "/publish") => ("/publish", publish(req, state).await),
+        (&Method::GET, "/history") => (
+            "/history",
+            crate::history::history(req.uri().query().unwrap_or(""), &state.broker).await,
+        ),
         (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, (state.render_metrics)())),
         (&Method::GET, "/livez") => ("/livez", text(StatusCode::OK, "ok\n".into())),
         (&Method::GET, "/readyz") => (
@@ -95,7 +99,7 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
                 text(StatusCode::OK, "ready\n".into())
             },
         ),
-        (_, "/publish" | "/metrics" | "/livez" | "/readyz") => (
+        (_, "/publish" | "/history" | "/metrics" | "/livez" | "/readyz") => (
             "other",
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         ),
@@ -208,10 +212,13 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         exclude: query.exclude,
     };
     match state.broker.publish(m, "http").await {
-        Ok(d) => json_resp(
-            StatusCode::OK,
-            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes}),
-        ),
+        Ok(d) => {
+            let mut v = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
+            if !d.positions.is_empty() {
+                v["positions"] = crate::history::positions_json(&d.positions);
+            }
+            json_resp(StatusCode::OK, v)
+        }
         Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }
@@ -230,7 +237,7 @@ fn text(status: StatusCode, body: String) -> Resp {
         .expect("static response parts are valid")
 }
 
-fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
+pub(crate) fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
@@ -238,7 +245,7 @@ fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
         .expect("static response parts are valid")
 }
 
-fn error(status: StatusCode, msg: &str) -> Resp {
+pub(crate) fn error(status: StatusCode, msg: &str) -> Resp {
     json_resp(status, json!({ "error": msg }))
 }
 
