@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pushgate_server::{Config, Gateway};
+use pushgate_server::{Config, Gateway, Sources};
 
 /// jemalloc: per-connection allocations are small and many (tens of thousands of
 /// connections per node); jemalloc's size classes and thread caches keep idle memory
@@ -91,32 +91,35 @@ struct ConfigArgs {
 const EXIT_CONFIG: u8 = 64;
 
 impl ConfigArgs {
+    /// The configuration from every source; an error names the file line, the
+    /// environment variable or the flag that set the bad value.
     fn load(&self) -> Result<Config, String> {
-        let mut c = match &self.config {
-            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
-            None => Config::default(),
-        };
-        c.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
+        let mut s = Sources::new();
+        if let Some(p) = &self.config {
+            s.file(p).map_err(|e| e.to_string())?;
+        }
+        s.env(std::env::vars()).map_err(|e| e.to_string())?;
         let flags = [
-            ("ws_addr", &self.ws_addr),
-            ("http_addr", &self.http_addr),
-            ("grpc_addr", &self.grpc_addr),
-            ("shards", &self.shards),
-            ("node_id", &self.node_id),
+            ("--ws-addr", "ws_addr", &self.ws_addr),
+            ("--http-addr", "http_addr", &self.http_addr),
+            ("--grpc-addr", "grpc_addr", &self.grpc_addr),
+            ("--shards", "shards", &self.shards),
+            ("--node-id", "node_id", &self.node_id),
         ];
-        for (field, value) in flags {
+        for (flag, field, value) in flags {
             if let Some(v) = value {
-                c.set(field, v).map_err(|e| e.to_string())?;
+                s.flag(flag, field, v).map_err(|e| e.to_string())?;
             }
         }
         for kv in &self.set {
             let (k, v) = kv
                 .split_once('=')
                 .ok_or_else(|| format!("--set expects FIELD=VALUE, got {kv:?}"))?;
-            c.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
+            let k = k.trim();
+            s.flag(&format!("--set {k}"), k, v.trim())
+                .map_err(|e| e.to_string())?;
         }
-        c.validate().map_err(|e| e.to_string())?;
-        Ok(c)
+        s.finish().map_err(|e| e.to_string())
     }
 }
 
@@ -131,7 +134,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Config(ConfigCommand::Check { file }) => {
-            match Config::from_file(&file).and_then(|c| c.validate().map(|_| c)) {
+            match Sources::new().file(&file).and_then(|s| s.finish()) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS

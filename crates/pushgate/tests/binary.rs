@@ -89,6 +89,11 @@ fn config_check_exits_64_naming_the_bad_field() {
             .unwrap();
         assert_eq!(out.status.code(), Some(64));
         assert!(
+            String::from_utf8_lossy(&out.stderr).contains("bad.toml:1: "),
+            "names the file and line: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
             String::from_utf8_lossy(&out.stderr).contains(field),
             "{}",
             String::from_utf8_lossy(&out.stderr)
@@ -107,6 +112,13 @@ fn config_check_exits_64_naming_the_bad_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "environment variable PUSHGATE_HEARTBEAT_INTERVAL_MS: invalid heartbeat_interval_ms"
+        ),
+        "names the variable and the field: {err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
