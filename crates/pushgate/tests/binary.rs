@@ -404,3 +404,30 @@ fn subscribe_command_stops_on_a_refusal_that_would_repeat() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("trusted_user_header"), "{err}");
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let mut child = Killed(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--ws-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = child.0.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("pushgate is serving"))
+        .expect("the start line");
+    assert!(!serving.contains('\x1b'), "{serving:?}");
+}
