@@ -431,3 +431,52 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         .expect("the start line");
     assert!(!serving.contains('\x1b'), "{serving:?}");
 }
+
+#[tokio::test]
+async fn every_metric_is_described_and_probes_answer_plain_text() {
+    let node = spawn(None);
+    // Touch the publish path and a connection so that their metrics exist.
+    let _ws = subscribed_to_news(&node).await;
+    assert_eq!(
+        http(node.http, "POST", "/publish?channel=news", b"x")
+            .unwrap()
+            .0,
+        200
+    );
+    let metrics = http_get(node.http, "/metrics").unwrap().1;
+    let typed: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() > 20, "{metrics}");
+    for name in typed {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no # HELP line (crates/pushgate-server/src/metric_help.rs)"
+        );
+    }
+    assert!(
+        metrics.contains("# TYPE pushgate_process_cpu_seconds_total counter"),
+        "a _total is a counter"
+    );
+    for (path, want) in [
+        ("/livez", "text/plain; charset=utf-8"),
+        ("/readyz", "text/plain; charset=utf-8"),
+        ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
+    ] {
+        let mut s = TcpStream::connect(node.http).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = String::new();
+        std::io::Read::read_to_string(&mut s, &mut head).unwrap();
+        let ct = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default();
+        assert_eq!(ct, want, "{path}");
+    }
+}
