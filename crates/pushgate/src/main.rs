@@ -1,5 +1,7 @@
 //! The `pushgate` binary: parses the command line and runs a node, or publishes to one.
 
+mod admin;
+mod grpc;
 mod publish;
 mod subscribe;
 
@@ -44,6 +46,9 @@ enum Command {
     /// in base64); status goes to standard error. It reconnects and re-subscribes when
     /// the connection ends, until --count publications or a refusal.
     Subscribe(subscribe::SubscribeArgs),
+    /// Operator calls through a gateway's gRPC API: stats, presence, disconnect,
+    /// subscribe, unsubscribe. Each prints the reply as one JSON object.
+    Admin(admin::AdminArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -147,6 +152,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("pushgate: publish failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Admin(args) => match admin::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushgate: admin call failed: {e:#}");
                 ExitCode::FAILURE
             }
         },

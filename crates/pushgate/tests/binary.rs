@@ -480,3 +480,67 @@ async fn every_metric_is_described_and_probes_answer_plain_text() {
         assert_eq!(ct, want, "{path}");
     }
 }
+
+/// Runs `pushgate admin ARGS` against `node`; returns the reply as JSON.
+fn admin(node: &Node, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .args(["--grpc", &node.grpc.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands_make_the_operator_calls_without_grpcurl() {
+    let node = spawn(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
+        .await
+        .unwrap();
+    let connected = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let connected: serde_json::Value = serde_json::from_str(&connected).unwrap();
+    let conn = connected["conn"].as_str().unwrap().to_owned();
+
+    let stats = admin(&node, &["stats"]);
+    assert_eq!(stats["connections"], 1, "{stats}");
+    assert_eq!(stats["cluster"][0]["node_id"], "n1", "{stats}");
+    let p = admin(&node, &["presence", "--channel", "sport"]);
+    assert_eq!(p["channels"][0]["subscribers"], 0, "{p}");
+
+    let r = admin(&node, &["subscribe", "--conn", &conn, "--channel", "sport"]);
+    assert_eq!(r["conns"], 1, "{r}");
+    let p = admin(&node, &["presence", "--channel", "sport"]);
+    assert_eq!(p["channels"][0]["subscribers"], 1, "{p}");
+    assert_eq!(
+        http(node.http, "POST", "/publish?channel=sport", b"goal")
+            .unwrap()
+            .0,
+        200
+    );
+    let got = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(
+        got.as_str(),
+        r#"{"type":"pub","channel":"sport","data":"goal"}"#
+    );
+    let r = admin(
+        &node,
+        &["unsubscribe", "--conn", &conn, "--channel", "sport"],
+    );
+    assert_eq!(r["conns"], 1, "{r}");
+
+    let r = admin(&node, &["disconnect", "--conn", &conn, "--reason", "bye"]);
+    assert_eq!(r["disconnected"], 1, "{r}");
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4002);
+            assert_eq!(f.reason.as_str(), "bye");
+        }
+        other => panic!("{other:?}"),
+    }
+}
