@@ -81,7 +81,7 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
             "/history",
             crate::history::history(req.uri().query().unwrap_or(""), &state.broker).await,
         ),
-        (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, (state.render_metrics)())),
+        (&Method::GET, "/metrics") => ("/metrics", metrics_text((state.render_metrics)())),
         (&Method::GET, "/livez") => ("/livez", text(StatusCode::OK, "ok\n".into())),
         (&Method::GET, "/readyz") => (
             "/readyz",
@@ -229,9 +229,19 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
     }
 }
 
+/// Plain text for people and probes (`/livez`, `/readyz`).
 fn text(status: StatusCode, body: String) -> Resp {
     Response::builder()
         .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// The Prometheus text exposition format, version 0.0.4 (`/metrics`).
+fn metrics_text(body: String) -> Resp {
+    Response::builder()
+        .status(StatusCode::OK)
         .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")

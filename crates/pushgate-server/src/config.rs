@@ -12,6 +12,8 @@ use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config_source::Origin;
+
 /// The whole configuration of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,7 +170,8 @@ impl Default for Config {
     }
 }
 
-/// A configuration that cannot be used; the message names the field.
+/// A configuration that cannot be used; the message names the field and, once
+/// [`Sources`](crate::Sources) knows it, where its value came from.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -176,34 +179,101 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// The text is not TOML (the message is the parser's).
     #[error("{0}")]
-    Parse(String),
+    Syntax(String),
+    /// No setting has this name.
+    #[error("unknown setting {field:?}{}", hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default())]
+    Unknown { field: String, hint: Option<String> },
     #[error("invalid {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
+    Invalid { field: String, message: String },
+    /// Another error, with the file line, variable or flag that caused it.
+    #[error("{}", at(origin, error))]
+    At {
+        origin: Origin,
+        error: Box<ConfigError>,
     },
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+fn at(origin: &Origin, error: &ConfigError) -> String {
+    match origin {
+        Origin::File { line, text, .. } => format!("{origin}: {error}\n  {line} | {text}"),
+        _ => format!("{origin}: {error}"),
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        field,
+        field: field.to_owned(),
         message: message.into(),
     }
 }
 
+fn unknown(field: &str) -> ConfigError {
+    ConfigError::Unknown {
+        field: field.to_owned(),
+        hint: crate::config_source::closest(field),
+    }
+}
+
+/// serde's "invalid type: string \"two\", expected usize" as an operator reads it.
+fn humane(message: &str) -> String {
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    let Some((found, expected)) = rest.and_then(|r| r.rsplit_once(", expected ")) else {
+        return message.to_owned();
+    };
+    let expected = match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a non-negative integer",
+        "isize" | "i64" | "i32" => "an integer",
+        e => e,
+    };
+    format!("expected {expected}, found {found}")
+}
+
 impl Config {
-    /// Loads a TOML file (fields not given keep their defaults).
+    /// Loads a TOML file (fields not given keep their defaults); not validated.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
+        Self::parse_toml(&text, &path.display().to_string())
     }
 
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+        Self::parse_toml(text, "(toml)")
+    }
+
+    /// Parses `text`, read from `path`; an error names the line, its setting and its text.
+    pub(crate) fn parse_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message();
+            let unknown_field = message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next());
+            let span = e.span();
+            let key = span
+                .as_ref()
+                .and_then(|s| crate::config_source::key_before(text, s.start));
+            let error = match (unknown_field, key) {
+                (Some(f), _) => unknown(f),
+                (None, Some(k)) => invalid(k, humane(message)),
+                (None, None) => ConfigError::Syntax(message.to_owned()),
+            };
+            match span {
+                Some(s) => Origin::file_line(path, text, s.start).explain(error),
+                None => ConfigError::Syntax(format!("{path}: {error}")),
+            }
+        })
+    }
+
+    /// The setting a `PUSHGATE_<FIELD>` variable names; `None` for other variables
+    /// and for the binary's own (config file, log filter, `publish` target).
+    pub(crate) fn env_field(var: &str) -> Option<String> {
+        let field = var.strip_prefix("PUSHGATE_")?;
+        (!matches!(field, "CONFIG" | "LOG" | "GRPC")).then(|| field.to_ascii_lowercase())
     }
 
     /// Applies `PUSHGATE_<FIELD>` variables from `vars` (e.g. `PUSHGATE_WS_ADDR`).
@@ -211,12 +281,10 @@ impl Config {
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
-        for (k, v) in vars {
-            if let Some(field) = k.strip_prefix("PUSHGATE_") {
-                if matches!(field, "CONFIG" | "LOG" | "GRPC") {
-                    continue; // read by the binary itself (config file, log filter, `publish` target)
-                }
-                self.set(&field.to_ascii_lowercase(), &v)?;
+        for (var, value) in vars {
+            if let Some(field) = Self::env_field(&var) {
+                self.set(&field, &value)
+                    .map_err(|e| Origin::Env(var).explain(e))?;
             }
         }
         Ok(())
@@ -225,36 +293,36 @@ impl Config {
     /// Sets one field from its text form, as a flag or environment variable gives it.
     /// A list field takes comma-separated items (`a,b`; empty: the empty list).
     pub fn set(&mut self, field: &str, value: &str) -> Result<(), ConfigError> {
-        let mut table =
-            toml::Table::try_from(&*self).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut table = toml::Table::try_from(&*self).expect("the config always serializes");
         let Some(current) = table.get(field) else {
-            return Err(ConfigError::Parse(format!("unknown setting {field:?}")));
+            return Err(unknown(field));
         };
-        let parsed =
-            match current {
-                toml::Value::String(_) => toml::Value::String(value.to_owned()),
-                toml::Value::Integer(_) => {
-                    toml::Value::Integer(value.parse().map_err(|_| {
-                        invalid_named(field, format!("{value:?} is not an integer"))
-                    })?)
-                }
-                toml::Value::Boolean(_) => toml::Value::Boolean(value.parse().map_err(|_| {
-                    invalid_named(field, format!("{value:?} is not true or false"))
-                })?),
-                toml::Value::Array(_) => toml::Value::Array(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| toml::Value::String(v.to_owned()))
-                        .collect(),
-                ),
-                _ => toml::Value::String(value.to_owned()),
-            };
+        let parsed = match current {
+            toml::Value::String(_) => toml::Value::String(value.to_owned()),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                value
+                    .parse()
+                    .map_err(|_| invalid(field, format!("{value:?} is not an integer")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                value
+                    .parse()
+                    .map_err(|_| invalid(field, format!("{value:?} is not true or false")))?,
+            ),
+            toml::Value::Array(_) => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| toml::Value::String(v.to_owned()))
+                    .collect(),
+            ),
+            _ => toml::Value::String(value.to_owned()),
+        };
         table.insert(field.to_owned(), parsed);
-        *self = table.try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Parse(format!("{field}: {}", e.message()))
-        })?;
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(field, humane(e.message())))?;
         Ok(())
     }
 
@@ -521,10 +589,6 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the config always serializes")
     }
-}
-
-fn invalid_named(field: &str, message: String) -> ConfigError {
-    ConfigError::Parse(format!("invalid {field}: {message}"))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The Prometheus recorder, installed once per process, and process metrics read
-//! from `/proc` at scrape time.
+//! The Prometheus recorder, installed once per process, and process metrics
+//! (process_metrics.rs) read at scrape time.
 
 use std::sync::OnceLock;
 
@@ -46,6 +46,7 @@ pub fn install() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // In tests several gateways share one process: the first recorder stays.
         let _ = metrics::set_global_recorder(recorder);
+        crate::metric_help::describe();
         metrics::gauge!("pushgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
@@ -60,38 +61,5 @@ pub fn render() -> String {
 }
 
 fn record_process() {
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(kb) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        {
-            metrics::gauge!("pushgate_process_resident_memory_bytes").set(kb * 1024.0);
-        }
-    }
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name (which may contain spaces): utime is 14th, stime 15th.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            if let (Some(u), Some(s)) = (f.get(11), f.get(12)) {
-                if let (Ok(u), Ok(s)) = (u.parse::<f64>(), s.parse::<f64>()) {
-                    // Linux reports clock ticks at USER_HZ = 100.
-                    metrics::gauge!("pushgate_process_cpu_seconds_total").set((u + s) / 100.0);
-                }
-            }
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        metrics::gauge!("pushgate_process_open_fds").set(dir.count() as f64);
-    }
-    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-        if let Some(max) = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            metrics::gauge!("pushgate_process_max_fds").set(max);
-        }
-    }
+    crate::process_metrics::collect();
 }
