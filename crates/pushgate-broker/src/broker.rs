@@ -9,12 +9,12 @@ use tokio::sync::{oneshot, watch};
 
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
-use pushgate_hub::HistoryPage;
 use crate::error::BrokerError;
 use crate::local::{apply, local_part, node_stats, Local};
 use crate::message::{Message, Target};
 use crate::redis::{RedisBroker, RedisConfig};
 use crate::wire::Control;
+use pushgate_hub::HistoryPage;
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]

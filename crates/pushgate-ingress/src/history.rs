@@ -38,7 +38,10 @@ fn parse(q: &str) -> Result<Query, String> {
             "channel" if channel.is_none() => channel = Some(v.into_owned()),
             "channel" => return Err("name one channel".into()),
             "since" => {
-                since = Some(v.parse().map_err(|_| "since must be an offset (an integer ≥ 0)")?)
+                since = Some(
+                    v.parse()
+                        .map_err(|_| "since must be an offset (an integer ≥ 0)")?,
+                )
             }
             "limit" => {
                 limit = v
@@ -77,9 +80,14 @@ pub(crate) async fn history(q: &str, broker: &Broker) -> Resp {
         ),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
-            &format!("channel {:?} keeps no history (no [[history]] rule matches it)", q.channel),
+            &format!(
+                "channel {:?} keeps no history (no [[history]] rule matches it)",
+                q.channel
+            ),
         ),
-        Err(e @ BrokerError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ BrokerError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
