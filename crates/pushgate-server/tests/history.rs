@@ -25,17 +25,16 @@ fn history_config(size: usize) -> Config {
     }
 }
 
-/// Subscribes with options and returns the `subscribed` reply and the publications
-/// that arrived before it (none are expected: the reply comes first).
+/// Subscribes with options and returns the reply, which must come before any
+/// publication of the channel (recovered ones follow it).
 async fn subscribe_with(c: &mut Client, cmd: Value) -> Value {
     send_json(&mut c.ws, cmd).await;
-    loop {
-        let m = next_json(&mut c.ws).await.unwrap();
-        match m["type"].as_str() {
-            Some("subscribed") | Some("error") => return m,
-            _ => panic!("before the subscribe reply: {m}"),
-        }
-    }
+    let m = next_json(&mut c.ws).await.unwrap();
+    assert!(
+        matches!(m["type"].as_str(), Some("subscribed" | "error")),
+        "before the subscribe reply: {m}"
+    );
+    m
 }
 
 /// Reads publications until one carries `data`; returns (offset, data) of each.
