@@ -165,4 +165,31 @@ pub fn describe() {
         Unit::Count,
         "Reconnections to Redis, by connection (publisher, subscriber)."
     );
+
+    // Channel history.
+    describe_gauge!(
+        "pushgate_history_bytes",
+        Unit::Bytes,
+        "Bytes the channel history of this node holds (bounded by history_max_bytes)."
+    );
+    describe_gauge!(
+        "pushgate_history_streams",
+        Unit::Count,
+        "History channels with a stream on this node."
+    );
+    describe_counter!(
+        "pushgate_history_evictions_total",
+        Unit::Count,
+        "Evicted for the memory bound: whole streams nobody followed, or kept publications of followed ones."
+    );
+    describe_counter!(
+        "pushgate_history_expired_total",
+        Unit::Count,
+        "Kept publications dropped because they outlived their rule's ttl."
+    );
+    describe_counter!(
+        "pushgate_history_recoveries_total",
+        Unit::Count,
+        "Subscribes with a position, by result (recovered, unrecovered)."
+    );
 }
