@@ -320,3 +320,69 @@ async fn grpc(gw: &Gateway) -> PushgateClient<tonic::transport::Channel> {
     .unwrap()
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_clients_reconnecting_at_once_all_recover() {
+    const CLIENTS: usize = 1000;
+    const MISSED: u64 = 100;
+    let gw = start(history_config(1000)).await;
+    let epoch = {
+        let mut c = connect(&gw).await;
+        let r = subscribe_with(&mut c, json!({"type": "subscribe", "channels": ["chat:m"]})).await;
+        r["positions"]["chat:m"]["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // They were all at offset 0 when they lost their connections; 100 went by since.
+    for i in 1..=MISSED {
+        publish(&gw, "channel=chat:m", &format!("m{i}")).await;
+    }
+    let ws = gw.ws_addr();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let epoch = epoch.clone();
+            tokio::spawn(async move {
+                let (mut ws, _) = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    tokio_tungstenite::connect_async(format!("ws://{ws}/ws")),
+                )
+                .await
+                .expect("connect in time")
+                .expect("upgrade");
+                let hello = next_json(&mut ws).await.unwrap();
+                assert_eq!(hello["type"], "connected");
+                let since = json!({"chat:m": {"epoch": epoch, "offset": 0}});
+                send_json(
+                    &mut ws,
+                    json!({"type": "subscribe", "channels": ["chat:m"], "since": since}),
+                )
+                .await;
+                let r = next_json(&mut ws).await.unwrap();
+                assert_eq!(r["recovered"], json!(["chat:m"]), "{r}");
+                let mut offsets = Vec::new();
+                while offsets.len() < MISSED as usize {
+                    let m = next_json(&mut ws).await.unwrap();
+                    offsets.push(m["offset"].as_u64().unwrap());
+                }
+                assert_eq!(offsets, (1..=MISSED).collect::<Vec<_>>());
+                ws
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    // Live publications follow the recovered ones on every connection.
+    publish(&gw, "channel=chat:m", "live").await;
+    for ws in conns.iter_mut() {
+        let m = next_json(ws).await.unwrap();
+        assert_eq!(
+            (m["offset"].as_u64(), m["data"].as_str()),
+            (Some(MISSED + 1), Some("live"))
+        );
+    }
+    drop(conns);
+    gw.shutdown().await;
+}
