@@ -85,6 +85,13 @@ fn drain(h: &ConnHandle) -> Vec<Value> {
 }
 
 async fn publish(hub: &Hub, ch: &str, data: String) -> Position {
+    let (pos, s) = submit(hub, ch, data).await;
+    s.report().await.unwrap();
+    pos
+}
+
+/// Hands a publication to the shards without waiting for them.
+async fn submit(hub: &Hub, ch: &str, data: String) -> (Position, crate::Submitted) {
     let mut s = hub
         .submit(
             Publication {
@@ -96,9 +103,7 @@ async fn publish(hub: &Hub, ch: &str, data: String) -> Position {
         )
         .await
         .unwrap();
-    let pos = s.take_positions().remove(0).1;
-    s.report().await.unwrap();
-    pos
+    (s.take_positions().remove(0).1, s)
 }
 
 /// Drains until the offset `last` arrives (with a deadline), returning the
@@ -205,7 +210,7 @@ async fn a_position_ahead_of_the_shard_waits_for_it() {
     let hub = hub_with(2, 100, false);
     let mut last = None;
     for i in 1..=5 {
-        last = Some(publish_no_report(&hub, "chat:w", format!("m{i}")).await);
+        last = Some(submit(&hub, "chat:w", format!("m{i}")).await.0);
     }
     let last = last.unwrap();
     let p3 = Position {
@@ -224,21 +229,6 @@ async fn a_position_ahead_of_the_shard_waits_for_it() {
         "{other:?}"
     );
     assert_eq!(other[0]["positions"]["chat:w"]["offset"], 5);
-}
-
-async fn publish_no_report(hub: &Hub, ch: &str, data: String) -> Position {
-    let mut s = hub
-        .submit(
-            Publication {
-                target: Target::Channels(vec![ch.into()]),
-                payload: Payload::Text(data),
-                exclude: None,
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    s.take_positions().remove(0).1
 }
 
 #[tokio::test]
