@@ -101,6 +101,7 @@ impl Gateway {
             }),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
+        tokio::spawn(telemetry::upkeep(stop_all.clone()));
         let grpc = GrpcServer::start(grpc, broker.clone(), config.grpc()).await?;
         let grpc_addr = grpc.local_addr();
         tracing::info!(%ws_addr, %http_addr, %grpc_addr, shards = hub.shards().len(), node = %config.node_id, broker = broker.kind(), "pushgate is serving");
