@@ -8,13 +8,16 @@
 //! - `limits`: connections per node and per user, connection attempts per address.
 //! - `connection`: one task per connection: handshake, then read on readiness and write
 //!   what the shard queued.
-//! - `reader`: frames to commands, through a per-thread read buffer.
+//! - `reader`: frames to commands, through a per-thread read buffer, a bounded
+//!   amount per wake-up.
+//! - `inbound`: frames and bytes per second one connection may send.
 //! - `writer`: everything queued goes out in one vectored write.
 
 mod acceptor;
 mod auth;
 mod connection;
 pub mod handshake;
+mod inbound;
 mod jwt;
 mod limits;
 mod reader;
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Anonymous, Authenticator, Identity};
 pub use handshake::{Refusal, UpgradeRequest};
+pub use inbound::InboundLimits;
 pub use jwt::{token_from, JwtAuthenticator, JwtConfig, JwtSetupError, TokenError};
 
 use limits::{Admission, LimitMetrics};
@@ -54,6 +58,8 @@ pub struct EdgeConfig {
     pub max_connections_per_user: usize,
     /// Connection attempts per second from one address (429 beyond); 0: no limit.
     pub max_connection_rate_per_ip: u32,
+    /// Frames and bytes one connection may send per second (1008 beyond).
+    pub inbound: InboundLimits,
 }
 
 impl Default for EdgeConfig {
@@ -67,6 +73,7 @@ impl Default for EdgeConfig {
             max_connections: 0,
             max_connections_per_user: 0,
             max_connection_rate_per_ip: 0,
+            inbound: InboundLimits::default(),
         }
     }
 }

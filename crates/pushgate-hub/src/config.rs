@@ -36,9 +36,6 @@ pub struct HubConfig {
     pub max_payload: usize,
     /// How long a connection whose token expired may stay open waiting for a `refresh`.
     pub token_refresh_grace: Duration,
-    /// Most messages (text, binary, ping) a client may send per second; 0: no limit.
-    /// At most `u16::MAX` (the per-connection counter is 16 bits).
-    pub max_inbound_messages_per_sec: u32,
     /// Track which channels and users have local connections ([`crate::Interest`]),
     /// for a cluster broker. Off on a single node.
     pub track_interest: bool,
@@ -57,7 +54,6 @@ impl Default for HubConfig {
             max_subscriptions_per_conn: 128,
             max_payload: 64 * 1024,
             token_refresh_grace: Duration::from_secs(30),
-            max_inbound_messages_per_sec: 0,
             track_interest: false,
         }
     }

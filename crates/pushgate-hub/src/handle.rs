@@ -187,20 +187,6 @@ impl ConnHandle {
         Ok(revoked)
     }
 
-    /// Counts one inbound message against `max_inbound_messages_per_sec`; false when
-    /// the connection is over the limit and must be closed.
-    pub fn count_inbound(&self) -> bool {
-        let max = self.shard.config.max_inbound_messages_per_sec;
-        if max == 0 {
-            return true;
-        }
-        let now_s = (self.shard.millis(Instant::now()) / 1000) as u16;
-        let max = max.min(u16::MAX as u32) as u16;
-        self.shard.state.lock().conns[self.slot]
-            .inbound
-            .count(now_s, max)
-    }
-
     /// The connection's user, if it has one (a copy: for bookkeeping when it closes).
     pub fn user(&self) -> Option<Box<str>> {
         self.shard.state.lock().conns[self.slot].user.clone()

@@ -83,8 +83,8 @@ pub struct Config {
     /// Connection attempts per second from one source address (IPv6: per /64), answered
     /// 429 beyond. 0: no limit.
     pub max_connection_rate_per_ip: u32,
-    /// Most messages (text, binary, ping) one client may send per second (close 1008
-    /// beyond). 0: no limit.
+    /// Most frames one client may send per second, of any kind (text, binary,
+    /// continuation, ping, pong, empty or not), close 1008 beyond. 0: no limit.
     pub max_inbound_messages_per_sec: u32,
     /// On shutdown, clients are closed (1001) spread over this window, in milliseconds,
     /// so that they do not all reconnect elsewhere in the same second.
@@ -101,6 +101,9 @@ pub struct Config {
     pub redis_prefix: String,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// Most bytes one client may send per second, as read from the socket (close 1008
+    /// beyond). 0: no limit; otherwise at least `max_message_bytes`.
+    pub max_inbound_bytes_per_sec: u32,
 }
 
 impl Default for Config {
@@ -143,6 +146,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "pushgate".into(),
             log_format: "text".into(),
+            max_inbound_bytes_per_sec: 256 * 1024,
         }
     }
 }
@@ -330,6 +334,14 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));
         }
+        if self.max_inbound_bytes_per_sec != 0
+            && (self.max_inbound_bytes_per_sec as usize) < self.max_message_bytes
+        {
+            return Err(invalid(
+                "max_inbound_bytes_per_sec",
+                "0 (no limit) or at least max_message_bytes",
+            ));
+        }
         Ok(())
     }
 
@@ -439,7 +451,6 @@ impl Config {
             max_subscriptions_per_conn: self.max_subscriptions_per_conn,
             max_payload: self.max_payload_bytes,
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
-            max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
             track_interest: self.broker == "redis",
         }
     }
@@ -473,6 +484,11 @@ impl Config {
             max_connections: self.max_connections,
             max_connections_per_user: self.max_connections_per_user,
             max_connection_rate_per_ip: self.max_connection_rate_per_ip,
+            inbound: pushgate_edge::InboundLimits {
+                // Validated to fit: at most 65535.
+                frames_per_sec: self.max_inbound_messages_per_sec.min(u16::MAX as u32) as u16,
+                bytes_per_sec: self.max_inbound_bytes_per_sec,
+            },
         }
     }
 
@@ -584,6 +600,12 @@ mod tests {
         c.set("max_inbound_messages_per_sec", "70000").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("max_inbound_messages_per_sec"), "{e}");
+        let mut c = Config::default();
+        c.set("max_inbound_bytes_per_sec", "1000").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("max_inbound_bytes_per_sec"), "{e}");
+        c.set("max_inbound_bytes_per_sec", "0").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

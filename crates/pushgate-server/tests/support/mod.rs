@@ -218,8 +218,13 @@ pub async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
 
 /// A masked client frame.
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    client_fragment(true, opcode, payload)
+}
+
+/// A masked client frame, final or not (a fragment of a message).
+pub fn client_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [7u8, 13, 21, 42];
-    let mut f = vec![0x80 | opcode];
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
     match payload.len() {
         n @ 0..=125 => f.push(0x80 | n as u8),
         n @ 126..=65535 => {
@@ -237,7 +242,7 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads raw server frames until a close frame; returns its code. Pings are skipped.
-pub async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
+pub async fn read_until_close(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
