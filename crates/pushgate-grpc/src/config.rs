@@ -18,6 +18,9 @@ pub struct GrpcConfig {
     pub idempotency_ttl: Duration,
     /// Most idempotency keys remembered; the oldest are forgotten first.
     pub idempotency_capacity: usize,
+    /// Most bytes the idempotency window may hold (estimated: each key's bytes plus
+    /// 256 per key); the oldest keys are forgotten first.
+    pub idempotency_max_bytes: usize,
 }
 
 impl Default for GrpcConfig {
@@ -28,6 +31,7 @@ impl Default for GrpcConfig {
             stream_window: 1024,
             idempotency_ttl: Duration::from_secs(60),
             idempotency_capacity: 100_000,
+            idempotency_max_bytes: 32 << 20,
         }
     }
 }

@@ -104,6 +104,9 @@ pub struct Config {
     /// Most bytes one client may send per second, as read from the socket (close 1008
     /// beyond). 0: no limit; otherwise at least `max_message_bytes`.
     pub max_inbound_bytes_per_sec: u32,
+    /// Most bytes the gRPC idempotency window may hold (estimated: each key's bytes plus
+    /// 256 per key); beyond, the oldest keys are forgotten before their 60 s.
+    pub grpc_idempotency_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -147,6 +150,7 @@ impl Default for Config {
             redis_prefix: "pushgate".into(),
             log_format: "text".into(),
             max_inbound_bytes_per_sec: 256 * 1024,
+            grpc_idempotency_max_bytes: 32 << 20,
         }
     }
 }
@@ -342,6 +346,9 @@ impl Config {
                 "0 (no limit) or at least max_message_bytes",
             ));
         }
+        if self.grpc_idempotency_max_bytes < 1 << 20 {
+            return Err(invalid("grpc_idempotency_max_bytes", "at least 1048576"));
+        }
         Ok(())
     }
 
@@ -466,6 +473,7 @@ impl Config {
     pub fn grpc(&self) -> GrpcConfig {
         GrpcConfig {
             token: self.grpc_token.clone(),
+            idempotency_max_bytes: self.grpc_idempotency_max_bytes,
             ..GrpcConfig::default()
         }
     }
