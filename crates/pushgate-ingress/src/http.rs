@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,13 +17,15 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use pushgate_broker::{Broker, BrokerError, Message, NodeConn, Target};
 use pushgate_hub::PublishError;
 use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::guard::Gate;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
@@ -32,10 +34,42 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Renders the Prometheus exposition for `/metrics`.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// Connections and deadlines of the port.
+    pub limits: HttpLimits,
+}
+
+/// What bounds the internal HTTP port: a client reachable by mistake must not hold its
+/// sockets, descriptors or tasks forever.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Most connections at once; beyond, new ones are closed at once. 0: no limit.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head (also the longest wait for
+    /// the next request on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request body, once its head is read (408 beyond).
+    pub body_timeout: Duration,
+    /// A connection on which no byte moved for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Serves the internal API until `stop` is cancelled.
 pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let limits = state.limits.clone();
+    let gate = Gate::new("http", limits.max_connections, limits.idle_timeout);
+    let header_timeouts =
+        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "header");
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -49,18 +83,29 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
             },
         };
         let _ = stream.set_nodelay(true);
+        let Some(stream) = gate.admit(stream) else {
+            continue; // the port is full: dropped, so closed at once
+        };
         let state = state.clone();
         let stop = stop.clone();
+        let header_timeouts = header_timeouts.clone();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(req, &state).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if r.is_err_and(|e| e.is_timeout()) {
+                        header_timeouts.increment(1);
+                    }
+                }
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
@@ -179,7 +224,21 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
     let max = state.broker.hub().config().max_payload;
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let body_timeout = state.limits.body_timeout;
+    let Ok(body) =
+        tokio::time::timeout(body_timeout, Limited::new(req.into_body(), max).collect()).await
+    else {
+        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "body")
+            .increment(1);
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "request body not received within {} ms",
+                body_timeout.as_millis()
+            ),
+        );
+    };
+    let body = match body {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return error(

@@ -107,6 +107,22 @@ pub struct Config {
     /// Most bytes the gRPC idempotency window may hold (estimated: each key's bytes plus
     /// 256 per key); beyond, the oldest keys are forgotten before their 60 s.
     pub grpc_idempotency_max_bytes: usize,
+    /// Most connections at once on each internal port (HTTP, gRPC); beyond, new ones
+    /// are closed at once. 0: no limit.
+    pub internal_max_connections: usize,
+    /// Internal HTTP: time a client has to send a complete request head (also the
+    /// longest wait for the next request on a kept-alive connection), in milliseconds.
+    pub internal_header_timeout_ms: u64,
+    /// Internal HTTP: time a client has to send a request body (408 beyond); gRPC: the
+    /// longest a call may take to be read and answered, in milliseconds.
+    pub internal_body_timeout_ms: u64,
+    /// Internal ports: a connection on which no byte moved for this long is closed, in
+    /// milliseconds.
+    pub internal_idle_timeout_ms: u64,
+    /// gRPC: how often an HTTP/2 PING checks each connection, in milliseconds. 0: never.
+    pub grpc_keepalive_interval_ms: u64,
+    /// gRPC: a PING not acknowledged within this closes the connection, in milliseconds.
+    pub grpc_keepalive_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -151,6 +167,12 @@ impl Default for Config {
             log_format: "text".into(),
             max_inbound_bytes_per_sec: 256 * 1024,
             grpc_idempotency_max_bytes: 32 << 20,
+            internal_max_connections: 1024,
+            internal_header_timeout_ms: 10_000,
+            internal_body_timeout_ms: 30_000,
+            internal_idle_timeout_ms: 60_000,
+            grpc_keepalive_interval_ms: 30_000,
+            grpc_keepalive_timeout_ms: 10_000,
         }
     }
 }
@@ -349,6 +371,22 @@ impl Config {
         if self.grpc_idempotency_max_bytes < 1 << 20 {
             return Err(invalid("grpc_idempotency_max_bytes", "at least 1048576"));
         }
+        for (field, ms) in [
+            (
+                "internal_header_timeout_ms",
+                self.internal_header_timeout_ms,
+            ),
+            ("internal_body_timeout_ms", self.internal_body_timeout_ms),
+            ("internal_idle_timeout_ms", self.internal_idle_timeout_ms),
+            ("grpc_keepalive_timeout_ms", self.grpc_keepalive_timeout_ms),
+        ] {
+            if ms == 0 || ms > 24 * 3600 * 1000 {
+                return Err(invalid(field, "between 1 ms and one day"));
+            }
+        }
+        if self.grpc_keepalive_interval_ms > 24 * 3600 * 1000 {
+            return Err(invalid("grpc_keepalive_interval_ms", "at most one day"));
+        }
         Ok(())
     }
 
@@ -474,7 +512,23 @@ impl Config {
         GrpcConfig {
             token: self.grpc_token.clone(),
             idempotency_max_bytes: self.grpc_idempotency_max_bytes,
+            max_connections: self.internal_max_connections,
+            idle_timeout: Duration::from_millis(self.internal_idle_timeout_ms),
+            request_timeout: Duration::from_millis(self.internal_body_timeout_ms),
+            keepalive_interval: Some(Duration::from_millis(self.grpc_keepalive_interval_ms))
+                .filter(|d| !d.is_zero()),
+            keepalive_timeout: Duration::from_millis(self.grpc_keepalive_timeout_ms),
             ..GrpcConfig::default()
+        }
+    }
+
+    /// The internal HTTP port's connection limit and deadlines.
+    pub fn http_limits(&self) -> pushgate_ingress::HttpLimits {
+        pushgate_ingress::HttpLimits {
+            max_connections: self.internal_max_connections,
+            header_timeout: Duration::from_millis(self.internal_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.internal_body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.internal_idle_timeout_ms),
         }
     }
 

@@ -99,6 +99,7 @@ impl Gateway {
                 let _ = metrics;
                 telemetry::render()
             }),
+            limits: config.http_limits(),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
         let grpc = GrpcServer::start(grpc, broker.clone(), config.grpc()).await?;
