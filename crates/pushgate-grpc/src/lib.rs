@@ -24,7 +24,7 @@ pub mod server;
 pub mod service;
 pub mod stream;
 
-pub use auth::BearerAuth;
+pub use auth::{Authenticated, BearerAuth};
 pub use config::GrpcConfig;
 pub use error::IngressError;
 pub use server::GrpcServer;

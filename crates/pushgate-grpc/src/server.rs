@@ -12,11 +12,10 @@ use pushgate_broker::Broker;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::auth::BearerAuth;
+use crate::auth::{Authenticated, BearerAuth};
 use crate::config::GrpcConfig;
 use crate::incoming::Incoming;
 use crate::pb;
@@ -104,7 +103,7 @@ impl GrpcServer {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(service, auth));
+            .add_service(Authenticated::new(service, auth));
         let shutdown = stop.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = router

@@ -397,15 +397,39 @@ async fn observe<T>(
 ) -> Result<T, Status> {
     let started = std::time::Instant::now();
     let result = call.await;
-    let code = match &result {
-        Ok(_) => "OK",
-        Err(status) => code_label(status.code()),
-    };
-    metrics::counter!("pushgate_grpc_requests_total", "method" => method, "code" => code)
-        .increment(1);
+    count_call(
+        method,
+        match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        },
+    );
     metrics::histogram!("pushgate_grpc_request_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
     result
+}
+
+/// Counts one call in `pushgate_grpc_requests_total` (one lookup per call).
+pub(crate) fn count_call(method: &'static str, code: tonic::Code) {
+    metrics::counter!("pushgate_grpc_requests_total", "method" => method, "code" => code_label(code))
+        .increment(1);
+}
+
+/// The `method` label of a call's path (`/pushgate.v1.Pushgate/Publish` → `Publish`):
+/// one of the service's methods, or `other`, so that a caller cannot mint labels.
+pub(crate) fn method_label(path: &str) -> &'static str {
+    const METHODS: [&str; 8] = [
+        "Publish",
+        "PublishStream",
+        "Disconnect",
+        "Subscribe",
+        "Unsubscribe",
+        "Stats",
+        "Presence",
+        "History",
+    ];
+    let name = path.rsplit('/').next().unwrap_or("");
+    METHODS.into_iter().find(|m| *m == name).unwrap_or("other")
 }
 
 fn code_label(code: tonic::Code) -> &'static str {

@@ -123,6 +123,9 @@ pub struct Config {
     pub grpc_keepalive_interval_ms: u64,
     /// gRPC: a PING not acknowledged within this closes the connection, in milliseconds.
     pub grpc_keepalive_timeout_ms: u64,
+    /// How far in the future a connection token's `nbf` and `iat` may be (clock skew
+    /// between the token issuer and this node), in milliseconds; never applied to `exp`.
+    pub jwt_leeway_ms: u64,
 }
 
 impl Default for Config {
@@ -173,6 +176,7 @@ impl Default for Config {
             internal_idle_timeout_ms: 60_000,
             grpc_keepalive_interval_ms: 30_000,
             grpc_keepalive_timeout_ms: 10_000,
+            jwt_leeway_ms: 5_000,
         }
     }
 }
@@ -387,6 +391,9 @@ impl Config {
         if self.grpc_keepalive_interval_ms > 24 * 3600 * 1000 {
             return Err(invalid("grpc_keepalive_interval_ms", "at most one day"));
         }
+        if self.jwt_leeway_ms > 300_000 {
+            return Err(invalid("jwt_leeway_ms", "at most 300000 (five minutes)"));
+        }
         Ok(())
     }
 
@@ -430,14 +437,17 @@ impl Config {
             return Err(invalid("token_refresh_grace_ms", "at most one day"));
         }
         for o in &self.allowed_origins {
-            let ok = o
-                .split_once("://")
-                .is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty());
+            // An origin is scheme://host[:port]; a browser's Origin header never carries
+            // a path, query or user info, so an entry with one could never match.
+            let ok = o.split_once("://").is_some_and(|(scheme, host)| {
+                let host = host.strip_suffix('/').unwrap_or(host);
+                !scheme.is_empty() && !host.is_empty() && !host.contains(['/', '?', '#', '@'])
+            });
             if !ok || o.contains(char::is_whitespace) {
                 return Err(invalid(
                     "allowed_origins",
                     format!(
-                        "{o:?}: an origin is scheme://host[:port], e.g. https://app.example.com"
+                        "{o:?}: an origin is scheme://host[:port] without a path, e.g. https://app.example.com"
                     ),
                 ));
             }
@@ -465,6 +475,7 @@ impl Config {
             jwks_json: jwks,
             issuer: some(&self.jwt_issuer),
             audience: some(&self.jwt_audience),
+            leeway: Duration::from_millis(self.jwt_leeway_ms),
         })
     }
 
@@ -644,6 +655,17 @@ mod tests {
         c.set("allowed_origins", "example.com").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("allowed_origins"), "{e}");
+        for with_path in [
+            "https://a.example/app",
+            "https://a.example/?x=1",
+            "https://u@a.example",
+        ] {
+            c.set("allowed_origins", with_path).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("allowed_origins"), "{with_path}: {e}");
+        }
+        c.set("allowed_origins", "https://a.example/").unwrap();
+        c.validate().unwrap();
         let mut c = Config::default();
         c.set("auth_mode", "jwt").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("auth_mode"));

@@ -131,6 +131,28 @@ async fn garbage_and_non_websocket_requests_get_http_errors() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
+    // RFC 6455 upgrades are HTTP/1.1: an HTTP/1.0 one is refused.
+    let mut old = tokio::net::TcpStream::connect(ws).await.unwrap();
+    old.write_all(
+        b"GET /ws HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut old, &mut resp)
+        .await
+        .unwrap();
+    assert!(
+        resp.starts_with(b"HTTP/1.1 505"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    // A trusted user header that is not a valid user id.
+    let mut req = ws_request(&gw, "");
+    req.headers_mut()
+        .insert("x-pushgate-user", "<alice>".parse().unwrap());
+    assert_eq!(try_connect(req).await.err(), Some(400));
     // And the gateway still serves.
     let mut c = connect(&gw).await;
     publish(&gw, "all=true", "ok").await;

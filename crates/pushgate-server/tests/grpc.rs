@@ -239,6 +239,14 @@ async fn the_bearer_token_is_enforced_on_every_call_but_not_on_health() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(g.publish(with(Some("Bearer s3cret"))).await.is_ok());
+    // Refused calls are counted under their method like any other.
+    let refused = metric(
+        &gw,
+        "pushgate_grpc_requests_total",
+        "method=\"Publish\",code=\"UNAUTHENTICATED\"",
+    )
+    .await;
+    assert!(refused >= 3.0, "{refused}");
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(
         Channel::from_shared(format!("http://{}", gw.grpc_addr()))
