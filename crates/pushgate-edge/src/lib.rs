@@ -12,6 +12,7 @@
 //!   amount per wake-up.
 //! - `inbound`: frames and bytes per second one connection may send.
 //! - `writer`: everything queued goes out in one vectored write.
+//! - `refresh`: the tokens of `refresh` commands, verified on threads of their own.
 
 mod acceptor;
 mod auth;
@@ -21,6 +22,7 @@ mod inbound;
 mod jwt;
 mod limits;
 mod reader;
+mod refresh;
 mod writer;
 
 use std::sync::Arc;
@@ -88,6 +90,8 @@ pub(crate) struct EdgeShared {
     /// Open connections, per node and per user.
     pub(crate) admission: Admission,
     pub(crate) limit_metrics: LimitMetrics,
+    /// Verifies the tokens of `refresh` commands off the shard threads.
+    pub(crate) verifier: refresh::Verifier,
 }
 
 impl EdgeShared {
@@ -123,10 +127,13 @@ pub async fn serve(
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
     let admission = Admission::new(config.max_connections, config.max_connections_per_user);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let verifier = refresh::Verifier::start(auth.clone(), hub.clone(), threads);
     let edge = Arc::new(EdgeShared {
         hub,
         config,
         auth,
+        verifier,
         runtimes,
         admission,
         limit_metrics: LimitMetrics::new(),

@@ -23,6 +23,7 @@ pub(crate) struct LimitMetrics {
     pub(crate) connection_rate: Counter,
     pub(crate) inbound_rate: Counter,
     pub(crate) inbound_bytes: Counter,
+    pub(crate) refresh_rate: Counter,
     pub(crate) subscriptions: Counter,
 }
 
@@ -35,6 +36,7 @@ impl LimitMetrics {
             connection_rate: c("connection_rate"),
             inbound_rate: c("inbound_rate"),
             inbound_bytes: c("inbound_bytes"),
+            refresh_rate: c("refresh_rate"),
             subscriptions: c("subscriptions"),
         }
     }

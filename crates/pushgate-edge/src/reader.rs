@@ -11,12 +11,13 @@
 
 use std::cell::RefCell;
 
-use pushgate_hub::{CloseReason, ConnHandle, SubscribeError};
+use pushgate_hub::{CloseReason, ConnHandle, RefreshError, SubscribeError};
 use pushgate_protocol::command::{Command, CommandError, Reply};
 use pushgate_protocol::frame::{encode_frame, OpCode, Step};
 use pushgate_protocol::{FrameReader, Message};
 
 use crate::inbound::{now_second, Flood, InboundMeter};
+use crate::refresh::{refused, Job};
 use crate::EdgeShared;
 
 /// Size of each shard thread's read buffer.
@@ -238,33 +239,29 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
     }
 }
 
-/// A fresh token for an open connection: same user, new channels and expiry.
+/// A fresh token for an open connection: same user, new channels and expiry. Checked
+/// here only for whether the connection may refresh now; the token itself is verified
+/// off the shard's thread (`refresh.rs`), which sends the reply.
 fn on_refresh(token: &str, id: Option<&serde_json::Value>, handle: &ConnHandle, edge: &EdgeShared) {
-    let refreshed = edge.auth.refresh(token).and_then(|identity| {
-        let (Some(user), Some(grant)) = (identity.user, identity.grant) else {
-            return Err("the token carries no user".to_string());
-        };
-        let exp = grant.expires;
-        handle
-            .refresh(&user, grant)
-            .map(|revoked| (exp, revoked))
-            .map_err(|e| e.to_string())
-    });
-    let frame = match refreshed {
-        Ok((exp, revoked)) => Reply::Refreshed {
-            exp,
-            unsubscribed: &revoked,
-            id,
+    if let Err(e) = handle.begin_refresh() {
+        if matches!(e, RefreshError::TooMany(_)) {
+            edge.limit_metrics.refresh_rate.increment(1);
         }
-        .to_frame(),
-        Err(message) => Reply::Error {
-            code: "refresh_failed",
-            message,
-            id,
-        }
-        .to_frame(),
+        return handle.send(refused(e.to_string(), id));
+    }
+    let job = Job {
+        token: token.to_owned(),
+        conn: handle.id(),
+        request: id.cloned(),
     };
-    handle.send(frame);
+    if edge.verifier.submit(job).is_err() {
+        let shard = edge.hub.shard_for(handle.id());
+        let _ = shard.end_refresh(handle.id(), None);
+        handle.send(refused(
+            "the gateway is busy verifying tokens; retry".into(),
+            id,
+        ));
+    }
 }
 
 fn reply_error(handle: &ConnHandle, e: &CommandError, id: Option<&serde_json::Value>) {

@@ -36,6 +36,8 @@ pub struct HubConfig {
     pub max_payload: usize,
     /// How long a connection whose token expired may stay open waiting for a `refresh`.
     pub token_refresh_grace: Duration,
+    /// Most `refresh` commands one token connection may begin per minute; 0: no limit.
+    pub max_refreshes_per_minute: u8,
     /// Track which channels and users have local connections ([`crate::Interest`]),
     /// for a cluster broker. Off on a single node.
     pub track_interest: bool,
@@ -54,6 +56,7 @@ impl Default for HubConfig {
             max_subscriptions_per_conn: 128,
             max_payload: 64 * 1024,
             token_refresh_grace: Duration::from_secs(30),
+            max_refreshes_per_minute: 5,
             track_interest: false,
         }
     }

@@ -139,13 +139,7 @@ impl Shard {
             }
         }
         if let Some(grant) = grant {
-            st.grants.insert(
-                slot,
-                GrantEntry {
-                    grant,
-                    warned: false,
-                },
-            );
+            st.grants.insert(slot, GrantEntry::new(grant));
         }
         if !subscribe.is_empty() {
             let _ = st.subscribe(slot, subscribe, self.config.max_subscriptions_per_conn);

@@ -126,6 +126,9 @@ pub struct Config {
     /// How far in the future a connection token's `nbf` and `iat` may be (clock skew
     /// between the token issuer and this node), in milliseconds; never applied to `exp`.
     pub jwt_leeway_ms: u64,
+    /// Most `refresh` commands one token connection may send per minute (an error reply
+    /// beyond; the connection stays). 0: no limit; at most 255.
+    pub max_refreshes_per_minute: u32,
 }
 
 impl Default for Config {
@@ -177,6 +180,7 @@ impl Default for Config {
             grpc_keepalive_interval_ms: 30_000,
             grpc_keepalive_timeout_ms: 10_000,
             jwt_leeway_ms: 5_000,
+            max_refreshes_per_minute: 5,
         }
     }
 }
@@ -394,6 +398,9 @@ impl Config {
         if self.jwt_leeway_ms > 300_000 {
             return Err(invalid("jwt_leeway_ms", "at most 300000 (five minutes)"));
         }
+        if self.max_refreshes_per_minute > u8::MAX as u32 {
+            return Err(invalid("max_refreshes_per_minute", "at most 255"));
+        }
         Ok(())
     }
 
@@ -508,6 +515,7 @@ impl Config {
             max_payload: self.max_payload_bytes,
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
             track_interest: self.broker == "redis",
+            max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
         }
     }
 

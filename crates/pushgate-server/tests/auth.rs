@@ -349,6 +349,42 @@ async fn origins_outside_the_allowed_list_get_403() {
 }
 
 #[tokio::test]
+async fn refreshes_are_limited_per_connection_and_the_connection_stays() {
+    let gw = start(jwt_config()).await;
+    let mut c = connect_with(&gw, &hs256(claims("alice", &[])))
+        .await
+        .unwrap();
+    for n in 1..=6 {
+        let token = hs256(claims("alice", &["news"]));
+        send_json(
+            &mut c.ws,
+            json!({"type": "refresh", "token": token, "id": n}),
+        )
+        .await;
+        let r = next_json(&mut c.ws).await.unwrap();
+        assert_eq!(r["id"], n, "{r}");
+        if n <= 5 {
+            assert_eq!(r["type"], "refreshed", "{r}");
+        } else {
+            assert_eq!(r["code"], "refresh_failed", "{r}");
+            let m = r["message"].as_str().unwrap();
+            assert!(m.contains("at most 5 refreshes per minute"), "{r}");
+        }
+    }
+    assert!(
+        metric(
+            &gw,
+            "pushgate_limit_rejections_total",
+            "limit=\"refresh_rate\""
+        )
+        .await
+            >= 1.0
+    );
+    subscribe(&mut c, &["news"]).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn anonymous_connections_cannot_refresh() {
     let gw = start(config()).await;
     let mut c = connect(&gw).await;
