@@ -5,6 +5,8 @@
 //! without a target is refused (400), never broadcast. The answer is
 //! `{"enqueued":N,"skipped":M,"nodes":K}`: this node's connections, and the nodes that
 //! took it. With a cluster broker that cannot reach Redis, 503 and nothing is published.
+//! With `http_token` set, every request but the probes' and Prometheus' must carry
+//! `Authorization: Bearer <token>` (401 otherwise).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,6 +27,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::bearer::check_bearer;
 use crate::guard::Gate;
 
 /// What the HTTP handlers share.
@@ -36,6 +39,9 @@ pub struct HttpState {
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// Connections and deadlines of the port.
     pub limits: HttpLimits,
+    /// Bearer token every request must carry, except `/livez`, `/readyz` and
+    /// `/metrics`; empty: no authentication.
+    pub token: String,
 }
 
 /// What bounds the internal HTTP port: a client reachable by mistake must not hold its
@@ -93,7 +99,12 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(req, &state).await) }
+                async move {
+                    Ok::<_, Infallible>(match unauthorized(&req, &state) {
+                        Some(refused) => refused,
+                        None => route(req, &state).await,
+                    })
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -116,6 +127,31 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// The 401 answer to a request without the port's bearer token, if one is configured
+/// and the path is not one of the open ones (probes and Prometheus). Every other path,
+/// publishing first, needs it.
+fn unauthorized(req: &Request<Incoming>, state: &HttpState) -> Option<Resp> {
+    let path = req.uri().path();
+    if state.token.is_empty() || matches!(path, "/livez" | "/readyz" | "/metrics") {
+        return None;
+    }
+    let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    let e = check_bearer(header, state.token.as_bytes()).err()?;
+    let label = if path == "/publish" {
+        "/publish"
+    } else {
+        "other"
+    };
+    metrics::counter!("pushgate_http_requests_total", "path" => label, "status" => "401")
+        .increment(1);
+    let mut resp = error(StatusCode::UNAUTHORIZED, &e.to_string());
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    Some(resp)
+}
 
 async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
     let started = Instant::now();

@@ -129,6 +129,9 @@ pub struct Config {
     /// Most `refresh` commands one token connection may send per minute (an error reply
     /// beyond; the connection stays). 0: no limit; at most 255.
     pub max_refreshes_per_minute: u32,
+    /// Bearer token every internal HTTP request must carry (`Authorization: Bearer
+    /// <token>`), except `/livez`, `/readyz` and `/metrics`. Empty: no authentication.
+    pub http_token: String,
 }
 
 impl Default for Config {
@@ -181,6 +184,7 @@ impl Default for Config {
             grpc_keepalive_timeout_ms: 10_000,
             jwt_leeway_ms: 5_000,
             max_refreshes_per_minute: 5,
+            http_token: String::new(),
         }
     }
 }
@@ -302,6 +306,12 @@ impl Config {
             return Err(invalid(
                 "grpc_token",
                 "printable ASCII without spaces (it travels in an HTTP/2 header)",
+            ));
+        }
+        if self.http_token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(invalid(
+                "http_token",
+                "printable ASCII without spaces (it travels in an HTTP header)",
             ));
         }
         if self.shards > 1024 {
@@ -573,6 +583,25 @@ impl Config {
         }
     }
 
+    /// What the node should warn about at start: an internal port bound beyond loopback
+    /// with no token, where anyone who reaches it can publish to every client.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (field, addr, token_field, token) in [
+            ("http_addr", self.http_addr, "http_token", &self.http_token),
+            ("grpc_addr", self.grpc_addr, "grpc_token", &self.grpc_token),
+        ] {
+            if !addr.ip().is_loopback() && token.is_empty() {
+                warnings.push(format!(
+                    "{field} = {addr} is not a loopback address and {token_field} is empty: \
+                     anyone who can reach it may publish to every client. Set {token_field} \
+                     (from a secret) or keep the port on a private network (docs/security.md)"
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the config always serializes")
@@ -698,6 +727,29 @@ mod tests {
         assert!(e.contains("max_inbound_bytes_per_sec"), "{e}");
         c.set("max_inbound_bytes_per_sec", "0").unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_internal_port_beyond_loopback_without_a_token_is_warned_about() {
+        let mut c = Config::default();
+        assert!(c.exposure_warnings().is_empty(), "loopback by default");
+        c.set("http_addr", "0.0.0.0:8081").unwrap();
+        c.set("grpc_addr", "[::]:50051").unwrap();
+        let w = c.exposure_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("http_addr") && w[0].contains("http_token"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("grpc_addr") && w[1].contains("grpc_token"),
+            "{w:?}"
+        );
+        c.set("http_token", "s3cret").unwrap();
+        c.set("grpc_token", "s3cret").unwrap();
+        assert!(c.exposure_warnings().is_empty());
+        c.set("http_token", "two words").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("http_token"));
     }
 
     #[test]

@@ -169,3 +169,47 @@ async fn a_grpc_connection_that_does_not_answer_keepalive_pings_is_closed() {
     assert!(pings_then_closes(&mut s).await, "pinged, then closed");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_http_token_set_publishing_needs_it_and_probes_do_not() {
+    let mut cfg = config();
+    cfg.http_token = "s3cret".into();
+    let gw = start(cfg).await;
+    let mut c = connect(&gw).await;
+    let api = gw.http_addr();
+    for auth in [
+        "",
+        "Authorization: Bearer wrong\r\n",
+        "Authorization: s3cret\r\n",
+    ] {
+        let (status, body) = http_with(api, "POST", "/publish?all=true", auth, b"x").await;
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(
+            body.contains("bearer token") || body.contains("authorization"),
+            "{body}"
+        );
+    }
+    let (status, body) = http_with(
+        api,
+        "POST",
+        "/publish?all=true",
+        "Authorization: Bearer s3cret\r\n",
+        b"with the token",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    expect_pub(&mut c.ws, None, "with the token").await;
+    for open in ["/livez", "/readyz", "/metrics"] {
+        assert_eq!(http(api, "GET", open, b"").await.0, 200, "{open}");
+    }
+    assert!(
+        metric(
+            &gw,
+            "pushgate_http_requests_total",
+            "path=\"/publish\",status=\"401\""
+        )
+        .await
+            >= 3.0
+    );
+    gw.shutdown().await;
+}

@@ -120,9 +120,20 @@ pub async fn http(
     path_and_query: &str,
     body: &[u8],
 ) -> (u16, String) {
+    http_with(addr, method, path_and_query, "", body).await
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path_and_query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path_and_query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
