@@ -4,6 +4,8 @@ CARGO ?= cargo
 .PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance test-js demo
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
+## The release profile is tuned for build time (no LTO); benchmarks and the image use
+## release-lto (Cargo.toml).
 run:
 	$(CARGO) run --release -p pushgate -- serve
 

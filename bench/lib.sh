@@ -5,11 +5,14 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/peers}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/pushgate-bench"
+# Benchmarks build with the release-lto profile (Cargo.toml): what the results in
+# docs/benchmarks.md were measured with.
+PROFILE="${PROFILE:-release-lto}"
+BENCH="$TARGET_DIR/$PROFILE/pushgate-bench"
 # pushgate is built in the workspace's own target dir (shared with the
 # gateway's developers); the bench itself may live in another CARGO_TARGET_DIR
 # to avoid fighting over the build lock.
-PUSHGATE="${PUSHGATE:-$ROOT/target/release/pushgate}"
+PUSHGATE="${PUSHGATE:-$ROOT/target/$PROFILE/pushgate}"
 REPEAT="${REPEAT:-3}"
 QUICK="${QUICK:-0}"
 STAMP="$(date +%Y%m%d-%H%M%S)"
@@ -116,7 +119,7 @@ run_scenario() {
 # binary rather than not measuring at all.
 build_bench() {
   if [[ -z "${SKIP_BENCH_BUILD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -p pushgate-bench) ||
+    (cd "$ROOT" && cargo build --profile "$PROFILE" -p pushgate-bench) ||
       echo "!! bench build failed; using the existing (possibly stale) binary" >&2
   fi
   [[ -x "$BENCH" ]]
@@ -127,7 +130,7 @@ build_bench() {
 # is already there.
 build_pushgate() {
   if [[ -z "${SKIP_PUSHGATE_BUILD:-}" ]]; then
-    (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --release -p pushgate) ||
+    (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --profile "$PROFILE" -p pushgate) ||
       echo "!! pushgate build failed; using the existing binary if any" >&2
   fi
   [[ -x "$PUSHGATE" ]]

@@ -11,7 +11,7 @@ Standard library only: a minimal WebSocket client (RFC 6455) on asyncio.
      some; Redis shows both nodes following the channel (PUBSUB SHARDNUMSUB)
   3. publish ?all=true to each node's internal API: every client, on either node,
      gets each publication exactly once
-  4. publish ?channel= to node 1 only: nodes == 2, node 2's clients get it exactly once
+  4. publish ?channel= to node 1 only: nodes_accepted == 2, node 2's clients get it exactly once
   5. SIGTERM node 1: it turns unready, closes its clients with 1001, exits 0;
      they reconnect through haproxy to node 2 and subscribe again; haproxy marks
      node 1 DOWN; only node 2 follows the channel in Redis
@@ -430,7 +430,7 @@ async def main():
         status, body = http("POST", h, "/publish?all=true", data1[h].encode())
         r = json.loads(body) if status == 200 else {}
         enq.append(r.get("enqueued", -1))
-        hops.append(r.get("nodes", -1))
+        hops.append(r.get("nodes_accepted", -1))
     check("publish ?all=true to both nodes' internal APIs", enq == [len(on1), len(on2)] and hops == [2, 2],
           f"enqueued {enq}, expected {[len(on1), len(on2)]}; nodes {hops}, expected [2, 2]")
     await await_for(lambda: all(c.received(d) >= 1 for c in clients for d in data1.values()), 5)
@@ -446,7 +446,7 @@ async def main():
     status, body = http("POST", h1, f"/publish?channel={CHANNEL}", data_ch.encode())
     r = json.loads(body) if status == 200 else {}
     check(f"publish ?channel={CHANNEL} to node 1 only: nodes == 2 (both have subscribers)",
-          r.get("nodes") == 2 and r.get("enqueued") == len(on1), f"HTTP {status} {body.strip()}")
+          r.get("nodes_accepted") == 2 and r.get("enqueued") == len(on1), f"HTTP {status} {body.strip()}")
     await await_for(lambda: all(c.received(data_ch) >= 1 for c in clients), 5)
     unsettled = await sentinel(clients, (h1, h2))
     counts2 = [c.received(data_ch) for c in on2]
@@ -491,7 +491,7 @@ async def main():
     status, body = http("POST", h2, "/publish?all=true", data2.encode())
     r = json.loads(body) if status == 200 else {}
     got = r.get("enqueued")
-    check("publish ?all=true to node 2 reaches all clients", got == n and r.get("nodes") == 1,
+    check("publish ?all=true to node 2 reaches all clients", got == n and r.get("nodes_accepted") == 1,
           f"HTTP {status}, enqueued {got}, nodes {r.get('nodes')}")
     await await_for(lambda: all(c.received(data2) >= 1 for c in clients), 5)
     unsettled = await sentinel(clients, (h2,))
@@ -504,7 +504,7 @@ async def main():
     status, body = http("POST", h2, f"/publish?channel={CHANNEL}", data_ch2.encode())
     r = json.loads(body) if status == 200 else {}
     check(f"publish ?channel={CHANNEL} to node 2: all {n} subscribers are there, nodes == 1",
-          r.get("enqueued") == n and r.get("nodes") == 1, f"HTTP {status} {body.strip()}")
+          r.get("enqueued") == n and r.get("nodes_accepted") == 1, f"HTTP {status} {body.strip()}")
     await await_for(lambda: all(c.received(data_ch2) >= 1 for c in clients), 5)
     unsettled = await sentinel(clients, (h2,))
     moved_counts = [c.received(data_ch2) for c in on1]

@@ -4,83 +4,16 @@
 
 use std::sync::Arc;
 
-use pushgate_hub::{AdminReport, Hub, Publication, PublishError, PublishReport, Submitted};
-use pushgate_protocol::Payload;
-use thiserror::Error;
+use pushgate_hub::{Hub, PublishReport, Submitted};
 use tokio::sync::{oneshot, watch};
 
+use crate::control::{ControlReport, NodeStats, Subject};
+use crate::delivery::Delivery;
+use crate::error::BrokerError;
+use crate::local::{apply, local_part, node_stats, Local};
+use crate::message::{Message, Target};
 use crate::redis::{RedisBroker, RedisConfig};
-use crate::wire::{Control, NodeConn};
-
-/// Who a publication is for, cluster-wide.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Every connection on every node.
-    All,
-    /// Subscribers of each channel, on every node.
-    Channels(Vec<String>),
-    /// Every connection of each user, on every node.
-    Users(Vec<String>),
-    /// These connections, wherever they are (each id names its node).
-    Conns(Vec<NodeConn>),
-}
-
-/// One publication, as a publisher states it.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub target: Target,
-    pub payload: Payload,
-    /// A connection that must not receive it.
-    pub exclude: Option<NodeConn>,
-}
-
-/// The outcome of a publication.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delivery {
-    /// What this node enqueued and skipped.
-    pub local: PublishReport,
-    /// Nodes that took the publication for delivery (this one included when it has a
-    /// target here). With several channels or users, the largest count among them.
-    pub nodes: u32,
-}
-
-/// Why a publication was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BrokerError {
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// The bus cannot be reached: nothing was delivered on this node, and other
-    /// nodes got it only if Redis took it before the connection failed.
-    #[error("cluster broker unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Who an operator's call is about, cluster-wide.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
-    /// One connection, on whichever node it is.
-    Conn(NodeConn),
-    /// Every connection of a user, on every node.
-    User(String),
-}
-
-/// The outcome of an operator's call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ControlReport {
-    /// What it did to this node's connections.
-    pub local: AdminReport,
-    /// Nodes that took it (this one included when it has the user or connection).
-    pub nodes: u32,
-}
-
-/// Per-node counts reported for cluster-wide stats.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeStats {
-    pub node: String,
-    pub connections: u64,
-    pub channels: u64,
-    pub subscriptions: u64,
-}
+use crate::wire::Control;
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]
@@ -148,8 +81,7 @@ impl Broker {
                 }
             }
             Broker::Redis(r) => {
-                r.hub()
-                    .validate(&hub_target_shape(&m.target), m.payload.len())?;
+                r.hub().validate(&m.target.hub_shape(), m.payload.len())?;
                 let rx = r.submit(m, source).await?;
                 Ok(Pending(Inner::Remote(rx)))
             }
@@ -227,9 +159,7 @@ impl Pending {
                 Ok(Delivery { local, nodes: 1 })
             }
             Inner::Remote(rx) => {
-                let (nodes, submitted) = rx
-                    .await
-                    .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+                let (nodes, submitted) = rx.await.map_err(BrokerError::stopped)??;
                 let local = match submitted {
                     Some(s) => s.report().await?,
                     None => PublishReport::default(),
@@ -240,93 +170,12 @@ impl Pending {
     }
 }
 
-/// The hub target with the same shape, for validation (connection ids of any node).
-fn hub_target_shape(t: &Target) -> pushgate_hub::Target {
-    match t {
-        Target::All => pushgate_hub::Target::All,
-        Target::Channels(c) => pushgate_hub::Target::Channels(c.clone()),
-        Target::Users(u) => pushgate_hub::Target::Users(u.clone()),
-        Target::Conns(c) => pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect()),
-    }
-}
-
-/// This node's part of a publication; `None` if nothing here is targeted.
-pub(crate) fn local_part(hub: &Hub, m: Message) -> Option<Publication> {
-    let node = hub.config().node_id.as_str();
-    let target = match m.target {
-        Target::All => pushgate_hub::Target::All,
-        Target::Channels(c) => pushgate_hub::Target::Channels(c),
-        Target::Users(u) => pushgate_hub::Target::Users(u),
-        Target::Conns(c) => {
-            let ids: Vec<_> = c
-                .into_iter()
-                .filter(|c| c.node == node)
-                .map(|c| c.id)
-                .collect();
-            if ids.is_empty() {
-                return None;
-            }
-            pushgate_hub::Target::Conns(ids)
-        }
-    };
-    Some(Publication {
-        target,
-        payload: m.payload,
-        exclude: m.exclude.filter(|x| x.node == node).map(|x| x.id),
-    })
-}
-
-/// This node's connections an operator's call applies to.
-pub(crate) enum Local<'a> {
-    User(&'a str),
-    Conns(&'a [pushgate_protocol::ConnId]),
-}
-
-/// Applies an operator's call to this node's connections.
-pub(crate) fn apply(hub: &Hub, who: Local<'_>, c: &Control) -> AdminReport {
-    let mut r = AdminReport::default();
-    match (who, c) {
-        (Local::User(u), Control::Disconnect { code, reason }) => {
-            r.applied = hub.disconnect_user_with(u, *code, reason);
-        }
-        (Local::User(u), Control::Subscribe(chs)) => r = hub.subscribe_user(u, chs),
-        (Local::User(u), Control::Unsubscribe(chs)) => r.applied = hub.unsubscribe_user(u, chs),
-        (Local::Conns(ids), c) => {
-            for &id in ids {
-                let done = match c {
-                    Control::Disconnect { code, reason } => hub.disconnect_with(id, *code, reason),
-                    Control::Subscribe(chs) => match hub.subscribe_conn(id, chs) {
-                        Some(Ok(())) => true,
-                        Some(Err(_)) => {
-                            r.refused += 1;
-                            false
-                        }
-                        None => false,
-                    },
-                    Control::Unsubscribe(chs) => hub.unsubscribe_conn(id, chs),
-                };
-                r.applied += usize::from(done);
-            }
-        }
-    }
-    r
-}
-
-pub(crate) fn node_stats(hub: &Hub) -> NodeStats {
-    let s = hub.stats();
-    NodeStats {
-        node: hub.config().node_id.clone(),
-        connections: s.connections as u64,
-        channels: s.channels as u64,
-        subscriptions: s.subscriptions as u64,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_hub::HubConfig;
-    use pushgate_protocol::ConnId;
+    use crate::wire::NodeConn;
+    use pushgate_hub::{HubConfig, PublishError};
+    use pushgate_protocol::{ConnId, Payload};
 
     fn hub(track_interest: bool) -> Hub {
         let hub = Hub::new(HubConfig {
@@ -383,7 +232,7 @@ mod tests {
         let b = Broker::redis(hub(true), config).unwrap();
         assert!(!b.is_up());
         match b.publish(to(Target::All, "x"), "test").await {
-            Err(BrokerError::Unavailable(why)) => assert!(!why.is_empty()),
+            Err(BrokerError::Unavailable(why)) => assert!(!why.to_string().is_empty()),
             other => panic!("{other:?}"),
         }
         // Bad input is still the publisher's mistake, whatever the broker's state.

@@ -3,20 +3,32 @@
 //! - [`broker`]: the [`Broker`] ingresses publish through. `InProcess` (the default,
 //!   one node, no external service) hands publications to the hub; `Redis` joins
 //!   nodes through Redis 7 sharded pub/sub.
+//! - [`message`]: what a publisher hands it ([`Message`], [`Target`]); [`delivery`]:
+//!   what it answers ([`Delivery`]); [`control`]: operators' calls ([`Subject`],
+//!   [`ControlReport`], [`NodeStats`]); [`error`]: why it refuses ([`BrokerError`]).
+//! - `local`: this node's share of a publication or a call, used by both brokers.
 //! - [`wire`]: the bus channel names and the compact body of a publication on the bus.
 //! - [`redis`]: the Redis broker: a publisher connection that pipelines publications
 //!   in batches, and a subscriber connection that follows only the channels and users
 //!   this node has connections for, re-subscribing after a reconnect.
 //!
+//! Dependencies point one way: `broker` -> `redis` -> `local` -> the types.
 //! docs/cluster.md describes the topology and the failure behaviour.
 
 pub mod broker;
+pub mod control;
+pub mod delivery;
+pub mod error;
+mod local;
+pub mod message;
 pub mod redis;
 pub mod wire;
 
-pub use broker::{
-    Broker, BrokerError, ControlReport, Delivery, Message, NodeStats, Pending, Subject, Target,
-};
+pub use broker::{Broker, Pending};
+pub use control::{ControlReport, NodeStats, Subject};
+pub use delivery::Delivery;
+pub use error::{BrokerError, Unavailable};
+pub use message::{Message, Target};
 pub use redis::conn::UrlError;
 pub use redis::RedisConfig;
 pub use wire::{Control, NodeConn};

@@ -6,8 +6,9 @@
 
 use std::cell::RefCell;
 
-use pushgate_hub::{CloseReason, ConnHandle, SubscribeError};
-use pushgate_protocol::command::{Command, CommandError, Reply};
+use pushgate_hub::history::ReplyFn;
+use pushgate_hub::{CloseReason, ConnHandle, SubscribeError, SubscribeRequest};
+use pushgate_protocol::command::{Command, CommandError, Positions, Reply};
 use pushgate_protocol::frame::{encode_frame, OpCode, Step};
 use pushgate_protocol::{FrameReader, Message};
 
@@ -157,29 +158,22 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Resul
 
 fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
     match Command::parse(text) {
-        Ok(Command::Subscribe { channels, id }) => match handle.subscribe(&channels) {
-            Ok(()) => handle.reply_when_subscribed(
-                &channels,
-                Reply::Subscribed {
-                    channels: &channels,
-                    id: id.as_ref(),
-                }
-                .to_frame(),
-            ),
-            Err(e) => {
-                if matches!(e, SubscribeError::TooMany(_)) {
-                    edge.limit_metrics.subscriptions.increment(1);
-                }
-                handle.send(
-                    Reply::Error {
-                        code: e.code(),
-                        message: e.to_string(),
-                        id: id.as_ref(),
-                    }
-                    .to_frame(),
-                )
+        Ok(Command::Subscribe {
+            channels,
+            since,
+            latest,
+            id,
+        }) => {
+            let reply = subscribe_reply(channels.clone(), id);
+            let req = SubscribeRequest {
+                channels,
+                since,
+                latest,
+            };
+            if let Err(SubscribeError::TooMany(_)) = handle.subscribe_with(req, reply) {
+                edge.limit_metrics.subscriptions.increment(1);
             }
-        },
+        }
         Ok(Command::Unsubscribe { channels, id }) => {
             handle.unsubscribe(&channels);
             handle.send(
@@ -194,6 +188,27 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
         Ok(Command::Refresh { token, id }) => on_refresh(&token, id.as_ref(), handle, edge),
         Err((e, id)) => reply_error(handle, &e, id.as_ref()),
     }
+}
+
+/// Builds the answer to a subscribe once the hub knows the outcome: `subscribed` with
+/// positions, or an error, echoing the command's id.
+fn subscribe_reply(channels: Vec<String>, id: Option<serde_json::Value>) -> ReplyFn {
+    Box::new(move |outcome| match outcome {
+        Ok(s) => Reply::Subscribed {
+            channels: &channels,
+            positions: Positions(&s.positions),
+            recovered: &s.recovered,
+            unrecovered: &s.unrecovered,
+            id: id.as_ref(),
+        }
+        .to_frame(),
+        Err(e) => Reply::Error {
+            code: e.code(),
+            message: e.to_string(),
+            id: id.as_ref(),
+        }
+        .to_frame(),
+    })
 }
 
 /// A fresh token for an open connection: same user, new channels and expiry.

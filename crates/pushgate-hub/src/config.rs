@@ -42,6 +42,10 @@ pub struct HubConfig {
     /// Track which channels and users have local connections ([`crate::Interest`]),
     /// for a cluster broker. Off on a single node.
     pub track_interest: bool,
+    /// Channels that keep history (`[[history]]` rules); empty: none does.
+    pub history: Vec<crate::HistoryRule>,
+    /// Most bytes the history of all channels may hold on this node.
+    pub history_max_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -59,6 +63,8 @@ impl Default for HubConfig {
             token_refresh_grace: Duration::from_secs(30),
             max_inbound_messages_per_sec: 0,
             track_interest: false,
+            history: Vec::new(),
+            history_max_bytes: 256 << 20,
         }
     }
 }

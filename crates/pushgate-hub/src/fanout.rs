@@ -16,6 +16,7 @@ use pushgate_protocol::ConnId;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::history::Stream;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
 use crate::shard::{Shard, ShardState};
@@ -24,13 +25,20 @@ use crate::shard::{Shard, ShardState};
 const BATCH: usize = 64;
 
 /// A publication's routing, with its frames already encoded.
-#[derive(Debug)]
 pub(crate) enum Route {
     All(Bytes),
-    /// (channel, frame naming that channel)
-    Channels(Vec<(String, Bytes)>),
+    Channels(Vec<ChannelFrame>),
     Users(Vec<String>, Bytes),
     Conns(Vec<ConnId>, Bytes),
+}
+
+/// A publication's frame for one channel.
+pub(crate) struct ChannelFrame {
+    pub name: String,
+    /// The frame naming that channel (and, with history, the offset).
+    pub frame: Bytes,
+    /// History channels: the stream and the publication's offset in it.
+    pub stream: Option<(Arc<Stream>, u64)>,
 }
 
 /// One publication on its way through the shards. The last shard to finish
@@ -99,6 +107,7 @@ impl ShardState {
             by_id,
             channels,
             users,
+            shard,
             ..
         } = self;
         match &job.route {
@@ -110,7 +119,17 @@ impl ShardState {
                 }
             }
             Route::Channels(list) => {
-                for (name, frame) in list {
+                for ChannelFrame {
+                    name,
+                    frame,
+                    stream,
+                } in list
+                {
+                    if let Some((stream, offset)) = stream {
+                        // Before any recipient: a subscribe that joins after this
+                        // batch resumes from here (history::stream explains why).
+                        stream.set_fanned(*shard, *offset);
+                    }
                     let Some(slots) = channels.get(name.as_str()) else {
                         continue;
                     };
@@ -173,6 +192,10 @@ impl Shard {
                 }
                 _ = tick.tick() => {
                     self.sweep(Instant::now(), &ping);
+                    let history = self.state.lock().history.clone();
+                    if let Some(h) = history {
+                        h.sweep(self.id);
+                    }
                 }
             }
         }
@@ -187,6 +210,9 @@ impl Shard {
             let mut st = self.state.lock();
             for job in batch.iter() {
                 results.push(st.fan_out(job, &self.limits));
+            }
+            if !st.waiting.is_empty() {
+                st.retry_waiting(self.config.max_subscriptions_per_conn);
             }
         }
         let (mut delivered, mut slow, mut dropped) = (0, 0, 0);

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::close::CloseReason;
 use crate::grant::{Grant, RefreshError};
+use crate::history::recovery::{ReplyFn, Wait, Waiting};
+use crate::history::SubscribeRequest;
 use crate::shard::Shard;
 
 /// What the writer should do next.
@@ -84,6 +86,17 @@ impl ConnHandle {
             Some(r) if r.is_abortive() => return Poll::Ready(Outgoing::Close(r)),
             _ => {}
         }
+        if take && !st.backlogs.is_empty() {
+            if let Some(mut backlog) = st.backlogs.remove(&self.slot) {
+                // A reply and recovered publications go before what was queued since.
+                let q = &mut st.conns[self.slot].outbound;
+                q.take_into(out);
+                backlog.append(out);
+                *out = backlog;
+                return Poll::Ready(Outgoing::Frames);
+            }
+        }
+        let q = &mut st.conns[self.slot].outbound;
         if take && q.take_into(out) {
             return Poll::Ready(Outgoing::Frames);
         }
@@ -129,6 +142,42 @@ impl ConnHandle {
         self.shard.metrics.subscriptions.set(subs as f64);
         self.shard.metrics.channels.set(chans as f64);
         Ok(())
+    }
+
+    /// A client's subscribe: follows `req.channels` (a token-authenticated connection
+    /// only those its token allows; if one is not allowed, none is followed), resuming
+    /// history channels from `req.since` or sending their newest publication
+    /// (`req.latest`). `reply` builds the answer (`subscribed` or an error), which goes
+    /// out before any publication of those channels. When the shard is behind a
+    /// position named in `since`, the subscribe completes once it caught up.
+    pub fn subscribe_with(
+        &self,
+        req: SubscribeRequest,
+        reply: ReplyFn,
+    ) -> Result<(), SubscribeError> {
+        let max = self.shard.config.max_subscriptions_per_conn;
+        let mut st = self.shard.state.lock();
+        if let Some(g) = st.grants.get(&self.slot) {
+            if let Some(ch) = req.channels.iter().find(|c| !g.grant.permissions.allows(c)) {
+                let e = SubscribeError::NotAllowed(ch.clone());
+                self.shard.send_locked(&mut st, self.slot, reply(Err(&e)));
+                return Err(e);
+            }
+        }
+        let r = match st.subscribe_recovering(self.slot, &req, max, reply) {
+            Ok(r) => r,
+            Err(Wait(reply)) => {
+                st.waiting.push(Waiting {
+                    slot: self.slot,
+                    id: self.id,
+                    req,
+                    reply,
+                });
+                Ok(())
+            }
+        };
+        self.shard.update_gauges(st);
+        r
     }
 
     /// Sends the reply to a subscribe of `channels` once this node follows each of

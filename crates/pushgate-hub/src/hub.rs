@@ -4,13 +4,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pushgate_protocol::{encode_publication, validate_channel, ConnId};
+use pushgate_protocol::{
+    encode_positioned, encode_publication, validate_channel, ConnId, Position,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::close::CloseReason;
 use crate::config::HubConfig;
-use crate::fanout::{Job, Route};
+use crate::fanout::{ChannelFrame, Job, Route};
 use crate::handle::SubscribeError;
+use crate::history::{History, Rules};
 use crate::interest::Interest;
 use crate::publication::{Publication, PublishError, PublishReport, Target};
 use crate::shard::Shard;
@@ -61,6 +64,7 @@ struct Inner {
     publications: Mutex<Vec<((&'static str, &'static str), metrics::Counter)>>,
     pending: AtomicUsize,
     interest: Arc<Interest>,
+    history: Option<Arc<History>>,
 }
 
 impl Hub {
@@ -70,6 +74,13 @@ impl Hub {
         let config = Arc::new(config);
         let n = config.shards.max(1);
         let interest = Arc::new(Interest::new(config.track_interest));
+        let history = (!config.history.is_empty()).then(|| {
+            Arc::new(History::new(
+                Rules::new(config.history.clone()),
+                config.history_max_bytes,
+                n,
+            ))
+        });
         let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
@@ -77,6 +88,7 @@ impl Hub {
                 i,
                 config.clone(),
                 interest.clone(),
+                history.clone(),
                 rx,
             )));
             queues.push(tx);
@@ -94,8 +106,14 @@ impl Hub {
                 publications: Mutex::new(Vec::new()),
                 pending: AtomicUsize::new(0),
                 interest,
+                history,
             }),
         }
+    }
+
+    /// The node's channel history (`None` without history rules).
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.inner.history.as_ref()
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -187,19 +205,11 @@ impl Hub {
             _ => (0..self.inner.shards.len()).collect(),
         };
         if involved.is_empty() {
-            return Ok(Submitted(None));
+            return Ok(Submitted {
+                pending: None,
+                positions: Vec::new(),
+            });
         }
-        let (tx, rx) = oneshot::channel();
-        let job = Arc::new(Job {
-            route,
-            exclude: p.exclude,
-            remaining: AtomicUsize::new(involved.len()),
-            enqueued: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            started: std::time::Instant::now(),
-            done: Mutex::new(Some(tx)),
-            duration: self.inner.fanout_duration.clone(),
-        });
         self.inner.pending.fetch_add(1, Ordering::Relaxed);
         let pending = PendingGuard(self.inner.clone());
         // Reserve a slot in every involved shard's queue first, then send to all at
@@ -213,24 +223,99 @@ impl Hub {
                 Err(_) => return Err(PublishError::ShuttingDown),
             }
         }
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            route,
+            exclude: p.exclude,
+            remaining: AtomicUsize::new(permits.len()),
+            enqueued: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            done: Mutex::new(Some(tx)),
+            duration: self.inner.fanout_duration.clone(),
+        };
+        let positions = self.stamp_and_send(job, &p.payload, permits);
+        Ok(Submitted {
+            pending: Some((rx, pending)),
+            positions,
+        })
+    }
+
+    /// Gives each history channel of the publication its offset, keeps it, and hands
+    /// the job to the shards, all under the channels' stream locks (taken in name
+    /// order): so every shard's queue holds a channel's publications in offset order,
+    /// which recovery relies on. Without history channels it just sends.
+    fn stamp_and_send(
+        &self,
+        mut job: Job,
+        payload: &pushgate_protocol::Payload,
+        permits: Vec<mpsc::Permit<'_, Arc<Job>>>,
+    ) -> Vec<(String, Position)> {
+        let mut positions = Vec::new();
+        let mut held = Vec::new();
+        if let (Route::Channels(list), Some(history)) = (&mut job.route, &self.inner.history) {
+            let now = tokio::time::Instant::now();
+            let mut delta = 0;
+            for c in list.iter_mut() {
+                let Some(mut stream) = history.stream(&c.name) else {
+                    continue;
+                };
+                let mut g = loop {
+                    let g = stream.inner.lock_arc();
+                    if !g.removed {
+                        break g;
+                    }
+                    drop(g);
+                    stream = history.stream(&c.name).expect("the channel has a rule");
+                };
+                let offset = g.top + 1;
+                c.frame = encode_positioned(&c.name, offset, payload);
+                delta += g.push(offset, c.frame.clone(), now);
+                positions.push((c.name.clone(), g.position(offset)));
+                c.stream = Some((stream, offset));
+                held.push(g);
+            }
+            history.add_bytes(delta);
+        }
+        let job = Arc::new(job);
         for permit in permits {
             permit.send(job.clone());
         }
-        Ok(Submitted(Some((rx, pending))))
+        drop(held);
+        if let Some(history) = &self.inner.history {
+            if !positions.is_empty() {
+                history.enforce_bound();
+            }
+        }
+        positions
     }
 
-    /// Validates a publication and encodes its frames, once.
+    /// Validates a publication and encodes its frames, once (those of history
+    /// channels when their offsets are known, in [`Hub::stamp_and_send`]).
     fn route(&self, p: &Publication) -> Result<Route, PublishError> {
         self.validate(&p.target, p.payload.len())?;
         Ok(match &p.target {
             Target::All => Route::All(encode_publication(None, &p.payload)),
             Target::Channels(chs) => {
-                let mut list: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
-                for ch in chs {
-                    if !list.iter().any(|(c, _)| c == ch) {
-                        list.push((ch.clone(), encode_publication(Some(ch), &p.payload)));
-                    }
-                }
+                // Sorted: history streams are locked in this order.
+                let mut names = chs.clone();
+                names.sort_unstable();
+                names.dedup();
+                let history = self.inner.history.as_deref();
+                let list = names
+                    .into_iter()
+                    .map(|name| {
+                        let frame = match history {
+                            Some(h) if h.is_history(&name) => bytes::Bytes::new(),
+                            _ => encode_publication(Some(&name), &p.payload),
+                        };
+                        ChannelFrame {
+                            name,
+                            frame,
+                            stream: None,
+                        }
+                    })
+                    .collect();
                 Route::Channels(list)
             }
             Target::Users(users) => {
@@ -413,12 +498,25 @@ impl Hub {
 
 /// A publication handed to the shards, whose totals are not known yet.
 /// Dropping it does not cancel the publication.
-pub struct Submitted(Option<(oneshot::Receiver<PublishReport>, PendingGuard)>);
+pub struct Submitted {
+    pending: Option<(oneshot::Receiver<PublishReport>, PendingGuard)>,
+    positions: Vec<(String, Position)>,
+}
 
 impl Submitted {
+    /// The position of the publication in each of its history channels.
+    pub fn positions(&self) -> &[(String, Position)] {
+        &self.positions
+    }
+
+    /// Takes the positions out (before [`Submitted::report`]).
+    pub fn take_positions(&mut self) -> Vec<(String, Position)> {
+        std::mem::take(&mut self.positions)
+    }
+
     /// Waits until every involved shard has enqueued it.
     pub async fn report(self) -> Result<PublishReport, PublishError> {
-        match self.0 {
+        match self.pending {
             None => Ok(PublishReport::default()),
             Some((rx, _pending)) => rx.await.map_err(|_| PublishError::ShuttingDown),
         }

@@ -5,6 +5,7 @@
 //! almost never contended; other threads take it only for stats and admin calls.
 //! Removing a connection costs O(its subscriptions), never a scan of the pool.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ahash::{AHashMap, AHashSet};
@@ -20,6 +21,7 @@ use crate::config::HubConfig;
 use crate::fanout::Job;
 use crate::grant::{Grant, GrantEntry};
 use crate::handle::{ConnHandle, SubscribeError};
+use crate::history::{History, Waiting};
 use crate::hub::AdminReport;
 use crate::interest::{Interest, Key};
 use crate::metrics::ShardMetrics;
@@ -89,6 +91,16 @@ pub(crate) struct ShardState {
     pub(crate) close_notes: AHashMap<usize, (u16, Box<str>)>,
     /// The node-wide registry told when a channel or user enters or leaves this index.
     pub(crate) interest: Arc<Interest>,
+    /// This shard's index (its slot in each history stream's per-shard offsets).
+    pub(crate) shard: usize,
+    /// Channel history, when the node has history rules.
+    pub(crate) history: Option<Arc<History>>,
+    /// Subscribes waiting for this shard to catch up with a position they name
+    /// (`history::recovery`); empty almost always.
+    pub(crate) waiting: Vec<Waiting>,
+    /// Replies and recovered publications by slot, sent before the connection's queue;
+    /// empty almost always.
+    pub(crate) backlogs: AHashMap<usize, VecDeque<Bytes>>,
 }
 
 impl Shard {
@@ -96,12 +108,15 @@ impl Shard {
         id: usize,
         config: Arc<HubConfig>,
         interest: Arc<Interest>,
+        history: Option<Arc<History>>,
         jobs: mpsc::Receiver<Arc<Job>>,
     ) -> Shard {
         Shard {
             id,
             state: Mutex::new(ShardState {
                 interest,
+                shard: id,
+                history,
                 ..ShardState::default()
             }),
             limits: Limits {
@@ -194,6 +209,9 @@ impl Shard {
         if !st.close_notes.is_empty() {
             st.close_notes.remove(&slot);
         }
+        if !st.backlogs.is_empty() {
+            st.backlogs.remove(&slot);
+        }
         if let Some(u) = &conn.user {
             if remove_from_index(&mut st.users, u, slot) {
                 st.interest.remove(|| Key::User(u.clone()));
@@ -202,6 +220,11 @@ impl Shard {
         for ch in &conn.channels {
             if remove_from_index(&mut st.channels, ch, slot) {
                 st.interest.remove(|| Key::Channel(ch.clone()));
+            }
+            if let Some(h) = &st.history {
+                if h.is_history(ch) {
+                    h.detach(ch);
+                }
             }
         }
         st.subscriptions -= conn.channels.len();
@@ -216,6 +239,11 @@ impl Shard {
     /// Enqueues a frame for one connection of this shard (replies, pongs).
     pub(crate) fn send(&self, slot: usize, frame: Bytes) {
         let mut st = self.state.lock();
+        self.send_locked(&mut st, slot, frame);
+    }
+
+    /// [`Shard::send`] with the lock held.
+    pub(crate) fn send_locked(&self, st: &mut ShardState, slot: usize, frame: Bytes) {
         let limits = self.limits;
         if let Some(c) = st.conns.get_mut(slot) {
             if c.outbound.push(frame, &limits) == crate::outbound::Push::Disconnected {
@@ -336,7 +364,7 @@ impl Shard {
 
     /// Publishes the subscription gauges, as [`ConnHandle::subscribe`] does, after
     /// releasing the lock.
-    fn update_gauges(&self, st: parking_lot::MutexGuard<'_, ShardState>) {
+    pub(crate) fn update_gauges(&self, st: parking_lot::MutexGuard<'_, ShardState>) {
         let (subs, chans) = (st.subscriptions, st.channels.len());
         drop(st);
         self.metrics.subscriptions.set(subs as f64);
@@ -437,6 +465,9 @@ impl ShardState {
             if set.len() == 1 {
                 self.interest.add(|| Key::Channel(ch.as_str().into()));
             }
+            if let Some(h) = &self.history {
+                h.attach(ch);
+            }
         }
         self.subscriptions += uniq.len();
         Ok(uniq.len())
@@ -451,6 +482,11 @@ impl ShardState {
                 self.subscriptions -= 1;
                 if remove_from_index(&mut self.channels, ch, slot) {
                     self.interest.remove(|| Key::Channel(ch.as_str().into()));
+                }
+                if let Some(h) = &self.history {
+                    if h.is_history(ch) {
+                        h.detach(ch);
+                    }
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! `POST /publish?all=true | channel=C (repeatable) | user=U (repeatable) | conn=ID (repeatable)`
 //! with optional `exclude=ID` and `binary=true`; the body is the payload. A request
 //! without a target is refused (400), never broadcast. The answer is
-//! `{"enqueued":N,"skipped":M,"nodes":K}`: this node's connections, and the nodes that
-//! took it. With a cluster broker that cannot reach Redis, 503 and nothing is published.
+//! `{"enqueued":N,"nodes_accepted":K,"skipped":M}`: this node's connections, and the
+//! nodes that took it (the field names of gRPC's `PublishReply`). With a cluster broker that cannot reach Redis, 503 and nothing is published.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,7 +210,7 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
     match state.broker.publish(m, "http").await {
         Ok(d) => json_resp(
             StatusCode::OK,
-            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes": d.nodes}),
+            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes}),
         ),
         Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())

@@ -6,6 +6,7 @@
 //! - [`channel`]: channel-name validation.
 //! - [`command`]: the JSON commands a client sends and the replies it gets.
 //! - [`envelope`]: how a publication is framed for a client.
+//! - [`position`]: positions in a channel's history (epoch and offset).
 //! - [`conn_id`]: connection ids, unique across nodes.
 //!
 //! The client protocol is described in `docs/protocol.md`.
@@ -16,13 +17,15 @@ pub mod command;
 pub mod conn_id;
 pub mod envelope;
 pub mod frame;
+pub mod position;
 
 pub use channel::{validate_channel, ChannelError, MAX_CHANNEL_LEN};
 pub use close::CloseCode;
 pub use command::{Command, CommandError, Reply};
 pub use conn_id::ConnId;
-pub use envelope::{encode_publication, Payload};
+pub use envelope::{decode_publication, encode_positioned, encode_publication, Payload};
 pub use frame::{encode_frame, FrameReader, Message, OpCode, ProtocolError};
+pub use position::Position;
 
 /// The WebSocket subprotocol name of this protocol version.
 pub const SUBPROTOCOL: &str = "pushgate.v1";

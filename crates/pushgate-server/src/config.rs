@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushgate_edge::EdgeConfig;
 use pushgate_grpc::GrpcConfig;
-use pushgate_hub::{HubConfig, SlowPolicy};
+use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -101,6 +101,25 @@ pub struct Config {
     pub redis_prefix: String,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// Most bytes the history of all channels may hold on this node (whole streams
+    /// nobody follows are evicted first; docs/history.md).
+    pub history_max_bytes: usize,
+    /// Channels that keep history, as `[[history]]` tables (TOML only): `channels` (an
+    /// exact name or `prefix*`), `size` (publications kept per channel) and `ttl_ms`.
+    /// The first matching rule applies; channels without one keep no history.
+    pub history: Vec<HistoryConfig>,
+}
+
+/// One `[[history]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// An exact channel name, or a prefix followed by `*`.
+    pub channels: String,
+    /// Publications kept per channel.
+    pub size: usize,
+    /// How long each publication is kept, in milliseconds.
+    pub ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -143,6 +162,8 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "pushgate".into(),
             log_format: "text".into(),
+            history_max_bytes: 256 << 20,
+            history: Vec::new(),
         }
     }
 }
@@ -330,6 +351,13 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));
         }
+        for rule in self.history_rules() {
+            rule.validate()
+                .map_err(|e| invalid("history", e.to_string()))?;
+        }
+        if self.history_max_bytes < 1 << 20 {
+            return Err(invalid("history_max_bytes", "at least 1048576 (1 MiB)"));
+        }
         Ok(())
     }
 
@@ -441,7 +469,20 @@ impl Config {
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
             max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
             track_interest: self.broker == "redis",
+            history: self.history_rules(),
+            history_max_bytes: self.history_max_bytes,
         }
+    }
+
+    fn history_rules(&self) -> Vec<HistoryRule> {
+        self.history
+            .iter()
+            .map(|h| HistoryRule {
+                channels: h.channels.clone(),
+                size: h.size,
+                ttl: Duration::from_millis(h.ttl_ms),
+            })
+            .collect()
     }
 
     /// The Redis broker's settings (`broker = "redis"`).

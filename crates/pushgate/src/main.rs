@@ -1,6 +1,7 @@
 //! The `pushgate` binary: parses the command line and runs a node, or publishes to one.
 
 mod publish;
+mod subscribe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,13 @@ enum Command {
     /// of standard input is one publication, sent on one PublishStream; a summary of the
     /// acks is printed at the end. Exits 1 if anything was refused.
     Publish(publish::PublishArgs),
+    /// Connect to a gateway as a WebSocket client and print each publication received.
+    ///
+    /// `pushgate subscribe --channel news` follows the channel and prints every
+    /// publication as one line (the gateway's JSON frame; binary ones with the payload
+    /// in base64); status goes to standard error. It reconnects and re-subscribes when
+    /// the connection ends, until --count publications or a refusal.
+    Subscribe(subscribe::SubscribeArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -136,6 +144,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("pushgate: publish failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Subscribe(args) => match subscribe::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushgate: subscribe failed: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -135,6 +135,8 @@ async fn readme_publish_example_reaches_a_subscriber() {
     let mut ws = subscribed_to_news(&node).await;
     let (status, body) = http(node.http, "POST", "/publish?channel=news", b"hello").unwrap();
     assert_eq!(status, 200, "{body}");
+    // The README's answer, with gRPC's field names.
+    assert_eq!(body, r#"{"enqueued":1,"nodes_accepted":1,"skipped":0}"#);
     let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .unwrap()
@@ -277,4 +279,116 @@ async fn publish_command_sends_one_publication_or_streams_stdin_lines() {
     let (ok, _, err) = publish_cli(&node, &["--data", "x"], "");
     assert!(!ok);
     assert!(err.contains("--all"), "{err}");
+}
+
+/// A `pushgate subscribe` process whose standard error is read line by line.
+struct Subscriber {
+    child: Killed,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    fn start(node: &Node, args: &[&str]) -> Subscriber {
+        let mut child = Command::new(BIN)
+            .arg("subscribe")
+            .args(["--url", &format!("ws://{}/ws", node.ws)])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Subscriber {
+            child: Killed(child),
+            stderr: rx,
+        }
+    }
+
+    /// Waits for a status line containing `what`; returns it.
+    fn status(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no status line with {what:?}: {e}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscribe_command_prints_each_publication_and_resubscribes_after_a_disconnect() {
+    let node = spawn(None);
+    let mut sub = Subscriber::start(&node, &["--channel", "news", "--count", "2"]);
+    let connected = sub.status("connected as ");
+    let conn = connected.rsplit(' ').next().unwrap().to_owned();
+    sub.status("following news");
+    let (status, body) = http(node.http, "POST", "/publish?channel=news", b"one").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // An operator disconnects it: it reconnects and follows the channel again.
+    let mut grpc = pushgate_grpc::pb::pushgate_client::PushgateClient::connect(format!(
+        "http://{}",
+        node.grpc
+    ))
+    .await
+    .unwrap();
+    let r = grpc
+        .disconnect(pushgate_grpc::pb::DisconnectRequest {
+            who: Some(pushgate_grpc::pb::disconnect_request::Who::Conn(conn)),
+            code: 0,
+            reason: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.disconnected, 1);
+    sub.status("close 4002");
+    sub.status("following news");
+    let (status, body) = http(node.http, "POST", "/publish?channel=news", b"two").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let mut out = String::new();
+    std::io::Read::read_to_string(sub.child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(
+        sub.child.0.wait().unwrap().success(),
+        "exits after --count 2"
+    );
+    assert_eq!(
+        out,
+        "{\"type\":\"pub\",\"channel\":\"news\",\"data\":\"one\"}\n\
+         {\"type\":\"pub\",\"channel\":\"news\",\"data\":\"two\"}\n"
+    );
+}
+
+#[test]
+fn subscribe_command_stops_on_a_refusal_that_would_repeat() {
+    let node = spawn(None);
+    // Not a valid channel name: the gateway's error, not a retry loop.
+    let out = Command::new(BIN)
+        .args(["subscribe", "--url", &format!("ws://{}/ws", node.ws)])
+        .args(["--channel", "bad name"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad_channel"), "{err}");
+    // --user is refused by a gateway that trusts no user header, and says what to set.
+    let out = Command::new(BIN)
+        .args(["subscribe", "--url", &format!("ws://{}/ws", node.ws)])
+        .args(["--user", "alice"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trusted_user_header"), "{err}");
 }

@@ -30,10 +30,13 @@ use pushgate_hub::Hub;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{local_part, BrokerError, Message, NodeStats, Target};
+use crate::control::{NodeStats, Subject};
+use crate::error::{BrokerError, Unavailable};
+use crate::local::local_part;
+use crate::message::{Message, Target};
 use crate::wire::{self, Keys};
 use conn::{Endpoint, UrlError};
-use publisher::{Count, Request};
+use publisher::{Count, PublishOutcome, Request};
 
 /// Publications queued for the publisher task; a full queue makes publishers wait.
 const QUEUE: usize = 4096;
@@ -106,12 +109,9 @@ impl RedisBroker {
         &self,
         m: Message,
         source: &'static str,
-    ) -> Result<
-        oneshot::Receiver<Result<(u32, Option<pushgate_hub::Submitted>), BrokerError>>,
-        BrokerError,
-    > {
+    ) -> Result<oneshot::Receiver<PublishOutcome>, BrokerError> {
         if !self.is_up() {
-            return Err(BrokerError::Unavailable(self.state.reason()));
+            return Err(self.state.reason().into());
         }
         let node = self.hub.config().node_id.as_str();
         let body = |conns: Option<&[pushgate_protocol::ConnId]>| {
@@ -154,7 +154,7 @@ impl RedisBroker {
                 reply,
             })
             .await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?;
+            .map_err(BrokerError::stopped)?;
         Ok(rx)
     }
 
@@ -182,19 +182,17 @@ impl RedisBroker {
     /// key; nothing for a connection of this node) and returns the `SPUBLISH` reply.
     pub(crate) async fn control(
         &self,
-        who: &crate::broker::Subject,
+        who: &Subject,
         c: &wire::Control,
     ) -> Result<u32, BrokerError> {
         if !self.is_up() {
-            return Err(BrokerError::Unavailable(self.state.reason()));
+            return Err(self.state.reason().into());
         }
         let node = self.hub.config().node_id.as_str();
         let (key, body) = match who {
-            crate::broker::Subject::User(u) => {
-                (self.keys.user(u), wire::encode_control(node, None, c))
-            }
-            crate::broker::Subject::Conn(nc) if nc.node == node => return Ok(0),
-            crate::broker::Subject::Conn(nc) => (
+            Subject::User(u) => (self.keys.user(u), wire::encode_control(node, None, c)),
+            Subject::Conn(nc) if nc.node == node => return Ok(0),
+            Subject::Conn(nc) => (
                 self.keys.node(&nc.node),
                 wire::encode_control(node, Some(std::slice::from_ref(&nc.id)), c),
             ),
@@ -209,10 +207,8 @@ impl RedisBroker {
                 reply,
             })
             .await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?;
-        let (nodes, _) = rx
-            .await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+            .map_err(BrokerError::stopped)?;
+        let (nodes, _) = rx.await.map_err(BrokerError::stopped)??;
         Ok(nodes)
     }
 
@@ -221,9 +217,8 @@ impl RedisBroker {
         self.queue
             .send(Request::Stats { reply })
             .await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?;
-        rx.await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
+            .map_err(BrokerError::stopped)?;
+        rx.await.map_err(BrokerError::stopped)?
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -240,7 +235,7 @@ pub(crate) struct State {
     publisher: AtomicBool,
     subscriber: AtomicBool,
     up: watch::Sender<bool>,
-    last_error: parking_lot::Mutex<String>,
+    last_error: parking_lot::Mutex<Unavailable>,
     gauge: metrics::Gauge,
 }
 
@@ -252,22 +247,22 @@ impl State {
             publisher: AtomicBool::new(false),
             subscriber: AtomicBool::new(false),
             up: watch::channel(false).0,
-            last_error: parking_lot::Mutex::new("connecting to redis".into()),
+            last_error: parking_lot::Mutex::new(Unavailable::Connecting),
             gauge,
         }
     }
 
-    pub(crate) fn set_publisher(&self, up: bool, error: Option<String>) {
+    pub(crate) fn set_publisher(&self, up: bool, error: Option<Unavailable>) {
         self.publisher.store(up, Ordering::Release);
         self.update(error);
     }
 
-    pub(crate) fn set_subscriber(&self, up: bool, error: Option<String>) {
+    pub(crate) fn set_subscriber(&self, up: bool, error: Option<Unavailable>) {
         self.subscriber.store(up, Ordering::Release);
         self.update(error);
     }
 
-    fn update(&self, error: Option<String>) {
+    fn update(&self, error: Option<Unavailable>) {
         if let Some(e) = error {
             *self.last_error.lock() = e;
         }
@@ -276,7 +271,7 @@ impl State {
         self.up.send_if_modified(|v| std::mem::replace(v, up) != up);
     }
 
-    fn reason(&self) -> String {
+    fn reason(&self) -> Unavailable {
         self.last_error.lock().clone()
     }
 }

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{Conn, ConnError, Endpoint};
 use super::resp::{self, Value};
 use super::{Backoff, State};
-use crate::broker::{node_stats, BrokerError, NodeStats};
+use crate::control::NodeStats;
+use crate::error::{BrokerError, Unavailable};
+use crate::local::node_stats;
 use crate::wire::Keys;
 
 /// Most requests written in one round trip.
@@ -30,7 +32,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// A node that has not reported for this long is left out of cluster stats.
 const REPORT_STALE_MS: u64 = 10_000;
 
-pub(crate) type PublishReply = oneshot::Sender<Result<(u32, Option<Submitted>), BrokerError>>;
+/// Nodes that took a publication, and this node's part of it once its shards took it.
+pub(crate) type PublishOutcome = Result<(u32, Option<Submitted>), BrokerError>;
+pub(crate) type PublishReply = oneshot::Sender<PublishOutcome>;
 
 /// How the nodes that took a publication are counted from the `SPUBLISH` replies.
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +62,8 @@ pub(crate) enum Request {
 }
 
 impl Request {
-    fn fail(self, why: &str) {
-        let e = || BrokerError::Unavailable(why.to_owned());
+    fn fail(self, why: &Unavailable) {
+        let e = || BrokerError::Unavailable(why.clone());
         match self {
             Request::Publish { reply, .. } => drop(reply.send(Err(e()))),
             Request::Stats { reply } => drop(reply.send(Err(e()))),
@@ -110,7 +114,7 @@ pub(crate) async fn run(
                     batch.push(Request::Report);
                 }
                 Err(e) => {
-                    let why = e.to_string();
+                    let why = Unavailable::connect(e);
                     tracing::warn!(error = %why, "broker publisher cannot reach redis; retrying");
                     state.set_publisher(false, Some(why.clone()));
                     // Refuse what arrives while waiting, rather than hold it.
@@ -146,8 +150,8 @@ pub(crate) async fn run(
                 // before a publication finds out the hard way.
                 r = c.read() => {
                     let why = match r {
-                        Err(e) => format!("lost connection to redis: {e}"),
-                        Ok(v) => format!("unexpected message from redis: {v:?}"),
+                        Err(e) => Unavailable::lost(e),
+                        Ok(v) => Unavailable::Unexpected(v),
                     };
                     tracing::warn!(error = %why, "broker publisher");
                     state.set_publisher(false, Some(why));
@@ -168,7 +172,7 @@ pub(crate) async fn run(
                 dispatch(&hub, &m, std::mem::take(&mut batch), replies).await;
             }
             Err(e) => {
-                let why = format!("lost connection to redis: {e}");
+                let why = Unavailable::lost(e);
                 tracing::warn!(error = %why, "broker publisher");
                 state.set_publisher(false, Some(why.clone()));
                 conn = None;
@@ -254,13 +258,13 @@ async fn dispatch(hub: &Hub, m: &Metrics, batch: Vec<Request>, replies: Vec<Valu
                 for v in replies.by_ref().take(bus.len()) {
                     match v {
                         Value::Int(n) => counts.push(n.max(0) as u32),
-                        Value::Error(e) => error = Some(e),
-                        other => error = Some(format!("unexpected reply {other:?}")),
+                        Value::Error(e) => error = Some(Unavailable::Refused(e)),
+                        other => error = Some(Unavailable::Unexpected(other)),
                     }
                 }
                 if let Some(e) = error {
                     m.errors.increment(1);
-                    let _ = reply.send(Err(BrokerError::Unavailable(format!("redis: {e}"))));
+                    let _ = reply.send(Err(e.into()));
                     continue;
                 }
                 m.published.increment(bus.len() as u64);
@@ -278,9 +282,10 @@ async fn dispatch(hub: &Hub, m: &Metrics, batch: Vec<Request>, replies: Vec<Valu
                 let v = replies.next();
                 let _ = reply.send(match v {
                     Some(Value::Array(Some(items))) => Ok(parse_stats(&items)),
-                    other => Err(BrokerError::Unavailable(format!(
-                        "unexpected stats reply {other:?}"
-                    ))),
+                    // A missing reply (never expected: one per command) reads as nil.
+                    other => {
+                        Err(Unavailable::Unexpected(other.unwrap_or(Value::Bulk(None))).into())
+                    }
                 });
             }
             Request::Report => {

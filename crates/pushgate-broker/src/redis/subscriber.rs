@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{Conn, ConnError, Endpoint};
 use super::resp::{self, Value};
 use super::{Backoff, State};
-use crate::broker::{apply, Local};
+use crate::error::Unavailable;
+use crate::local::{apply, Local};
 use crate::wire::{self, KeyKind, Keys, What};
 
 /// Keys per `SSUBSCRIBE` command when re-subscribing many at once.
@@ -76,7 +77,7 @@ pub(crate) async fn run(
         send_released(&hub, hub.interest().reset());
         let why = match result {
             Ok(()) => return,
-            Err(e) => e.to_string(),
+            Err(e) => Unavailable::connect(e),
         };
         tracing::warn!(error = %why, "broker subscriber lost redis; reconnecting");
         state.set_subscriber(false, Some(why));
