@@ -55,7 +55,7 @@ test("Chromium: connect, subscribe, receive text and binary", async (t) => {
 
 test("Chromium: the token is refreshed before exp; a refused handshake leads to a new token", async (t) => {
   const gw = await Gateway.start({
-    settings: { auth_mode: "jwt", jwt_hs256_secret: SECRET, heartbeat_interval_ms: 200, token_refresh_grace_ms: 500 },
+    settings: { auth_mode: "jwt", jwt_hs256_secret: SECRET, heartbeat_interval_ms: 1000, token_refresh_grace_ms: 500 },
   });
   t.after(() => gw.stop());
   let calls = 0;
@@ -98,9 +98,11 @@ test("Chromium: 4008 from the server (gRPC Disconnect): reconnected and resubscr
 });
 
 test("Chromium: a frozen gateway is noticed by protocol pings (dead link), and left for a live one", async (t) => {
-  const { gw, c } = await subscribed(t, { heartbeat_interval_ms: 300, heartbeat_timeout_ms: 5000 }, { connectTimeoutMs: 1000 });
+  const { gw, c } = await subscribed(t, { heartbeat_interval_ms: 1000, heartbeat_timeout_ms: 10000 }, { connectTimeoutMs: 1000 });
+  const deadLinks = async () => (await c.of("error")).filter((e) => e.type === "dead_link").length;
+  const before = await deadLinks();
   gw.signal("SIGSTOP");
-  await c.until("dead_link", async () => (await c.of("error")).some((e) => e.type === "dead_link"));
+  await c.until("dead_link", async () => (await deadLinks()) > before);
   gw.signal("SIGCONT");
   await receivesAgain(c, gw);
 });

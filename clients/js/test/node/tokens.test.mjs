@@ -8,9 +8,10 @@ import { Gateway } from "../support/gateway.mjs";
 import { mintHs256, nowSec, SECRET } from "../support/jwt.mjs";
 import { record, collect } from "../support/record.mjs";
 
-// Expired connections are noticed within heartbeat_interval_ms and closed after the grace.
+// Expired connections are noticed within heartbeat_interval_ms (1 s) and closed after
+// the grace (0.5 s). The client's dead-link detection stays on (2 s of silence).
 const gw = await Gateway.start({
-  settings: { auth_mode: "jwt", jwt_hs256_secret: SECRET, heartbeat_interval_ms: 200, token_refresh_grace_ms: 500 },
+  settings: { auth_mode: "jwt", jwt_hs256_secret: SECRET, heartbeat_interval_ms: 1000, token_refresh_grace_ms: 500 },
 });
 after(() => gw.stop());
 
