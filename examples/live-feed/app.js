@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const config = await (await fetch("/config.json")).json();
 const channel = config.channel;
 $("channel-name").textContent = channel;
-$("curl-hint").textContent = `curl -X POST 'http://127.0.0.1:8081/publish?channel=${channel}' -d hello`;
+$("curl-hint").textContent = `curl -X POST '${config.gatewayHttp}/publish?channel=${channel}' -d hello`;
 
 const client = new PushgateClient(config.wsUrl);
 const items = [];

@@ -48,7 +48,7 @@ async function handle(req, res, cfg) {
     return;
   }
   if (req.method === "GET" && url.pathname === "/config.json") {
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ wsUrl: cfg.wsUrl, channel: cfg.channel }));
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ wsUrl: cfg.wsUrl, channel: cfg.channel, gatewayHttp: cfg.gatewayHttp }));
     return;
   }
   if (req.method === "POST" && url.pathname === "/api/publish") {

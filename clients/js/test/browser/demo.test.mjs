@@ -8,7 +8,7 @@ import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { launch } from "../support/browser.mjs";
-import { Gateway, historySupport, historyToml } from "../support/gateway.mjs";
+import { Gateway, historyToml } from "../support/gateway.mjs";
 import { startDemoServer } from "../../../../examples/live-feed/server.mjs";
 
 const OUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../test-output");
@@ -18,8 +18,8 @@ after(async () => {
 });
 
 test("live-feed page: state, publish box, publications from outside; screenshot kept", async () => {
-  // With channel history (when this build has it) the page shows offsets.
-  const gw = await Gateway.start({ toml: historySupport() === true ? historyToml("demo") : "" });
+  // Channel "demo" keeps a history, as in make demo: the page shows offsets.
+  const gw = await Gateway.start({ toml: historyToml("demo") });
   cleanups.push(() => gw.stop());
   const server = await startDemoServer({ gatewayHttp: gw.httpUrl, wsUrl: gw.wsUrl, channel: "demo" });
   cleanups.push(() => server.close());

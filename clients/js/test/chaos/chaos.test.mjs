@@ -4,10 +4,15 @@
 // the other node while the test drains the page's node (SIGTERM), restarts it, kills
 // the page's connection, and blocks its network for 2 s. The page must end with every
 // message exactly once, in order. Prints the reconnect count and the longest gap.
+//
+// It needs the nodes to share each channel's history through Redis (issue #11, its Redis
+// part). With the memory engine alone each node keeps its own stream (its own epoch), so
+// a page that moves to the other node gets `unrecoverable` and misses messages: the test
+// fails, and says what was missed. Not in `npm test` until then: `npm run test:chaos`.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { launch } from "../support/browser.mjs";
-import { Gateway, historySupport, historyToml } from "../support/gateway.mjs";
+import { Gateway, historyToml } from "../support/gateway.mjs";
 import { Haproxy } from "../support/haproxy.mjs";
 import { Redis } from "../support/redis.mjs";
 import { TcpProxy } from "../support/tcp-proxy.mjs";
@@ -17,7 +22,6 @@ import { startStaticServer } from "../support/static-server.mjs";
 // CHAOS_WITHOUT_HISTORY=1 runs the same on channels without history: a check that the
 // test catches losses (it must fail then).
 const withoutHistory = process.env.CHAOS_WITHOUT_HISTORY === "1";
-const supported = withoutHistory || historySupport();
 const PERIOD_MS = Number(process.env.CHAOS_PERIOD_MS ?? 10);
 const DURATION_MS = Number(process.env.CHAOS_DURATION_MS ?? 30000);
 const COUNT = Math.floor(DURATION_MS / PERIOD_MS);
@@ -28,7 +32,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
 });
 
-test(`chaos: ${COUNT} publications through drain, restart, killed connection and 2 s blocked network arrive once each, in order`, { skip: supported === true ? false : supported, timeout: DURATION_MS + 120000 }, async (t) => {
+test(`chaos: ${COUNT} publications through drain, restart, killed connection and 2 s blocked network arrive once each, in order`, { timeout: DURATION_MS + 120000 }, async (t) => {
   const redis = await Redis.start();
   cleanups.push(() => redis.stop());
   const settings = {

@@ -1,16 +1,14 @@
 // Recovery on history channels against the real gateway (docs/clients.md, "Recovery"):
 // no publication lost or repeated across a reconnect, `unrecoverable` when the gap
-// cannot be filled, `latest`, and `since` from GET /history.
+// cannot be filled, `latest`, and a `since` the application gives.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { PushgateClient } from "../../dist/pushgate.js";
-import { Gateway, historySupport, historyToml } from "../support/gateway.mjs";
+import { Gateway, historyToml } from "../support/gateway.mjs";
 import { TcpProxy } from "../support/tcp-proxy.mjs";
 import { record, collect } from "../support/record.mjs";
 
-const supported = historySupport();
-const skip = supported === true ? false : supported;
 const FAST = { minDelayMs: 50, maxDelayMs: 300 };
 
 /** A history gateway behind a proxy the test can cut, and a client subscribed to chat:1 through it. */
@@ -36,7 +34,7 @@ async function setup(t, { toml = historyToml(), subOptions } = {}) {
 const offsets = (pubs) => pubs.map((p) => p.offset);
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-test("publications sent while the client is cut off are replayed on reconnect: each once, in order", { skip }, async (t) => {
+test("publications sent while the client is cut off are replayed on reconnect: each once, in order", async (t) => {
   const ctx = await setup(t);
   const base = ctx.subscribed[0].position.offset;
   for (let i = 1; i <= 5; i++) await ctx.gw.publish("channel=chat:1", `m${i}`);
@@ -56,7 +54,7 @@ test("publications sent while the client is cut off are replayed on reconnect: e
   assert.deepEqual(ctx.lost, []);
 });
 
-test("the node restarts without persistence (new epoch): `unrecoverable`, then live publications continue", { skip }, async (t) => {
+test("the node restarts without persistence (new epoch): `unrecoverable`, then live publications continue", async (t) => {
   const ctx = await setup(t);
   await ctx.gw.publish("channel=chat:1", "before");
   await ctx.rec.until("1", () => ctx.got.length === 1);
@@ -73,7 +71,7 @@ test("the node restarts without persistence (new epoch): `unrecoverable`, then l
   assert.equal(ctx.got[1].data, "after");
 });
 
-test("a gap larger than the kept history: `unrecoverable`", { skip }, async (t) => {
+test("a gap larger than the kept history: `unrecoverable`", async (t) => {
   const ctx = await setup(t, { toml: historyToml("chat:*", 5) });
   await ctx.gw.publish("channel=chat:1", "m1");
   await ctx.rec.until("1", () => ctx.got.length === 1);
@@ -86,7 +84,7 @@ test("a gap larger than the kept history: `unrecoverable`", { skip }, async (t) 
   assert.equal(ctx.lost[0].cause, "resubscribe");
 });
 
-test("latest: a new subscriber gets the newest kept publication first, then live ones", { skip }, async (t) => {
+test("latest: a new subscriber gets the newest kept publication first, then live ones", async (t) => {
   const gw = await Gateway.start({ toml: historyToml() });
   t.after(() => gw.stop());
   for (let i = 1; i <= 3; i++) await gw.publish("channel=chat:prices", `p${i}`);
@@ -101,20 +99,34 @@ test("latest: a new subscriber gets the newest kept publication first, then live
   assert.deepEqual(got.map((p) => p.data), ["p3", "p4"]);
 });
 
-test("since from GET /history: state loaded at a position, then everything after it", { skip }, async (t) => {
+test("since given by the application (state loaded at a position elsewhere), then everything after it", async (t) => {
   const gw = await Gateway.start({ toml: historyToml() });
   t.after(() => gw.stop());
+  // A first client reads the channel up to d3: its position stands for "state loaded at".
+  const first = new PushgateClient(gw.wsUrl, { WebSocket });
+  t.after(() => first.disconnect());
+  const rec1 = record(first);
+  const sub1 = first.subscribe("chat:doc");
+  const got1 = collect(sub1);
+  first.connect();
+  await rec1.until("subscribed", () => sub1.state === "subscribed");
   for (let i = 1; i <= 3; i++) await gw.publish("channel=chat:doc", `d${i}`);
-  const h = await (await fetch(`${gw.httpUrl}/history?channel=chat:doc&since=0&limit=100`)).json();
-  assert.equal(h.publications.length, 3);
+  await rec1.until("d1..d3", () => got1.length === 3);
+  const loadedAt = sub1.position;
+  first.disconnect();
   await gw.publish("channel=chat:doc", "d4");
   const client = new PushgateClient(gw.wsUrl, { WebSocket });
   t.after(() => client.disconnect());
   const rec = record(client);
-  const got = collect(client.subscribe("chat:doc", undefined, { since: { epoch: h.epoch, offset: h.offset } }));
+  const sub = client.subscribe("chat:doc", undefined, { since: loadedAt });
+  const got = collect(sub);
+  const subscribed = [];
+  sub.on("subscribed", (e) => subscribed.push(e));
   client.connect();
   await rec.until("d4 recovered", () => got.length === 1);
   await gw.publish("channel=chat:doc", "d5");
   await rec.until("d5 live", () => got.length === 2);
   assert.deepEqual(got.map((p) => p.data), ["d4", "d5"]);
+  assert.equal(subscribed[0].recovered, true);
+  assert.deepEqual(offsets(got), [loadedAt.offset + 1, loadedAt.offset + 2]);
 });

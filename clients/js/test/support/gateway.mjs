@@ -1,8 +1,8 @@
 // Real pushgate gateways for the integration tests: each on free loopback ports, each
 // stopped by its PID. The binary is target/release/pushgate of this checkout (built by
 // test/support/build-gateway.mjs before the tests), or $PUSHGATE_BIN.
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, openSync, writeFileSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, writeFileSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -96,6 +96,7 @@ export class Gateway {
     // Ambient PUSHGATE_* variables would be read as settings: keep them out.
     const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PUSHGATE_")));
     this.child = spawn(BIN, args, { stdio: ["ignore", out, out], env: { ...clean, PUSHGATE_LOG: "warn", ...env } });
+    closeSync(out);
     this.pid = this.child.pid;
     this.exit = exited(this.child);
     await waitFor(`the gateway on ${this.httpUrl}/livez (log: ${this.logFile})`, async () => {
@@ -174,17 +175,3 @@ export function historyToml(channels = "chat:*", size = 1000, ttlMs = 600000) {
   return `[[history]]\nchannels = "${channels}"\nsize = ${size}\nttl_ms = ${ttlMs}\n`;
 }
 
-/**
- * Whether this binary knows channel history (issue #11): `config check` of a file with
- * a [[history]] table. Tests that need it are skipped, with this reason, when it does not.
- */
-export function historySupport() {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "pushgate-js-probe-"));
-  const file = path.join(dir, "history.toml");
-  writeFileSync(file, historyToml());
-  const r = spawnSync(BIN, ["config", "check", file], { encoding: "utf8" });
-  rmSync(dir, { recursive: true, force: true });
-  if (r.status === 0) return true;
-  const why = (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n")[0].replace(/, expected one of .*/, "");
-  return `this gateway has no channel history yet (issue #11): ${why.slice(-120)}`;
-}

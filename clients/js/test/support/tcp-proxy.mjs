@@ -1,5 +1,5 @@
 // A TCP relay between clients and a gateway that the tests can cut: kill every
-// connection at once (the peer sees a reset, a 1006 for WebSocket), refuse new ones, or
+// connection at once (a 1006 for WebSocket: no close frame), refuse new ones, or
 // black-hole them (bytes held, nothing closed: a blocked network).
 import net from "node:net";
 
@@ -54,10 +54,14 @@ export class TcpProxy {
     upstream.pipe(client);
   }
 
-  /** Resets every relayed connection now (no close frame: the client sees 1006). */
+  /**
+   * Ends every relayed connection now, both sides, without a WebSocket close frame (the
+   * client sees 1006). destroy(), not resetAndDestroy(): the latter leaves Node 20 spinning
+   * at exit.
+   */
   killAll() {
     for (const { client, upstream } of this.pairs) {
-      client.resetAndDestroy?.() ?? client.destroy();
+      client.destroy();
       upstream.destroy();
     }
     this.pairs.clear();
