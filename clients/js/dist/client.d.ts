@@ -1,83 +1,8 @@
-/**
- * PushgateClient: one WebSocket connection to a pushgate gateway, kept alive.
- *
- * It reconnects with backoff and full jitter (the close code decides how: close-policy.ts),
- * subscribes again with each channel's last position so the server replays what was
- * missed (subscription.ts drops duplicates), refreshes the token before it expires, and
- * declares the link dead when nothing arrives for twice the heartbeat interval. Every
- * problem reaches an `error` event; nothing is retried silently forever without one.
- */
-import { BackoffOptions } from "./backoff.js";
 import { Emitter, Listener } from "./emitter.js";
-import { PushgateError } from "./errors.js";
-import { Publication, UnknownMessage } from "./frames.js";
-import { SubscribeOptions, Subscription, SubscriptionOwner } from "./subscription.js";
-import { WebSocketConstructor } from "./transport.js";
-export type ClientState = "connecting" | "connected" | "disconnected";
-export interface PushgateClientOptions {
-    /** Returns a connection token (JWT); called to connect, to refresh before `exp`, and after a 401 or a 4003 close. */
-    getToken?: () => string | Promise<string>;
-    /** A fixed token, when there is no getToken (it cannot be renewed). */
-    token?: string;
-    /** The WebSocket implementation; default: the global one, else the `ws` package. */
-    WebSocket?: WebSocketConstructor;
-    /** Reconnect delays: full jitter in [0, min(maxDelayMs, minDelayMs * 2^attempt)). Default 500 / 20000 ms. */
-    backoff?: Partial<BackoffOptions>;
-    /** After a 1001 close (drain), reconnect within [0, drainSpreadMs). Default 2000. */
-    drainSpreadMs?: number;
-    /** Time from opening the socket to the server's `connected` message. Default 10000. */
-    connectTimeoutMs?: number;
-    /** Refresh the token this long before its `exp` (at most half its lifetime). Default 60000. */
-    refreshLeadMs?: number;
-    /** Declare the link dead after twice the server's heartbeat_ms of silence. Default true. */
-    deadLinkDetection?: boolean;
-    /** Handshakes failing in a row, status unknown (browsers), before getToken is asked again. Default 3. */
-    failuresBeforeNewToken?: number;
-    /** Random source for the jitter (tests). Default Math.random. */
-    random?: () => number;
-}
-export interface ConnectedEvent {
-    conn: string;
-    user?: string;
-    heartbeatMs: number;
-    /** Channels the server joined on connect (the token's `subscribe` claim). */
-    channels: string[];
-    /** False for the first connection, true for every reconnection. */
-    reconnect: boolean;
-}
-export interface DisconnectedEvent {
-    /** The close code (1006 when there was no close frame: network loss, dead link, refused handshake). */
-    code: number;
-    reason: string;
-    /** Whether the client will connect again by itself. */
-    reconnect: boolean;
-    /** The delay before the next attempt, when reconnecting. */
-    delayMs?: number;
-}
-export interface ClientEvents {
-    state: ClientState;
-    connected: ConnectedEvent;
-    disconnected: DisconnectedEvent;
-    /** Every problem, as a PushgateError (docs/clients.md lists the types). */
-    error: PushgateError;
-    /** Publications no Subscription takes: to all, to the user, to this connection, server-side subscriptions. */
-    publication: Publication;
-    /** The server accepted a refreshed token; `exp` in Unix seconds. */
-    refreshed: {
-        exp: number;
-    };
-    /** A message of a type this client does not know (a newer server). */
-    message: UnknownMessage;
-}
-export interface ClientStats {
-    /** Connections that reached `connected`. */
-    connects: number;
-    /** Of those, the ones after the first. */
-    reconnects: number;
-    /** Publications dropped because their offset had already been delivered. */
-    duplicatesDropped: number;
-}
-export declare class PushgateClient extends Emitter<ClientEvents> implements SubscriptionOwner {
+import { Publication } from "./frames.js";
+import type { ClientEvents, ClientState, ClientStats, PushgateClientOptions } from "./options.js";
+import { SubscribeOptions, Subscription } from "./subscription.js";
+export declare class PushgateClient extends Emitter<ClientEvents> {
     readonly url: string;
     readonly stats: ClientStats;
     private readonly options;
@@ -104,7 +29,8 @@ export declare class PushgateClient extends Emitter<ClientEvents> implements Sub
     private refreshTimer;
     private refreshing;
     private deadLink?;
-    private networkListening;
+    /** What subscriptions may call back into (kept off the public surface). */
+    private readonly owner;
     constructor(url: string, options?: PushgateClientOptions);
     get state(): ClientState;
     /** Starts connecting (and keeps reconnecting until disconnect()). */
@@ -119,6 +45,8 @@ export declare class PushgateClient extends Emitter<ClientEvents> implements Sub
     subscribe(channel: string, onPublication?: Listener<Publication>, options?: SubscribeOptions): Subscription;
     getSubscription(channel: string): Subscription | undefined;
     subscriptions(): Subscription[];
+    private removeSubscription;
+    private reportUnhandled;
     private open;
     private onSocketError;
     private onSocketClosed;
@@ -144,8 +72,7 @@ export declare class PushgateClient extends Emitter<ClientEvents> implements Sub
     private onRefreshed;
     /** After a failed refresh: again in half the time left (1-30 s); a 4003 close brings a new token anyway. */
     private retryRefreshLater;
-    private readonly onOffline;
-    private readonly onOnline;
+    private readonly network;
     private listenToNetwork;
     private setState;
     private report;

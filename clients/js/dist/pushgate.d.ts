@@ -12,7 +12,7 @@
  * ```
  */
 export { PushgateClient } from "./client.js";
-export type { ClientEvents, ClientState, ClientStats, ConnectedEvent, DisconnectedEvent, PushgateClientOptions } from "./client.js";
+export type { ClientEvents, ClientState, ClientStats, ConnectedEvent, DisconnectedEvent, PushgateClientOptions } from "./options.js";
 export { Subscription } from "./subscription.js";
 export type { SubscribedEvent, SubscribeOptions, SubscriptionEvents, SubscriptionState, UnrecoverableEvent, } from "./subscription.js";
 export { PushgateError } from "./errors.js";

@@ -214,6 +214,29 @@ var DeadLinkDetector = class {
   }
 };
 
+// src/network.ts
+var NetworkEvents = class {
+  constructor(onOffline, onOnline) {
+    this.listening = false;
+    this.onOffline = () => onOffline();
+    this.onOnline = () => onOnline();
+  }
+  start() {
+    const g = globalThis;
+    if (this.listening || typeof g.addEventListener !== "function") return;
+    this.listening = true;
+    g.addEventListener("offline", this.onOffline);
+    g.addEventListener("online", this.onOnline);
+  }
+  stop() {
+    const g = globalThis;
+    if (!this.listening || typeof g.removeEventListener !== "function") return;
+    this.listening = false;
+    g.removeEventListener("offline", this.onOffline);
+    g.removeEventListener("online", this.onOnline);
+  }
+};
+
 // src/subscription.ts
 var Subscription = class extends Emitter {
   /** @internal */
@@ -482,17 +505,23 @@ var PushgateClient = class extends Emitter {
     this.failedHandshakes = 0;
     this.everConnected = false;
     this.refreshing = false;
-    this.networkListening = false;
+    /** What subscriptions may call back into (kept off the public surface). */
+    this.owner = {
+      removeSubscription: (sub, tellServer) => this.removeSubscription(sub, tellServer),
+      reportUnhandled: (error) => this.reportUnhandled(error)
+    };
     // ---- browser online/offline ----
-    this.onOffline = () => {
-      if (this.ws) this.abandonSocket("browser offline");
-    };
-    this.onOnline = () => {
-      if (this.wanted && !this.ws && this.currentState === "connecting") {
-        this.attempt = 0;
-        void this.open();
+    this.network = new NetworkEvents(
+      () => {
+        if (this.ws) this.abandonSocket("browser offline");
+      },
+      () => {
+        if (this.wanted && !this.ws && this.currentState === "connecting") {
+          this.attempt = 0;
+          void this.open();
+        }
       }
-    };
+    );
     this.url = url;
     this.options = options;
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
@@ -542,7 +571,7 @@ var PushgateClient = class extends Emitter {
     const problem = channelNameProblem(channel);
     if (problem) throw new TypeError(problem);
     if (this.subs.has(channel)) throw new Error(`already subscribed to ${channel}: use getSubscription()`);
-    const sub = new Subscription(this, channel, options);
+    const sub = new Subscription(this.owner, channel, options);
     if (onPublication) sub.on("publication", onPublication);
     this.subs.set(channel, sub);
     this.leaving.delete(channel);
@@ -555,7 +584,6 @@ var PushgateClient = class extends Emitter {
   subscriptions() {
     return [...this.subs.values()];
   }
-  /** @internal */
   removeSubscription(sub, tellServer) {
     if (this.subs.get(sub.channel) !== sub) return;
     this.subs.delete(sub.channel);
@@ -564,7 +592,6 @@ var PushgateClient = class extends Emitter {
       this.send({ type: "unsubscribe", channels: [sub.channel] }, { kind: "unsubscribe" });
     }
   }
-  /** @internal */
   reportUnhandled(error) {
     if (!this.emit("error", error)) console.error("pushgate-client:", error);
   }
@@ -936,13 +963,8 @@ var PushgateClient = class extends Emitter {
     this.refreshTimer = setTimeout(() => void this.refreshToken(), delay);
   }
   listenToNetwork(on) {
-    const g = globalThis;
-    if (typeof g.addEventListener !== "function" || typeof g.removeEventListener !== "function") return;
-    if (on === this.networkListening) return;
-    this.networkListening = on;
-    const method = on ? g.addEventListener : g.removeEventListener;
-    method.call(g, "offline", this.onOffline);
-    method.call(g, "online", this.onOnline);
+    if (on) this.network.start();
+    else this.network.stop();
   }
   // ---- events ----
   setState(state) {

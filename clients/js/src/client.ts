@@ -13,85 +13,11 @@ import { Emitter, Listener } from "./emitter.js";
 import { PushgateError, PushgateErrorDetails, PushgateErrorType } from "./errors.js";
 import { channelNameProblem, FrameError, parseBinary, parseText, Publication, ServerMessage, UnknownMessage } from "./frames.js";
 import { DeadLinkDetector } from "./heartbeat.js";
+import { NetworkEvents } from "./network.js";
+import type { ClientEvents, ClientState, ClientStats, ConnectedEvent, PushgateClientOptions } from "./options.js";
 import { SubscribeOptions, Subscription, SubscriptionOwner } from "./subscription.js";
 import { TokenSource } from "./token.js";
-import {
-  describeErrorEvent,
-  handshakeStatus,
-  OPEN,
-  resolveWebSocket,
-  SUBPROTOCOL,
-  WebSocketConstructor,
-  WebSocketLike,
-} from "./transport.js";
-
-export type ClientState = "connecting" | "connected" | "disconnected";
-
-export interface PushgateClientOptions {
-  /** Returns a connection token (JWT); called to connect, to refresh before `exp`, and after a 401 or a 4003 close. */
-  getToken?: () => string | Promise<string>;
-  /** A fixed token, when there is no getToken (it cannot be renewed). */
-  token?: string;
-  /** The WebSocket implementation; default: the global one, else the `ws` package. */
-  WebSocket?: WebSocketConstructor;
-  /** Reconnect delays: full jitter in [0, min(maxDelayMs, minDelayMs * 2^attempt)). Default 500 / 20000 ms. */
-  backoff?: Partial<BackoffOptions>;
-  /** After a 1001 close (drain), reconnect within [0, drainSpreadMs). Default 2000. */
-  drainSpreadMs?: number;
-  /** Time from opening the socket to the server's `connected` message. Default 10000. */
-  connectTimeoutMs?: number;
-  /** Refresh the token this long before its `exp` (at most half its lifetime). Default 60000. */
-  refreshLeadMs?: number;
-  /** Declare the link dead after twice the server's heartbeat_ms of silence. Default true. */
-  deadLinkDetection?: boolean;
-  /** Handshakes failing in a row, status unknown (browsers), before getToken is asked again. Default 3. */
-  failuresBeforeNewToken?: number;
-  /** Random source for the jitter (tests). Default Math.random. */
-  random?: () => number;
-}
-
-export interface ConnectedEvent {
-  conn: string;
-  user?: string;
-  heartbeatMs: number;
-  /** Channels the server joined on connect (the token's `subscribe` claim). */
-  channels: string[];
-  /** False for the first connection, true for every reconnection. */
-  reconnect: boolean;
-}
-
-export interface DisconnectedEvent {
-  /** The close code (1006 when there was no close frame: network loss, dead link, refused handshake). */
-  code: number;
-  reason: string;
-  /** Whether the client will connect again by itself. */
-  reconnect: boolean;
-  /** The delay before the next attempt, when reconnecting. */
-  delayMs?: number;
-}
-
-export interface ClientEvents {
-  state: ClientState;
-  connected: ConnectedEvent;
-  disconnected: DisconnectedEvent;
-  /** Every problem, as a PushgateError (docs/clients.md lists the types). */
-  error: PushgateError;
-  /** Publications no Subscription takes: to all, to the user, to this connection, server-side subscriptions. */
-  publication: Publication;
-  /** The server accepted a refreshed token; `exp` in Unix seconds. */
-  refreshed: { exp: number };
-  /** A message of a type this client does not know (a newer server). */
-  message: UnknownMessage;
-}
-
-export interface ClientStats {
-  /** Connections that reached `connected`. */
-  connects: number;
-  /** Of those, the ones after the first. */
-  reconnects: number;
-  /** Publications dropped because their offset had already been delivered. */
-  duplicatesDropped: number;
-}
+import { describeErrorEvent, handshakeStatus, OPEN, resolveWebSocket, SUBPROTOCOL, WebSocketConstructor, WebSocketLike } from "./transport.js";
 
 type Pending = { kind: "subscribe"; channels: string[] } | { kind: "unsubscribe" } | { kind: "ping" } | { kind: "refresh" };
 
@@ -102,7 +28,7 @@ const MAX_CHANNELS_PER_COMMAND = 100;
 /** setTimeout's largest delay. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-export class PushgateClient extends Emitter<ClientEvents> implements SubscriptionOwner {
+export class PushgateClient extends Emitter<ClientEvents> {
   readonly url: string;
   readonly stats: ClientStats = { connects: 0, reconnects: 0, duplicatesDropped: 0 };
   private readonly options: PushgateClientOptions;
@@ -129,7 +55,11 @@ export class PushgateClient extends Emitter<ClientEvents> implements Subscriptio
   private refreshTimer: unknown;
   private refreshing = false;
   private deadLink?: DeadLinkDetector;
-  private networkListening = false;
+  /** What subscriptions may call back into (kept off the public surface). */
+  private readonly owner: SubscriptionOwner = {
+    removeSubscription: (sub, tellServer) => this.removeSubscription(sub, tellServer),
+    reportUnhandled: (error) => this.reportUnhandled(error),
+  };
 
   constructor(url: string, options: PushgateClientOptions = {}) {
     super();
@@ -187,7 +117,7 @@ export class PushgateClient extends Emitter<ClientEvents> implements Subscriptio
     const problem = channelNameProblem(channel);
     if (problem) throw new TypeError(problem);
     if (this.subs.has(channel)) throw new Error(`already subscribed to ${channel}: use getSubscription()`);
-    const sub = new Subscription(this, channel, options);
+    const sub = new Subscription(this.owner, channel, options);
     if (onPublication) sub.on("publication", onPublication);
     this.subs.set(channel, sub);
     this.leaving.delete(channel);
@@ -203,8 +133,7 @@ export class PushgateClient extends Emitter<ClientEvents> implements Subscriptio
     return [...this.subs.values()];
   }
 
-  /** @internal */
-  removeSubscription(sub: Subscription, tellServer: boolean): void {
+  private removeSubscription(sub: Subscription, tellServer: boolean): void {
     if (this.subs.get(sub.channel) !== sub) return;
     this.subs.delete(sub.channel);
     if (tellServer && this.currentState === "connected") {
@@ -213,8 +142,7 @@ export class PushgateClient extends Emitter<ClientEvents> implements Subscriptio
     }
   }
 
-  /** @internal */
-  reportUnhandled(error: PushgateError): void {
+  private reportUnhandled(error: PushgateError): void {
     if (!this.emit("error", error)) console.error("pushgate-client:", error);
   }
 
@@ -621,29 +549,22 @@ export class PushgateClient extends Emitter<ClientEvents> implements Subscriptio
 
   // ---- browser online/offline ----
 
-  private readonly onOffline = (): void => {
-    if (this.ws) this.abandonSocket("browser offline");
-  };
-
-  private readonly onOnline = (): void => {
-    // Waiting for a backoff timer: try now instead.
-    if (this.wanted && !this.ws && this.currentState === "connecting") {
-      this.attempt = 0;
-      void this.open();
-    }
-  };
+  private readonly network = new NetworkEvents(
+    () => {
+      if (this.ws) this.abandonSocket("browser offline");
+    },
+    () => {
+      // Waiting for a backoff timer: try now instead.
+      if (this.wanted && !this.ws && this.currentState === "connecting") {
+        this.attempt = 0;
+        void this.open();
+      }
+    },
+  );
 
   private listenToNetwork(on: boolean): void {
-    const g = globalThis as {
-      addEventListener?: (type: string, fn: () => void) => void;
-      removeEventListener?: (type: string, fn: () => void) => void;
-    };
-    if (typeof g.addEventListener !== "function" || typeof g.removeEventListener !== "function") return;
-    if (on === this.networkListening) return;
-    this.networkListening = on;
-    const method = on ? g.addEventListener : g.removeEventListener;
-    method.call(g, "offline", this.onOffline);
-    method.call(g, "online", this.onOnline);
+    if (on) this.network.start();
+    else this.network.stop();
   }
 
   // ---- events ----
