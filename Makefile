@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance test-js demo
+.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance test-js demo
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 ## The release profile is tuned for build time (no LTO); benchmarks and the image use
@@ -11,6 +11,10 @@ run:
 
 build:
 	$(CARGO) build --release -p pushgate
+
+## The build of the container image and the benchmarks: thin LTO (target/release-lto/pushgate).
+build-lto:
+	$(CARGO) build --profile release-lto -p pushgate
 
 ## Everything CI checks: formatting, clippy with warnings denied, every test (the
 ## cluster tests need redis-server, which tests/deps.sh installs), then the deploy

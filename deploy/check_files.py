@@ -267,11 +267,11 @@ def check_alert_metrics():
 def check_dockerfile():
     text = (DEPLOY / "Dockerfile").read_text()
     make = (ROOT / "Makefile").read_text()
-    m = re.search(r"^build:\n\t\$\(CARGO\) (.+)$", make, re.M)
+    m = re.search(r"^build-lto:\n\t\$\(CARGO\) (.+)$", make, re.M)
     if not m:
-        raise ValueError("no build target in the Makefile")
+        raise ValueError("no build-lto target in the Makefile")
     if f"cargo {m.group(1).strip()}" not in text:
-        raise ValueError(f"the Dockerfile does not run `cargo {m.group(1).strip()}` (the Makefile build)")
+        raise ValueError(f"the Dockerfile does not run `cargo {m.group(1).strip()}` (make build-lto)")
     if not re.search(r"^USER (?!0\b|root\b)\S+", text, re.M):
         raise ValueError("no non-root USER")
     if "HEALTHCHECK" not in text:

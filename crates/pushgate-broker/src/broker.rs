@@ -14,6 +14,7 @@ use crate::local::{apply, local_part, node_stats, Local};
 use crate::message::{Message, Target};
 use crate::redis::{RedisBroker, RedisConfig};
 use crate::wire::Control;
+use pushgate_hub::HistoryPage;
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]
@@ -65,7 +66,19 @@ impl Broker {
     /// Accepts a publication and hands it on; its outcome comes from
     /// [`Pending::report`]. Publications submitted one after another are delivered on
     /// every node in that order, so a publisher can keep many in flight.
-    pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
+    ///
+    /// The target's width is checked first (no list longer than its limit is walked),
+    /// then repeated names are dropped.
+    pub async fn submit(
+        &self,
+        mut m: Message,
+        source: &'static str,
+    ) -> Result<Pending, BrokerError> {
+        if let Err(e) = pushgate_hub::check_width(m.target.kind(), m.target.len()) {
+            e.count();
+            return Err(e.into());
+        }
+        m.target.dedup();
         match self {
             Broker::InProcess(hub) => {
                 if let Target::Conns(c) = &m.target {
@@ -123,6 +136,18 @@ impl Broker {
         })
     }
 
+    /// A page of a history channel's kept publications: after `since` (the first
+    /// `limit`), or the newest `limit`. `Ok(None)` when the channel has no history rule.
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, BrokerError> {
+        let hub = self.hub();
+        Ok(hub.history().and_then(|h| h.read(channel, since, limit)))
+    }
+
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
@@ -154,9 +179,14 @@ impl Pending {
     pub async fn report(self) -> Result<Delivery, BrokerError> {
         match self.0 {
             Inner::Ready(d) => Ok(d),
-            Inner::Local(s) => {
+            Inner::Local(mut s) => {
+                let positions = s.take_positions();
                 let local = s.report().await?;
-                Ok(Delivery { local, nodes: 1 })
+                Ok(Delivery {
+                    local,
+                    nodes: 1,
+                    positions,
+                })
             }
             Inner::Remote(rx) => {
                 let (nodes, submitted) = rx.await.map_err(BrokerError::stopped)??;
@@ -164,7 +194,11 @@ impl Pending {
                     Some(s) => s.report().await?,
                     None => PublishReport::default(),
                 };
-                Ok(Delivery { local, nodes })
+                Ok(Delivery {
+                    local,
+                    nodes,
+                    positions: Vec::new(),
+                })
             }
         }
     }
@@ -176,6 +210,41 @@ mod tests {
     use crate::wire::NodeConn;
     use pushgate_hub::{HubConfig, PublishError};
     use pushgate_protocol::{ConnId, Payload};
+
+    #[test]
+    fn repeated_names_are_dropped_keeping_the_first_of_each_in_order() {
+        let mut t = Target::Channels(["b", "a", "b", "c", "a"].map(String::from).to_vec());
+        t.dedup();
+        assert_eq!(
+            t,
+            Target::Channels(["b", "a", "c"].map(String::from).to_vec())
+        );
+        let nc = |n: u64| NodeConn {
+            node: "n1".into(),
+            id: ConnId(n),
+        };
+        let mut t = Target::Conns(vec![nc(2), nc(1), nc(2)]);
+        t.dedup();
+        assert_eq!(t, Target::Conns(vec![nc(2), nc(1)]));
+    }
+
+    #[tokio::test]
+    async fn an_over_wide_target_is_refused_before_anything_else() {
+        let broker = Broker::InProcess(hub(false));
+        let m = Message {
+            target: Target::Users((0..1001).map(|i| format!("u{i}")).collect()),
+            payload: Payload::Text("x".into()),
+            exclude: None,
+        };
+        let e = broker.submit(m, "test").await.err().expect("refused");
+        assert!(
+            matches!(
+                e,
+                BrokerError::Publish(PublishError::TooManyTargets { count: 1001, .. })
+            ),
+            "{e}"
+        );
+    }
 
     fn hub(track_interest: bool) -> Hub {
         let hub = Hub::new(HubConfig {

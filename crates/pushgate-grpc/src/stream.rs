@@ -109,6 +109,11 @@ async fn submit(shared: &Arc<Shared>, req: pb::PublishStreamRequest) -> Pending 
     };
     let claim = match req.idempotency_key.as_str() {
         "" => None,
+        key if key.len() > idempotency::MAX_KEY_BYTES => {
+            metrics::counter!("pushgate_publications_refused_total", "reason" => "idempotency_key")
+                .increment(1);
+            return refused(IngressError::KeyTooLong(key.len()));
+        }
         key => match shared.window.check(key) {
             Check::New(claim) => Some(claim),
             Check::Seen(outcome) => {

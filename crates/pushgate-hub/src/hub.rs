@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pushgate_protocol::{
-    encode_positioned, encode_publication, validate_channel, ConnId, Position,
+    encode_positioned, encode_publication, validate_channel, validate_user, ConnId, Position,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -126,28 +126,42 @@ impl Hub {
     }
 
     /// Checks a publication as [`Hub::publish`] would, without encoding or sending it:
-    /// what a cluster broker does before putting it on the bus.
+    /// what a cluster broker does before putting it on the bus. Every refusal is
+    /// counted in `pushgate_publications_refused_total{reason}`.
     pub fn validate(&self, target: &Target, payload_len: usize) -> Result<(), PublishError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(PublishError::ShuttingDown);
+        let check = || {
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(PublishError::ShuttingDown);
+            }
+            let max = self.inner.config.max_payload;
+            if payload_len > max {
+                return Err(PublishError::TooLarge(payload_len, max));
+            }
+            // The width first: nothing below walks a list longer than its limit.
+            crate::publication::check_width(target.kind(), target.len())?;
+            match target {
+                Target::All => Ok(()),
+                _ if target.is_empty() => Err(PublishError::NoTarget),
+                Target::Channels(chs) => chs.iter().try_for_each(|ch| {
+                    validate_channel(ch).map_err(|error| PublishError::BadChannel {
+                        name: crate::publication::shown(ch),
+                        error,
+                    })
+                }),
+                Target::Users(users) => users.iter().try_for_each(|u| {
+                    validate_user(u).map_err(|error| PublishError::BadUser {
+                        name: crate::publication::shown(u),
+                        error,
+                    })
+                }),
+                Target::Conns(_) => Ok(()),
+            }
+        };
+        let checked = check();
+        if let Err(e) = &checked {
+            e.count();
         }
-        let max = self.inner.config.max_payload;
-        if payload_len > max {
-            return Err(PublishError::TooLarge(payload_len, max));
-        }
-        match target {
-            Target::All => Ok(()),
-            Target::Channels(chs) if chs.is_empty() => Err(PublishError::NoTarget),
-            Target::Channels(chs) => chs.iter().try_for_each(|ch| {
-                validate_channel(ch).map_err(|error| PublishError::BadChannel {
-                    name: ch.clone(),
-                    error,
-                })
-            }),
-            Target::Users(u) if u.is_empty() => Err(PublishError::NoTarget),
-            Target::Conns(ids) if ids.is_empty() => Err(PublishError::NoTarget),
-            Target::Users(_) | Target::Conns(_) => Ok(()),
-        }
+        checked
     }
 
     pub fn shards(&self) -> &[Arc<Shard>] {

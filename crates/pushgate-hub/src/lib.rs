@@ -40,7 +40,10 @@ pub use history::{History, HistoryPage, HistoryRule, SubscribeRequest, Subscribe
 pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
-pub use publication::{Publication, PublishError, PublishReport, Target};
+pub use publication::{
+    check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
+    MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,
+};
 pub use shard::Shard;
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! The `pushgate` binary: parses the command line and runs a node, or publishes to one.
 
+mod admin;
+mod grpc;
+mod history;
 mod publish;
 mod subscribe;
 
@@ -7,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pushgate_server::{Config, Gateway};
+use pushgate_server::{Config, Gateway, Sources};
 
 /// jemalloc: per-connection allocations are small and many (tens of thousands of
 /// connections per node); jemalloc's size classes and thread caches keep idle memory
@@ -44,6 +47,14 @@ enum Command {
     /// in base64); status goes to standard error. It reconnects and re-subscribes when
     /// the connection ends, until --count publications or a refusal.
     Subscribe(subscribe::SubscribeArgs),
+    /// Operator calls through a gateway's gRPC API: stats, presence, disconnect,
+    /// subscribe, unsubscribe. Each prints the reply as one JSON object.
+    Admin(admin::AdminArgs),
+    /// Print a page of a history channel through the gRPC API.
+    ///
+    /// `pushgate history --channel chat:1 --since 41` prints, as one JSON object, the
+    /// stream's epoch and last offset and the kept publications after offset 41.
+    History(history::HistoryArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -91,32 +102,35 @@ struct ConfigArgs {
 const EXIT_CONFIG: u8 = 64;
 
 impl ConfigArgs {
+    /// The configuration from every source; an error names the file line, the
+    /// environment variable or the flag that set the bad value.
     fn load(&self) -> Result<Config, String> {
-        let mut c = match &self.config {
-            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
-            None => Config::default(),
-        };
-        c.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
+        let mut s = Sources::new();
+        if let Some(p) = &self.config {
+            s.file(p).map_err(|e| e.to_string())?;
+        }
+        s.env(std::env::vars()).map_err(|e| e.to_string())?;
         let flags = [
-            ("ws_addr", &self.ws_addr),
-            ("http_addr", &self.http_addr),
-            ("grpc_addr", &self.grpc_addr),
-            ("shards", &self.shards),
-            ("node_id", &self.node_id),
+            ("--ws-addr", "ws_addr", &self.ws_addr),
+            ("--http-addr", "http_addr", &self.http_addr),
+            ("--grpc-addr", "grpc_addr", &self.grpc_addr),
+            ("--shards", "shards", &self.shards),
+            ("--node-id", "node_id", &self.node_id),
         ];
-        for (field, value) in flags {
+        for (flag, field, value) in flags {
             if let Some(v) = value {
-                c.set(field, v).map_err(|e| e.to_string())?;
+                s.flag(flag, field, v).map_err(|e| e.to_string())?;
             }
         }
         for kv in &self.set {
             let (k, v) = kv
                 .split_once('=')
                 .ok_or_else(|| format!("--set expects FIELD=VALUE, got {kv:?}"))?;
-            c.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
+            let k = k.trim();
+            s.flag(&format!("--set {k}"), k, v.trim())
+                .map_err(|e| e.to_string())?;
         }
-        c.validate().map_err(|e| e.to_string())?;
-        Ok(c)
+        s.finish().map_err(|e| e.to_string())
     }
 }
 
@@ -131,7 +145,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Config(ConfigCommand::Check { file }) => {
-            match Config::from_file(&file).and_then(|c| c.validate().map(|_| c)) {
+            match Sources::new().file(&file).and_then(|s| s.finish()) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
@@ -144,6 +158,20 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("pushgate: publish failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::History(args) => match history::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushgate: history failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Admin(args) => match admin::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushgate: admin call failed: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -180,8 +208,13 @@ fn config_error(msg: &str) -> ExitCode {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a file or a log collector would
+    // keep them as noise. NO_COLOR (no-color.org) turns them off there too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_stream::StreamExt;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
-use tonic::Request;
+
+use crate::grpc::{status, GrpcArgs};
 
 /// Publication requests in flight towards the gateway while reading standard input.
 const STDIN_BUFFER: usize = 1024;
@@ -47,17 +47,8 @@ pub struct PublishArgs {
     /// Send the payload as a binary frame instead of text.
     #[arg(long)]
     binary: bool,
-    /// The gateway's gRPC address.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "PUSHGATE_GRPC",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    grpc: String,
-    /// Bearer token (the gateway's grpc_token).
-    #[arg(long, env = "PUSHGATE_GRPC_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    grpc: GrpcArgs,
 }
 
 impl PublishArgs {
@@ -91,17 +82,6 @@ impl PublishArgs {
             exclude: self.exclude.clone().unwrap_or_default(),
         })
     }
-
-    fn request<T>(&self, msg: T) -> Result<Request<T>> {
-        let mut req = Request::new(msg);
-        if let Some(t) = self.token.as_deref().filter(|t| !t.is_empty()) {
-            let v: MetadataValue<_> = format!("Bearer {t}")
-                .parse()
-                .context("the token is not a valid header value")?;
-            req.metadata_mut().insert("authorization", v);
-        }
-        Ok(req)
-    }
 }
 
 /// Runs `pushgate publish`. Returns whether every publication was accepted.
@@ -110,17 +90,7 @@ pub fn run(args: PublishArgs) -> Result<bool> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let addr = if args.grpc.contains("://") {
-            args.grpc.clone()
-        } else {
-            format!("http://{}", args.grpc)
-        };
-        let channel = Channel::from_shared(addr.clone())
-            .with_context(|| format!("invalid --grpc address {addr:?}"))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        let mut client = PushgateClient::new(channel);
+        let mut client = args.grpc.connect().await?;
         let payload = match (&args.data, &args.file) {
             (Some(d), _) => Some(d.clone().into_bytes()),
             (None, Some(p)) => {
@@ -143,7 +113,7 @@ async fn publish_one(
     let req = pb::PublishRequest {
         publication: Some(args.publication(payload)?),
     };
-    match client.publish(args.request(req)?).await {
+    match client.publish(args.grpc.request(req)?).await {
         Ok(r) => {
             let r = r.into_inner();
             println!(
@@ -152,7 +122,7 @@ async fn publish_one(
             );
             Ok(true)
         }
-        Err(s) => bail!("{:?}: {}", s.code(), s.message()),
+        Err(s) => Err(status(s)),
     }
 }
 
@@ -187,9 +157,12 @@ async fn publish_stdin(client: &mut PushgateClient<Channel>, args: &PublishArgs)
         }
     });
     let mut acks = client
-        .publish_stream(args.request(tokio_stream::wrappers::ReceiverStream::new(rx))?)
+        .publish_stream(
+            args.grpc
+                .request(tokio_stream::wrappers::ReceiverStream::new(rx))?,
+        )
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status)?
         .into_inner();
     let (mut accepted, mut refused, mut enqueued, mut skipped) = (0u64, 0u64, 0u64, 0u64);
     let mut ended = None;

@@ -21,7 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The `id` of our subscribe command, to match its reply.
 const SUBSCRIBE_ID: u64 = 1;
 
-/// Flags of `pushgate subscribe`.
+/// Flags of `pushgate subscribe`. None is read from the environment: every `PUSHGATE_*`
+/// variable names a gateway setting (a node exits 64 on one it does not know).
 #[derive(Args)]
 #[command(group(ArgGroup::new("who").required(true).multiple(true).args(["all", "channel", "user", "token"])))]
 pub struct SubscribeArgs {
@@ -41,15 +42,10 @@ pub struct SubscribeArgs {
     #[arg(long, value_name = "NAME", default_value = "x-pushgate-user")]
     user_header: String,
     /// A connection token (JWT), sent as `Authorization: Bearer`.
-    #[arg(long, env = "PUSHGATE_TOKEN", hide_env_values = true)]
+    #[arg(long, value_name = "JWT")]
     token: Option<String>,
     /// The gateway's WebSocket URL.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "PUSHGATE_WS",
-        default_value = "ws://127.0.0.1:8080/ws"
-    )]
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// Exit after printing this many publications.
     #[arg(long, value_name = "N")]

@@ -60,6 +60,52 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 #[test]
+fn bad_history_rules_exit_64_naming_history() {
+    let dir = std::env::temp_dir().join(format!("pushgate-hist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, says) in [
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 100\nttl_ms = 60000\n",
+            None,
+        ),
+        (
+            "[[history]]\nchannels = \"a b*\"\nsize = 100\nttl_ms = 60000\n",
+            Some("history"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 0\nttl_ms = 60000\n",
+            Some("size"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 10\n",
+            Some("ttl_ms"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 10\nttl_ms = 1\nkeep = true\n",
+            Some("keep"),
+        ),
+        ("history_max_bytes = 10\n", Some("history_max_bytes")),
+    ] {
+        let file = dir.join("h.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match says {
+            None => assert!(out.status.success(), "{text}: {err}"),
+            Some(word) => {
+                assert_eq!(out.status.code(), Some(64), "{text}: {err}");
+                assert!(err.contains(word), "{text}: {err}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn config_check_exits_64_naming_the_bad_field() {
     let dir = std::env::temp_dir().join(format!("pushgate-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -89,6 +135,11 @@ fn config_check_exits_64_naming_the_bad_field() {
             .unwrap();
         assert_eq!(out.status.code(), Some(64));
         assert!(
+            String::from_utf8_lossy(&out.stderr).contains("bad.toml:1: "),
+            "names the file and line: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
             String::from_utf8_lossy(&out.stderr).contains(field),
             "{}",
             String::from_utf8_lossy(&out.stderr)
@@ -107,6 +158,13 @@ fn config_check_exits_64_naming_the_bad_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "environment variable PUSHGATE_HEARTBEAT_INTERVAL_MS: invalid heartbeat_interval_ms"
+        ),
+        "names the variable and the field: {err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -391,4 +449,144 @@ fn subscribe_command_stops_on_a_refusal_that_would_repeat() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("trusted_user_header"), "{err}");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let mut child = Killed(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--ws-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = child.0.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("pushgate is serving"))
+        .expect("the start line");
+    assert!(!serving.contains('\x1b'), "{serving:?}");
+}
+
+#[tokio::test]
+async fn every_metric_is_described_and_probes_answer_plain_text() {
+    let node = spawn(None);
+    // Touch the publish path and a connection so that their metrics exist.
+    let _ws = subscribed_to_news(&node).await;
+    assert_eq!(
+        http(node.http, "POST", "/publish?channel=news", b"x")
+            .unwrap()
+            .0,
+        200
+    );
+    let metrics = http_get(node.http, "/metrics").unwrap().1;
+    let typed: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() > 20, "{metrics}");
+    for name in typed {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no # HELP line (crates/pushgate-server/src/metric_help.rs)"
+        );
+    }
+    assert!(
+        metrics.contains("# TYPE pushgate_process_cpu_seconds_total counter"),
+        "a _total is a counter"
+    );
+    for (path, want) in [
+        ("/livez", "text/plain; charset=utf-8"),
+        ("/readyz", "text/plain; charset=utf-8"),
+        ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
+    ] {
+        let mut s = TcpStream::connect(node.http).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = String::new();
+        std::io::Read::read_to_string(&mut s, &mut head).unwrap();
+        let ct = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default();
+        assert_eq!(ct, want, "{path}");
+    }
+}
+
+/// Runs `pushgate admin ARGS` against `node`; returns the reply as JSON.
+fn admin(node: &Node, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .args(["--grpc", &node.grpc.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands_make_the_operator_calls_without_grpcurl() {
+    let node = spawn(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
+        .await
+        .unwrap();
+    let connected = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let connected: serde_json::Value = serde_json::from_str(&connected).unwrap();
+    let conn = connected["conn"].as_str().unwrap().to_owned();
+
+    let stats = admin(&node, &["stats"]);
+    assert_eq!(stats["connections"], 1, "{stats}");
+    assert_eq!(stats["cluster"][0]["node_id"], "n1", "{stats}");
+    let p = admin(&node, &["presence", "--channel", "sport"]);
+    assert_eq!(p["channels"][0]["subscribers"], 0, "{p}");
+
+    let r = admin(&node, &["subscribe", "--conn", &conn, "--channel", "sport"]);
+    assert_eq!(r["conns"], 1, "{r}");
+    let p = admin(&node, &["presence", "--channel", "sport"]);
+    assert_eq!(p["channels"][0]["subscribers"], 1, "{p}");
+    assert_eq!(
+        http(node.http, "POST", "/publish?channel=sport", b"goal")
+            .unwrap()
+            .0,
+        200
+    );
+    let got = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(
+        got.as_str(),
+        r#"{"type":"pub","channel":"sport","data":"goal"}"#
+    );
+    let r = admin(
+        &node,
+        &["unsubscribe", "--conn", &conn, "--channel", "sport"],
+    );
+    assert_eq!(r["conns"], 1, "{r}");
+
+    let r = admin(&node, &["disconnect", "--conn", &conn, "--reason", "bye"]);
+    assert_eq!(r["disconnected"], 1, "{r}");
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4002);
+            assert_eq!(f.reason.as_str(), "bye");
+        }
+        other => panic!("{other:?}"),
+    }
 }

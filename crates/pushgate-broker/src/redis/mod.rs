@@ -158,8 +158,8 @@ impl RedisBroker {
         Ok(rx)
     }
 
-    /// The bus messages of a publication to channels or users (one per distinct key,
-    /// sharing one body), and whether any of them has a connection here.
+    /// The bus messages of a publication to channels or users (one per key, sharing
+    /// one body; `names` are distinct), and whether any of them has a connection here.
     fn keyed(
         &self,
         names: &[String],
@@ -171,9 +171,8 @@ impl RedisBroker {
         for name in names {
             let (bus_key, interest_key) = key(name);
             here = here || self.hub.interest().wants(&interest_key);
-            if !bus.iter().any(|(k, _)| *k == bus_key) {
-                bus.push((bus_key, body.clone()));
-            }
+            // Names are distinct (`Broker::submit` de-duplicated them), so are keys.
+            bus.push((bus_key, body.clone()));
         }
         (bus, Count::Max, here)
     }

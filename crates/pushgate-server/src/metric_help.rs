@@ -1,0 +1,195 @@
+//! The `# HELP` line and unit of every metric the node exports, in one place: a new
+//! metric gets its line here (a test fails on a metric without one). The same words
+//! as docs/metrics.md, shorter.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Describes every metric to the installed recorder; call once, after installing it.
+pub fn describe() {
+    crate::process_metrics::describe();
+    describe_gauge!(
+        "pushgate_build_info",
+        "Always 1; the version label is the build's."
+    );
+
+    // Connections and subscriptions, per shard.
+    describe_gauge!(
+        "pushgate_connections",
+        Unit::Count,
+        "Open WebSocket connections."
+    );
+    describe_counter!(
+        "pushgate_connections_opened_total",
+        Unit::Count,
+        "WebSocket connections registered."
+    );
+    describe_counter!(
+        "pushgate_connections_closed_total",
+        Unit::Count,
+        "WebSocket connections closed, by reason."
+    );
+    describe_gauge!(
+        "pushgate_subscriptions",
+        Unit::Count,
+        "Channel subscriptions of this shard's connections."
+    );
+    describe_gauge!(
+        "pushgate_channels",
+        Unit::Count,
+        "Channels with at least one subscriber on the shard."
+    );
+
+    // Publications and the fan-out.
+    describe_counter!(
+        "pushgate_publications_total",
+        Unit::Count,
+        "Publications accepted, by target kind and source."
+    );
+    describe_counter!(
+        "pushgate_deliveries_total",
+        Unit::Count,
+        "Frames enqueued to connections."
+    );
+    describe_counter!(
+        "pushgate_bytes_written_total",
+        Unit::Bytes,
+        "Bytes written to client sockets."
+    );
+    describe_histogram!(
+        "pushgate_write_batch_frames",
+        Unit::Count,
+        "Frames carried by one vectored write."
+    );
+    describe_counter!(
+        "pushgate_slow_consumer_disconnects_total",
+        Unit::Count,
+        "Connections closed because their outbound queue filled."
+    );
+    describe_counter!(
+        "pushgate_outbound_dropped_total",
+        Unit::Count,
+        "Messages dropped for a slow client (drop_newest policy)."
+    );
+    describe_counter!(
+        "pushgate_heartbeat_reaped_total",
+        Unit::Count,
+        "Connections closed for silence (heartbeat timeout)."
+    );
+    describe_histogram!(
+        "pushgate_fanout_duration_seconds",
+        Unit::Seconds,
+        "Time from a publication accepted to the last shard having enqueued it."
+    );
+
+    // The edge: handshakes, limits, accept.
+    describe_counter!(
+        "pushgate_handshake_refused_total",
+        Unit::Count,
+        "WebSocket upgrades refused, by HTTP status."
+    );
+    describe_counter!(
+        "pushgate_limit_rejections_total",
+        Unit::Count,
+        "Requests refused by a configured limit, by limit."
+    );
+    describe_counter!(
+        "pushgate_accept_errors_total",
+        Unit::Count,
+        "Failed accepts on the WebSocket port, by kind (fd_exhausted: out of descriptors)."
+    );
+
+    // The internal APIs.
+    describe_counter!(
+        "pushgate_http_requests_total",
+        Unit::Count,
+        "Internal HTTP API requests, by path and status."
+    );
+    describe_histogram!(
+        "pushgate_http_request_duration_seconds",
+        Unit::Seconds,
+        "Internal HTTP API request duration, by path."
+    );
+    describe_counter!(
+        "pushgate_grpc_requests_total",
+        Unit::Count,
+        "gRPC ingress calls, by method and status code."
+    );
+    describe_histogram!(
+        "pushgate_grpc_request_duration_seconds",
+        Unit::Seconds,
+        "gRPC call duration, by method (PublishStream: until the stream is set up)."
+    );
+
+    // The Redis broker (broker = "redis").
+    describe_gauge!(
+        "pushgate_broker_up",
+        "1 while both Redis connections are up and the initial subscriptions confirmed."
+    );
+    describe_counter!(
+        "pushgate_broker_published_total",
+        Unit::Count,
+        "Messages this node put on the bus."
+    );
+    describe_counter!(
+        "pushgate_broker_round_trips_total",
+        Unit::Count,
+        "Redis round trips of the publisher connection."
+    );
+    describe_counter!(
+        "pushgate_broker_publish_errors_total",
+        Unit::Count,
+        "Publications refused because Redis was unreachable or answered an error."
+    );
+    describe_counter!(
+        "pushgate_broker_received_total",
+        Unit::Count,
+        "Bus messages from other nodes handed to this node, by target kind."
+    );
+    describe_counter!(
+        "pushgate_broker_echoes_total",
+        Unit::Count,
+        "This node's own publications back from Redis, ignored."
+    );
+    describe_counter!(
+        "pushgate_broker_undecodable_total",
+        Unit::Count,
+        "Bus messages that could not be read."
+    );
+    describe_gauge!(
+        "pushgate_broker_subscriptions",
+        Unit::Count,
+        "Redis keys this node follows."
+    );
+    describe_counter!(
+        "pushgate_broker_reconnects_total",
+        Unit::Count,
+        "Reconnections to Redis, by connection (publisher, subscriber)."
+    );
+
+    // Channel history.
+    describe_gauge!(
+        "pushgate_history_bytes",
+        Unit::Bytes,
+        "Bytes the channel history of this node holds (bounded by history_max_bytes)."
+    );
+    describe_gauge!(
+        "pushgate_history_streams",
+        Unit::Count,
+        "History channels with a stream on this node."
+    );
+    describe_counter!(
+        "pushgate_history_evictions_total",
+        Unit::Count,
+        "Evicted for the memory bound: whole streams nobody followed, or kept publications of followed ones."
+    );
+    describe_counter!(
+        "pushgate_history_expired_total",
+        Unit::Count,
+        "Kept publications dropped because they outlived their rule's ttl."
+    );
+    describe_counter!(
+        "pushgate_history_recoveries_total",
+        Unit::Count,
+        "Subscribes with a position, by result (recovered, unrecovered)."
+    );
+}
