@@ -28,6 +28,8 @@ export declare class PushgateClient extends Emitter<ClientEvents> {
     private connectTimer;
     private refreshTimer;
     private refreshing;
+    /** When the last refresh command was sent (ms since the epoch). */
+    private lastRefreshMs;
     private deadLink?;
     /** What subscriptions may call back into (kept off the public surface). */
     private readonly owner;

@@ -21,6 +21,8 @@ export interface PushgateClientOptions {
     connectTimeoutMs?: number;
     /** Refresh the token this long before its `exp` (at most half its lifetime). Default 60000. */
     refreshLeadMs?: number;
+    /** Least time between two scheduled refreshes (the server allows max_refreshes_per_minute, 5). Default 12000. */
+    minRefreshIntervalMs?: number;
     /** Declare the link dead after twice the server's heartbeat_ms of silence. Default true. */
     deadLinkDetection?: boolean;
     /** Handshakes failing in a row, status unknown (browsers), before getToken is asked again. Default 3. */

@@ -505,6 +505,8 @@ var PushgateClient = class extends Emitter {
     this.failedHandshakes = 0;
     this.everConnected = false;
     this.refreshing = false;
+    /** When the last refresh command was sent (ms since the epoch). */
+    this.lastRefreshMs = -Infinity;
     /** What subscriptions may call back into (kept off the public surface). */
     this.owner = {
       removeSubscription: (sub, tellServer) => this.removeSubscription(sub, tellServer),
@@ -922,7 +924,8 @@ var PushgateClient = class extends Emitter {
     clearTimeout(this.refreshTimer);
     const due = this.tokens.refreshDueMs();
     if (due === void 0 || !this.connectedOnSocket) return;
-    const delay = Math.min(Math.max(due - Date.now(), 1e3), MAX_TIMER_MS);
+    const at = Math.max(due, this.lastRefreshMs + (this.options.minRefreshIntervalMs ?? 12e3));
+    const delay = Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS);
     this.refreshTimer = setTimeout(() => void this.refreshToken(), delay);
   }
   async refreshToken() {
@@ -940,7 +943,8 @@ var PushgateClient = class extends Emitter {
       return;
     }
     if (this.ws !== ws || !this.connectedOnSocket) return;
-    if (!this.send({ type: "refresh", token }, { kind: "refresh" })) this.refreshing = false;
+    if (this.send({ type: "refresh", token }, { kind: "refresh" })) this.lastRefreshMs = Date.now();
+    else this.refreshing = false;
   }
   onRefreshed(exp, unsubscribed, id) {
     this.takePending(id);

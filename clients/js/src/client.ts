@@ -54,6 +54,8 @@ export class PushgateClient extends Emitter<ClientEvents> {
   private connectTimer: unknown;
   private refreshTimer: unknown;
   private refreshing = false;
+  /** When the last refresh command was sent (ms since the epoch). */
+  private lastRefreshMs = -Infinity;
   private deadLink?: DeadLinkDetector;
   /** What subscriptions may call back into (kept off the public surface). */
   private readonly owner: SubscriptionOwner = {
@@ -501,8 +503,11 @@ export class PushgateClient extends Emitter<ClientEvents> {
     clearTimeout(this.refreshTimer);
     const due = this.tokens.refreshDueMs();
     if (due === undefined || !this.connectedOnSocket) return;
-    // At least a second between refreshes, even if getToken keeps handing out old tokens.
-    const delay = Math.min(Math.max(due - Date.now(), 1000), MAX_TIMER_MS);
+    // The server allows a few refreshes per minute (max_refreshes_per_minute, 5): keep
+    // minRefreshIntervalMs between them, even if getToken keeps handing out old tokens.
+    // The server's token_expired still triggers one at once.
+    const at = Math.max(due, this.lastRefreshMs + (this.options.minRefreshIntervalMs ?? 12_000));
+    const delay = Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS);
     this.refreshTimer = setTimeout(() => void this.refreshToken(), delay);
   }
 
@@ -522,7 +527,8 @@ export class PushgateClient extends Emitter<ClientEvents> {
     }
     // A new connection since then uses the fresh token already.
     if (this.ws !== ws || !this.connectedOnSocket) return;
-    if (!this.send({ type: "refresh", token }, { kind: "refresh" })) this.refreshing = false;
+    if (this.send({ type: "refresh", token }, { kind: "refresh" })) this.lastRefreshMs = Date.now();
+    else this.refreshing = false;
   }
 
   private onRefreshed(exp: number, unsubscribed: string[], id: unknown): void {

@@ -65,7 +65,7 @@ test("Chromium: the token is refreshed before exp; a refused handshake leads to 
     ++calls === 1
       ? mintHs256({ sub: "erin", exp: nowSec() + 60, channels: ["news"] }, "another-secret-another-secret-another!!")
       : mintHs256({ sub: "erin", exp: nowSec() + 3, channels: ["news"] });
-  const c = await pageClient(t, browser.context, server.url, gw.wsUrl, { backoff: FAST, refreshLeadMs: 1500, failuresBeforeNewToken: 1 }, mint);
+  const c = await pageClient(t, browser.context, server.url, gw.wsUrl, { backoff: FAST, refreshLeadMs: 1500, minRefreshIntervalMs: 1000, failuresBeforeNewToken: 1 }, mint);
   await c.page.evaluate(() => {
     window.follow("news");
     window.client.connect();

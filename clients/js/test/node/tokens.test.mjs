@@ -28,6 +28,7 @@ test("the token is refreshed before it expires: one connection outlives several 
       return tok;
     },
     refreshLeadMs: 1500,
+    minRefreshIntervalMs: 1000, // 3 s tokens; the test waits for 3 refreshes, within the server's 5 a minute
   });
   t.after(() => client.disconnect());
   const rec = record(client);

@@ -1,7 +1,7 @@
 // Real pushgate gateways for the integration tests: each on free loopback ports, each
 // stopped by its PID. The binary is target/release/pushgate of this checkout (built by
 // test/support/build-gateway.mjs before the tests), or $PUSHGATE_BIN.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, writeFileSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -175,3 +175,14 @@ export function historyToml(channels = "chat:*", size = 1000, ttlMs = 600000) {
   return `[[history]]\nchannels = "${channels}"\nsize = ${size}\nttl_ms = ${ttlMs}\n`;
 }
 
+
+/** Why `pushgate config check` refuses this configuration (its first line), or undefined when it accepts it. */
+export function configRefused(toml) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "pushgate-js-check-"));
+  const file = path.join(dir, "check.toml");
+  writeFileSync(file, toml);
+  const r = spawnSync(BIN, ["config", "check", file], { encoding: "utf8" });
+  rmSync(dir, { recursive: true, force: true });
+  if (r.status === 0) return undefined;
+  return (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n")[0].replace(/^.*?: configuration error: \S+: /, "");
+}

@@ -79,6 +79,22 @@ test("a short-lived token is refreshed half-way, not in a loop", async (t) => {
   assert.equal(ws.commands("refresh").length, 1);
 });
 
+test("refreshes stay minRefreshIntervalMs apart, even when getToken hands out the same token", async (t) => {
+  const same = fakeJwt({ sub: "a", exp: T0 / 1000 + 20 });
+  const { client } = setup(t, { getToken: () => same, deadLinkDetection: false });
+  const ws = await connected(client);
+  // Half-way through its 20 s: the first refresh.
+  await advance(t, 10000);
+  const r = ws.lastCommand("refresh");
+  assert.equal(ws.commands("refresh").length, 1);
+  ws.message({ type: "refreshed", exp: T0 / 1000 + 20, id: r.id });
+  // Due again at 15 s (half of what is left), but the server allows 5 a minute: at 22 s.
+  await advance(t, 11999);
+  assert.equal(ws.commands("refresh").length, 1);
+  await advance(t, 1);
+  assert.equal(ws.commands("refresh").length, 2);
+});
+
 test("token_expired from the server: refresh at once", async (t) => {
   let n = 0;
   const { client } = setup(t, { getToken: () => fakeJwt({ sub: "a", exp: T0 / 1000 + 3600, n: ++n }) });
