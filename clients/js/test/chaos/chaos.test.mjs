@@ -6,10 +6,12 @@
 // message exactly once, in order. Prints the reconnect count and the longest gap.
 //
 // It needs the nodes to share each channel's history through Redis (issue #11, its Redis
-// part). Until the gateway has it, it refuses [[history]] with broker = "redis", and this
-// test is skipped with the gateway's reason (`pushgate config check`); it runs by itself
-// once that configuration is accepted. CHAOS_WITHOUT_HISTORY=1 runs it on channels
-// without history: the test must then fail, listing what was missed.
+// part). Until then it is not part of `npm test` (run it with `npm run test:chaos`): with
+// per-node memory history a page that moves to the other node gets `unrecoverable` and
+// misses that gap, and the test fails listing the missing messages. When the gateway
+// refuses [[history]] with broker = "redis" (docs/history.md says it does), the test is
+// skipped with the gateway's reason. CHAOS_WITHOUT_HISTORY=1 runs it on channels without
+// history: it must then fail, listing what was missed.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { launch } from "../support/browser.mjs";
