@@ -55,12 +55,24 @@ $("publish").addEventListener("submit", async (ev) => {
   try {
     const r = await fetch(`/api/publish?channel=${encodeURIComponent(channel)}`, { method: "POST", body: input.value });
     const reply = await r.text();
-    status.textContent = r.ok ? `published: ${reply.trim()}` : `refused (${r.status}): ${reply.trim()}`;
+    status.textContent = r.ok ? `published: ${describe(reply)}` : `refused (${r.status}): ${reply.trim()}`;
     if (r.ok) input.value = "";
   } catch (e) {
     status.textContent = `publish failed: ${e.message}`;
   }
 });
+
+/** The gateway's publish reply, in words: the offset on a history channel, else the reply. */
+function describe(reply) {
+  try {
+    const r = JSON.parse(reply);
+    const pos = r.positions?.[channel];
+    const subscribers = `${r.enqueued} local subscriber${r.enqueued === 1 ? "" : "s"}`;
+    return pos ? `#${pos.offset} (epoch ${pos.epoch}), ${subscribers}` : `${subscribers} (${reply.trim()})`;
+  } catch {
+    return reply.trim();
+  }
+}
 
 client.connect();
 // For the tests and the curious: window.pushgateDemo.client in the console.
