@@ -471,6 +471,7 @@ impl Config {
             track_interest: self.broker == "redis",
             history: self.history_rules(),
             history_max_bytes: self.history_max_bytes,
+            positions_from_broker: self.broker == "redis",
         }
     }
 
