@@ -3,28 +3,36 @@
 //! delivered here directly, once Redis has taken it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use pushgate_hub::{Hub, PublishReport, Submitted};
+use pushgate_hub::{Hub, PublishError, PublishReport, Submitted};
 use tokio::sync::{oneshot, watch};
 
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
+use crate::idempotency::{self, Check, Claim, Window};
 use crate::local::{apply, local_part, node_stats, Local};
-use crate::message::{Message, Target};
-use crate::redis::{RedisBroker, RedisConfig};
+use crate::message::Message;
+use crate::redis::{PublishOutcome, RedisBroker, RedisConfig};
 use crate::wire::Control;
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]
 pub enum Broker {
-    /// A single node: publications go straight to the hub.
-    InProcess(Hub),
+    /// A single node: publications go straight to the hub; idempotency keys are
+    /// remembered in the window, on this node.
+    InProcess(Hub, Arc<Window>),
     /// Nodes joined through Redis pub/sub.
     Redis(Arc<RedisBroker>),
 }
 
 impl Broker {
+    /// A single node's broker; idempotency keys are remembered for `window`.
+    pub fn in_process(hub: Hub, window: Duration) -> Broker {
+        Broker::InProcess(hub, Window::new(window))
+    }
+
     /// A Redis broker for `hub` (built with `track_interest`); starts its connections
     /// on the current runtime. It reports up once both are established.
     pub fn redis(hub: Hub, config: RedisConfig) -> Result<Broker, crate::UrlError> {
@@ -33,7 +41,7 @@ impl Broker {
 
     pub fn hub(&self) -> &Hub {
         match self {
-            Broker::InProcess(hub) => hub,
+            Broker::InProcess(hub, _) => hub,
             Broker::Redis(r) => r.hub(),
         }
     }
@@ -41,7 +49,7 @@ impl Broker {
     /// `memory` or `redis`: the `broker` setting.
     pub fn kind(&self) -> &'static str {
         match self {
-            Broker::InProcess(_) => "memory",
+            Broker::InProcess(..) => "memory",
             Broker::Redis(_) => "redis",
         }
     }
@@ -49,7 +57,7 @@ impl Broker {
     /// Whether publications can be accepted now (always, in process).
     pub fn is_up(&self) -> bool {
         match self {
-            Broker::InProcess(_) => true,
+            Broker::InProcess(..) => true,
             Broker::Redis(r) => r.is_up(),
         }
     }
@@ -57,7 +65,7 @@ impl Broker {
     /// Follows [`Broker::is_up`].
     pub fn watch_up(&self) -> watch::Receiver<bool> {
         match self {
-            Broker::InProcess(_) => watch::channel(true).1,
+            Broker::InProcess(..) => watch::channel(true).1,
             Broker::Redis(r) => r.watch_up(),
         }
     }
@@ -67,17 +75,24 @@ impl Broker {
     /// every node in that order, so a publisher can keep many in flight.
     pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
         match self {
-            Broker::InProcess(hub) => {
-                if let Target::Conns(c) = &m.target {
-                    // Only connections of other nodes may be named: nothing to submit
-                    // here, but the publication is checked all the same.
-                    let ids = pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect());
-                    hub.validate(&ids, m.payload.len())?;
-                }
+            Broker::InProcess(hub, window) => {
+                // Checked before the key is claimed: a refused publication leaves no
+                // trace in the window.
+                hub.validate(&m.target.hub_shape(), m.payload.len())?;
+                let claim = match m.idempotency_key.as_deref().map(|k| window.check(k)) {
+                    None => None,
+                    Some(Check::New(claim)) => Some(claim),
+                    Some(Check::Seen(first)) => return Ok(Pending(Inner::Seen(first))),
+                };
                 match local_part(hub, m) {
-                    None => Ok(Pending(Inner::Ready(Delivery::default()))),
-                    // `Hub::submit` validates the rest.
-                    Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?))),
+                    None => {
+                        let d = Delivery::default();
+                        if let Some(c) = claim {
+                            c.complete(&d);
+                        }
+                        Ok(Pending(Inner::Ready(d)))
+                    }
+                    Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?, claim))),
                 }
             }
             Broker::Redis(r) => {
@@ -107,7 +122,7 @@ impl Broker {
             Subject::Conn(_) => None,
         };
         let remote = match self {
-            Broker::InProcess(_) => 0,
+            Broker::InProcess(..) => 0,
             Broker::Redis(r) => r.control(&who, &c).await?,
         };
         let report = local.map(|l| apply(hub, l, &c)).unwrap_or_default();
@@ -126,7 +141,7 @@ impl Broker {
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
-            Broker::InProcess(hub) => Ok(vec![node_stats(hub)]),
+            Broker::InProcess(hub, _) => Ok(vec![node_stats(hub)]),
             Broker::Redis(r) => r.cluster_stats().await,
         }
     }
@@ -145,8 +160,10 @@ pub struct Pending(Inner);
 
 enum Inner {
     Ready(Delivery),
-    Local(Submitted),
-    Remote(oneshot::Receiver<Result<(u32, Option<Submitted>), BrokerError>>),
+    Local(Submitted, Option<Claim>),
+    /// A retry of a key in the in-process window: the first attempt's outcome.
+    Seen(watch::Receiver<Option<Delivery>>),
+    Remote(oneshot::Receiver<PublishOutcome>),
 }
 
 impl Pending {
@@ -154,17 +171,36 @@ impl Pending {
     pub async fn report(self) -> Result<Delivery, BrokerError> {
         match self.0 {
             Inner::Ready(d) => Ok(d),
-            Inner::Local(s) => {
+            Inner::Local(mut s, claim) => {
+                let positions = s.take_positions();
                 let local = s.report().await?;
-                Ok(Delivery { local, nodes: 1 })
+                let d = Delivery {
+                    local,
+                    nodes: 1,
+                    positions,
+                    duplicate: false,
+                };
+                if let Some(c) = claim {
+                    c.complete(&d);
+                }
+                Ok(d)
             }
+            // The first attempt was refused (the node is stopping): so is this one.
+            Inner::Seen(first) => idempotency::outcome(first)
+                .await
+                .ok_or(BrokerError::Publish(PublishError::ShuttingDown)),
             Inner::Remote(rx) => {
-                let (nodes, submitted) = rx.await.map_err(BrokerError::stopped)??;
-                let local = match submitted {
+                let taken = rx.await.map_err(BrokerError::stopped)??;
+                let local = match taken.local {
                     Some(s) => s.report().await?,
                     None => PublishReport::default(),
                 };
-                Ok(Delivery { local, nodes })
+                Ok(Delivery {
+                    local,
+                    nodes: taken.nodes,
+                    positions: taken.positions,
+                    duplicate: taken.duplicate,
+                })
             }
         }
     }
@@ -173,6 +209,7 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Target;
     use crate::wire::NodeConn;
     use pushgate_hub::{HubConfig, PublishError};
     use pushgate_protocol::{ConnId, Payload};
@@ -196,6 +233,7 @@ mod tests {
             target,
             payload: Payload::Text(data.into()),
             exclude: None,
+            idempotency_key: None,
         }
     }
 
@@ -208,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_process_counts_this_node_only_and_checks_remote_only_publications() {
-        let b = Broker::InProcess(hub(false));
+        let b = Broker::in_process(hub(false), Duration::from_secs(60));
         let d = b.publish(to(Target::All, "x"), "test").await.unwrap();
         assert_eq!(d.nodes, 1);
         let d = b.publish(to(elsewhere(), "x"), "test").await.unwrap();
@@ -227,7 +265,7 @@ mod tests {
         // Port 1 on loopback: nothing listens there.
         let config = crate::RedisConfig {
             url: "redis://127.0.0.1:1".into(),
-            prefix: "t".into(),
+            ..crate::RedisConfig::default()
         };
         let b = Broker::redis(hub(true), config).unwrap();
         assert!(!b.is_up());

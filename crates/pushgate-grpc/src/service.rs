@@ -98,6 +98,7 @@ impl Shared {
             target,
             payload,
             exclude,
+            idempotency_key: None,
         })
     }
 

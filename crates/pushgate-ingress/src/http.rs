@@ -5,6 +5,9 @@
 //! without a target is refused (400), never broadcast. The answer is
 //! `{"enqueued":N,"nodes_accepted":K,"skipped":M}`: this node's connections, and the
 //! nodes that took it (the field names of gRPC's `PublishReply`). With a cluster broker that cannot reach Redis, 503 and nothing is published.
+//! An `Idempotency-Key` header makes a retry within the window answer the first
+//! outcome (`"duplicate":true`) instead of publishing again; 504 says the outcome is
+//! unknown (sent to Redis, not answered in time): retry with the same key.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,9 @@ use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
@@ -178,6 +184,16 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         Ok(q) => q,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
+    let idempotency_key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1-256 visible ASCII characters",
+            )
+        }
+    };
     let max = state.broker.hub().config().max_payload;
     let body = match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => b.to_bytes(),
@@ -206,12 +222,18 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         target: query.target.expect("parse_query sets a target"),
         payload,
         exclude: query.exclude,
+        idempotency_key,
     };
     match state.broker.publish(m, "http").await {
-        Ok(d) => json_resp(
-            StatusCode::OK,
-            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes}),
-        ),
+        Ok(d) => {
+            let mut reply = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
+            if d.duplicate {
+                reply["duplicate"] = true.into();
+            }
+            json_resp(StatusCode::OK, reply)
+        }
+        // Sent, but not answered: it may have been delivered (docs/cluster.md).
+        Err(e @ BrokerError::Uncertain(_)) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
         Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }

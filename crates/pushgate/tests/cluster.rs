@@ -265,9 +265,9 @@ async fn every_target_kind_reaches_every_node_exactly_once() {
     }
     let mut sports = Client::connect(&nodes[1], None, &["sports"]).await;
     for (key, n) in [
-        ("pushgate:ch:news", 3),
-        ("pushgate:user:alice", 3),
-        ("pushgate:ch:sports", 1),
+        ("pushgate:ch:{news}", 3),
+        ("pushgate:user:{alice}", 3),
+        ("pushgate:ch:{sports}", 1),
     ] {
         wait_for(|| redis.subscribers(key) == Some(n));
     }
@@ -381,7 +381,7 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     let n1 = Node::start("n1", &redis);
     let n2 = Node::start("n2", &redis);
     let mut far = Client::connect(&n2, None, &["news"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(1));
     let mut grpc = n1.grpc().await;
     let news = || publication(pb::target::Kind::Channels(names(&["news"])), "before");
     grpc.publish(news()).await.unwrap();
@@ -412,7 +412,7 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
 
     redis = Redis::start_on(port);
     wait_for(|| n1.ready() && n2.ready());
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(1));
     let r = grpc
         .publish(publication(
             pb::target::Kind::Channels(names(&["news"])),
@@ -438,10 +438,10 @@ async fn a_killed_node_leaves_the_others_delivering() {
     let mut c1 = Client::connect(&n1, None, &["news"]).await;
     let _c2 = Client::connect(&n2, None, &["news"]).await;
     let mut c3 = Client::connect(&n3, None, &["news"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(3));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(3));
 
     drop(n2); // SIGKILL: no drain, no goodbye to Redis
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(2));
     let r = n1
         .grpc()
         .await
@@ -464,7 +464,7 @@ async fn a_publish_stream_crosses_redis_in_batches_and_in_order() {
     let n2 = Node::start("n2", &redis);
     let mut near = Client::connect(&n1, None, &["ticks"]).await;
     let mut far = Client::connect(&n2, None, &["ticks"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:ticks") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{ticks}") == Some(2));
 
     const N: u64 = 2000;
     let requests = (1..=N).map(|i| pb::PublishStreamRequest {
@@ -533,7 +533,7 @@ async fn operator_calls_reach_every_node_of_a_user_or_connection() {
     let mut alice1 = Client::connect(&n1, Some("alice"), &[]).await;
     let mut alice2 = Client::connect(&n2, Some("alice"), &[]).await;
     let mut other = Client::connect(&n2, None, &[]).await;
-    wait_for(|| redis.subscribers("pushgate:user:alice") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:user:{alice}") == Some(2));
     let mut grpc = n1.grpc().await;
     let promo = || publication(pb::target::Kind::Channels(names(&["promo"])), "promo");
 
@@ -554,7 +554,7 @@ async fn operator_calls_reach_every_node_of_a_user_or_connection() {
         .unwrap()
         .into_inner();
     assert_eq!((r.conns, r.nodes), (0, 1), "the connection lives on n2");
-    wait_for(|| redis.subscribers("pushgate:ch:promo") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{promo}") == Some(2));
     let r = grpc.publish(promo()).await.unwrap().into_inner();
     assert_eq!(r.nodes_accepted, 2);
     for c in [&mut alice1, &mut alice2, &mut other] {
