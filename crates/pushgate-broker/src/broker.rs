@@ -13,7 +13,7 @@ use crate::delivery::Delivery;
 use crate::error::BrokerError;
 use crate::idempotency::{self, Check, Claim, Window};
 use crate::local::{apply, local_part, node_stats, Local};
-use crate::message::Message;
+use crate::message::{Message, Target};
 use crate::redis::{PublishOutcome, RedisBroker, RedisConfig};
 use crate::wire::Control;
 
@@ -76,13 +76,23 @@ impl Broker {
     pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
         match self {
             Broker::InProcess(hub, window) => {
-                // Checked before the key is claimed: a refused publication leaves no
-                // trace in the window.
-                hub.validate(&m.target.hub_shape(), m.payload.len())?;
-                let claim = match m.idempotency_key.as_deref().map(|k| window.check(k)) {
+                if let Target::Conns(c) = &m.target {
+                    // Only connections of other nodes may be named: nothing to submit
+                    // here, but the publication is checked all the same.
+                    let ids = pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect());
+                    hub.validate(&ids, m.payload.len())?;
+                }
+                let claim = match m.idempotency_key.as_deref() {
                     None => None,
-                    Some(Check::New(claim)) => Some(claim),
-                    Some(Check::Seen(first)) => return Ok(Pending(Inner::Seen(first))),
+                    Some(key) => {
+                        // Checked before the key is claimed: a refused publication
+                        // leaves no trace in the window.
+                        hub.validate(&m.target.hub_shape(), m.payload.len())?;
+                        match window.check(key) {
+                            Check::New(claim) => Some(claim),
+                            Check::Seen(first) => return Ok(Pending(Inner::Seen(first))),
+                        }
+                    }
                 };
                 match local_part(hub, m) {
                     None => {
@@ -209,7 +219,6 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Target;
     use crate::wire::NodeConn;
     use pushgate_hub::{HubConfig, PublishError};
     use pushgate_protocol::{ConnId, Payload};
@@ -258,6 +267,36 @@ mod tests {
         ));
         assert!(b.is_up());
         assert_eq!(b.cluster_stats().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn in_process_a_key_is_published_once_within_the_window() {
+        let hub = hub(false);
+        let (id, shard) = hub.next_conn();
+        let conn = shard.register(id, None);
+        conn.subscribe(&["a".into()]).unwrap();
+        let b = Broker::in_process(hub, Duration::from_secs(60));
+        let keyed = |data: &str| Message {
+            idempotency_key: Some("k1".into()),
+            ..to(Target::Channels(vec!["a".into()]), data)
+        };
+        let first = b.publish(keyed("x"), "test").await.unwrap();
+        assert_eq!((first.local.enqueued, first.duplicate), (1, false));
+        let again = b.publish(keyed("x"), "test").await.unwrap();
+        assert_eq!((again.local.enqueued, again.duplicate), (0, true));
+        // A refused attempt does not take the key.
+        let e = b.publish(keyed("far too long"), "test").await;
+        assert!(e.is_err());
+        let other = Message {
+            idempotency_key: Some("k2".into()),
+            ..to(Target::Channels(vec!["a".into()]), "far too long")
+        };
+        assert!(b.publish(other, "test").await.is_err());
+        let k2 = Message {
+            idempotency_key: Some("k2".into()),
+            ..to(Target::Channels(vec!["a".into()]), "y")
+        };
+        assert!(!b.publish(k2, "test").await.unwrap().duplicate);
     }
 
     #[tokio::test]
