@@ -98,10 +98,14 @@ impl Follow {
         }
     }
 
-    /// The connection no longer follows `channel`: what waits for its read is dropped
-    /// (a later follow reads the stream again).
+    /// The connection no longer follows `channel`: what waits for its read is dropped,
+    /// and the node's copy of the stream is marked out of date (a later follow reads
+    /// it again before anyone subscribes).
     pub(crate) fn unfollowed(&mut self, channel: &str) {
         self.reading.remove(channel);
+        if let Some(h) = self.hub.history() {
+            h.unfollowed(channel);
+        }
     }
 
     /// A subscribe waits for `channel`'s stream, which the connection follows.

@@ -65,6 +65,7 @@ pub(crate) async fn run(
     let mut ever_up = false;
     let mut report = tokio::time::interval(REPORT_EVERY);
     let mut probe = tokio::time::interval(settings.probe_every());
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
         if conn.is_none() {

@@ -152,6 +152,7 @@ async fn session(
     let mut up = false;
     // When the oldest unanswered PING was sent; whether that made the broker down.
     let mut probe = tokio::time::interval(settings.probe_every());
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unanswered: Option<Instant> = None;
     let mut stalled = false;
     loop {

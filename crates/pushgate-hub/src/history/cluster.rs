@@ -145,6 +145,7 @@ impl Hub {
             })
             .collect();
         let (stream, mut g) = locked(&history, channel);
+        g.stale = false;
         let epoch: Arc<str> = snap.epoch.as_str().into();
         let same_epoch = g.synced && *g.epoch == *epoch;
         let (outcome, frames, delta) = if !g.synced {

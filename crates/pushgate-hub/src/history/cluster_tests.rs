@@ -204,3 +204,25 @@ async fn a_position_beyond_the_node_waits_for_it_then_gives_up() {
     assert_eq!(got[0]["unrecovered"], json!(["chat:w"]));
     assert_eq!(got[0]["positions"]["chat:w"]["offset"], 13);
 }
+
+#[tokio::test]
+async fn a_stream_no_longer_followed_is_synced_again_before_anyone_resumes_from_it() {
+    let hub = cluster_hub();
+    confirm(&hub, "chat:s");
+    hub.sync("chat:s", snapshot("E", 5, 1..=5)).await.unwrap();
+    let a = connect(&hub);
+    subscribe(&a, "chat:s", None, false);
+    assert_eq!(messages(&a, 1).await[0]["positions"]["chat:s"]["offset"], 5);
+    // The node stopped following the channel (say, a subscriber raced the
+    // unsubscribe and stayed); Redis moved on meanwhile.
+    hub.history().unwrap().unfollowed("chat:s");
+    let b = connect(&hub);
+    subscribe(&b, "chat:s", None, false);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(drain(&b).is_empty(), "no stale position is given");
+    let r = hub.sync("chat:s", snapshot("E", 8, 6..=8)).await.unwrap();
+    assert_eq!(r, Synced::Filled(3));
+    assert_eq!(offsets(&messages(&a, 3).await), [6, 7, 8]);
+    let got = messages(&b, 1).await;
+    assert_eq!(got[0]["positions"]["chat:s"]["offset"], 8);
+}

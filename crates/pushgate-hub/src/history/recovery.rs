@@ -113,9 +113,10 @@ impl ShardState {
                 pinned.push(ch);
                 let (generation, upto) = stream.fanned(self.shard);
                 let mut g = stream.inner.lock();
-                // Cluster: the stream's position is not known yet, or this shard has
-                // not processed its last sync (its offset is of an older state).
-                let unsynced = !g.synced;
+                // Cluster: the stream's position is not known (yet, or any more), or
+                // this shard has not processed its last sync (its offset is of an
+                // older state).
+                let unsynced = !g.synced || g.stale;
                 if unsynced || generation != g.generation {
                     drop(g);
                     if unsynced {

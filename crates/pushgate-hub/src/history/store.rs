@@ -148,6 +148,15 @@ impl History {
         g.synced.then(|| (g.epoch.clone(), g.top))
     }
 
+    /// The node no longer follows `channel` on the cluster bus: its copy of the
+    /// stream will fall behind, so the next subscriber waits for the next sync rather
+    /// than be given a stale position (and then the whole gap, or `unrecoverable`).
+    pub fn unfollowed(&self, channel: &str) {
+        if let Some(s) = self.bucket(channel).lock().get(channel).cloned() {
+            s.inner.lock().stale = true;
+        }
+    }
+
     pub(crate) fn count_reset(&self) {
         self.m.resets.increment(1);
     }

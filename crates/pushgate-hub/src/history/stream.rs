@@ -68,6 +68,10 @@ pub(crate) struct Inner {
     /// Whether the position (epoch, top) is known: always on a single node; with a
     /// cluster broker once the stream was synced from Redis.
     pub(crate) synced: bool,
+    /// Cluster: the node stopped following the channel, so the copy may be behind
+    /// Redis; subscribes wait for the next sync (which fills the gap for anyone who
+    /// joined meanwhile).
+    pub(crate) stale: bool,
     /// Raised by every sync from the cluster; jobs carry it (see the module doc).
     pub(crate) generation: u64,
 }
@@ -119,6 +123,7 @@ impl Stream {
                 bytes: 0,
                 removed: false,
                 synced,
+                stale: false,
                 generation: 0,
             })),
             fanned: (0..shards).map(|_| AtomicU64::new(0)).collect(),
