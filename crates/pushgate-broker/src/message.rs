@@ -77,4 +77,7 @@ pub struct Message {
     pub payload: Payload,
     /// A connection that must not receive it.
     pub exclude: Option<NodeConn>,
+    /// An idempotency key: a publication with a key seen within the window is not
+    /// published again; the retry is answered with the first attempt's outcome.
+    pub idempotency_key: Option<String>,
 }

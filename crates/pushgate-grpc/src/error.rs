@@ -47,6 +47,9 @@ pub enum IngressError {
     /// The cluster broker cannot reach Redis: nothing was delivered on this node.
     #[error("{0}")]
     Unavailable(String),
+    /// Sent to Redis but not answered in time: it may have been delivered.
+    #[error("{0}")]
+    Uncertain(String),
 }
 
 impl From<pushgate_broker::BrokerError> for IngressError {
@@ -55,6 +58,9 @@ impl From<pushgate_broker::BrokerError> for IngressError {
             pushgate_broker::BrokerError::Publish(p) => IngressError::Publish(p),
             u @ pushgate_broker::BrokerError::Unavailable(_) => {
                 IngressError::Unavailable(u.to_string())
+            }
+            u @ pushgate_broker::BrokerError::Uncertain(_) => {
+                IngressError::Uncertain(u.to_string())
             }
         }
     }
@@ -69,6 +75,8 @@ impl IngressError {
             }
             IngressError::Overloaded(_) => Code::ResourceExhausted,
             IngressError::FirstAttemptFailed(_) => Code::Aborted,
+            // The operation may have completed: what DEADLINE_EXCEEDED means.
+            IngressError::Uncertain(_) => Code::DeadlineExceeded,
             _ => Code::InvalidArgument,
         }
     }
@@ -112,6 +120,7 @@ mod tests {
                 }),
                 Code::InvalidArgument,
             ),
+            (IngressError::Uncertain("t".into()), Code::DeadlineExceeded),
         ];
         for (e, code) in cases {
             let s = Status::from(e.clone());

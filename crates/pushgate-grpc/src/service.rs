@@ -104,6 +104,7 @@ impl Shared {
             target,
             payload,
             exclude,
+            idempotency_key: None,
         })
     }
 

@@ -45,6 +45,10 @@ pub struct HubConfig {
     pub history: Vec<crate::HistoryRule>,
     /// Most bytes the history of all channels may hold on this node.
     pub history_max_bytes: usize,
+    /// History positions are assigned by the cluster broker (Redis), not by this
+    /// node: streams start unsynced and learn their publications through
+    /// [`crate::Hub::submit_at`] and [`crate::Hub::sync`].
+    pub positions_from_broker: bool,
 }
 
 impl Default for HubConfig {
@@ -64,6 +68,7 @@ impl Default for HubConfig {
             track_interest: false,
             history: Vec::new(),
             history_max_bytes: 256 << 20,
+            positions_from_broker: false,
         }
     }
 }

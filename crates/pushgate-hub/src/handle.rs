@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::close::CloseReason;
 use crate::grant::{Grant, RefreshError};
-use crate::history::recovery::{ReplyFn, Wait, Waiting};
+use crate::history::recovery::{ReplyFn, Wait};
 use crate::history::SubscribeRequest;
 use crate::shard::Shard;
 
@@ -164,15 +164,13 @@ impl ConnHandle {
                 return Err(e);
             }
         }
-        let r = match st.subscribe_recovering(self.slot, &req, max, reply) {
+        let r = match st.subscribe_recovering(self.slot, &req, max, reply, None) {
             Ok(r) => r,
             Err(Wait(reply)) => {
-                st.waiting.push(Waiting {
-                    slot: self.slot,
-                    id: self.id,
-                    req,
-                    reply,
-                });
+                st.wait(self.slot, self.id, req, reply);
+                // The shard's worker retries it after each batch and, while some
+                // wait, on a timer.
+                self.shard.waiting.notify_one();
                 Ok(())
             }
         };

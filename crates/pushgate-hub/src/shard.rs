@@ -38,6 +38,8 @@ pub struct Shard {
     pub(crate) epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
     pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
+    /// Told when a subscribe starts waiting, so the worker retries it on a timer too.
+    pub(crate) waiting: tokio::sync::Notify,
 }
 
 /// A connection as the shard sees it.
@@ -104,6 +106,7 @@ impl Shard {
             metrics: ShardMetrics::new(id),
             epoch: Instant::now(),
             jobs: Mutex::new(Some(jobs)),
+            waiting: tokio::sync::Notify::new(),
         }
     }
 

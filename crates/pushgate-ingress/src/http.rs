@@ -8,6 +8,9 @@
 //! that cannot reach Redis, 503 and nothing is published.
 //! With `http_token` set, every request but the probes' and Prometheus' must carry
 //! `Authorization: Bearer <token>` (401 otherwise).
+//! An `Idempotency-Key` header makes a retry within the window answer the first
+//! outcome (`"duplicate":true`) instead of publishing again; 504 says the outcome is
+//! unknown (sent to Redis, not answered in time): retry with the same key.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bearer::check_bearer;
 use crate::guard::Gate;
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
@@ -264,6 +269,16 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         Ok(q) => q,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
+    let idempotency_key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1-256 visible ASCII characters",
+            )
+        }
+    };
     let max = state.broker.hub().config().max_payload;
     let body_timeout = state.limits.body_timeout;
     let Ok(body) =
@@ -306,15 +321,21 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         target: query.target.expect("parse_query sets a target"),
         payload,
         exclude: query.exclude,
+        idempotency_key,
     };
     match state.broker.publish(m, "http").await {
         Ok(d) => {
-            let mut v = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
+            let mut reply = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
             if !d.positions.is_empty() {
-                v["positions"] = crate::history::positions_json(&d.positions);
+                reply["positions"] = crate::history::positions_json(&d.positions);
             }
-            json_resp(StatusCode::OK, v)
+            if d.duplicate {
+                reply["duplicate"] = true.into();
+            }
+            json_resp(StatusCode::OK, reply)
         }
+        // Sent, but not answered: it may have been delivered (docs/cluster.md).
+        Err(e @ BrokerError::Uncertain(_)) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
         Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }

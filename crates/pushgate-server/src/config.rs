@@ -101,6 +101,14 @@ pub struct Config {
     /// Prefix of every Redis channel and key pushgate uses, so that several
     /// deployments can share one Redis.
     pub redis_prefix: String,
+    /// How long Redis may take to answer, in milliseconds: beyond, the node is not
+    /// ready (`pushgate_broker_up` 0) and a publication sent but not answered gets
+    /// "outcome unknown" (HTTP 504, gRPC `DEADLINE_EXCEEDED`).
+    pub redis_timeout_ms: u64,
+    /// How long an idempotency key (HTTP `Idempotency-Key`, gRPC `idempotency_key`)
+    /// is remembered, in milliseconds: a retry with the same key within it is not
+    /// delivered again (cluster-wide with Redis).
+    pub idempotency_window_ms: u64,
     /// `text` or `json` logs.
     pub log_format: String,
     /// Most bytes one client may send per second, as read from the socket (close 1008
@@ -194,6 +202,8 @@ impl Default for Config {
             broker: "memory".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "pushgate".into(),
+            redis_timeout_ms: 2_000,
+            idempotency_window_ms: 60_000,
             log_format: "text".into(),
             max_inbound_bytes_per_sec: 256 * 1024,
             grpc_idempotency_max_bytes: 32 << 20,
@@ -460,9 +470,24 @@ impl Config {
         }
         if self.redis_prefix.is_empty()
             || self.redis_prefix.len() > 64
-            || self.redis_prefix.contains(char::is_whitespace)
+            || self
+                .redis_prefix
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
         {
-            return Err(invalid("redis_prefix", "1-64 characters, no spaces"));
+            // Braces would make the prefix the Redis Cluster hash tag of every key.
+            return Err(invalid(
+                "redis_prefix",
+                "1-64 characters, no spaces or braces",
+            ));
+        }
+        if !(50..=60_000).contains(&self.redis_timeout_ms) {
+            return Err(invalid("redis_timeout_ms", "50 to 60000"));
+        }
+        if !(1_000..=7 * 24 * 3600 * 1000).contains(&self.idempotency_window_ms) {
+            return Err(invalid(
+                "idempotency_window_ms",
+                "1000 (1 s) to 604800000 (7 days)",
+            ));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "text or json"));
@@ -624,6 +649,7 @@ impl Config {
             history: self.history_rules(),
             history_max_bytes: self.history_max_bytes,
             max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
+            positions_from_broker: self.broker == "redis",
         }
     }
 
@@ -643,7 +669,13 @@ impl Config {
         pushgate_broker::RedisConfig {
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+            idempotency_window: self.idempotency_window(),
         }
+    }
+
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_millis(self.idempotency_window_ms)
     }
 
     pub fn grpc(&self) -> GrpcConfig {
@@ -656,6 +688,7 @@ impl Config {
             keepalive_interval: Some(Duration::from_millis(self.grpc_keepalive_interval_ms))
                 .filter(|d| !d.is_zero()),
             keepalive_timeout: Duration::from_millis(self.grpc_keepalive_timeout_ms),
+            idempotency_ttl: self.idempotency_window(),
             ..GrpcConfig::default()
         }
     }

@@ -82,7 +82,7 @@ impl Gateway {
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
         let broker = match config.broker.as_str() {
             "redis" => Broker::redis(hub.clone(), config.redis())?,
-            _ => Broker::InProcess(hub.clone()),
+            _ => Broker::in_process(hub.clone(), config.idempotency_window()),
         };
 
         tokio::spawn(pushgate_edge::serve(
