@@ -23,6 +23,8 @@ use crate::shard::{Shard, ShardState};
 
 /// Most publications a shard takes from its queue per lock acquisition.
 const BATCH: usize = 64;
+/// How often subscribes that wait are retried when no batch comes to retry them.
+const RETRY_WAITING: Duration = Duration::from_millis(100);
 
 /// A publication's routing, with its frames already encoded.
 pub(crate) enum Route {
@@ -30,6 +32,10 @@ pub(crate) enum Route {
     Channels(Vec<ChannelFrame>),
     Users(Vec<String>, Bytes),
     Conns(Vec<ConnId>, Bytes),
+    /// A history stream synced from the cluster (`history::cluster`): its frames (a
+    /// filled gap, or an `unrecoverable` notice) go to the channel's subscribers, then
+    /// the shard records the stamp.
+    Stream(String, Stamp, Vec<Bytes>),
 }
 
 /// A publication's frame for one channel.
@@ -37,8 +43,16 @@ pub(crate) struct ChannelFrame {
     pub name: String,
     /// The frame naming that channel (and, with history, the offset).
     pub frame: Bytes,
-    /// History channels: the stream and the publication's offset in it.
-    pub stream: Option<(Arc<Stream>, u64)>,
+    /// History channels: where the publication is in the stream.
+    pub stream: Option<Stamp>,
+}
+
+/// Where a job leaves a history stream: the shard records it as the last it fanned
+/// out (`history::stream`).
+pub(crate) struct Stamp {
+    pub stream: Arc<Stream>,
+    pub generation: u64,
+    pub offset: u64,
 }
 
 /// One publication on its way through the shards. The last shard to finish
@@ -125,10 +139,10 @@ impl ShardState {
                     stream,
                 } in list
                 {
-                    if let Some((stream, offset)) = stream {
+                    if let Some(s) = stream {
                         // Before any recipient: a subscribe that joins after this
                         // batch resumes from here (history::stream explains why).
-                        stream.set_fanned(*shard, *offset);
+                        s.stream.set_fanned(*shard, s.generation, s.offset);
                     }
                     let Some(slots) = channels.get(name.as_str()) else {
                         continue;
@@ -164,6 +178,16 @@ impl ShardState {
                     }
                 }
             }
+            Route::Stream(name, s, frames) => {
+                s.stream.set_fanned(*shard, s.generation, s.offset);
+                if let Some(slots) = channels.get(name.as_str()) {
+                    for frame in frames {
+                        for &slot in slots {
+                            t.push(&mut conns[slot].outbound, frame, limits);
+                        }
+                    }
+                }
+            }
         }
         t
     }
@@ -182,13 +206,18 @@ impl Shard {
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(BATCH);
+        // While subscribes wait: when to retry them if no batch does first.
+        let mut retry: Option<Instant> = None;
+        let far = || Instant::now() + Duration::from_secs(3600);
         loop {
             tokio::select! {
                 n = jobs.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    self.process(&mut batch);
+                    if self.process(&mut batch) {
+                        retry.get_or_insert_with(|| Instant::now() + RETRY_WAITING);
+                    }
                 }
                 _ = tick.tick() => {
                     self.sweep(Instant::now(), &ping);
@@ -197,15 +226,25 @@ impl Shard {
                         h.sweep(self.id);
                     }
                 }
+                _ = self.waiting.notified() => {
+                    retry.get_or_insert_with(|| Instant::now() + RETRY_WAITING);
+                }
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(far)), if retry.is_some() => {
+                    let mut st = self.state.lock();
+                    st.retry_waiting(self.config.max_subscriptions_per_conn);
+                    retry = (!st.waiting.is_empty()).then(|| Instant::now() + RETRY_WAITING);
+                }
             }
         }
     }
 
     /// Fans out a batch of publications under one lock acquisition. Writers are woken
     /// during the batch but run only after it (same thread), so each writer finds
-    /// every frame of the batch at once and writes them with one syscall.
-    fn process(&self, batch: &mut Vec<Arc<Job>>) {
+    /// every frame of the batch at once and writes them with one syscall. Returns
+    /// whether subscribes still wait.
+    fn process(&self, batch: &mut Vec<Arc<Job>>) -> bool {
         let mut results = Vec::with_capacity(batch.len());
+        let waiting;
         {
             let mut st = self.state.lock();
             for job in batch.iter() {
@@ -214,6 +253,7 @@ impl Shard {
             if !st.waiting.is_empty() {
                 st.retry_waiting(self.config.max_subscriptions_per_conn);
             }
+            waiting = !st.waiting.is_empty();
         }
         let (mut delivered, mut slow, mut dropped) = (0, 0, 0);
         for (job, t) in batch.drain(..).zip(results) {
@@ -229,5 +269,6 @@ impl Shard {
         if dropped > 0 {
             self.metrics.dropped.increment(dropped);
         }
+        waiting
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::close::CloseReason;
 use crate::grant::{Grant, RefreshError};
-use crate::history::recovery::{ReplyFn, Wait, Waiting};
+use crate::history::recovery::{ReplyFn, Wait};
 use crate::history::SubscribeRequest;
 use crate::shard::Shard;
 
@@ -164,15 +164,13 @@ impl ConnHandle {
                 return Err(e);
             }
         }
-        let r = match st.subscribe_recovering(self.slot, &req, max, reply) {
+        let r = match st.subscribe_recovering(self.slot, &req, max, reply, None) {
             Ok(r) => r,
             Err(Wait(reply)) => {
-                st.waiting.push(Waiting {
-                    slot: self.slot,
-                    id: self.id,
-                    req,
-                    reply,
-                });
+                st.wait(self.slot, self.id, req, reply);
+                // The shard's worker retries it after each batch and, while some
+                // wait, on a timer.
+                self.shard.waiting.notify_one();
                 Ok(())
             }
         };
@@ -206,48 +204,13 @@ impl ConnHandle {
     /// Replaces the connection's grant with a fresh token's (same user). Channels the new
     /// grant does not allow are unsubscribed and returned.
     pub fn refresh(&self, user: &str, grant: Grant) -> Result<Vec<String>, RefreshError> {
-        let mut st = self.shard.state.lock();
-        if st.conns[self.slot].user.as_deref() != Some(user) {
-            return Err(if st.grants.contains_key(&self.slot) {
-                RefreshError::OtherUser
-            } else {
-                RefreshError::NoToken
-            });
-        }
-        let Some(entry) = st.grants.get_mut(&self.slot) else {
-            return Err(RefreshError::NoToken);
-        };
-        entry.grant = grant;
-        entry.warned = false;
-        let perms = entry.grant.permissions.clone();
-        let revoked: Vec<String> = st.conns[self.slot]
-            .channels
-            .iter()
-            .filter(|c| !perms.allows(c))
-            .map(|c| c.to_string())
-            .collect();
-        if !revoked.is_empty() {
-            st.unsubscribe(self.slot, &revoked);
-            let (subs, chans) = (st.subscriptions, st.channels.len());
-            drop(st);
-            self.shard.metrics.subscriptions.set(subs as f64);
-            self.shard.metrics.channels.set(chans as f64);
-        }
-        Ok(revoked)
+        self.shard.apply_refresh(self.slot, user, grant)
     }
 
-    /// Counts one inbound message against `max_inbound_messages_per_sec`; false when
-    /// the connection is over the limit and must be closed.
-    pub fn count_inbound(&self) -> bool {
-        let max = self.shard.config.max_inbound_messages_per_sec;
-        if max == 0 {
-            return true;
-        }
-        let now_s = (self.shard.millis(Instant::now()) / 1000) as u16;
-        let max = max.min(u16::MAX as u32) as u16;
-        self.shard.state.lock().conns[self.slot]
-            .inbound
-            .count(now_s, max)
+    /// Starts a `refresh` whose token will be verified elsewhere; see
+    /// [`Shard::end_refresh`](crate::Shard::end_refresh), which must follow an `Ok`.
+    pub fn begin_refresh(&self) -> Result<(), RefreshError> {
+        self.shard.begin_refresh(self.slot)
     }
 
     /// The connection's user, if it has one (a copy: for bookkeeping when it closes).

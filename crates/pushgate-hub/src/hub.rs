@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pushgate_protocol::{
-    encode_positioned, encode_publication, validate_channel, ConnId, Position,
+    encode_positioned, encode_publication, validate_channel, validate_user, ConnId, Position,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::close::CloseReason;
 use crate::config::HubConfig;
-use crate::fanout::{ChannelFrame, Job, Route};
+use crate::fanout::{ChannelFrame, Job, Route, Stamp};
 use crate::handle::SubscribeError;
 use crate::history::{History, Rules};
 use crate::interest::Interest;
@@ -79,6 +79,7 @@ impl Hub {
                 Rules::new(config.history.clone()),
                 config.history_max_bytes,
                 n,
+                config.positions_from_broker,
             ))
         });
         let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -126,28 +127,47 @@ impl Hub {
     }
 
     /// Checks a publication as [`Hub::publish`] would, without encoding or sending it:
-    /// what a cluster broker does before putting it on the bus.
+    /// what a cluster broker does before putting it on the bus. Every refusal is
+    /// counted in `pushgate_publications_refused_total{reason}`.
     pub fn validate(&self, target: &Target, payload_len: usize) -> Result<(), PublishError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(PublishError::ShuttingDown);
+        let check = || {
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(PublishError::ShuttingDown);
+            }
+            let max = self.inner.config.max_payload;
+            if payload_len > max {
+                return Err(PublishError::TooLarge(payload_len, max));
+            }
+            // The width first: nothing below walks a list longer than its limit.
+            crate::publication::check_width(target.kind(), target.len())?;
+            match target {
+                Target::All => Ok(()),
+                _ if target.is_empty() => Err(PublishError::NoTarget),
+                Target::Channels(chs) => chs.iter().try_for_each(|ch| {
+                    validate_channel(ch).map_err(|error| PublishError::BadChannel {
+                        name: crate::publication::shown(ch),
+                        error,
+                    })
+                }),
+                Target::Users(users) => users.iter().try_for_each(|u| {
+                    validate_user(u).map_err(|error| PublishError::BadUser {
+                        name: crate::publication::shown(u),
+                        error,
+                    })
+                }),
+                Target::Conns(_) => Ok(()),
+            }
+        };
+        let checked = check();
+        if let Err(e) = &checked {
+            e.count();
         }
-        let max = self.inner.config.max_payload;
-        if payload_len > max {
-            return Err(PublishError::TooLarge(payload_len, max));
-        }
-        match target {
-            Target::All => Ok(()),
-            Target::Channels(chs) if chs.is_empty() => Err(PublishError::NoTarget),
-            Target::Channels(chs) => chs.iter().try_for_each(|ch| {
-                validate_channel(ch).map_err(|error| PublishError::BadChannel {
-                    name: ch.clone(),
-                    error,
-                })
-            }),
-            Target::Users(u) if u.is_empty() => Err(PublishError::NoTarget),
-            Target::Conns(ids) if ids.is_empty() => Err(PublishError::NoTarget),
-            Target::Users(_) | Target::Conns(_) => Ok(()),
-        }
+        checked
+    }
+
+    /// Every shard's index (a job for all of them).
+    pub(crate) fn all_shards(&self) -> Vec<usize> {
+        (0..self.inner.shards.len()).collect()
     }
 
     pub fn shards(&self) -> &[Arc<Shard>] {
@@ -210,35 +230,59 @@ impl Hub {
                 positions: Vec::new(),
             });
         }
+        let pending = self.pending();
+        let permits = self.reserve(&involved).await?;
+        let (job, rx) = self.job(route, p.exclude, permits.len());
+        let positions = self.stamp_and_send(job, &p.payload, permits);
+        Ok(Submitted {
+            pending: Some((rx, pending)),
+            positions,
+        })
+    }
+
+    /// Counts a publication as pending until the guard is dropped.
+    pub(crate) fn pending(&self) -> PendingGuard {
         self.inner.pending.fetch_add(1, Ordering::Relaxed);
-        let pending = PendingGuard(self.inner.clone());
-        // Reserve a slot in every involved shard's queue first, then send to all at
-        // once: if the caller gives up (a publisher disconnects) while waiting for a
-        // slot, no shard has the publication, rather than some of them. Slots are taken
-        // in shard order, so concurrent publishers cannot deadlock.
+        PendingGuard(self.inner.clone())
+    }
+
+    /// Reserves a slot in every involved shard's queue first, so that the job can
+    /// then be sent to all at once: if the caller gives up (a publisher disconnects)
+    /// while waiting for a slot, no shard has the publication, rather than some of
+    /// them. Slots are taken in shard order, so concurrent publishers cannot deadlock.
+    pub(crate) async fn reserve(
+        &self,
+        involved: &[usize],
+    ) -> Result<Vec<mpsc::Permit<'_, Arc<Job>>>, PublishError> {
         let mut permits = Vec::with_capacity(involved.len());
-        for i in involved {
+        for &i in involved {
             match self.inner.queues[i].reserve().await {
                 Ok(permit) => permits.push(permit),
                 Err(_) => return Err(PublishError::ShuttingDown),
             }
         }
+        Ok(permits)
+    }
+
+    /// A job for `shards` shards, and where its totals will be reported.
+    pub(crate) fn job(
+        &self,
+        route: Route,
+        exclude: Option<ConnId>,
+        shards: usize,
+    ) -> (Job, oneshot::Receiver<PublishReport>) {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             route,
-            exclude: p.exclude,
-            remaining: AtomicUsize::new(permits.len()),
+            exclude,
+            remaining: AtomicUsize::new(shards),
             enqueued: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             started: std::time::Instant::now(),
             done: Mutex::new(Some(tx)),
             duration: self.inner.fanout_duration.clone(),
         };
-        let positions = self.stamp_and_send(job, &p.payload, permits);
-        Ok(Submitted {
-            pending: Some((rx, pending)),
-            positions,
-        })
+        (job, rx)
     }
 
     /// Gives each history channel of the publication its offset, keeps it, and hands
@@ -253,7 +297,8 @@ impl Hub {
     ) -> Vec<(String, Position)> {
         let mut positions = Vec::new();
         let mut held = Vec::new();
-        if let (Route::Channels(list), Some(history)) = (&mut job.route, &self.inner.history) {
+        let history = self.inner.history.as_ref().filter(|h| !h.learnt());
+        if let (Route::Channels(list), Some(history)) = (&mut job.route, history) {
             let now = tokio::time::Instant::now();
             let mut delta = 0;
             for c in list.iter_mut() {
@@ -272,15 +317,16 @@ impl Hub {
                 c.frame = encode_positioned(&c.name, offset, payload);
                 delta += g.push(offset, c.frame.clone(), now);
                 positions.push((c.name.clone(), g.position(offset)));
-                c.stream = Some((stream, offset));
+                c.stream = Some(Stamp {
+                    stream,
+                    generation: g.generation,
+                    offset,
+                });
                 held.push(g);
             }
             history.add_bytes(delta);
         }
-        let job = Arc::new(job);
-        for permit in permits {
-            permit.send(job.clone());
-        }
+        self.send(job, permits);
         drop(held);
         if let Some(history) = &self.inner.history {
             if !positions.is_empty() {
@@ -288,6 +334,14 @@ impl Hub {
             }
         }
         positions
+    }
+
+    /// Hands a job to the shards whose slots were reserved.
+    pub(crate) fn send(&self, job: Job, permits: Vec<mpsc::Permit<'_, Arc<Job>>>) {
+        let job = Arc::new(job);
+        for permit in permits {
+            permit.send(job.clone());
+        }
     }
 
     /// Validates a publication and encodes its frames, once (those of history
@@ -301,7 +355,9 @@ impl Hub {
                 let mut names = chs.clone();
                 names.sort_unstable();
                 names.dedup();
-                let history = self.inner.history.as_deref();
+                // With positions from a cluster broker, `submit` never stamps: a
+                // history channel's publications arrive through `submit_at`.
+                let history = self.inner.history.as_deref().filter(|h| !h.learnt());
                 let list = names
                     .into_iter()
                     .map(|name| {
@@ -333,7 +389,7 @@ impl Hub {
         })
     }
 
-    fn count_publication(&self, target: &'static str, source: &'static str) {
+    pub(crate) fn count_publication(&self, target: &'static str, source: &'static str) {
         // One lookup per publication (not per recipient); handles are cached.
         let mut cache = self.inner.publications.lock();
         if let Some((_, c)) = cache.iter().find(|(k, _)| *k == (target, source)) {
@@ -499,8 +555,8 @@ impl Hub {
 /// A publication handed to the shards, whose totals are not known yet.
 /// Dropping it does not cancel the publication.
 pub struct Submitted {
-    pending: Option<(oneshot::Receiver<PublishReport>, PendingGuard)>,
-    positions: Vec<(String, Position)>,
+    pub(crate) pending: Option<(oneshot::Receiver<PublishReport>, PendingGuard)>,
+    pub(crate) positions: Vec<(String, Position)>,
 }
 
 impl Submitted {
@@ -524,7 +580,7 @@ impl Submitted {
 }
 
 /// Counts a publication in [`Hub::pending_publications`] until its report is taken.
-struct PendingGuard(Arc<Inner>);
+pub(crate) struct PendingGuard(Arc<Inner>);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {

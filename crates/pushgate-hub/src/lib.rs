@@ -36,11 +36,17 @@ pub use close::CloseReason;
 pub use config::{HubConfig, SlowPolicy};
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
-pub use history::{History, HistoryPage, HistoryRule, SubscribeRequest, Subscribed};
+pub use history::{
+    At, History, HistoryPage, HistoryRule, Snapshot, SnapshotEntry, SubscribeRequest, Subscribed,
+    Synced,
+};
 pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
-pub use publication::{Publication, PublishError, PublishReport, Target};
+pub use publication::{
+    check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
+    MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,
+};
 pub use shard::Shard;
 
 #[cfg(test)]

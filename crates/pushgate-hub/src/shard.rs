@@ -38,6 +38,8 @@ pub struct Shard {
     pub(crate) epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
     pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
+    /// Told when a subscribe starts waiting, so the worker retries it on a timer too.
+    pub(crate) waiting: tokio::sync::Notify,
 }
 
 /// A connection as the shard sees it.
@@ -50,30 +52,6 @@ pub(crate) struct Conn {
     /// Last time anything arrived from the client, in milliseconds since the shard's
     /// epoch (wrapping u32: a connection is reaped long before it could wrap).
     pub(crate) last_seen: u32,
-    /// Messages received in the current second, for `max_inbound_messages_per_sec`.
-    /// Four bytes that fit in the entry's padding: it stays 112 bytes.
-    pub(crate) inbound: InboundWindow,
-}
-
-/// A fixed one-second window of inbound messages: the second (shard clock, wrapping
-/// every 18 hours) and the count within it. Two u16s, so that it fits in the padding
-/// of [`Conn`]; the limit is validated to be at most `u16::MAX`.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct InboundWindow {
-    pub(crate) second: u16,
-    pub(crate) count: u16,
-}
-
-impl InboundWindow {
-    /// Counts one message at second `now_s`; false once more than `max` arrived in it.
-    pub(crate) fn count(&mut self, now_s: u16, max: u16) -> bool {
-        if self.second != now_s {
-            self.second = now_s;
-            self.count = 0;
-        }
-        self.count = self.count.saturating_add(1);
-        self.count <= max
-    }
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -128,6 +106,7 @@ impl Shard {
             metrics: ShardMetrics::new(id),
             epoch: Instant::now(),
             jobs: Mutex::new(Some(jobs)),
+            waiting: tokio::sync::Notify::new(),
         }
     }
 
@@ -168,7 +147,6 @@ impl Shard {
             channels: Vec::new(),
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
-            inbound: InboundWindow::default(),
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
@@ -179,13 +157,7 @@ impl Shard {
             }
         }
         if let Some(grant) = grant {
-            st.grants.insert(
-                slot,
-                GrantEntry {
-                    grant,
-                    warned: false,
-                },
-            );
+            st.grants.insert(slot, GrantEntry::new(grant));
         }
         if !subscribe.is_empty() {
             let _ = st.subscribe(slot, subscribe, self.config.max_subscriptions_per_conn);

@@ -192,4 +192,36 @@ pub fn describe() {
         Unit::Count,
         "Subscribes with a position, by result (recovered, unrecovered)."
     );
+
+    // Hardening: refusals, internal ports, the idempotency window.
+    describe_counter!(
+        "pushgate_publications_refused_total",
+        Unit::Count,
+        "Publications refused before anything was published, by reason."
+    );
+    describe_gauge!(
+        "pushgate_grpc_idempotency_bytes",
+        Unit::Bytes,
+        "Estimated size of the gRPC idempotency window (key bytes + 256 per key)."
+    );
+    describe_counter!(
+        "pushgate_grpc_idempotency_evicted_total",
+        Unit::Count,
+        "Idempotency keys forgotten before their window ended because the window was full."
+    );
+    describe_gauge!(
+        "pushgate_internal_connections",
+        Unit::Count,
+        "Open connections on the internal ports, by port (http, grpc)."
+    );
+    describe_counter!(
+        "pushgate_internal_connections_refused_total",
+        Unit::Count,
+        "Internal connections closed at once because the port was full, by port."
+    );
+    describe_counter!(
+        "pushgate_internal_timeouts_total",
+        Unit::Count,
+        "Internal connections closed by a deadline, by port and kind (header, body, idle)."
+    );
 }

@@ -7,8 +7,11 @@
 //! counted by the slow-consumer policy (a recovery is bounded by the history rules,
 //! not by the queue), but it is bounded per connection ([`MAX_BACKLOG_BYTES`]).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pushgate_protocol::{ConnId, Position};
+use tokio::time::Instant;
 
 use super::stream::Recovery;
 use crate::handle::SubscribeError;
@@ -44,12 +47,23 @@ pub struct Subscribed {
 /// the shard's lock.
 pub type ReplyFn = Box<dyn FnOnce(Result<&Subscribed, &SubscribeError>) -> Bytes + Send>;
 
-/// A subscribe waiting for its shard to fan out publications its positions name.
+/// How long a subscribe naming a position beyond everything this node has (cluster
+/// only) waits for it to arrive from Redis before it is answered `unrecovered`.
+pub const AHEAD_WAIT: Duration = Duration::from_secs(5);
+
+/// A subscribe waiting for its shard to fan out publications its positions name, or
+/// (cluster) for a stream to be synced from Redis.
 pub(crate) struct Waiting {
     pub(crate) slot: usize,
     pub(crate) id: ConnId,
     pub(crate) req: SubscribeRequest,
     pub(crate) reply: ReplyFn,
+    /// When it started waiting.
+    pub(crate) since: Instant,
+    /// Channels this subscribe keeps wanted on the bus while it waits (they are not in
+    /// the shard's index yet, and a stream is synced only while its channel is
+    /// followed); released when it completes or its connection is gone.
+    pub(crate) pins: Vec<String>,
 }
 
 /// A subscribe the shard is behind for: nothing was changed; try again later.
@@ -58,13 +72,15 @@ pub(crate) struct Wait(pub(crate) ReplyFn);
 impl ShardState {
     /// Subscribes connection `slot` as `req` asks and queues the reply, then the
     /// recovered publications, ahead of anything live; a refusal is replied to the
-    /// same way and returned. Nothing changes when it must wait.
+    /// same way and returned. Nothing changes when it must wait. `waiting`: since when
+    /// it has been waiting already, if it has.
     pub(crate) fn subscribe_recovering(
         &mut self,
         slot: usize,
         req: &SubscribeRequest,
         max: usize,
         reply: ReplyFn,
+        waiting: Option<Instant>,
     ) -> Result<Result<(), SubscribeError>, Wait> {
         let conn = &self.conns[slot];
         let mut new: Vec<String> = Vec::new();
@@ -95,18 +111,32 @@ impl ShardState {
                     continue;
                 };
                 pinned.push(ch);
-                let upto = stream.fanned(self.shard);
+                let (generation, upto) = stream.fanned(self.shard);
                 let mut g = stream.inner.lock();
+                // Cluster: the stream's position is not known (yet, or any more), or
+                // this shard has not processed its last sync (its offset is of an
+                // older state).
+                let unsynced = !g.synced || g.stale;
+                if unsynced || generation != g.generation {
+                    drop(g);
+                    if unsynced {
+                        history.request_sync(ch);
+                    }
+                    pinned.iter().for_each(|c| history.detach(c));
+                    return Err(Wait(reply));
+                }
                 history.prune_locked(&mut g, now);
                 if new.contains(ch) {
                     let since = req.since.iter().find(|(c, _)| c == ch).map(|(_, p)| p);
-                    match since.map(|p| g.recover(p, upto)) {
+                    let given_up = waiting.is_some_and(|t| t.elapsed() >= AHEAD_WAIT);
+                    match since.map(|p| g.recover(p, upto, history.learnt())) {
                         Some(Recovery::Recovered(f)) => {
                             frames.extend(f);
                             out.recovered.push(ch.clone());
                         }
                         Some(Recovery::Unrecovered) => out.unrecovered.push(ch.clone()),
-                        Some(Recovery::Wait) => {
+                        Some(Recovery::Ahead) if given_up => out.unrecovered.push(ch.clone()),
+                        Some(Recovery::Wait | Recovery::Ahead) => {
                             drop(g);
                             pinned.iter().for_each(|c| history.detach(c));
                             return Err(Wait(reply));
@@ -152,15 +182,60 @@ impl ShardState {
         }
     }
 
-    /// Completes the waiting subscribes the shard has caught up with (after each batch).
+    /// Puts a subscribe that must wait in the list, keeping the channels it names
+    /// wanted on the cluster bus meanwhile.
+    pub(crate) fn wait(&mut self, slot: usize, id: ConnId, req: SubscribeRequest, reply: ReplyFn) {
+        let conn = &self.conns[slot];
+        let mut pins: Vec<String> = Vec::new();
+        for c in &req.channels {
+            if !conn.channels.iter().any(|have| **have == **c) && !pins.contains(c) {
+                pins.push(c.clone());
+            }
+        }
+        for c in &pins {
+            self.interest.add(|| Key::Channel(c.as_str().into()));
+        }
+        self.waiting.push(Waiting {
+            slot,
+            id,
+            req,
+            reply,
+            since: Instant::now(),
+            pins,
+        });
+    }
+
+    /// Completes the waiting subscribes the shard has caught up with (after each
+    /// batch, and on a timer while some wait).
     pub(crate) fn retry_waiting(&mut self, max: usize) {
         for w in std::mem::take(&mut self.waiting) {
+            let Waiting {
+                slot,
+                id,
+                req,
+                reply,
+                since,
+                pins,
+            } = w;
             // The connection may have gone (and its slot been reused).
-            if self.conns.get(w.slot).is_none_or(|c| c.id != w.id) {
-                continue;
+            let gone = self.conns.get(slot).is_none_or(|c| c.id != id);
+            if !gone {
+                if let Err(Wait(reply)) =
+                    self.subscribe_recovering(slot, &req, max, reply, Some(since))
+                {
+                    self.waiting.push(Waiting {
+                        slot,
+                        id,
+                        req,
+                        reply,
+                        since,
+                        pins,
+                    });
+                    continue;
+                }
             }
-            if let Err(Wait(reply)) = self.subscribe_recovering(w.slot, &w.req, max, w.reply) {
-                self.waiting.push(Waiting { reply, ..w });
+            for c in &pins {
+                self.interest.remove(|| Key::Channel(c.as_str().into()));
             }
         }
     }

@@ -43,6 +43,12 @@ pub struct History {
     next_epoch: AtomicU64,
     started: Instant,
     evicting: Mutex<()>,
+    /// Positions come from a cluster broker (Redis): streams start unsynced and
+    /// offsets are learnt, never assigned here ([`super::cluster`]).
+    learnt: bool,
+    /// Channels whose stream a subscribe waits for, to be synced by the broker.
+    sync_requests: Mutex<Vec<Box<str>>>,
+    sync_requested: tokio::sync::Notify,
     m: Metrics,
 }
 
@@ -54,6 +60,7 @@ struct Metrics {
     expired: Counter,
     recovered: Counter,
     unrecovered: Counter,
+    resets: Counter,
 }
 
 /// A page of a channel's history (the internal HTTP and gRPC `History` calls).
@@ -68,8 +75,9 @@ pub struct HistoryPage {
 }
 
 impl History {
-    /// A store for `rules`, bounded by `max_bytes`, serving `shards` shards.
-    pub fn new(rules: Rules, max_bytes: usize, shards: usize) -> History {
+    /// A store for `rules`, bounded by `max_bytes`, serving `shards` shards; `learnt`
+    /// when positions come from a cluster broker.
+    pub fn new(rules: Rules, max_bytes: usize, shards: usize, learnt: bool) -> History {
         History {
             rules,
             shards: shards.max(1),
@@ -82,6 +90,9 @@ impl History {
             next_epoch: AtomicU64::new(0),
             started: Instant::now(),
             evicting: Mutex::new(()),
+            learnt,
+            sync_requests: Mutex::new(Vec::new()),
+            sync_requested: tokio::sync::Notify::new(),
             m: Metrics {
                 bytes: gauge!("pushgate_history_bytes"),
                 streams: gauge!("pushgate_history_streams"),
@@ -90,6 +101,7 @@ impl History {
                 expired: counter!("pushgate_history_expired_total"),
                 recovered: counter!("pushgate_history_recoveries_total", "result" => "recovered"),
                 unrecovered: counter!("pushgate_history_recoveries_total", "result" => "unrecovered"),
+                resets: counter!("pushgate_history_resets_total"),
             },
         }
     }
@@ -101,6 +113,52 @@ impl History {
     /// Whether `channel` keeps history.
     pub fn is_history(&self, channel: &str) -> bool {
         self.rules.for_channel(channel).is_some()
+    }
+
+    /// Whether positions come from a cluster broker rather than from this node.
+    pub fn learnt(&self) -> bool {
+        self.learnt
+    }
+
+    /// Asks the cluster broker to sync `channel`'s stream (a subscribe waits for it).
+    pub(crate) fn request_sync(&self, channel: &str) {
+        let mut r = self.sync_requests.lock();
+        if !r.iter().any(|c| **c == *channel) {
+            r.push(channel.into());
+            drop(r);
+            self.sync_requested.notify_one();
+        }
+    }
+
+    /// The channels whose stream a subscribe waits for (see [`History::sync_requested`]).
+    pub fn take_sync_requests(&self) -> Vec<Box<str>> {
+        std::mem::take(&mut *self.sync_requests.lock())
+    }
+
+    /// Resolves when a sync was requested since the last call.
+    pub async fn sync_requested(&self) {
+        self.sync_requested.notified().await
+    }
+
+    /// The position of `channel`'s stream: its epoch and last offset, `None` if the
+    /// channel keeps no history or (with a cluster broker) the stream is not synced.
+    pub fn position(&self, channel: &str) -> Option<(Arc<str>, u64)> {
+        let s = self.stream(channel)?;
+        let g = s.inner.lock();
+        g.synced.then(|| (g.epoch.clone(), g.top))
+    }
+
+    /// The node no longer follows `channel` on the cluster bus: its copy of the
+    /// stream will fall behind, so the next subscriber waits for the next sync rather
+    /// than be given a stale position (and then the whole gap, or `unrecoverable`).
+    pub fn unfollowed(&self, channel: &str) {
+        if let Some(s) = self.bucket(channel).lock().get(channel).cloned() {
+            s.inner.lock().stale = true;
+        }
+    }
+
+    pub(crate) fn count_reset(&self) {
+        self.m.resets.increment(1);
     }
 
     fn bucket(&self, channel: &str) -> &Bucket {
@@ -150,6 +208,7 @@ impl History {
                     rule.size,
                     rule.ttl,
                     self.shards,
+                    !self.learnt,
                 ));
                 map.insert(channel.into(), s.clone());
                 self.add_bytes(STREAM_OVERHEAD as isize + channel.len() as isize);

@@ -10,6 +10,14 @@
 //! is sent the kept publications up to that recorded offset `L` and is put in the
 //! channel's index: every publication after `L` is still ahead in the shard's queue
 //! and reaches it live. Nothing is sent twice and nothing is skipped.
+//!
+//! With a cluster broker the positions come from Redis ([`super::cluster`]): a stream
+//! starts unsynced, and each time it is synced (installed from Redis, a gap filled, a
+//! reset to a new epoch) its `generation` rises and a job carrying it goes through
+//! every shard's queue. A shard records the generation with the offset, and a
+//! subscribe on a shard that has not processed the stream's current generation waits:
+//! the offset it recorded belongs to an older state of the stream. On a single node
+//! the generation stays 0.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +42,9 @@ pub(crate) struct Stream {
     /// Per shard: offset of the last publication of this stream the shard fanned out.
     /// Written by the shard's worker and read by subscribes, both under that shard's lock.
     fanned: Box<[AtomicU64]>,
+    /// Per shard: the generation of the last job of this stream the shard processed
+    /// ([`NEVER`] before the first one, with a cluster broker). Same lock as `fanned`.
+    fanned_gen: Box<[AtomicU64]>,
     /// Connections on this node following the channel (changed under the store's
     /// bucket lock when it rises, so a followed stream is never evicted whole).
     pub(crate) subscribers: AtomicUsize,
@@ -54,7 +65,19 @@ pub(crate) struct Inner {
     pub(crate) bytes: usize,
     /// Set when the store dropped the stream: a publisher holding it must look it up again.
     pub(crate) removed: bool,
+    /// Whether the position (epoch, top) is known: always on a single node; with a
+    /// cluster broker once the stream was synced from Redis.
+    pub(crate) synced: bool,
+    /// Cluster: the node stopped following the channel, so the copy may be behind
+    /// Redis; subscribes wait for the next sync (which fills the gap for anyone who
+    /// joined meanwhile).
+    pub(crate) stale: bool,
+    /// Raised by every sync from the cluster; jobs carry it (see the module doc).
+    pub(crate) generation: u64,
 }
+
+/// The generation a shard has before it processed any job of a stream.
+pub(crate) const NEVER: u64 = u64::MAX;
 
 struct Entry {
     offset: u64,
@@ -72,16 +95,23 @@ pub(crate) enum Recovery {
     /// The position is ahead of this shard (publications still in its queue): try
     /// again once the shard has fanned them out.
     Wait,
+    /// The position is ahead of everything this node has (cluster only): it may be
+    /// on its way from Redis, or never was published.
+    Ahead,
 }
 
 impl Stream {
+    /// A stream; `synced` false (a cluster node) until [`Inner::install`] gives it a
+    /// position from Redis.
     pub(crate) fn new(
         name: &str,
         epoch: Arc<str>,
         size: usize,
         ttl: Duration,
         shards: usize,
+        synced: bool,
     ) -> Stream {
+        let first_gen = if synced { 0 } else { NEVER };
         Stream {
             name: name.into(),
             inner: Arc::new(Mutex::new(Inner {
@@ -92,22 +122,32 @@ impl Stream {
                 entries: VecDeque::new(),
                 bytes: 0,
                 removed: false,
+                synced,
+                stale: false,
+                generation: 0,
             })),
             fanned: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            fanned_gen: (0..shards).map(|_| AtomicU64::new(first_gen)).collect(),
             subscribers: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
         }
     }
 
-    /// Records that `shard` fanned out the publication at `offset` (under its lock).
+    /// Records that `shard` fanned out the publication at `offset`, of the stream's
+    /// `generation` (under its lock).
     #[inline]
-    pub(crate) fn set_fanned(&self, shard: usize, offset: u64) {
+    pub(crate) fn set_fanned(&self, shard: usize, generation: u64, offset: u64) {
         self.fanned[shard].store(offset, Ordering::Relaxed);
+        self.fanned_gen[shard].store(generation, Ordering::Relaxed);
     }
 
-    /// The offset of the last publication `shard` fanned out (under its lock).
-    pub(crate) fn fanned(&self, shard: usize) -> u64 {
-        self.fanned[shard].load(Ordering::Relaxed)
+    /// The generation and offset of the last publication `shard` fanned out (under
+    /// its lock).
+    pub(crate) fn fanned(&self, shard: usize) -> (u64, u64) {
+        (
+            self.fanned_gen[shard].load(Ordering::Relaxed),
+            self.fanned[shard].load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -129,6 +169,60 @@ impl Inner {
         });
         while self.entries.len() > self.size {
             self.pop();
+        }
+        self.prune(now);
+        self.bytes as isize - before as isize
+    }
+
+    /// Replaces the whole state with a snapshot from the cluster: `epoch`, the last
+    /// offset `top`, and the publications Redis keeps (ascending offsets, each with
+    /// the time it was published). Only the run of consecutive offsets ending at
+    /// `top` is kept. Returns the change in counted bytes.
+    pub(crate) fn install(
+        &mut self,
+        epoch: Arc<str>,
+        top: u64,
+        entries: Vec<(u64, Bytes, Instant)>,
+        now: Instant,
+    ) -> isize {
+        let before = self.bytes;
+        self.clear();
+        self.epoch = epoch;
+        self.top = top;
+        let mut expect = top;
+        let mut kept: Vec<(u64, Bytes, Instant)> = Vec::new();
+        for e in entries.into_iter().rev() {
+            if e.0 != expect || kept.len() == self.size {
+                break;
+            }
+            expect -= 1;
+            kept.push(e);
+        }
+        for (offset, frame, at) in kept.into_iter().rev() {
+            self.bytes += frame.len() + ENTRY_OVERHEAD;
+            self.entries.push_back(Entry { offset, at, frame });
+        }
+        self.prune(now);
+        self.bytes as isize - before as isize
+    }
+
+    /// Appends publications learnt from the cluster that follow `top` (the
+    /// consecutive ones, each with the time it was published). Returns the change in
+    /// counted bytes.
+    pub(crate) fn extend(&mut self, entries: &[(u64, Bytes, Instant)], now: Instant) -> isize {
+        let before = self.bytes;
+        for (offset, frame, at) in entries {
+            debug_assert_eq!(*offset, self.top + 1);
+            self.top = *offset;
+            self.bytes += frame.len() + ENTRY_OVERHEAD;
+            self.entries.push_back(Entry {
+                offset: *offset,
+                at: *at,
+                frame: frame.clone(),
+            });
+            while self.entries.len() > self.size {
+                self.pop();
+            }
         }
         self.prune(now);
         self.bytes as isize - before as isize
@@ -178,10 +272,18 @@ impl Inner {
     }
 
     /// What a subscriber resuming from `since` gets on a shard that fanned out up to
-    /// `upto`. Call [`Inner::prune`] first.
-    pub(crate) fn recover(&self, since: &Position, upto: u64) -> Recovery {
-        if *since.epoch != *self.epoch || since.offset > self.top {
+    /// `upto`. Call [`Inner::prune`] first. `learnt`: positions come from a cluster,
+    /// where one beyond this node's top may still be on its way.
+    pub(crate) fn recover(&self, since: &Position, upto: u64, learnt: bool) -> Recovery {
+        if *since.epoch != *self.epoch {
             return Recovery::Unrecovered;
+        }
+        if since.offset > self.top {
+            return if learnt {
+                Recovery::Ahead
+            } else {
+                Recovery::Unrecovered
+            };
         }
         if since.offset > upto {
             return Recovery::Wait;
@@ -242,7 +344,14 @@ mod tests {
     use super::*;
 
     fn stream(size: usize, ttl_ms: u64) -> Stream {
-        Stream::new("c", "e1".into(), size, Duration::from_millis(ttl_ms), 2)
+        Stream::new(
+            "c",
+            "e1".into(),
+            size,
+            Duration::from_millis(ttl_ms),
+            2,
+            true,
+        )
     }
 
     fn pos(epoch: &str, offset: u64) -> Position {
@@ -273,20 +382,23 @@ mod tests {
                 .collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(got(g.recover(&pos("e1", 5), 8)), ["6", "7", "8"]);
-        assert_eq!(got(g.recover(&pos("e1", 8), 8)), Vec::<String>::new());
+        assert_eq!(got(g.recover(&pos("e1", 5), 8, false)), ["6", "7", "8"]);
         assert_eq!(
-            g.recover(&pos("e1", 9), 8),
+            got(g.recover(&pos("e1", 8), 8, false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            g.recover(&pos("e1", 9), 8, false),
             Recovery::Wait,
             "ahead of this shard"
         );
         assert_eq!(
-            g.recover(&pos("e1", 11), 8),
+            g.recover(&pos("e1", 11), 8, false),
             Recovery::Unrecovered,
             "never published"
         );
         assert_eq!(
-            g.recover(&pos("e0", 5), 8),
+            g.recover(&pos("e0", 5), 8, false),
             Recovery::Unrecovered,
             "another epoch"
         );
@@ -300,18 +412,20 @@ mod tests {
         fill(&s, 10, now);
         let mut g = s.inner.lock();
         assert_eq!(g.oldest(), Some(8));
-        assert_eq!(g.recover(&pos("e1", 6), 10), Recovery::Unrecovered);
-        assert!(matches!(g.recover(&pos("e1", 7), 10), Recovery::Recovered(f) if f.len() == 3));
+        assert_eq!(g.recover(&pos("e1", 6), 10, false), Recovery::Unrecovered);
+        assert!(
+            matches!(g.recover(&pos("e1", 7), 10, false), Recovery::Recovered(f) if f.len() == 3)
+        );
         let later = now + Duration::from_millis(60_000);
         assert_eq!(g.prune(later), 3);
         assert_eq!(g.bytes, 0);
         assert_eq!(
-            g.recover(&pos("e1", 7), 10),
+            g.recover(&pos("e1", 7), 10, false),
             Recovery::Unrecovered,
             "expired"
         );
         assert_eq!(
-            g.recover(&pos("e1", 10), 10),
+            g.recover(&pos("e1", 10), 10, false),
             Recovery::Recovered(vec![]),
             "nothing missed"
         );
@@ -325,7 +439,34 @@ mod tests {
         let mut g = s.inner.lock();
         g.push(7, Bytes::from_static(b"7"), now);
         assert_eq!((g.top, g.oldest(), g.len()), (7, Some(7), 1));
-        assert_eq!(g.recover(&pos("e1", 3), 7), Recovery::Unrecovered);
+        assert_eq!(g.recover(&pos("e1", 3), 7, false), Recovery::Unrecovered);
         assert_eq!(g.read(None, 5), vec![(7, Bytes::from_static(b"7"))]);
+    }
+
+    #[test]
+    fn an_installed_snapshot_keeps_the_consecutive_tail_within_the_size() {
+        let now = Instant::now();
+        let s = stream(3, 60_000);
+        let mut g = s.inner.lock();
+        let e = |o: u64| (o, Bytes::from(o.to_string()), now);
+        // 4 is missing: only 5..=9 can be served, and the rule keeps 3.
+        g.install(
+            "e2".into(),
+            9,
+            [1, 2, 3, 5, 6, 7, 8, 9].map(e).to_vec(),
+            now,
+        );
+        assert_eq!(
+            (&*g.epoch, g.top, g.oldest(), g.len()),
+            ("e2", 9, Some(7), 3)
+        );
+        // A publication of another state of the stream (older than its top) is dropped.
+        g.install("e3".into(), 2, vec![e(1), e(2), e(3)], now);
+        assert_eq!((g.top, g.len()), (2, 0));
+        assert_eq!(
+            g.recover(&pos("e3", 9), 2, true),
+            Recovery::Ahead,
+            "a cluster node may not have it yet"
+        );
     }
 }

@@ -30,19 +30,19 @@ fn hub_with(shards: usize, size: usize, start: bool) -> Hub {
     hub
 }
 
-fn start_workers(hub: &Hub) {
+pub(super) fn start_workers(hub: &Hub) {
     for s in hub.shards() {
         tokio::spawn(s.clone().run());
     }
 }
 
-fn connect(hub: &Hub) -> ConnHandle {
+pub(super) fn connect(hub: &Hub) -> ConnHandle {
     let (id, shard) = hub.next_conn();
     shard.register(id, None)
 }
 
 /// A reply builder that renders the outcome as JSON, as the edge does.
-fn reply() -> crate::history::ReplyFn {
+pub(super) fn reply() -> crate::history::ReplyFn {
     Box::new(|o: Result<&Subscribed, &SubscribeError>| {
         let v = match o {
             Ok(s) => serde_json::json!({
@@ -57,7 +57,7 @@ fn reply() -> crate::history::ReplyFn {
     })
 }
 
-fn subscribe(h: &ConnHandle, ch: &str, since: Option<Position>, latest: bool) {
+pub(super) fn subscribe(h: &ConnHandle, ch: &str, since: Option<Position>, latest: bool) {
     let req = SubscribeRequest {
         channels: vec![ch.into()],
         since: since.map(|p| vec![(ch.to_string(), p)]).unwrap_or_default(),
@@ -67,7 +67,7 @@ fn subscribe(h: &ConnHandle, ch: &str, since: Option<Position>, latest: bool) {
 }
 
 /// Everything queued for the connection now, as JSON.
-fn drain(h: &ConnHandle) -> Vec<Value> {
+pub(super) fn drain(h: &ConnHandle) -> Vec<Value> {
     let mut out = VecDeque::new();
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut got = Vec::new();
@@ -108,7 +108,7 @@ async fn submit(hub: &Hub, ch: &str, data: String) -> (Position, crate::Submitte
 
 /// Drains until the offset `last` arrives (with a deadline), returning the
 /// publications' offsets and the other messages.
-async fn collect_until(h: &ConnHandle, last: u64) -> (Vec<u64>, Vec<Value>) {
+pub(super) async fn collect_until(h: &ConnHandle, last: u64) -> (Vec<u64>, Vec<Value>) {
     let (mut offsets, mut other) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while offsets.last() != Some(&last) {
