@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{AuthMode, BrokerKind, Config};
 use crate::telemetry;
 
 /// Why a node could not start.
@@ -77,9 +77,9 @@ impl Gateway {
         let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
-        let broker = match config.broker.as_str() {
-            "redis" => Broker::redis(hub.clone(), config.redis())?,
-            _ => Broker::InProcess(hub.clone()),
+        let broker = match config.broker {
+            BrokerKind::Redis => Broker::redis(hub.clone(), config.redis())?,
+            BrokerKind::Memory => Broker::InProcess(hub.clone()),
         };
 
         tokio::spawn(pushgate_edge::serve(
@@ -172,7 +172,7 @@ impl Gateway {
 
 /// The authenticator `auth_mode` asks for. Anonymous mode is announced loudly.
 fn authenticator(config: &Config) -> Result<Arc<dyn Authenticator>, StartError> {
-    if config.auth_mode == "jwt" {
+    if config.auth_mode == AuthMode::Jwt {
         let jwt = JwtAuthenticator::new(config.jwt()?)?;
         tracing::info!(
             issuer = %config.jwt_issuer,

@@ -9,12 +9,13 @@
 //!   `process_metrics`: CPU, memory and descriptors of the process.
 
 pub mod config;
+mod config_kinds;
 pub mod config_source;
 pub mod gateway;
 mod metric_help;
 mod process_metrics;
 pub mod telemetry;
 
-pub use config::{Config, ConfigError};
+pub use config::{AuthMode, BrokerKind, Config, ConfigError, LogFormat};
 pub use config_source::{Origin, Sources};
 pub use gateway::{Gateway, StartError};
