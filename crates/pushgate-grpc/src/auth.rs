@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use subtle::ConstantTimeEq;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -35,7 +36,9 @@ impl BearerAuth {
             .strip_prefix(b"Bearer ")
             .or_else(|| value.strip_prefix(b"bearer "))
             .unwrap_or(b"");
-        if constant_time_eq(given, expected) {
+        // Without an early exit (subtle), so the time taken does not reveal how many
+        // leading bytes of a guess were right; only the length can differ.
+        if bool::from(given.ct_eq(expected)) {
             Ok(())
         } else {
             Err(Status::unauthenticated("invalid bearer token"))
@@ -49,15 +52,6 @@ impl Interceptor for BearerAuth {
         self.check(header)?;
         Ok(req)
     }
-}
-
-/// Compares without an early exit, so the time taken does not reveal how many
-/// leading bytes of a guess were right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
