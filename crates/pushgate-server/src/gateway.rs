@@ -15,6 +15,7 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AuthMode, BrokerKind, Config};
 use crate::telemetry;
@@ -55,6 +56,8 @@ pub struct Gateway {
     stop_accepting: CancellationToken,
     /// Stops the internal HTTP API and the shard threads (last step).
     stop_all: CancellationToken,
+    /// The WebSocket connections' tasks: shutdown waits until the last has ended.
+    connections: TaskTracker,
     threads: Vec<JoinHandle<()>>,
     drain_window: Duration,
     grace: Duration,
@@ -82,12 +85,14 @@ impl Gateway {
             BrokerKind::Memory => Broker::InProcess(hub.clone()),
         };
 
+        let connections = TaskTracker::new();
         tokio::spawn(pushgate_edge::serve(
             ws,
             hub.clone(),
             config.edge(),
             auth,
             runtimes,
+            connections.clone(),
             stop_accepting.clone(),
         ));
 
@@ -113,6 +118,7 @@ impl Gateway {
             ready,
             stop_accepting,
             stop_all,
+            connections,
             threads,
             drain_window: Duration::from_millis(config.drain_window_ms),
             grace: Duration::from_millis(config.shutdown_grace_ms),
@@ -153,9 +159,10 @@ impl Gateway {
         self.hub
             .drain(self.drain_window, CloseReason::Shutdown)
             .await;
-        while self.hub.stats().connections > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // No new connection task after the accept loop stopped: wait for the last one
+        // (it ends once its close handshake is done), up to the grace period.
+        self.connections.close();
+        let _ = tokio::time::timeout_at(deadline, self.connections.wait()).await;
         self.grpc.stop(GRPC_STOP_GRACE).await;
         self.broker.shutdown().await;
         self.stop_all.cancel();
