@@ -51,9 +51,11 @@ e2e:
 conformance:
 	bash tests/autobahn/run.sh
 
+## Formatting, clippy with warnings denied, and no unused dependency (tests/unused_deps.sh).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash tests/unused_deps.sh
 
 fmt:
 	$(CARGO) fmt --all

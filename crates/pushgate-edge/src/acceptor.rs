@@ -56,7 +56,7 @@ pub(crate) async fn accept_loop(
                 let (id, shard) = edge.hub.next_conn();
                 let shard = shard.clone();
                 let rt = &edge.runtimes[shard.id()];
-                rt.spawn(serve(std, id, shard, edge.clone()));
+                edge.tasks.spawn_on(serve(std, id, shard, edge.clone()), rt);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 fd_exhausted.increment(1);

@@ -32,6 +32,7 @@ use pushgate_hub::Hub;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use auth::{Anonymous, Authenticator, Identity};
 pub use handshake::{Refusal, UpgradeRequest};
@@ -92,6 +93,8 @@ pub(crate) struct EdgeShared {
     pub(crate) limit_metrics: LimitMetrics,
     /// Verifies the tokens of `refresh` commands off the shard threads.
     pub(crate) verifier: refresh::Verifier,
+    /// Every connection task, so that shutdown can wait for the last one to end.
+    pub(crate) tasks: TaskTracker,
 }
 
 impl EdgeShared {
@@ -116,13 +119,16 @@ impl EdgeShared {
 
 /// Serves WebSocket clients on `listener` until `stop` is cancelled.
 ///
-/// `runtimes[i]` must be the runtime that drives shard `i` of `hub`.
+/// `runtimes[i]` must be the runtime that drives shard `i` of `hub`. Each connection's
+/// task is tracked by `tasks`: once `stop` is cancelled and the tracker closed,
+/// `tasks.wait()` returns when the last connection has ended.
 pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     config: EdgeConfig,
     auth: Arc<dyn Authenticator>,
     runtimes: Vec<Handle>,
+    tasks: TaskTracker,
     stop: CancellationToken,
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
@@ -137,6 +143,7 @@ pub async fn serve(
         runtimes,
         admission,
         limit_metrics: LimitMetrics::new(),
+        tasks,
     });
     acceptor::accept_loop(listener, edge, stop).await;
 }

@@ -186,14 +186,6 @@ impl Hub {
         &self.inner.shards[(h % self.inner.shards.len() as u64) as usize]
     }
 
-    /// Parses a cluster-wide connection id; `None` if malformed or on another node.
-    pub fn local_conn(&self, s: &str) -> Option<ConnId> {
-        match ConnId::parse(s) {
-            Some((node, id)) if node == self.inner.config.node_id => Some(id),
-            _ => None,
-        }
-    }
-
     /// Publishes to this node's connections and waits until every involved shard has
     /// enqueued it. Refused publications enqueue nothing.
     pub async fn publish(

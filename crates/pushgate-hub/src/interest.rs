@@ -68,10 +68,6 @@ impl Interest {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// A shard's index gained `key`.
     pub(crate) fn add(&self, key: impl FnOnce() -> Key) {
         if !self.enabled {

@@ -20,10 +20,6 @@ impl CloseCode {
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// A frame or message exceeded the configured size limit.
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
-    /// The server hit an unexpected condition.
-    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
-    /// The server is overloaded; try again later.
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// No frame (data or pong) arrived within the heartbeat timeout.
     pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode(4001);
     /// An operator or publisher disconnected this connection.

@@ -257,14 +257,6 @@ impl FrameReader {
             self.fragments = None;
         }
     }
-
-    /// Whether a fragmented message is being reassembled.
-    pub fn in_message(&self) -> bool {
-        matches!(
-            self.fragments.as_deref(),
-            Some((OpCode::Text | OpCode::Binary, _))
-        )
-    }
 }
 
 fn data_message(op: OpCode, payload: &[u8]) -> Result<Message<'_>, ProtocolError> {

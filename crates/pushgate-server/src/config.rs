@@ -12,6 +12,7 @@ use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::config_kinds::{AuthMode, BrokerKind, LogFormat};
 use crate::config_source::Origin;
 
 /// The whole configuration of one node.
@@ -41,7 +42,8 @@ pub struct Config {
     /// Most bytes waiting for one client before the slow-consumer policy applies.
     pub queue_max_bytes: usize,
     /// `disconnect` (close with 4008) or `drop_newest` (skip the message for that client).
-    pub slow_policy: String,
+    #[serde(with = "crate::config_kinds::SlowPolicyName")]
+    pub slow_policy: SlowPolicy,
     /// How often each shard pings its connections, in milliseconds.
     pub heartbeat_interval_ms: u64,
     /// A connection silent (no data, no pong) for this long is closed with 4001, in milliseconds.
@@ -61,7 +63,7 @@ pub struct Config {
     pub trusted_user_header: String,
     /// `anonymous` (every client admitted, unauthenticated: for development; logged as a
     /// warning at start) or `jwt` (a valid connection token is required).
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     /// HS256 shared secret for connection tokens (at least 32 bytes). Empty: HS256 off.
     pub jwt_hs256_secret: String,
     /// PEM file with the public key for RS256 (RSA) or ES256 (P-256) tokens. Empty: none.
@@ -95,7 +97,7 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// How publications reach the other nodes: `memory` (a single node, no external
     /// service) or `redis` (nodes joined through Redis 7 pub/sub; docs/cluster.md).
-    pub broker: String,
+    pub broker: BrokerKind,
     /// The Redis of the cluster (`broker = "redis"`): `redis://[[user]:password@]host[:port]`.
     pub redis_url: String,
     /// Prefix of every Redis channel and key pushgate uses, so that several
@@ -110,7 +112,7 @@ pub struct Config {
     /// delivered again (cluster-wide with Redis).
     pub idempotency_window_ms: u64,
     /// `text` or `json` logs.
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Most bytes one client may send per second, as read from the socket (close 1008
     /// beyond). 0: no limit; otherwise at least `max_message_bytes`.
     pub max_inbound_bytes_per_sec: u32,
@@ -176,7 +178,7 @@ impl Default for Config {
             pin_shards: false,
             queue_max_frames: 1024,
             queue_max_bytes: 1 << 20,
-            slow_policy: "disconnect".into(),
+            slow_policy: SlowPolicy::Disconnect,
             heartbeat_interval_ms: 25_000,
             heartbeat_timeout_ms: 60_000,
             max_message_bytes: 64 * 1024,
@@ -185,7 +187,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
             trusted_user_header: String::new(),
-            auth_mode: "anonymous".into(),
+            auth_mode: AuthMode::Anonymous,
             jwt_hs256_secret: String::new(),
             jwt_public_key_file: String::new(),
             jwks_file: String::new(),
@@ -199,12 +201,12 @@ impl Default for Config {
             max_inbound_messages_per_sec: 100,
             drain_window_ms: 10_000,
             shutdown_grace_ms: 20_000,
-            broker: "memory".into(),
+            broker: BrokerKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "pushgate".into(),
             redis_timeout_ms: 2_000,
             idempotency_window_ms: 60_000,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             max_inbound_bytes_per_sec: 256 * 1024,
             grpc_idempotency_max_bytes: 32 << 20,
             internal_max_connections: 1024,
@@ -425,7 +427,6 @@ impl Config {
                 "must be between 1024 and 4294967295",
             ));
         }
-        self.slow_policy()?;
         if self.heartbeat_interval_ms < 10 {
             return Err(invalid("heartbeat_interval_ms", "must be at least 10"));
         }
@@ -460,13 +461,9 @@ impl Config {
         if self.max_inbound_messages_per_sec > u16::MAX as u32 {
             return Err(invalid("max_inbound_messages_per_sec", "at most 65535"));
         }
-        match self.broker.as_str() {
-            "memory" => {}
-            "redis" => {
-                pushgate_broker::redis::conn::Endpoint::parse(&self.redis_url)
-                    .map_err(|e| invalid("redis_url", e.to_string()))?;
-            }
-            _ => return Err(invalid("broker", "memory or redis")),
+        if self.broker == BrokerKind::Redis {
+            pushgate_broker::redis::conn::Endpoint::parse(&self.redis_url)
+                .map_err(|e| invalid("redis_url", e.to_string()))?;
         }
         if self.redis_prefix.is_empty()
             || self.redis_prefix.len() > 64
@@ -488,9 +485,6 @@ impl Config {
                 "idempotency_window_ms",
                 "1000 (1 s) to 604800000 (7 days)",
             ));
-        }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid("log_format", "text or json"));
         }
         for rule in self.history_rules() {
             rule.validate()
@@ -536,9 +530,9 @@ impl Config {
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
-        match self.auth_mode.as_str() {
-            "anonymous" => {}
-            "jwt" => {
+        match self.auth_mode {
+            AuthMode::Anonymous => {}
+            AuthMode::Jwt => {
                 if self.jwt_hs256_secret.is_empty()
                     && self.jwt_public_key_file.is_empty()
                     && self.jwks_file.is_empty()
@@ -555,7 +549,6 @@ impl Config {
                     ));
                 }
             }
-            _ => return Err(invalid("auth_mode", "anonymous or jwt")),
         }
         if !self.jwt_hs256_secret.is_empty() && self.jwt_hs256_secret.len() < 32 {
             return Err(invalid(
@@ -617,14 +610,6 @@ impl Config {
         })
     }
 
-    fn slow_policy(&self) -> Result<SlowPolicy, ConfigError> {
-        match self.slow_policy.as_str() {
-            "disconnect" => Ok(SlowPolicy::Disconnect),
-            "drop_newest" => Ok(SlowPolicy::DropNewest),
-            _ => Err(invalid("slow_policy", "disconnect or drop_newest")),
-        }
-    }
-
     /// The effective number of shards.
     pub fn shard_count(&self) -> usize {
         match self.shards {
@@ -639,17 +624,17 @@ impl Config {
             node_id: self.node_id.clone(),
             queue_max_frames: self.queue_max_frames,
             queue_max_bytes: self.queue_max_bytes,
-            slow_policy: self.slow_policy().unwrap_or_default(),
+            slow_policy: self.slow_policy,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
             max_subscriptions_per_conn: self.max_subscriptions_per_conn,
             max_payload: self.max_payload_bytes,
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
-            track_interest: self.broker == "redis",
+            track_interest: self.broker == BrokerKind::Redis,
             history: self.history_rules(),
             history_max_bytes: self.history_max_bytes,
             max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
-            positions_from_broker: self.broker == "redis",
+            positions_from_broker: self.broker == BrokerKind::Redis,
         }
     }
 
@@ -792,15 +777,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("ws_adr"));
-        let c = Config {
-            slow_policy: "ignore".into(),
-            ..Default::default()
-        };
-        assert!(c
-            .validate()
+        let e = Config::from_toml("slow_policy = \"ignore\"")
             .unwrap_err()
-            .to_string()
-            .contains("slow_policy"));
+            .to_string();
+        assert!(
+            e.contains("slow_policy")
+                && e.contains("unknown variant `ignore`, expected `disconnect` or `drop_newest`"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        let e = c.set("broker", "etcd").unwrap_err().to_string();
+        assert!(
+            e.contains("broker") && e.contains("`memory` or `redis`"),
+            "{e}"
+        );
+        c.set("log_format", "json").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.set("slow_policy", "drop_newest").unwrap();
+        assert_eq!(c.hub().slow_policy, SlowPolicy::DropNewest);
+        assert!(c.to_toml().contains("slow_policy = \"drop_newest\""));
         let c = Config {
             heartbeat_timeout_ms: 1000,
             heartbeat_interval_ms: 2000,
@@ -816,7 +811,11 @@ mod tests {
     #[test]
     fn auth_and_limit_settings_are_validated() {
         let mut c = Config::default();
-        assert_eq!(c.auth_mode, "anonymous", "make run works with no setup");
+        assert_eq!(
+            c.auth_mode,
+            AuthMode::Anonymous,
+            "make run works with no setup"
+        );
         c.set(
             "allowed_origins",
             "https://a.example, http://b.example:8080",

@@ -15,8 +15,9 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{AuthMode, BrokerKind, Config};
 use crate::telemetry;
 
 /// Why a node could not start.
@@ -55,6 +56,8 @@ pub struct Gateway {
     stop_accepting: CancellationToken,
     /// Stops the internal HTTP API and the shard threads (last step).
     stop_all: CancellationToken,
+    /// The WebSocket connections' tasks: shutdown waits until the last has ended.
+    connections: TaskTracker,
     threads: Vec<JoinHandle<()>>,
     drain_window: Duration,
     grace: Duration,
@@ -80,17 +83,19 @@ impl Gateway {
         let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
-        let broker = match config.broker.as_str() {
-            "redis" => Broker::redis(hub.clone(), config.redis())?,
-            _ => Broker::in_process(hub.clone(), config.idempotency_window()),
+        let broker = match config.broker {
+            BrokerKind::Redis => Broker::redis(hub.clone(), config.redis())?,
+            BrokerKind::Memory => Broker::in_process(hub.clone(), config.idempotency_window()),
         };
 
+        let connections = TaskTracker::new();
         tokio::spawn(pushgate_edge::serve(
             ws,
             hub.clone(),
             config.edge(),
             auth,
             runtimes,
+            connections.clone(),
             stop_accepting.clone(),
         ));
 
@@ -119,6 +124,7 @@ impl Gateway {
             ready,
             stop_accepting,
             stop_all,
+            connections,
             threads,
             drain_window: Duration::from_millis(config.drain_window_ms),
             grace: Duration::from_millis(config.shutdown_grace_ms),
@@ -159,9 +165,10 @@ impl Gateway {
         self.hub
             .drain(self.drain_window, CloseReason::Shutdown)
             .await;
-        while self.hub.stats().connections > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // No new connection task after the accept loop stopped: wait for the last one
+        // (it ends once its close handshake is done), up to the grace period.
+        self.connections.close();
+        let _ = tokio::time::timeout_at(deadline, self.connections.wait()).await;
         self.grpc.stop(GRPC_STOP_GRACE).await;
         self.broker.shutdown().await;
         self.stop_all.cancel();
@@ -178,7 +185,7 @@ impl Gateway {
 
 /// The authenticator `auth_mode` asks for. Anonymous mode is announced loudly.
 fn authenticator(config: &Config) -> Result<Arc<dyn Authenticator>, StartError> {
-    if config.auth_mode == "jwt" {
+    if config.auth_mode == AuthMode::Jwt {
         let jwt = JwtAuthenticator::new(config.jwt()?)?;
         tracing::info!(
             issuer = %config.jwt_issuer,

@@ -12,6 +12,7 @@
 //!   per bucket instead of samples.
 
 pub mod config;
+mod config_kinds;
 pub mod config_source;
 pub mod gateway;
 mod histogram;
@@ -20,6 +21,6 @@ mod process_metrics;
 mod recorder;
 pub mod telemetry;
 
-pub use config::{Config, ConfigError};
+pub use config::{AuthMode, BrokerKind, Config, ConfigError, LogFormat};
 pub use config_source::{Origin, Sources};
 pub use gateway::{Gateway, StartError};

@@ -13,7 +13,7 @@ const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
 
 fn jwt_config() -> pushgate_server::Config {
     pushgate_server::Config {
-        auth_mode: "jwt".into(),
+        auth_mode: pushgate_server::AuthMode::Jwt,
         jwt_hs256_secret: SECRET.into(),
         trusted_user_header: String::new(),
         ..config()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pushgate_server::{Config, Gateway, Sources};
+use pushgate_server::{Config, Gateway, LogFormat, Sources};
 
 /// jemalloc: per-connection allocations are small and many (tens of thousands of
 /// connections per node); jemalloc's size classes and thread caches keep idle memory
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
-            init_logging(&config.log_format);
+            init_logging(config.log_format);
             match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -205,7 +205,7 @@ fn config_error(msg: &str) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: a file or a log collector would
@@ -216,7 +216,7 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
