@@ -30,9 +30,16 @@ done
 shopt -s nullglob
 files=("$OUT"/*.json)
 (( ${#files[@]} )) || { echo "no results" >&2; exit 1; }
-echo
-"$BENCH" report "${files[@]}" | tee "$OUT/summary.md"
-hist=("$OUT"/*-hist-*.json)
+# The history runs have tables of their own (report-history).
+plain=() hist=()
+for f in "${files[@]}"; do
+  if [[ "$f" == *-hist-* ]]; then hist+=("$f"); else plain+=("$f"); fi
+done
+: >"$OUT/summary.md"
+if (( ${#plain[@]} )); then
+  echo
+  "$BENCH" report "${plain[@]}" | tee -a "$OUT/summary.md"
+fi
 if (( ${#hist[@]} )); then
   echo | tee -a "$OUT/summary.md"
   "$BENCH" report-history "${hist[@]}" | tee -a "$OUT/summary.md"

@@ -424,7 +424,6 @@ async fn phases(
     reconnect: &Semaphore,
 ) -> Result<()> {
     let timeout = sh.cfg.connect_timeout;
-    let (w, m) = (sh.cfg.warmup, sh.cfg.missed);
     // Live: subscribe without since, receive the warm-ups.
     sh.recs.borrow_mut()[i].begin(0, 0, None, false);
     let mut link = {
@@ -438,18 +437,15 @@ async fn phases(
     drop(link);
     sh.recs.borrow_mut()[i].up = false;
 
-    // Recover: since = the last offset received.
+    // Recover: since = the last offset received (the worker's main loop
+    // started the phase in `prepare`).
     rx.wait_for(|p| *p >= Phase::Recover).await?;
-    let (since, end) = {
-        let mut recs = sh.recs.borrow_mut();
-        let r = &mut recs[i];
-        let since = Position {
-            epoch: r.epoch.clone(),
-            offset: r.next - 1,
-        };
-        let end = r.base + w + m;
-        r.begin(since.offset, end, Some(end), true);
-        (since, end)
+    let since = {
+        let recs = sh.recs.borrow();
+        Position {
+            epoch: recs[i].epoch.clone(),
+            offset: recs[i].next - 1,
+        }
     };
     let mut link = {
         let _permit = reconnect.acquire().await?;
@@ -464,7 +460,6 @@ async fn phases(
 
     // Plain: the same reconnect without since; only the reply is due.
     rx.wait_for(|p| *p >= Phase::Plain).await?;
-    sh.recs.borrow_mut()[i].begin(end, end, Some(end), false);
     let mut link = {
         let _permit = reconnect.acquire().await?;
         tokio::time::timeout(timeout, Link::open(sh, i, None, 3))
@@ -551,17 +546,34 @@ async fn worker_main(cfg: RecoveryWorkerConfig) -> Result<()> {
                 emit("closed", &tally(&sh, false)).await?;
             }
             "recover" => {
+                prepare(&sh, Phase::Recover);
                 tx.send_replace(Phase::Recover);
                 wait_all(&sh, ms, Rec::settled).await;
                 emit("recovered", &tally(&sh, true)).await?;
             }
             "plain" => {
+                prepare(&sh, Phase::Plain);
                 tx.send_replace(Phase::Plain);
                 wait_all(&sh, ms, |r| r.subscribed_ns > 0).await;
                 emit("plain", &tally(&sh, true)).await?;
             }
             "exit" => std::process::exit(0),
             _ => bail!("unknown command {line:?}"),
+        }
+    }
+}
+
+/// Start a reconnect phase on every connection before the tasks are told,
+/// so that no check can see the last phase's state: recover = the
+/// publications after the last one received, up to the last published
+/// (base + warm-ups + missed); plain = only the reply.
+fn prepare(sh: &Shared, phase: Phase) {
+    let (w, m) = (sh.cfg.warmup, sh.cfg.missed);
+    for r in sh.recs.borrow_mut().iter_mut().filter(|r| !r.failed) {
+        let end = r.base + w + m;
+        match phase {
+            Phase::Recover => r.begin(r.next - 1, end, Some(end), true),
+            _ => r.begin(end, end, Some(end), false),
         }
     }
 }

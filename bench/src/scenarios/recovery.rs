@@ -34,6 +34,14 @@ pub(super) async fn run(cfg: &RunConfig) -> Result<RunResult> {
     if connected == 0 {
         bail!("no client subscribed: {:?}", ready.errors);
     }
+    if ready.position_mismatch > 0 {
+        bail!(
+            "{} replies without a position for {}: is history on for it? {:?}",
+            ready.position_mismatch,
+            cfg.history_channel,
+            ready.errors
+        );
+    }
     if ready.epochs.len() != 1 || ready.base_min != ready.base_max {
         bail!(
             "clients start from different positions (epochs {:?}, offsets {}..{}): \
