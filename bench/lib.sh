@@ -168,14 +168,20 @@ write_history_config() {
 }
 
 # run_history_pair SCENARIO REP: the same scenario twice in a row, the gateway
-# restarted without and then with the history rule, so that their ratio is
-# taken on the same machine state. Targets pushgate-hist-off / -on; files
-# $OUT/pushgate-SCENARIO-hist-{off,on}-REP.json.
+# restarted without and with the history rule, so that their ratio is taken
+# on the same machine state. The order alternates (off, on for odd REP; on,
+# off for even), so that a drift of the machine's load favours neither.
+# Targets pushgate-hist-off / -on; files $OUT/pushgate-SCENARIO-hist-{off,on}-REP.json.
 run_history_pair() {
   local s="$1" r="$2"
   [[ -n "${HISTORY_CONFIG:-}" ]] || write_history_config
-  PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
-  PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
+  if (( r % 2 )); then
+    PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
+    PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
+  else
+    PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
+    PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
+  fi
 }
 
 # run_recovery REP: the mass reconnect, history on (a channel without

@@ -220,7 +220,7 @@ pub fn summarize(files: &[String]) -> Result<String> {
 fn pairs(runs: &[RunResult], scenarios: &[&str]) -> String {
     let mut s = String::from(
         "History off vs on (same scenario, same binary, the gateway restarted with and without \
-         `[[history]] channels = \"*\"`; runs alternate off, on):\n\n\
+         `[[history]] channels = \"*\"`; each pair back to back, off first in odd pairs, on first in even ones):\n\n\
          | scenario | history | runs | deliv/s (median) | deliv/s (range) | server CPU µs/deliv (median) | delivered/expected (all runs) | dups |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
