@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance
+.PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance fuzz
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 run:
@@ -31,6 +31,11 @@ e2e:
 ## WebSocket conformance: the Autobahn cases (kosoku) against the real binary (docs/conformance.md).
 conformance:
 	bash tests/autobahn/run.sh
+
+## Every fuzz target for 60 s each (FUZZ_SECONDS=N to change); needs nightly and
+## cargo-fuzz; not part of `make test` (docs/conformance.md, "Fuzzing").
+fuzz:
+	bash fuzz/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
