@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance fuzz
+.PHONY: run build test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance fuzz soak
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 run:
@@ -55,6 +55,11 @@ bench-peers:
 ## node, 36,000 connections over three processes (docs/benchmarks.md, "Cluster (Redis)").
 bench-cluster:
 	bash bench/cluster.sh
+
+## 30 minutes at 19,000 connections with steady publishing; RSS and descriptors sampled
+## every minute; fails on any loss or on 5 % growth (docs/benchmarks.md, "Soak"). Not in CI.
+soak:
+	bash bench/soak.sh
 
 clean:
 	$(CARGO) clean
