@@ -82,15 +82,16 @@ impl Refusal {
 }
 
 /// The outcome of parsing the bytes read so far.
-pub(crate) enum Parsed {
+#[derive(Debug)]
+pub enum Parsed {
     Partial,
     /// The request and the length of its head (bytes after it belong to the WebSocket).
     Complete(UpgradeRequest, String, usize),
 }
 
 /// Parses a request head and checks it is a WebSocket upgrade for `path`.
-/// On success also returns the `Sec-WebSocket-Key`.
-pub(crate) fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
+/// On success also returns the `Sec-WebSocket-Key`. (Public for the fuzz target.)
+pub fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
