@@ -17,20 +17,13 @@ pub fn check_bearer(header: Option<&[u8]>, expected: &[u8]) -> Result<(), Bearer
         .strip_prefix(b"Bearer ")
         .or_else(|| value.strip_prefix(b"bearer "))
         .unwrap_or(b"");
-    if constant_time_eq(given, expected) {
+    // subtle's comparison has no early exit, so the time taken does not reveal how many
+    // leading bytes of a guess were right; only the length can differ.
+    if bool::from(subtle::ConstantTimeEq::ct_eq(given, expected)) {
         Ok(())
     } else {
         Err(BearerError::Wrong)
     }
-}
-
-/// Compares without an early exit, so the time taken does not reveal how many
-/// leading bytes of a guess were right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
