@@ -314,6 +314,17 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
             (&json!(1), &json!("after"))
         );
     }
+    // Every metric a Redis node exports is described (`# HELP`).
+    let (_, metrics) = support::http(c.nodes[0].http, "GET", "/metrics", b"").unwrap();
+    for name in metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+    {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name}: no # HELP"
+        );
+    }
     // A client resuming from the lost history is told so; one from the new resumes.
     let old = json!({"epoch": old_epoch, "offset": 5});
     let (_, reply) = Follower::start(&c.nodes[1], "chat:lost", Some(&old)).await;
