@@ -15,6 +15,7 @@ mod churn;
 mod client;
 mod cluster;
 mod conn;
+mod floor;
 mod frame;
 mod grpc;
 mod history_frame;
