@@ -17,7 +17,7 @@ use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_addr, free_port, http, Killed};
+use support::{free_port, http, metrics, Killed, Served, PORT_0};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 const WAIT: Duration = Duration::from_secs(15);
@@ -78,7 +78,7 @@ impl Redis {
 /// A gateway process joined to `redis`; killed when dropped.
 struct Node {
     /// Killed when the value is dropped.
-    _child: Killed,
+    _process: Served,
     id: String,
     ws: SocketAddr,
     http: SocketAddr,
@@ -88,31 +88,22 @@ struct Node {
 impl Node {
     /// Starts a node and waits until it is ready (broker connected).
     fn start(id: &str, redis: &Redis) -> Node {
-        let (ws, http, grpc) = (free_addr(), free_addr(), free_addr());
-        let child = Command::new(BIN)
-            .arg("serve")
-            .args([
-                "--ws-addr",
-                &ws.to_string(),
-                "--http-addr",
-                &http.to_string(),
-            ])
-            .args(["--grpc-addr", &grpc.to_string(), "--shards", "2"])
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(PORT_0)
+            .args(["--shards", "2"])
             .args(["--set", &format!("node_id={id}")])
             .args(["--set", "broker=redis"])
             .args(["--set", &format!("redis_url={}", redis.url())])
             .args(["--set", "trusted_user_header=x-user"])
-            .args(["--set", "drain_window_ms=0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .args(["--set", "drain_window_ms=0"]);
+        let p = Served::start(cmd);
         let node = Node {
-            _child: Killed(child),
             id: id.into(),
-            ws,
-            http,
-            grpc,
+            ws: p.ws,
+            http: p.http,
+            grpc: p.grpc,
+            _process: p,
         };
         wait_for(|| node.ready());
         node
@@ -125,9 +116,7 @@ impl Node {
     /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
     fn metric(&self, series: &str) -> f64 {
         let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
+        metrics::value(&text, series).unwrap_or(0.0)
     }
 
     /// The gRPC health status of `pushgate.v1.Pushgate`.
