@@ -124,10 +124,7 @@ impl ConnHandle {
         }
         st.subscribe(self.slot, channels, max)
             .map_err(SubscribeError::TooMany)?;
-        let (subs, chans) = (st.subscriptions, st.channels.len());
-        drop(st);
-        self.shard.metrics.subscriptions.set(subs as f64);
-        self.shard.metrics.channels.set(chans as f64);
+        self.shard.update_gauges(st);
         Ok(())
     }
 
@@ -148,10 +145,7 @@ impl ConnHandle {
     pub fn unsubscribe(&self, channels: &[String]) {
         let mut st = self.shard.state.lock();
         st.unsubscribe(self.slot, channels);
-        let (subs, chans) = (st.subscriptions, st.channels.len());
-        drop(st);
-        self.shard.metrics.subscriptions.set(subs as f64);
-        self.shard.metrics.channels.set(chans as f64);
+        self.shard.update_gauges(st);
     }
 
     /// Replaces the connection's grant with a fresh token's (same user). Channels the new
@@ -179,10 +173,7 @@ impl ConnHandle {
             .collect();
         if !revoked.is_empty() {
             st.unsubscribe(self.slot, &revoked);
-            let (subs, chans) = (st.subscriptions, st.channels.len());
-            drop(st);
-            self.shard.metrics.subscriptions.set(subs as f64);
-            self.shard.metrics.channels.set(chans as f64);
+            self.shard.update_gauges(st);
         }
         Ok(revoked)
     }
