@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance
+.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance test-js demo fuzz soak
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 ## The release profile is tuned for build time (no LTO); benchmarks and the image use
@@ -25,6 +25,19 @@ test: lint
 	$(MAKE) deploy-check
 	$(MAKE) e2e
 	$(MAKE) conformance
+	$(MAKE) test-js
+
+## The JS client (clients/js, docs/clients.md): dist/ rebuilt from src/ must equal the
+## committed one, then unit tests, Node and headless-Chromium tests against the release
+## binary. clients/js/test/deps.sh installs chromium (Debian's) and the npm packages.
+test-js:
+	bash clients/js/test/deps.sh
+	cd clients/js && npm run build --silent && git diff --exit-code --stat -- dist/
+	cd clients/js && npm test
+
+## The live-feed example page and a gateway on 127.0.0.1 (page: http://127.0.0.1:8090/).
+demo:
+	bash examples/live-feed/demo.sh
 
 ## Deploy artifacts checked with promtool, haproxy -c, nginx -t, JSON/YAML parsing (deploy/check.sh).
 deploy-check:
@@ -37,6 +50,11 @@ e2e:
 ## WebSocket conformance: the Autobahn cases (kosoku) against the real binary (docs/conformance.md).
 conformance:
 	bash tests/autobahn/run.sh
+
+## Every fuzz target for 60 s each (FUZZ_SECONDS=N to change); needs nightly and
+## cargo-fuzz; not part of `make test` (docs/conformance.md, "Fuzzing").
+fuzz:
+	bash fuzz/run.sh
 
 ## Formatting, clippy with warnings denied, and no unused dependency (tests/unused_deps.sh).
 lint:
@@ -58,6 +76,11 @@ bench-peers:
 ## node, 36,000 connections over three processes (docs/benchmarks.md, "Cluster (Redis)").
 bench-cluster:
 	bash bench/cluster.sh
+
+## 30 minutes at 19,000 connections with steady publishing; RSS and descriptors sampled
+## every minute; fails on any loss or on 5 % growth (docs/benchmarks.md, "Soak"). Not in CI.
+soak:
+	bash bench/soak.sh
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,12 @@
 #   wide        CL_WIDE_CONNS connections over the nodes (more than one process
 #               can hold: 20,000 open files each), CL_WIDE_MESSAGES broadcasts
 #               that must reach every one of them; connections and RSS per node.
+#   history     channel publications through Redis with history off, then on
+#               (a [[history]] rule for every channel: one Lua script per
+#               publication instead of SPUBLISH, delivered from the bus on every
+#               node): CL_HIST_MESSAGES publications, pipelined over HTTP into
+#               node 1, to CL_HIST_CHANNELS channels, CL_HIST_CONNS clients
+#               spread over the nodes, each following one channel.
 #
 # Every phase gets a fresh redis-server (own free port, --save "" --appendonly
 # no; never the system one) and fresh nodes (SHARDS shards each), stopped
@@ -32,7 +38,7 @@ source "$(dirname "$0")/lib.sh"
 
 NODES=${NODES:-3}
 SHARDS=${SHARDS:-1}
-PHASES="${PHASES:-latency throughput defaults wide}"
+PHASES="${PHASES:-latency throughput defaults wide history}"
 CL_LAT_CONNS=${CL_LAT_CONNS:-1000}
 CL_LAT_RATE=${CL_LAT_RATE:-100}
 CL_LAT_DURATION=${CL_LAT_DURATION:-10}
@@ -42,6 +48,9 @@ CL_WIDE_CONNS=${CL_WIDE_CONNS:-36000}
 CL_WIDE_MESSAGES=${CL_WIDE_MESSAGES:-3}
 CL_PUBLISH=${CL_PUBLISH:-grpc}
 CL_QUEUE_FRAMES=${CL_QUEUE_FRAMES:-$CL_MESSAGES}
+CL_HIST_CONNS=${CL_HIST_CONNS:-300}
+CL_HIST_CHANNELS=${CL_HIST_CHANNELS:-100}
+CL_HIST_MESSAGES=${CL_HIST_MESSAGES:-50000}
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
 command -v "$REDIS_SERVER" >/dev/null ||
   { echo "redis-server not found: bash tests/deps.sh installs it" >&2; exit 1; }
@@ -175,7 +184,18 @@ for r in $(seq 1 "$REPEAT"); do
           bench "$CLUSTER" cluster wide "$r" --conns "$CL_WIDE_CONNS" \
             --messages "$CL_WIDE_MESSAGES" --settle 1 --deadline 60
         stop_all ;;
-      *) echo "unknown phase $phase (latency throughput defaults wide)" >&2; exit 1 ;;
+      history)
+        # Channels c0..c<N>: the rule keeps 1000 publications of each for 10 min.
+        printf '[[history]]\nchannels = "c*"\nsize = 1000\nttl_ms = 600000\n' >"$OUT/history.toml"
+        for mode in off on; do
+          rule=(); [[ "$mode" == on ]] && rule=(--config "$OUT/history.toml")
+          start_cluster "$NODES" "${rule[@]}" &&
+            bench "$CLUSTER-history-$mode" channels burst "$r" --conns "$CL_HIST_CONNS" \
+              --messages "$CL_HIST_MESSAGES" --channels "$CL_HIST_CHANNELS" \
+              --channels-per-conn 1 --deadline 120
+          stop_all
+        done ;;
+      *) echo "unknown phase $phase (latency throughput defaults wide history)" >&2; exit 1 ;;
     esac
   done
 done

@@ -45,6 +45,19 @@ CHAN_CONNS=${CHAN_CONNS:-$BURST_CONNS}
 # needs many more publications than burst for a measurable delivery count.
 if [[ "$QUICK" == 1 ]]; then CHAN_MESSAGES=${CHAN_MESSAGES:-1000}; else CHAN_MESSAGES=${CHAN_MESSAGES:-10000}; fi
 
+# History (issue #11): the recovery scenario's clients, publications each
+# receives live before leaving (warm-up) and misses while away, and how many
+# reconnect at the same time (0 = all at once); the history rule of the runs
+# with history on (every channel).
+if [[ "$QUICK" == 1 ]]; then REC_CONNS=${REC_CONNS:-1000}; else REC_CONNS=${REC_CONNS:-10000}; fi
+REC_WARMUP=${REC_WARMUP:-10}
+REC_MISSED=${REC_MISSED:-100}
+REC_CONCURRENCY=${REC_CONCURRENCY:-0}
+HIST_SIZE=${HIST_SIZE:-1000}
+HIST_TTL_MS=${HIST_TTL_MS:-600000}
+# A TOML file for pushgate's --config (empty: none); see run_history_pair.
+PG_CONFIG="${PG_CONFIG:-}"
+
 SERVER_PID=""
 stop_server() {
   if [[ -n "$SERVER_PID" ]]; then kill_wait "$SERVER_PID"; fi
@@ -66,12 +79,19 @@ wait_port() {
 
 # start_server TARGET: sets SERVER_PID, WS_URL, PUB_URL.
 start_server() {
-  local t="$1" p h
+  local t="$1" p h g
   p="$("$BENCH" free-port)"
   if [[ "$t" == pushgate ]]; then
     h="$("$BENCH" free-port)"
     while [[ "$h" == "$p" ]]; do h="$("$BENCH" free-port)"; done
-    (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve --ws-addr "127.0.0.1:$p" --http-addr "127.0.0.1:$h") \
+    # gRPC on a free port too: its default (50051) may be taken by another
+    # gateway on this machine, and the node would not start.
+    g="$("$BENCH" free-port)"
+    while [[ "$g" == "$p" || "$g" == "$h" ]]; do g="$("$BENCH" free-port)"; done
+    local cfg=()
+    [[ -n "$PG_CONFIG" ]] && cfg=(--config "$PG_CONFIG")
+    (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve "${cfg[@]}" --ws-addr "127.0.0.1:$p" \
+        --http-addr "127.0.0.1:$h" --grpc-addr "127.0.0.1:$g") \
       >"$OUT/$t.server.log" 2>&1 &
     SERVER_PID=$!
     WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$h/publish?all=true"
@@ -99,6 +119,9 @@ run_scenario() {
     sustained) args=(--conns "$SUST_CONNS" --duration "$SUST_DURATION" --rate "$SUST_RATE") ;;
     churn) args=(--conns "$CHURN_CONNS" --duration "$CHURN_DURATION" --rate "$CHURN_PUB_RATE"
                  --churn-rate "$CHURN_RATE" --churn-hold-ms "$CHURN_HOLD_MS") ;;
+    burst-channel) args=(--conns "$BURST_CONNS" --messages "$MESSAGES") ;;
+    recovery) args=(--conns "$REC_CONNS" --warmup "$REC_WARMUP" --missed "$REC_MISSED"
+                    --reconnect-concurrency "$REC_CONCURRENCY") ;;
   esac
   start_server "$t" || { stop_server; return 1; }
   local header=(--no-header)
@@ -131,4 +154,36 @@ build_pushgate() {
       echo "!! pushgate build failed; using the existing binary if any" >&2
   fi
   [[ -x "$PUSHGATE" ]]
+}
+
+# write_history_config: the [[history]] rule of the runs with history on, in
+# $OUT/history.toml (every channel: "*").
+write_history_config() {
+  HISTORY_CONFIG="$OUT/history.toml"
+  printf '%s\n' '# bench/lib.sh: history on for every channel (the history benchmarks, issue #11).' \
+    '[[history]]' 'channels = "*"' "size = $HIST_SIZE" "ttl_ms = $HIST_TTL_MS" >"$HISTORY_CONFIG"
+}
+
+# run_history_pair SCENARIO REP: the same scenario twice in a row, the gateway
+# restarted without and with the history rule, so that their ratio is taken
+# on the same machine state. The order alternates (off, on for odd REP; on,
+# off for even), so that a drift of the machine's load favours neither.
+# Targets pushgate-hist-off / -on; files $OUT/pushgate-SCENARIO-hist-{off,on}-REP.json.
+run_history_pair() {
+  local s="$1" r="$2"
+  [[ -n "${HISTORY_CONFIG:-}" ]] || write_history_config
+  if (( r % 2 )); then
+    PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
+    PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
+  else
+    PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
+    PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
+  fi
+}
+
+# run_recovery REP: the mass reconnect, history on (a channel without
+# history cannot be recovered).
+run_recovery() {
+  [[ -n "${HISTORY_CONFIG:-}" ]] || write_history_config
+  PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate recovery "$1" --target pushgate-hist-on
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # pushgate only, every scenario the bench supports (burst, latency, idle,
-# slow consumers, channels, sustained, churn), REPEAT times each.
+# slow consumers, channels, sustained, churn, and history: the fan-out with
+# history off and on side by side, the mass-reconnect recovery), REPEAT
+# times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
 #   bash bench/run.sh            QUICK=1 REPEAT=1 bash bench/run.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
@@ -16,11 +18,29 @@ echo "results: $OUT"
 FIRST_ROW=1
 for s in $SCENARIOS; do
   for r in $(seq 1 "$REPEAT"); do
-    run_scenario pushgate "$s" "$r" || echo "!! pushgate $s: server did not start" >&2
+    case "$s" in
+      # History off and on, one after the other (bench/lib.sh).
+      history-burst) run_history_pair burst-channel "$r" ;;
+      history-channels) run_history_pair channels "$r" ;;
+      recovery) run_recovery "$r" ;;
+      *) run_scenario pushgate "$s" "$r" ;;
+    esac || echo "!! pushgate $s: server did not start" >&2
   done
 done
 shopt -s nullglob
 files=("$OUT"/*.json)
 (( ${#files[@]} )) || { echo "no results" >&2; exit 1; }
-echo
-"$BENCH" report "${files[@]}" | tee "$OUT/summary.md"
+# The history runs have tables of their own (report-history).
+plain=() hist=()
+for f in "${files[@]}"; do
+  if [[ "$f" == *-hist-* ]]; then hist+=("$f"); else plain+=("$f"); fi
+done
+: >"$OUT/summary.md"
+if (( ${#plain[@]} )); then
+  echo
+  "$BENCH" report "${plain[@]}" | tee -a "$OUT/summary.md"
+fi
+if (( ${#hist[@]} )); then
+  echo | tee -a "$OUT/summary.md"
+  "$BENCH" report-history "${hist[@]}" | tee -a "$OUT/summary.md"
+fi

@@ -224,19 +224,22 @@ pub fn summarize(files: &[String]) -> Result<String> {
     let mut out = String::new();
 
     out.push_str(
-        "Throughput (burst, publications into node 1, every client counts every delivery):\n\n\
-         | target | conns (connected) | runs | pubs/s accepted | pubs/s end to end | deliveries/s | \
+        "Throughput (burst, publications into node 1, every client counts every delivery; \
+         `cluster`: broadcasts, `channels`: one channel each, history on or off):\n\n\
+         | target | scenario | conns (connected) | runs | pubs/s accepted | pubs/s end to end | deliveries/s | \
          delivered/expected (all runs) | lost | dups | CPU nodes+redis µs/deliv |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for g in gs.iter().filter(|g| g[0].scenario == "cluster") {
+    let burst = |g: &&Vec<&RunResult>| matches!(g[0].scenario.as_str(), "cluster" | "channels");
+    for g in gs.iter().filter(burst) {
         let cpu = med(g, |r| {
             let c = r.cluster.as_ref()?;
             (r.delivered > 0).then(|| c.server_cpu_ms_total * 1000.0 / r.delivered as f64)
         });
         out.push_str(&format!(
-            "| {} | {} ({}) | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
             g[0].target,
+            g[0].scenario,
             g[0].conns,
             med(g, |r| Some(r.connected as f64)).unwrap_or(0.0),
             g.len(),

@@ -3,8 +3,10 @@
 //! Subcommands:
 //!   run       drive one already-running server through one scenario
 //!   worker    (internal) hold client connections; started by `run`
+//!   recovery-worker  (internal) the recovery scenario's clients
 //!   report    summarize result JSON files into a comparison table
 //!   report-cluster  the tables of bench/cluster.sh's results
+//!   report-history  history on vs off, and the recovery runs
 //!   free-port print a free loopback TCP port (for the shell scripts)
 //!
 //! See bench/README.md for the scenarios and the scripts that run them.
@@ -15,10 +17,13 @@ mod cluster;
 mod conn;
 mod frame;
 mod grpc;
+mod history_frame;
+mod history_report;
 mod metrics;
 mod payload;
 mod proc_stats;
 mod publisher;
+mod recovery_client;
 mod recv;
 mod report;
 mod scenarios;
@@ -31,6 +36,7 @@ use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage:
   pushgate-bench run --scenario burst|latency|idle|slow|channels|sustained|churn|cluster
+                              |burst-channel|recovery
         --target NAME
         --ws ws://127.0.0.1:P/ws[,ws://...] --publish http://127.0.0.1:P/publish
         [--pid PID[,PID...]] [--node-http http://127.0.0.1:H[,...]] [--redis-pid PID]
@@ -40,7 +46,10 @@ const USAGE: &str = "usage:
         [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
         [--channels-per-conn K] [--handshake-concurrency N]
         [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
+        recovery: [--history-channel C] [--warmup W] [--missed M]
+                  [--reconnect-concurrency N (0 = all at once)]
   pushgate-bench report FILE.json...
+  pushgate-bench report-history FILE.json...
   pushgate-bench report-cluster FILE.json...
   pushgate-bench free-port";
 
@@ -97,12 +106,17 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "run" => cmd_run(Opts::parse(rest)?),
         "worker" => cmd_worker(Opts::parse(rest)?),
+        "recovery-worker" => cmd_recovery_worker(Opts::parse(rest)?),
         "report" => {
             print!("{}", report::summarize(rest)?);
             Ok(())
         }
         "report-cluster" => {
             print!("{}", cluster::summarize(rest)?);
+            Ok(())
+        }
+        "report-history" => {
+            print!("{}", history_report::summarize(rest)?);
             Ok(())
         }
         "free-port" => {
@@ -174,12 +188,29 @@ fn cmd_run(o: Opts) -> Result<()> {
         } else {
             0
         },
-        channels: o.get("channels", 1_000)?,
-        channels_per_conn: o.get("channels-per-conn", 5)?,
+        // burst-channel: every connection on the one channel.
+        channels: if scenario == S::BurstChannel {
+            1
+        } else {
+            o.get("channels", 1_000)?
+        },
+        channels_per_conn: if scenario == S::BurstChannel {
+            1
+        } else {
+            o.get("channels-per-conn", 5)?
+        },
         handshake_concurrency: o.get("handshake-concurrency", 128)?,
         connect_timeout_s: o.get("connect-timeout", 15)?,
         churn_rate: o.get("churn-rate", 500.0)?,
         churn_hold_ms: o.get("churn-hold-ms", 1_000)?,
+        history_channel: o
+            .str("history-channel")
+            .unwrap_or_else(|| "recovery".into()),
+        warmup: o.get("warmup", 10)?,
+        missed: o.get("missed", 100)?,
+        // Every client at once by default: the reconnect after a load
+        // balancer reload or a node restart.
+        reconnect_concurrency: o.get("reconnect-concurrency", 0)?,
     };
     if cfg.rate <= 0.0 || cfg.duration_s <= 0.0 || cfg.churn_rate <= 0.0 {
         bail!("--rate, --duration and --churn-rate must be positive");
@@ -207,7 +238,24 @@ fn cmd_run(o: Opts) -> Result<()> {
     if let Some(s) = cluster::summary(&result) {
         println!("{s}");
     }
+    if let Some(s) = history_report::recovery_summary(&result) {
+        println!("{s}");
+    }
     Ok(())
+}
+
+fn cmd_recovery_worker(o: Opts) -> Result<()> {
+    recovery_client::run_worker(recovery_client::RecoveryWorkerConfig {
+        ws: target::Endpoint::parse(&o.req("ws")?, "ws")?,
+        conns: o.get("conns", 1)?,
+        first_index: o.get("first-index", 0)?,
+        channel: o.req("channel")?,
+        warmup: o.get("warmup", 10)?,
+        missed: o.get("missed", 100)?,
+        handshake_concurrency: o.get("handshake-concurrency", 128)?,
+        reconnect_concurrency: o.get("reconnect-concurrency", 0)?,
+        connect_timeout: Duration::from_secs(o.get("connect-timeout", 15)?),
+    })
 }
 
 fn cmd_worker(o: Opts) -> Result<()> {

@@ -1,5 +1,6 @@
-//! Reading pushgate's Prometheus `/metrics` (churn scenario): the
-//! connection gauge summed over shards, and the opened/closed counters.
+//! Reading pushgate's Prometheus `/metrics` (churn and recovery scenarios):
+//! the connection gauge summed over shards, the opened/closed counters, and
+//! the history recoveries.
 //!
 //! pushgate serves `/metrics` on its HTTP (publish) port. Reference peers
 //! have no such endpoint; a scrape that fails or lacks the gauge yields
@@ -25,6 +26,8 @@ pub struct Scrape {
     pub opened_total: f64,
     /// `pushgate_connections_closed_total` per `reason`, summed over shards.
     pub closed_total: BTreeMap<String, f64>,
+    /// `pushgate_history_recoveries_total` per `result` (recovery scenario).
+    pub history_recoveries: BTreeMap<String, f64>,
 }
 
 /// GET /metrics on the publish endpoint's host:port. `Ok(None)`: the server
@@ -117,6 +120,10 @@ pub fn parse(text: &str) -> Option<Scrape> {
                 let reason = label(labels, "reason").unwrap_or("?").to_string();
                 *s.closed_total.entry(reason).or_default() += v;
             }
+            "pushgate_history_recoveries_total" => {
+                let result = label(labels, "result").unwrap_or("?").to_string();
+                *s.history_recoveries.entry(result).or_default() += v;
+            }
             _ => {}
         }
     }
@@ -143,12 +150,14 @@ mod tests {
             pushgate_connections_closed_total{shard=\"0\",reason=\"client\"} 5\n\
             pushgate_connections_closed_total{shard=\"1\",reason=\"client\"} 6\n\
             pushgate_connections_closed_total{shard=\"1\",reason=\"slow\"} 1\n\
-            pushgate_connections_other{shard=\"1\"} 99\n";
+            pushgate_connections_other{shard=\"1\"} 99\n\
+            pushgate_history_recoveries_total{result=\"recovered\"} 8\n";
         let s = parse(text).unwrap();
         assert_eq!(s.connections, 7.0);
         assert_eq!(s.opened_total, 22.0);
         assert_eq!(s.closed_total["client"], 11.0);
         assert_eq!(s.closed_total["slow"], 1.0);
+        assert_eq!(s.history_recoveries["recovered"], 8.0);
         assert_eq!(parse("go_goroutines 5\n"), None);
     }
 

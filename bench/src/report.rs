@@ -89,6 +89,9 @@ pub struct RunResult {
     /// Runs against several nodes (`--ws A,B,C`): per-node figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterReport>,
+    /// The recovery scenario (history): the mass reconnect's checks and times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<crate::history_report::RecoveryReport>,
 }
 
 /// Percentiles stored in `lat_percentiles` (0 = min, 100 = max): dense
@@ -452,6 +455,11 @@ pub fn summarize(files: &[String]) -> Result<String> {
     out.push_str(&"---|".repeat(shown.len()));
     out.push('\n');
     for (ti, t) in targets.iter().enumerate() {
+        // Targets only in scenarios without a column (the history pairs:
+        // `report-history`) would be a row of dashes.
+        if !shown.iter().any(|&ci| medians.contains_key(&(ti, ci))) {
+            continue;
+        }
         out.push_str(&format!("| {t} |"));
         for &ci in &shown {
             let c = &cols[ci];

@@ -27,6 +27,7 @@ use crate::target::Endpoint;
 
 mod churn_run;
 mod publishing;
+mod recovery;
 
 use churn_run::*;
 use publishing::*;
@@ -51,6 +52,12 @@ pub enum Scenario {
     /// `burst` against several nodes joined through a broker: clients
     /// spread over `--ws A,B,C`, publications into the first node.
     Cluster,
+    /// `burst` on one channel that every connection subscribes to: the same
+    /// fan-out as `burst`, but channel publications (which history applies
+    /// to; a publication to all has no offset).
+    BurstChannel,
+    /// Mass reconnect with `since` (history): see `scenarios/recovery.rs`.
+    Recovery,
 }
 
 impl Scenario {
@@ -64,8 +71,10 @@ impl Scenario {
             "sustained" => Self::Sustained,
             "churn" => Self::Churn,
             "cluster" => Self::Cluster,
+            "burst-channel" => Self::BurstChannel,
+            "recovery" => Self::Recovery,
             _ => bail!(
-                "unknown scenario {s:?} (burst|latency|idle|slow|channels|sustained|churn|cluster)"
+                "unknown scenario {s:?} (burst|latency|idle|slow|channels|sustained|churn|cluster|burst-channel|recovery)"
             ),
         })
     }
@@ -80,7 +89,14 @@ impl Scenario {
             Self::Sustained => "sustained",
             Self::Churn => "churn",
             Self::Cluster => "cluster",
+            Self::BurstChannel => "burst-channel",
+            Self::Recovery => "recovery",
         }
+    }
+
+    /// Connections subscribe to channels and publications go to channels.
+    pub fn subscribes(self) -> bool {
+        matches!(self, Self::Channels | Self::BurstChannel)
     }
 
     /// Publishes one request at a time at `--rate` for `--duration`.
@@ -133,6 +149,13 @@ pub struct RunConfig {
     /// lifetime.
     pub churn_rate: f64,
     pub churn_hold_ms: u64,
+    /// Recovery: the history channel, publications every client receives
+    /// live before disconnecting, publications made while they are away, and
+    /// how many reconnect at the same time.
+    pub history_channel: String,
+    pub warmup: u64,
+    pub missed: u64,
+    pub reconnect_concurrency: usize,
 }
 
 struct WorkerHandle {
@@ -217,7 +240,7 @@ impl RunConfig {
         if no_read {
             a.push("--no-read".into());
         }
-        if self.scenario == Scenario::Channels {
+        if self.scenario.subscribes() {
             a.extend([
                 "--channels".into(),
                 self.channels.to_string(),
@@ -311,12 +334,15 @@ pub fn run(cfg: RunConfig) -> Result<RunResult> {
 }
 
 async fn run_async(cfg: RunConfig) -> Result<RunResult> {
+    if cfg.scenario == Scenario::Recovery {
+        return recovery::run(&cfg).await;
+    }
     for ws in &cfg.ws_urls {
         Endpoint::parse(ws, "ws")?;
     }
     let pub_ep = Endpoint::parse(&cfg.publish, "http")?;
     let grpc_ep = match &cfg.grpc {
-        Some(g) if cfg.scenario != Scenario::Channels => Some(Endpoint::parse(g, "http")?),
+        Some(g) if !cfg.scenario.subscribes() => Some(Endpoint::parse(g, "http")?),
         Some(_) => bail!("--grpc publishes broadcasts; the channels scenario needs HTTP"),
         None => None,
     };
@@ -488,7 +514,7 @@ async fn scrape_opt(ep: &Endpoint) -> Option<Scrape> {
 }
 
 fn expected_for(cfg: &RunConfig, w: &WorkerHandle, p: &Published, chans: &[usize]) -> u64 {
-    if cfg.scenario == Scenario::Channels {
+    if cfg.scenario.subscribes() {
         let mut subs = vec![0u64; cfg.channels];
         for i in w.first_index..w.first_index + w.conns {
             for c in client::channels_for(i, cfg.channels, cfg.channels_per_conn) {
@@ -579,7 +605,7 @@ fn build_result(
     r.errors = errors;
 
     r.expected = match cfg.scenario {
-        Scenario::Channels => {
+        Scenario::Channels | Scenario::BurstChannel => {
             let mut subs = vec![0u64; cfg.channels];
             for i in 0..cfg.conns {
                 for c in client::channels_for(i, cfg.channels, cfg.channels_per_conn) {

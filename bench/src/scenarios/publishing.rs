@@ -27,7 +27,7 @@ pub(super) fn publish_paths(
     ep: &Endpoint,
     messages: usize,
 ) -> (Vec<Option<String>>, Vec<usize>) {
-    if cfg.scenario != Scenario::Channels {
+    if !cfg.scenario.subscribes() {
         return (vec![None; messages], Vec::new());
     }
     let chans: Vec<usize> = (0..messages)

@@ -3,28 +3,37 @@
 //! delivered here directly, once Redis has taken it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use pushgate_hub::{Hub, PublishReport, Submitted};
+use pushgate_hub::{Hub, PublishError, PublishReport, Submitted};
 use tokio::sync::{oneshot, watch};
 
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
+use crate::idempotency::{self, Check, Claim, Window};
 use crate::local::{apply, local_part, node_stats, Local};
 use crate::message::{Message, Target};
-use crate::redis::{RedisBroker, RedisConfig};
+use crate::redis::{PublishOutcome, RedisBroker, RedisConfig};
 use crate::wire::Control;
+use pushgate_hub::HistoryPage;
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]
 pub enum Broker {
-    /// A single node: publications go straight to the hub.
-    InProcess(Hub),
+    /// A single node: publications go straight to the hub; idempotency keys are
+    /// remembered in the window, on this node.
+    InProcess(Hub, Arc<Window>),
     /// Nodes joined through Redis pub/sub.
     Redis(Arc<RedisBroker>),
 }
 
 impl Broker {
+    /// A single node's broker; idempotency keys are remembered for `window`.
+    pub fn in_process(hub: Hub, window: Duration) -> Broker {
+        Broker::InProcess(hub, Window::new(window))
+    }
+
     /// A Redis broker for `hub` (built with `track_interest`); starts its connections
     /// on the current runtime. It reports up once both are established.
     pub fn redis(hub: Hub, config: RedisConfig) -> Result<Broker, crate::UrlError> {
@@ -33,7 +42,7 @@ impl Broker {
 
     pub fn hub(&self) -> &Hub {
         match self {
-            Broker::InProcess(hub) => hub,
+            Broker::InProcess(hub, _) => hub,
             Broker::Redis(r) => r.hub(),
         }
     }
@@ -41,7 +50,7 @@ impl Broker {
     /// `memory` or `redis`: the `broker` setting.
     pub fn kind(&self) -> &'static str {
         match self {
-            Broker::InProcess(_) => "memory",
+            Broker::InProcess(..) => "memory",
             Broker::Redis(_) => "redis",
         }
     }
@@ -49,7 +58,7 @@ impl Broker {
     /// Whether publications can be accepted now (always, in process).
     pub fn is_up(&self) -> bool {
         match self {
-            Broker::InProcess(_) => true,
+            Broker::InProcess(..) => true,
             Broker::Redis(r) => r.is_up(),
         }
     }
@@ -57,7 +66,7 @@ impl Broker {
     /// Follows [`Broker::is_up`].
     pub fn watch_up(&self) -> watch::Receiver<bool> {
         match self {
-            Broker::InProcess(_) => watch::channel(true).1,
+            Broker::InProcess(..) => watch::channel(true).1,
             Broker::Redis(r) => r.watch_up(),
         }
     }
@@ -65,19 +74,48 @@ impl Broker {
     /// Accepts a publication and hands it on; its outcome comes from
     /// [`Pending::report`]. Publications submitted one after another are delivered on
     /// every node in that order, so a publisher can keep many in flight.
-    pub async fn submit(&self, m: Message, source: &'static str) -> Result<Pending, BrokerError> {
+    ///
+    /// The target's width is checked first (no list longer than its limit is walked),
+    /// then repeated names are dropped.
+    pub async fn submit(
+        &self,
+        mut m: Message,
+        source: &'static str,
+    ) -> Result<Pending, BrokerError> {
+        if let Err(e) = pushgate_hub::check_width(m.target.kind(), m.target.len()) {
+            e.count();
+            return Err(e.into());
+        }
+        m.target.dedup();
         match self {
-            Broker::InProcess(hub) => {
+            Broker::InProcess(hub, window) => {
                 if let Target::Conns(c) = &m.target {
                     // Only connections of other nodes may be named: nothing to submit
                     // here, but the publication is checked all the same.
                     let ids = pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect());
                     hub.validate(&ids, m.payload.len())?;
                 }
+                let claim = match m.idempotency_key.as_deref() {
+                    None => None,
+                    Some(key) => {
+                        // Checked before the key is claimed: a refused publication
+                        // leaves no trace in the window.
+                        hub.validate(&m.target.hub_shape(), m.payload.len())?;
+                        match window.check(key) {
+                            Check::New(claim) => Some(claim),
+                            Check::Seen(first) => return Ok(Pending(Inner::Seen(first))),
+                        }
+                    }
+                };
                 match local_part(hub, m) {
-                    None => Ok(Pending(Inner::Ready(Delivery::default()))),
-                    // `Hub::submit` validates the rest.
-                    Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?))),
+                    None => {
+                        let d = Delivery::default();
+                        if let Some(c) = claim {
+                            c.complete(&d);
+                        }
+                        Ok(Pending(Inner::Ready(d)))
+                    }
+                    Some(p) => Ok(Pending(Inner::Local(hub.submit(p, source).await?, claim))),
                 }
             }
             Broker::Redis(r) => {
@@ -107,7 +145,7 @@ impl Broker {
             Subject::Conn(_) => None,
         };
         let remote = match self {
-            Broker::InProcess(_) => 0,
+            Broker::InProcess(..) => 0,
             Broker::Redis(r) => r.control(&who, &c).await?,
         };
         let report = local.map(|l| apply(hub, l, &c)).unwrap_or_default();
@@ -123,10 +161,22 @@ impl Broker {
         })
     }
 
+    /// A page of a history channel's kept publications: after `since` (the first
+    /// `limit`), or the newest `limit`. `Ok(None)` when the channel has no history rule.
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, BrokerError> {
+        let hub = self.hub();
+        Ok(hub.history().and_then(|h| h.read(channel, since, limit)))
+    }
+
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
-            Broker::InProcess(hub) => Ok(vec![node_stats(hub)]),
+            Broker::InProcess(hub, _) => Ok(vec![node_stats(hub)]),
             Broker::Redis(r) => r.cluster_stats().await,
         }
     }
@@ -145,8 +195,10 @@ pub struct Pending(Inner);
 
 enum Inner {
     Ready(Delivery),
-    Local(Submitted),
-    Remote(oneshot::Receiver<Result<(u32, Option<Submitted>), BrokerError>>),
+    Local(Submitted, Option<Claim>),
+    /// A retry of a key in the in-process window: the first attempt's outcome.
+    Seen(watch::Receiver<Option<Delivery>>),
+    Remote(oneshot::Receiver<PublishOutcome>),
 }
 
 impl Pending {
@@ -154,17 +206,36 @@ impl Pending {
     pub async fn report(self) -> Result<Delivery, BrokerError> {
         match self.0 {
             Inner::Ready(d) => Ok(d),
-            Inner::Local(s) => {
+            Inner::Local(mut s, claim) => {
+                let positions = s.take_positions();
                 let local = s.report().await?;
-                Ok(Delivery { local, nodes: 1 })
+                let d = Delivery {
+                    local,
+                    nodes: 1,
+                    positions,
+                    duplicate: false,
+                };
+                if let Some(c) = claim {
+                    c.complete(&d);
+                }
+                Ok(d)
             }
+            // The first attempt was refused (the node is stopping): so is this one.
+            Inner::Seen(first) => idempotency::outcome(first)
+                .await
+                .ok_or(BrokerError::Publish(PublishError::ShuttingDown)),
             Inner::Remote(rx) => {
-                let (nodes, submitted) = rx.await.map_err(BrokerError::stopped)??;
-                let local = match submitted {
+                let taken = rx.await.map_err(BrokerError::stopped)??;
+                let local = match taken.local {
                     Some(s) => s.report().await?,
                     None => PublishReport::default(),
                 };
-                Ok(Delivery { local, nodes })
+                Ok(Delivery {
+                    local,
+                    nodes: taken.nodes,
+                    positions: taken.positions,
+                    duplicate: taken.duplicate,
+                })
             }
         }
     }
@@ -176,6 +247,40 @@ mod tests {
     use crate::wire::NodeConn;
     use pushgate_hub::{HubConfig, PublishError};
     use pushgate_protocol::{ConnId, Payload};
+
+    #[test]
+    fn repeated_names_are_dropped_keeping_the_first_of_each_in_order() {
+        let mut t = Target::Channels(["b", "a", "b", "c", "a"].map(String::from).to_vec());
+        t.dedup();
+        assert_eq!(
+            t,
+            Target::Channels(["b", "a", "c"].map(String::from).to_vec())
+        );
+        let nc = |n: u64| NodeConn {
+            node: "n1".into(),
+            id: ConnId(n),
+        };
+        let mut t = Target::Conns(vec![nc(2), nc(1), nc(2)]);
+        t.dedup();
+        assert_eq!(t, Target::Conns(vec![nc(2), nc(1)]));
+    }
+
+    #[tokio::test]
+    async fn an_over_wide_target_is_refused_before_anything_else() {
+        let broker = Broker::in_process(hub(false), std::time::Duration::from_secs(60));
+        let m = to(
+            Target::Users((0..1001).map(|i| format!("u{i}")).collect()),
+            "x",
+        );
+        let e = broker.submit(m, "test").await.err().expect("refused");
+        assert!(
+            matches!(
+                e,
+                BrokerError::Publish(PublishError::TooManyTargets { count: 1001, .. })
+            ),
+            "{e}"
+        );
+    }
 
     fn hub(track_interest: bool) -> Hub {
         let hub = Hub::new(HubConfig {
@@ -196,6 +301,7 @@ mod tests {
             target,
             payload: Payload::Text(data.into()),
             exclude: None,
+            idempotency_key: None,
         }
     }
 
@@ -208,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_process_counts_this_node_only_and_checks_remote_only_publications() {
-        let b = Broker::InProcess(hub(false));
+        let b = Broker::in_process(hub(false), Duration::from_secs(60));
         let d = b.publish(to(Target::All, "x"), "test").await.unwrap();
         assert_eq!(d.nodes, 1);
         let d = b.publish(to(elsewhere(), "x"), "test").await.unwrap();
@@ -223,11 +329,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_process_a_key_is_published_once_within_the_window() {
+        let hub = hub(false);
+        let (id, shard) = hub.next_conn();
+        let conn = shard.register(id, None);
+        conn.subscribe(&["a".into()]).unwrap();
+        let b = Broker::in_process(hub, Duration::from_secs(60));
+        let keyed = |data: &str| Message {
+            idempotency_key: Some("k1".into()),
+            ..to(Target::Channels(vec!["a".into()]), data)
+        };
+        let first = b.publish(keyed("x"), "test").await.unwrap();
+        assert_eq!((first.local.enqueued, first.duplicate), (1, false));
+        let again = b.publish(keyed("x"), "test").await.unwrap();
+        assert_eq!((again.local.enqueued, again.duplicate), (0, true));
+        // A refused attempt does not take the key.
+        let e = b.publish(keyed("far too long"), "test").await;
+        assert!(e.is_err());
+        let other = Message {
+            idempotency_key: Some("k2".into()),
+            ..to(Target::Channels(vec!["a".into()]), "far too long")
+        };
+        assert!(b.publish(other, "test").await.is_err());
+        let k2 = Message {
+            idempotency_key: Some("k2".into()),
+            ..to(Target::Channels(vec!["a".into()]), "y")
+        };
+        assert!(!b.publish(k2, "test").await.unwrap().duplicate);
+    }
+
+    #[tokio::test]
     async fn an_unreachable_redis_refuses_publications_instead_of_losing_them() {
         // Port 1 on loopback: nothing listens there.
         let config = crate::RedisConfig {
             url: "redis://127.0.0.1:1".into(),
-            prefix: "t".into(),
+            ..crate::RedisConfig::default()
         };
         let b = Broker::redis(hub(true), config).unwrap();
         assert!(!b.is_up());

@@ -1,13 +1,21 @@
 //! The outcome of a publication.
 
 use pushgate_hub::PublishReport;
+use pushgate_protocol::Position;
 
 /// The outcome of a publication.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
-    /// What this node enqueued and skipped.
+    /// What this node enqueued and skipped. With Redis, publications that every node
+    /// delivers from the bus (history channels, publications with an idempotency key)
+    /// are not counted here: this node delivers them asynchronously, as the others do.
     pub local: PublishReport,
     /// Nodes that took the publication for delivery (this one included when it has a
     /// target here). With several channels or users, the largest count among them.
     pub nodes: u32,
+    /// The position of the publication in each of its history channels.
+    pub positions: Vec<(String, Position)>,
+    /// A retry with an idempotency key seen within the window: not published again;
+    /// `nodes` and `positions` are those of the first attempt.
+    pub duplicate: bool,
 }

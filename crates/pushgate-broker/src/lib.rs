@@ -7,6 +7,8 @@
 //!   what it answers ([`Delivery`]); [`control`]: operators' calls ([`Subject`],
 //!   [`ControlReport`], [`NodeStats`]); [`error`]: why it refuses ([`BrokerError`]).
 //! - `local`: this node's share of a publication or a call, used by both brokers.
+//! - `idempotency`: the in-process broker's window of idempotency keys (with Redis,
+//!   the window is kept in Redis).
 //! - [`wire`]: the bus channel names and the compact body of a publication on the bus.
 //! - [`redis`]: the Redis broker: a publisher connection that pipelines publications
 //!   in batches, and a subscriber connection that follows only the channels and users
@@ -19,6 +21,7 @@ pub mod broker;
 pub mod control;
 pub mod delivery;
 pub mod error;
+mod idempotency;
 mod local;
 pub mod message;
 pub mod redis;
@@ -27,7 +30,7 @@ pub mod wire;
 pub use broker::{Broker, Pending};
 pub use control::{ControlReport, NodeStats, Subject};
 pub use delivery::Delivery;
-pub use error::{BrokerError, Unavailable};
+pub use error::{BrokerError, Unavailable, Uncertain};
 pub use message::{Message, Target};
 pub use redis::conn::UrlError;
 pub use redis::RedisConfig;

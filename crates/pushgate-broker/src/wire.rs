@@ -4,23 +4,35 @@
 //!
 //! ```text
 //! u8  version (1)
-//! u8  flags: 1 = binary payload, 2 = has exclude, 4 = control (an operator's call)
-//! u8  origin node length, then the origin node id (a node ignores its own echo)
-//! [exclude]  u8 node length, node id, u64 LE connection number
-//! [node key] u32 LE count, then count × u64 LE connection numbers
+//! u8  flags: 1 = binary payload, 2 = has exclude, 4 = control (an operator's call),
+//!            8 = positioned (a history channel's publication), 16 = echo (the origin
+//!            delivers it from the bus too)
+//! u8  origin node length, then the origin node id (a node ignores its own echo
+//!     unless flag 8 or 16 is set)
+//! [exclude]     u8 node length, node id, u64 LE connection number
+//! [node key]    u32 LE count, then count × u64 LE connection numbers
+//! [positioned]  u8 epoch length, epoch, u64 LE offset (written by the Redis script
+//!               that assigns them)
 //! payload (the rest), or for a control message:
 //!   u8 1 (disconnect), u16 LE close code, reason (the rest)
 //!   u8 2 / 3 (subscribe / unsubscribe), u16 LE count, count × (u8 length, channel)
 //! ```
+//!
+//! Every bus channel carries its name in a Redis Cluster hash tag
+//! (`<prefix>:ch:{chat:1}`), and every key kept for it is that name plus a suffix
+//! (`<prefix>:ch:{chat:1}:stream`), so that a channel's keys and its sharded pub/sub
+//! channel hash to one slot, which a script touching them all needs on Redis Cluster.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use pushgate_protocol::{ConnId, Payload};
+use pushgate_protocol::{ConnId, Payload, Position};
 use thiserror::Error;
 
 const VERSION: u8 = 1;
 const BINARY: u8 = 1;
 const HAS_EXCLUDE: u8 = 2;
 const CONTROL: u8 = 4;
+const POSITIONED: u8 = 8;
+const ECHO: u8 = 16;
 
 /// The bus channels of one deployment, all under one prefix.
 #[derive(Debug, Clone)]
@@ -46,19 +58,35 @@ impl Keys {
     }
 
     pub fn all(&self) -> String {
-        format!("{}:all", self.prefix)
+        format!("{}:{{all}}", self.prefix)
     }
 
     pub fn node(&self, node: &str) -> String {
-        format!("{}:node:{node}", self.prefix)
+        format!("{}:node:{{{node}}}", self.prefix)
     }
 
     pub fn channel(&self, ch: &str) -> String {
-        format!("{}:ch:{ch}", self.prefix)
+        format!("{}:ch:{{{ch}}}", self.prefix)
     }
 
     pub fn user(&self, user: &str) -> String {
-        format!("{}:user:{user}", self.prefix)
+        format!("{}:user:{{{user}}}", self.prefix)
+    }
+
+    /// A history channel's hash: its epoch and the last offset assigned.
+    pub fn meta(&self, ch: &str) -> String {
+        format!("{}:meta", self.channel(ch))
+    }
+
+    /// A history channel's stream of publications (entry ids `<offset>-0`).
+    pub fn stream(&self, ch: &str) -> String {
+        format!("{}:stream", self.channel(ch))
+    }
+
+    /// Where the outcome of a publication with an idempotency key is kept, for one
+    /// bus channel it went to.
+    pub fn idempotency(bus_key: &str, key: &str) -> String {
+        format!("{bus_key}:idem:{key}")
     }
 
     /// The hash where live nodes report their counts (cluster stats).
@@ -76,10 +104,11 @@ impl Keys {
     /// What a bus channel name carries; `None` if it is not one of ours.
     pub fn parse<'a>(&self, key: &'a str) -> Option<KeyKind<'a>> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
-        if rest == "all" {
+        if rest == "{all}" {
             return Some(KeyKind::All);
         }
         let (kind, name) = rest.split_once(':')?;
+        let name = name.strip_prefix('{')?.strip_suffix('}')?;
         match kind {
             "ch" => Some(KeyKind::Channel(name)),
             "user" => Some(KeyKind::User(name)),
@@ -131,6 +160,10 @@ pub struct Body {
     pub exclude: Option<NodeConn>,
     /// Connection numbers (node keys only).
     pub conns: Vec<ConnId>,
+    /// A history channel's publication: where Redis put it.
+    pub position: Option<Position>,
+    /// The origin did not deliver it when publishing: it delivers it from the bus.
+    pub echo: bool,
     pub what: What,
 }
 
@@ -139,21 +172,49 @@ pub struct Body {
 #[error("undecodable bus message: {0}")]
 pub struct DecodeError(&'static str);
 
-/// Encodes a publication's body. `conns` is written only for node keys.
+/// Encodes a publication's body. `conns` is written only for node keys; `echo`: the
+/// origin delivers it from the bus too.
 pub fn encode(
     origin: &str,
     exclude: Option<&NodeConn>,
     conns: Option<&[ConnId]>,
     payload: &Payload,
+    echo: bool,
 ) -> Bytes {
-    let (bytes, binary): (&[u8], bool) = match payload {
-        Payload::Text(t) => (t.as_bytes(), false),
-        Payload::Binary(b) => (b, true),
-    };
-    let flags = (u8::from(binary) * BINARY) | (u8::from(exclude.is_some()) * HAS_EXCLUDE);
+    let bytes = payload_bytes(payload);
+    let flags = payload_flags(payload, exclude) | (u8::from(echo) * ECHO);
     let mut out = header(origin, flags, exclude, conns, bytes.len());
     out.put_slice(bytes);
     out.freeze()
+}
+
+/// The part of a history channel's publication before its position: the Redis
+/// script appends the position ([`position_bytes`]) and the payload.
+pub fn positioned_head(origin: &str, exclude: Option<&NodeConn>, payload: &Payload) -> Bytes {
+    let flags = payload_flags(payload, exclude) | POSITIONED | ECHO;
+    header(origin, flags, exclude, None, 0).freeze()
+}
+
+/// What the script writes between the head and the payload (the same bytes; for
+/// tests and for reading stream entries back).
+pub fn position_bytes(p: &Position) -> Bytes {
+    let mut out = BytesMut::with_capacity(10 + p.epoch.len());
+    put_name(&mut out, &p.epoch);
+    out.put_u64_le(p.offset);
+    out.freeze()
+}
+
+/// The payload as bytes.
+pub fn payload_bytes(payload: &Payload) -> &[u8] {
+    match payload {
+        Payload::Text(t) => t.as_bytes(),
+        Payload::Binary(b) => b,
+    }
+}
+
+fn payload_flags(payload: &Payload, exclude: Option<&NodeConn>) -> u8 {
+    let binary = matches!(payload, Payload::Binary(_));
+    (u8::from(binary) * BINARY) | (u8::from(exclude.is_some()) * HAS_EXCLUDE)
 }
 
 /// Encodes an operator's call. `conns` is written only for node keys.
@@ -256,6 +317,18 @@ pub fn decode(mut b: Bytes, for_node: bool) -> Result<Body, DecodeError> {
         }
         conns = (0..n).map(|_| ConnId(b.get_u64_le())).collect();
     }
+    let position = if flags & POSITIONED != 0 {
+        let epoch = get_name(&mut b)?;
+        if b.remaining() < 8 {
+            return Err(DecodeError("truncated position"));
+        }
+        Some(Position {
+            epoch,
+            offset: b.get_u64_le(),
+        })
+    } else {
+        None
+    };
     let what = if flags & CONTROL != 0 {
         What::Control(decode_control(b)?)
     } else if flags & BINARY != 0 {
@@ -269,6 +342,8 @@ pub fn decode(mut b: Bytes, for_node: bool) -> Result<Body, DecodeError> {
         origin,
         exclude,
         conns,
+        position,
+        echo: flags & (ECHO | POSITIONED) != 0,
         what,
     })
 }
@@ -320,8 +395,9 @@ mod tests {
                 Payload::Text(String::new()),
             ),
         ] {
-            let b = encode("node-a", exclude, conns, &payload);
+            let b = encode("node-a", exclude, conns, &payload, false);
             let body = decode(b, conns.is_some()).unwrap();
+            assert!(!body.echo && body.position.is_none());
             assert_eq!(body.origin, "node-a");
             assert_eq!(body.exclude.as_ref(), exclude);
             assert_eq!(body.conns, conns.unwrap_or_default());
@@ -350,13 +426,19 @@ mod tests {
 
     #[test]
     fn a_small_publication_costs_a_few_bytes_of_framing() {
-        let b = encode("n1", None, None, &Payload::Text("x".repeat(100)));
+        let b = encode("n1", None, None, &Payload::Text("x".repeat(100)), false);
         assert_eq!(b.len(), 100 + 5);
     }
 
     #[test]
     fn truncated_or_foreign_bodies_are_errors_not_panics() {
-        let full = encode("n1", None, Some(&[ConnId(3)]), &Payload::Text("abc".into()));
+        let full = encode(
+            "n1",
+            None,
+            Some(&[ConnId(3)]),
+            &Payload::Text("abc".into()),
+            false,
+        );
         for cut in 0..full.len() - 3 {
             assert!(decode(full.slice(..cut), true).is_err(), "cut {cut}");
         }
@@ -370,7 +452,42 @@ mod tests {
         assert_eq!(k.parse(&k.channel("a:b")), Some(KeyKind::Channel("a:b")));
         assert_eq!(k.parse(&k.user("u")), Some(KeyKind::User("u")));
         assert_eq!(k.parse(&k.node("n-1")), Some(KeyKind::Node("n-1")));
-        assert_eq!(k.parse("other:all"), None);
-        assert_eq!(k.parse("pgx:all"), None);
+        assert_eq!(k.parse("other:{all}"), None);
+        assert_eq!(k.parse("pgx:{all}"), None);
+        assert_eq!(k.parse("pg:ch:unbraced"), None);
+        // Names with braces or colons still parse back; every key of a channel
+        // starts with its bus key, so they share its hash tag.
+        assert_eq!(k.parse(&k.channel("a}b{")), Some(KeyKind::Channel("a}b{")));
+        assert_eq!(k.channel("chat:1"), "pg:ch:{chat:1}");
+        assert_eq!(k.stream("chat:1"), "pg:ch:{chat:1}:stream");
+        assert_eq!(k.meta("chat:1"), "pg:ch:{chat:1}:meta");
+        assert_eq!(Keys::idempotency(&k.user("u"), "k1"), "pg:user:{u}:idem:k1");
+    }
+
+    #[test]
+    fn a_positioned_body_is_head_position_payload() {
+        let x = NodeConn {
+            node: "n2".into(),
+            id: ConnId(9),
+        };
+        let p = Payload::Binary(Bytes::from_static(b"\x00\x01"));
+        let pos = Position {
+            epoch: "e1".into(),
+            offset: 42,
+        };
+        let mut b = BytesMut::new();
+        b.put_slice(&positioned_head("n1", Some(&x), &p));
+        b.put_slice(&position_bytes(&pos));
+        b.put_slice(payload_bytes(&p));
+        let body = decode(b.freeze(), false).unwrap();
+        assert_eq!(body.position, Some(pos));
+        assert!(body.echo);
+        assert_eq!(body.exclude, Some(x));
+        assert_eq!(body.what, What::Publication(p));
+        let echo = decode(
+            encode("n1", None, None, &Payload::Text("t".into()), true),
+            false,
+        );
+        assert!(echo.unwrap().echo);
     }
 }

@@ -6,6 +6,7 @@
 //! Token authentication is the [`JwtAuthenticator`](crate::JwtAuthenticator).
 
 use pushgate_hub::Grant;
+use pushgate_protocol::validate_user;
 
 use crate::handshake::{Refusal, UpgradeRequest};
 
@@ -40,9 +41,6 @@ pub struct Anonymous {
     pub user_header: Option<String>,
 }
 
-/// The longest user id accepted from the trusted header.
-const MAX_USER_LEN: usize = 128;
-
 impl Authenticator for Anonymous {
     fn authenticate(&self, req: &UpgradeRequest) -> Result<Identity, Refusal> {
         let Some(name) = &self.user_header else {
@@ -50,13 +48,13 @@ impl Authenticator for Anonymous {
         };
         match req.header(name).map(str::trim) {
             None | Some("") => Ok(Identity::default()),
-            Some(u) if u.len() <= MAX_USER_LEN && u.bytes().all(|b| b.is_ascii_graphic()) => {
-                Ok(Identity {
+            Some(u) => match validate_user(u) {
+                Ok(()) => Ok(Identity {
                     user: Some(u.to_owned()),
                     ..Identity::default()
-                })
-            }
-            Some(_) => Err(Refusal::new(400, format!("malformed {name} header"))),
+                }),
+                Err(e) => Err(Refusal::new(400, format!("malformed {name} header: {e}"))),
+            },
         }
     }
 }

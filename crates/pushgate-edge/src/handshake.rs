@@ -70,6 +70,7 @@ impl Refusal {
             429 => "Too Many Requests",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
+            505 => "HTTP Version Not Supported",
             _ => "Error",
         };
         Refusal {
@@ -81,15 +82,16 @@ impl Refusal {
 }
 
 /// The outcome of parsing the bytes read so far.
-pub(crate) enum Parsed {
+#[derive(Debug)]
+pub enum Parsed {
     Partial,
     /// The request and the length of its head (bytes after it belong to the WebSocket).
     Complete(UpgradeRequest, String, usize),
 }
 
 /// Parses a request head and checks it is a WebSocket upgrade for `path`.
-/// On success also returns the `Sec-WebSocket-Key`.
-pub(crate) fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
+/// On success also returns the `Sec-WebSocket-Key`. (Public for the fuzz target.)
+pub fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
@@ -128,6 +130,10 @@ pub(crate) fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
     }
     if req.method != Some("GET") {
         return Err(Refusal::new(405, "WebSocket upgrades use GET"));
+    }
+    // RFC 6455 §4.1: the upgrade is an HTTP/1.1 (or later) request.
+    if req.version != Some(1) {
+        return Err(Refusal::new(505, "WebSocket upgrades need HTTP/1.1"));
     }
     if !up.has_token("upgrade", "websocket") || !up.has_token("connection", "upgrade") {
         return Err(Refusal::new(426, "this endpoint only speaks WebSocket"));
@@ -246,6 +252,7 @@ mod tests {
         assert_eq!(status("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
         assert_eq!(status(&OK.replace("/ws?token=abc", "/other")), 404);
         assert_eq!(status(&OK.replace("GET", "POST")), 405);
+        assert_eq!(status(&OK.replace("HTTP/1.1", "HTTP/1.0")), 505);
         assert_eq!(status(&OK.replace("Version: 13", "Version: 8")), 426);
         assert_eq!(
             status(&OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "short")),

@@ -6,18 +6,22 @@
 //!
 //! Accepted algorithms: HS256 (shared secret), RS256 and ES256 (public keys from a PEM
 //! file or a JWKS file, chosen by the token's `kid`). `exp` and `sub` are required and
-//! `exp` is enforced without leeway; `iss` and `aud` are checked when configured.
+//! `exp` is enforced without leeway; `nbf` and `iat`, when present, may not be later
+//! than now plus a small leeway (clock skew between the issuer and the gateway); `iss`
+//! and `aud` are checked when configured. A header naming `crit` extensions is refused:
+//! pushgate understands none (RFC 7515 §4.1.11). `sub` must be a valid user id.
 //! The claims pushgate reads besides: `channels` (exact names and `prefix*` patterns
 //! the connection may subscribe to) and `subscribe` (channels joined on connect).
 //! The token format is described in `docs/security.md`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ahash::AHashMap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pushgate_hub::{Grant, Permissions};
-use pushgate_protocol::{validate_channel, SUBPROTOCOL};
+use pushgate_protocol::{validate_channel, validate_user, SUBPROTOCOL};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -37,6 +41,9 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// Required `aud` (one of the token's audiences), if any.
     pub audience: Option<String>,
+    /// How far in the future a token's `nbf` and `iat` may be (clock skew); never
+    /// applied to `exp`.
+    pub leeway: Duration,
 }
 
 /// Keys that cannot be used; names the source.
@@ -63,6 +70,12 @@ pub enum TokenError {
     UnknownKey(Option<String>),
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet (nbf is in the future)")]
+    NotYetValid,
+    #[error("token issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("token header names critical extensions (crit) this gateway does not support")]
+    Critical,
     #[error("invalid token signature")]
     Signature,
     #[error("token issuer not accepted")]
@@ -78,14 +91,15 @@ pub enum TokenError {
 struct Claims {
     sub: String,
     exp: u64,
+    /// Not before (Unix seconds; fractions allowed, RFC 7519 NumericDate).
+    nbf: Option<f64>,
+    /// Issued at.
+    iat: Option<f64>,
     #[serde(default)]
     channels: Vec<String>,
     #[serde(default)]
     subscribe: Vec<String>,
 }
-
-/// The longest user id (`sub`) accepted.
-const MAX_USER_LEN: usize = 128;
 
 /// Verifies JWT connection tokens; see the module documentation.
 pub struct JwtAuthenticator {
@@ -94,6 +108,7 @@ pub struct JwtAuthenticator {
     jwks: AHashMap<String, (Algorithm, DecodingKey)>,
     /// One validation per accepted algorithm (HS256, RS256, ES256), built once.
     validations: [Validation; 3],
+    leeway: Duration,
 }
 
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256];
@@ -121,6 +136,7 @@ impl JwtAuthenticator {
         let validations = ALGORITHMS.map(|alg| {
             let mut v = Validation::new(alg);
             v.leeway = 0;
+            v.validate_nbf = false; // checked by `identity`, with the leeway exp does not get
             let mut required = vec!["exp", "sub"];
             if let Some(iss) = &config.issuer {
                 v.set_issuer(&[iss]);
@@ -141,12 +157,16 @@ impl JwtAuthenticator {
             pem,
             jwks,
             validations,
+            leeway: config.leeway,
         })
     }
 
     /// Verifies a token and reads the identity it grants.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(TokenError::Critical);
+        }
         let alg = header.alg;
         let Some(i) = ALGORITHMS.iter().position(|a| *a == alg) else {
             return Err(TokenError::Algorithm(alg));
@@ -167,20 +187,24 @@ impl JwtAuthenticator {
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validations[i])
             .map_err(token_error)?;
-        identity(data.claims)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        identity(data.claims, now + self.leeway)
     }
 }
 
-/// Checks the claims pushgate reads and builds the identity.
-fn identity(c: Claims) -> Result<Identity, TokenError> {
-    if c.sub.is_empty()
-        || c.sub.len() > MAX_USER_LEN
-        || !c.sub.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(TokenError::Claims(format!(
-            "sub must be 1-{MAX_USER_LEN} printable ASCII characters"
-        )));
+/// Checks the claims pushgate reads and builds the identity; `latest` is now plus the
+/// leeway, the latest `nbf` or `iat` accepted.
+fn identity(c: Claims, latest: Duration) -> Result<Identity, TokenError> {
+    let latest = latest.as_secs_f64();
+    if c.nbf.is_some_and(|nbf| nbf > latest) {
+        return Err(TokenError::NotYetValid);
     }
+    if c.iat.is_some_and(|iat| iat > latest) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    validate_user(&c.sub).map_err(|e| TokenError::Claims(format!("sub: {e}")))?;
     let permissions =
         Permissions::new(&c.channels).map_err(|e| TokenError::Claims(format!("channels: {e}")))?;
     for ch in &c.subscribe {
@@ -283,6 +307,7 @@ mod tests {
         JwtAuthenticator::new(JwtConfig {
             hs256_secret: Some(SECRET.to_vec()),
             issuer: Some("issuer".into()),
+            leeway: Duration::from_secs(5),
             ..JwtConfig::default()
         })
         .unwrap()
@@ -356,6 +381,64 @@ mod tests {
             "eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5LCJpc3MiOiJpc3N1ZXIifQ"
         );
         assert!(a.verify(&none).is_err());
+    }
+
+    #[test]
+    fn future_nbf_or_iat_and_critical_headers_are_refused() {
+        let a = auth();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "a", "exp": now + 7200, "iss": "issuer"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let cases = [
+            (
+                serde_json::json!({"nbf": now + 86400}),
+                Err(TokenError::NotYetValid),
+            ),
+            (
+                serde_json::json!({"iat": now + 86400}),
+                Err(TokenError::IssuedInFuture),
+            ),
+            // Within the 5 s leeway (an issuer whose clock is slightly ahead).
+            (serde_json::json!({"nbf": now + 2, "iat": now + 2}), Ok(())),
+            (
+                serde_json::json!({"nbf": now - 10, "iat": now - 10}),
+                Ok(()),
+            ),
+            (serde_json::json!({"nbf": (now + 2) as f64 + 0.5}), Ok(())),
+        ];
+        for (extra, want) in cases {
+            let got = a.verify(&mint(claims(extra.clone()))).map(drop);
+            assert_eq!(got, want, "{extra}");
+        }
+        let header = jsonwebtoken::Header {
+            crit: Some(vec!["exp".into()]),
+            ..Default::default()
+        };
+        let crit = jsonwebtoken::encode(
+            &header,
+            &claims(serde_json::json!({})),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(a.verify(&crit).unwrap_err(), TokenError::Critical);
+    }
+
+    #[test]
+    fn sub_must_be_a_valid_user_id() {
+        let a = auth();
+        let exp = in_an_hour();
+        for bad in ["a b", "", "a\0b", &"u".repeat(129)] {
+            let c = serde_json::json!({"sub": bad, "exp": exp, "iss": "issuer"});
+            assert!(
+                matches!(a.verify(&mint(c)), Err(TokenError::Claims(m)) if m.starts_with("sub:")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

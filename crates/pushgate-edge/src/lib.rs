@@ -8,16 +8,21 @@
 //! - `limits`: connections per node and per user, connection attempts per address.
 //! - `connection`: one task per connection: handshake, then read on readiness and write
 //!   what the shard queued.
-//! - `reader`: frames to commands, through a per-thread read buffer.
+//! - `reader`: frames to commands, through a per-thread read buffer, a bounded
+//!   amount per wake-up.
+//! - `inbound`: frames and bytes per second one connection may send.
 //! - `writer`: everything queued goes out in one vectored write.
+//! - `refresh`: the tokens of `refresh` commands, verified on threads of their own.
 
 mod acceptor;
 mod auth;
 mod connection;
 pub mod handshake;
+mod inbound;
 mod jwt;
 mod limits;
 mod reader;
+mod refresh;
 mod writer;
 
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Anonymous, Authenticator, Identity};
 pub use handshake::{Refusal, UpgradeRequest};
+pub use inbound::InboundLimits;
 pub use jwt::{token_from, JwtAuthenticator, JwtConfig, JwtSetupError, TokenError};
 
 use limits::{Admission, LimitMetrics};
@@ -55,6 +61,8 @@ pub struct EdgeConfig {
     pub max_connections_per_user: usize,
     /// Connection attempts per second from one address (429 beyond); 0: no limit.
     pub max_connection_rate_per_ip: u32,
+    /// Frames and bytes one connection may send per second (1008 beyond).
+    pub inbound: InboundLimits,
 }
 
 impl Default for EdgeConfig {
@@ -68,6 +76,7 @@ impl Default for EdgeConfig {
             max_connections: 0,
             max_connections_per_user: 0,
             max_connection_rate_per_ip: 0,
+            inbound: InboundLimits::default(),
         }
     }
 }
@@ -82,6 +91,8 @@ pub(crate) struct EdgeShared {
     /// Open connections, per node and per user.
     pub(crate) admission: Admission,
     pub(crate) limit_metrics: LimitMetrics,
+    /// Verifies the tokens of `refresh` commands off the shard threads.
+    pub(crate) verifier: refresh::Verifier,
     /// Every connection task, so that shutdown can wait for the last one to end.
     pub(crate) tasks: TaskTracker,
 }
@@ -122,10 +133,13 @@ pub async fn serve(
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
     let admission = Admission::new(config.max_connections, config.max_connections_per_user);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let verifier = refresh::Verifier::start(auth.clone(), hub.clone(), threads);
     let edge = Arc::new(EdgeShared {
         hub,
         config,
         auth,
+        verifier,
         runtimes,
         admission,
         limit_metrics: LimitMetrics::new(),

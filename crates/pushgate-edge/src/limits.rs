@@ -2,9 +2,9 @@
 //! (counted here, answered 503 at the upgrade) and connection attempts per second per
 //! source address (a token bucket per address in the accept loop, answered 429).
 //!
-//! The limits on an open connection (inbound messages per second, subscriptions,
-//! message size) live with the state they count: the shard's connection entry and the
-//! frame reader. Every refusal is counted in `pushgate_limit_rejections_total{limit}`.
+//! The limits on an open connection live with the state they count: inbound frames
+//! and bytes per second in the connection's read state (`inbound.rs`), subscriptions
+//! in the shard's connection entry, message size in the frame reader. Every refusal is counted in `pushgate_limit_rejections_total{limit}`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +22,8 @@ pub(crate) struct LimitMetrics {
     pub(crate) user_connections: Counter,
     pub(crate) connection_rate: Counter,
     pub(crate) inbound_rate: Counter,
+    pub(crate) inbound_bytes: Counter,
+    pub(crate) refresh_rate: Counter,
     pub(crate) subscriptions: Counter,
 }
 
@@ -33,6 +35,8 @@ impl LimitMetrics {
             user_connections: c("user_connections"),
             connection_rate: c("connection_rate"),
             inbound_rate: c("inbound_rate"),
+            inbound_bytes: c("inbound_bytes"),
+            refresh_rate: c("refresh_rate"),
             subscriptions: c("subscriptions"),
         }
     }

@@ -1,12 +1,19 @@
 //! The optional bearer token: a static secret from the config, checked on every
 //! call of the `Pushgate` service (health and reflection stay open, so that probes
 //! and grpcurl's `list` work without it).
+//!
+//! The check wraps the service ([`Authenticated`]) rather than being a tonic
+//! interceptor, because an interceptor does not see the call's path: a refused call is
+//! counted in `pushgate_grpc_requests_total` under its method like any other.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use subtle::ConstantTimeEq;
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::NamedService;
+use tonic::Status;
 
 /// Checks `authorization: Bearer <token>` when a token is configured.
 #[derive(Clone)]
@@ -24,33 +31,55 @@ impl BearerAuth {
     }
 
     fn check(&self, header: Option<&[u8]>) -> Result<(), Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(());
-        };
-        let Some(value) = header else {
-            return Err(Status::unauthenticated(
-                "missing authorization: send \"authorization: Bearer <token>\"",
-            ));
-        };
-        let given = value
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.strip_prefix(b"bearer "))
-            .unwrap_or(b"");
-        // Without an early exit (subtle), so the time taken does not reveal how many
-        // leading bytes of a guess were right; only the length can differ.
-        if bool::from(given.ct_eq(expected)) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("invalid bearer token"))
+        match &self.expected {
+            None => Ok(()),
+            Some(expected) => pushgate_ingress::check_bearer(header, expected)
+                .map_err(|e| Status::unauthenticated(e.to_string())),
         }
     }
 }
 
-impl Interceptor for BearerAuth {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let header = req.metadata().get("authorization").map(|v| v.as_bytes());
-        self.check(header)?;
-        Ok(req)
+/// A service whose every call must pass the [`BearerAuth`] check.
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    auth: BearerAuth,
+}
+
+impl<S> Authenticated<S> {
+    pub fn new(inner: S, auth: BearerAuth) -> Self {
+        Authenticated { inner, auth }
+    }
+}
+
+impl<S: NamedService> NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for Authenticated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let header = req.headers().get("authorization").map(|v| v.as_bytes());
+        match self.auth.check(header) {
+            Ok(()) => Box::pin(self.inner.call(req)),
+            Err(status) => {
+                let method = crate::service::method_label(req.uri().path());
+                crate::service::count_call(method, status.code());
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
     }
 }
 

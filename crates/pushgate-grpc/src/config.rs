@@ -18,6 +18,21 @@ pub struct GrpcConfig {
     pub idempotency_ttl: Duration,
     /// Most idempotency keys remembered; the oldest are forgotten first.
     pub idempotency_capacity: usize,
+    /// Most bytes the idempotency window may hold (estimated: each key's bytes plus
+    /// 256 per key); the oldest keys are forgotten first.
+    pub idempotency_max_bytes: usize,
+    /// Most connections at once; beyond, new ones are closed at once. 0: no limit.
+    pub max_connections: usize,
+    /// A connection on which no byte moved for this long is closed (a half-sent
+    /// preface, an idle socket; keepalive pings count as traffic).
+    pub idle_timeout: Duration,
+    /// Longest time one call may take to be read and answered (for a stream: until its
+    /// replies start); tonic answers `CANCELLED` beyond.
+    pub request_timeout: Duration,
+    /// How often an HTTP/2 PING checks that the publisher is still there; `None`: never.
+    pub keepalive_interval: Option<Duration>,
+    /// A PING not acknowledged within this closes the connection.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -28,6 +43,12 @@ impl Default for GrpcConfig {
             stream_window: 1024,
             idempotency_ttl: Duration::from_secs(60),
             idempotency_capacity: 100_000,
+            idempotency_max_bytes: 32 << 20,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }

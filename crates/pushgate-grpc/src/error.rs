@@ -3,7 +3,7 @@
 //! a draining node is `UNAVAILABLE` (retry on another node).
 
 use pushgate_hub::PublishError;
-use pushgate_protocol::ChannelError;
+use pushgate_protocol::{ChannelError, UserError};
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -30,15 +30,26 @@ pub enum IngressError {
     BadChannel { name: String, error: ChannelError },
     #[error("close code {0} is not allowed: use 0 (4002), 1000, 1001 or 4000-4999")]
     CloseCode(u32),
+    #[error("limit {0}: at most {max}", max = pushgate_hub::history::MAX_READ)]
+    Limit(u32),
     #[error("close reason is {0} bytes; at most 123 fit in a close frame")]
     CloseReasonTooLong(usize),
     #[error("gateway overloaded: {0} publications in flight; retry later")]
     Overloaded(usize),
     #[error("idempotency key {0:?}: the first attempt with this key failed; retry")]
     FirstAttemptFailed(String),
+    #[error("idempotency key of {0} bytes; at most {max}", max = crate::idempotency::MAX_KEY_BYTES)]
+    KeyTooLong(usize),
+    #[error("user {name:?}: {error}")]
+    BadUser { name: String, error: UserError },
+    #[error("{0} users in one call; at most {max}", max = pushgate_hub::MAX_PUBLICATION_USERS)]
+    TooManyUsers(usize),
     /// The cluster broker cannot reach Redis: nothing was delivered on this node.
     #[error("{0}")]
     Unavailable(String),
+    /// Sent to Redis but not answered in time: it may have been delivered.
+    #[error("{0}")]
+    Uncertain(String),
 }
 
 impl From<pushgate_broker::BrokerError> for IngressError {
@@ -47,6 +58,9 @@ impl From<pushgate_broker::BrokerError> for IngressError {
             pushgate_broker::BrokerError::Publish(p) => IngressError::Publish(p),
             u @ pushgate_broker::BrokerError::Unavailable(_) => {
                 IngressError::Unavailable(u.to_string())
+            }
+            u @ pushgate_broker::BrokerError::Uncertain(_) => {
+                IngressError::Uncertain(u.to_string())
             }
         }
     }
@@ -61,6 +75,8 @@ impl IngressError {
             }
             IngressError::Overloaded(_) => Code::ResourceExhausted,
             IngressError::FirstAttemptFailed(_) => Code::Aborted,
+            // The operation may have completed: what DEADLINE_EXCEEDED means.
+            IngressError::Uncertain(_) => Code::DeadlineExceeded,
             _ => Code::InvalidArgument,
         }
     }
@@ -95,6 +111,16 @@ mod tests {
             (IngressError::Unavailable("redis".into()), Code::Unavailable),
             (IngressError::BadConnId("x".into()), Code::InvalidArgument),
             (IngressError::FirstAttemptFailed("k".into()), Code::Aborted),
+            (IngressError::KeyTooLong(300), Code::InvalidArgument),
+            (
+                IngressError::Publish(PublishError::TooManyTargets {
+                    kind: "channel",
+                    count: 101,
+                    max: 100,
+                }),
+                Code::InvalidArgument,
+            ),
+            (IngressError::Uncertain("t".into()), Code::DeadlineExceeded),
         ];
         for (e, code) in cases {
             let s = Status::from(e.clone());

@@ -11,17 +11,20 @@
 //! - [`stream`]: `PublishStream`: ordered acks, a bounded window, back-pressure.
 //! - [`idempotency`]: the window that de-duplicates retried publications.
 //! - [`auth`]: the optional bearer token, checked on every `Pushgate` call.
+//! - `incoming`: the port's connections, through the internal ports' connection limit
+//!   and idle timeout.
 //! - [`error`]: what can be refused, and the gRPC status each refusal gets.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod idempotency;
+mod incoming;
 pub mod server;
 pub mod service;
 pub mod stream;
 
-pub use auth::BearerAuth;
+pub use auth::{Authenticated, BearerAuth};
 pub use config::GrpcConfig;
 pub use error::IngressError;
 pub use server::GrpcServer;

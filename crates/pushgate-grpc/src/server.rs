@@ -12,13 +12,12 @@ use pushgate_broker::Broker;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::auth::BearerAuth;
+use crate::auth::{Authenticated, BearerAuth};
 use crate::config::GrpcConfig;
+use crate::incoming::Incoming;
 use crate::pb;
 use crate::service::PushgateService;
 use crate::SERVICE_NAME;
@@ -59,6 +58,8 @@ impl GrpcServer {
         let stop = CancellationToken::new();
         let max_message = MIN_MAX_MESSAGE.max(broker.hub().config().max_payload * 2 + 64 * 1024);
         let auth = BearerAuth::new(&config.token);
+        let gate = pushgate_ingress::Gate::new("grpc", config.max_connections, config.idle_timeout);
+        let transport = config.clone();
         let mut broker_up = broker.watch_up();
         let service = pb::pushgate_server::PushgateServer::new(PushgateService::new(
             broker,
@@ -94,12 +95,15 @@ impl GrpcServer {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = Incoming::new(listener, gate);
         let router = tonic::transport::Server::builder()
+            .timeout(transport.request_timeout)
+            .http2_keepalive_interval(transport.keepalive_interval)
+            .http2_keepalive_timeout(Some(transport.keepalive_timeout))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(service, auth));
+            .add_service(Authenticated::new(service, auth));
         let shutdown = stop.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = router

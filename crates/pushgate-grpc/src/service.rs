@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pushgate_broker::{Broker, Control, Delivery, Message, NodeConn, Subject, Target};
+use pushgate_hub::history::MAX_READ;
 use pushgate_hub::Hub;
-use pushgate_protocol::{validate_channel, Payload};
+use pushgate_protocol::{validate_channel, validate_user, Payload};
 use tokio::sync::Semaphore;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,8 @@ use crate::error::IngressError;
 use crate::idempotency::IdempotencyWindow;
 use crate::pb::{self, pushgate_server::Pushgate};
 
-/// Most channels one Subscribe/Unsubscribe call may name (as for a client command).
+/// Most channels one Subscribe, Unsubscribe or Presence call may name (as for a client
+/// command).
 pub const MAX_CHANNELS_PER_CALL: usize = 100;
 
 /// The source label of publications that arrive through gRPC.
@@ -43,7 +45,11 @@ pub(crate) struct Shared {
 
 impl PushgateService {
     pub fn new(broker: Broker, config: GrpcConfig, stop: CancellationToken) -> Self {
-        let window = IdempotencyWindow::new(config.idempotency_ttl, config.idempotency_capacity);
+        let window = IdempotencyWindow::new(
+            config.idempotency_ttl,
+            config.idempotency_capacity,
+            config.idempotency_max_bytes,
+        );
         PushgateService {
             shared: Arc::new(Shared {
                 hub: broker.hub().clone(),
@@ -98,6 +104,7 @@ impl Shared {
             target,
             payload,
             exclude,
+            idempotency_key: None,
         })
     }
 
@@ -113,6 +120,17 @@ impl Shared {
                 enqueued: r.enqueued,
                 skipped: r.skipped,
             }],
+            positions: d
+                .positions
+                .into_iter()
+                .map(|(c, p)| {
+                    let p = pb::Position {
+                        epoch: p.epoch,
+                        offset: p.offset,
+                    };
+                    (c, p)
+                })
+                .collect(),
         }
     }
 
@@ -138,13 +156,24 @@ fn node_conn(s: &str) -> Result<NodeConn, IngressError> {
     NodeConn::parse(s).ok_or_else(|| IngressError::BadConnId(s.to_owned()))
 }
 
+/// Checks a user id named by an admin call (as a publication's users are checked).
+fn check_user(name: &str) -> Result<(), IngressError> {
+    validate_user(name).map_err(|error| IngressError::BadUser {
+        name: name.chars().take(64).collect(),
+        error,
+    })
+}
+
 /// Who an admin call is about: a connection of any node, or a user.
 fn subject(conn: Option<String>, user: Option<String>) -> Result<Subject, IngressError> {
     match (conn, user) {
         (Some(c), _) if c.is_empty() => Err(IngressError::Empty("conn")),
         (Some(c), _) => Ok(Subject::Conn(node_conn(&c)?)),
         (_, Some(u)) if u.is_empty() => Err(IngressError::Empty("user")),
-        (_, Some(u)) => Ok(Subject::User(u)),
+        (_, Some(u)) => {
+            check_user(&u)?;
+            Ok(Subject::User(u))
+        }
         (None, None) => Err(IngressError::NoSubject),
     }
 }
@@ -333,6 +362,15 @@ impl Pushgate for PushgateService {
             let req = req.into_inner();
             let hub = &self.shared.hub;
             let node = hub.config().node_id.as_str();
+            if req.channels.len() > MAX_CHANNELS_PER_CALL {
+                return Err(IngressError::TooManyChannels(req.channels.len()).into());
+            }
+            if req.users.len() > pushgate_hub::MAX_PUBLICATION_USERS {
+                return Err(IngressError::TooManyUsers(req.users.len()).into());
+            }
+            for name in &req.users {
+                check_user(name)?;
+            }
             for name in &req.channels {
                 validate_channel(name).map_err(|error| IngressError::BadChannel {
                     name: name.clone(),
@@ -363,6 +401,55 @@ impl Pushgate for PushgateService {
         })
         .await
     }
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        observe("History", async {
+            let req = req.into_inner();
+            validate_channel(&req.channel).map_err(|error| IngressError::BadChannel {
+                name: req.channel.clone(),
+                error,
+            })?;
+            let limit = match req.limit {
+                0 => 100,
+                l if l as usize > MAX_READ => return Err(IngressError::Limit(l).into()),
+                l => l as usize,
+            };
+            let page = self
+                .shared
+                .broker
+                .history(&req.channel, req.since, limit)
+                .await
+                .map_err(IngressError::from)?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "channel {:?} keeps no history (no [[history]] rule matches it)",
+                        req.channel
+                    ))
+                })?;
+            Ok(Response::new(pb::HistoryReply {
+                epoch: page.epoch,
+                offset: page.offset,
+                oldest: page.oldest,
+                publications: page
+                    .publications
+                    .into_iter()
+                    .map(|(offset, p)| pb::HistoryPublication {
+                        offset,
+                        payload: Some(match p {
+                            Payload::Text(t) => pb::history_publication::Payload::Text(t),
+                            Payload::Binary(b) => {
+                                pb::history_publication::Payload::Binary(b.to_vec())
+                            }
+                        }),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
 }
 
 /// Counts a call and its duration by method and gRPC status (one lookup per call).
@@ -372,15 +459,39 @@ async fn observe<T>(
 ) -> Result<T, Status> {
     let started = std::time::Instant::now();
     let result = call.await;
-    let code = match &result {
-        Ok(_) => "OK",
-        Err(status) => code_label(status.code()),
-    };
-    metrics::counter!("pushgate_grpc_requests_total", "method" => method, "code" => code)
-        .increment(1);
+    count_call(
+        method,
+        match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        },
+    );
     metrics::histogram!("pushgate_grpc_request_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
     result
+}
+
+/// Counts one call in `pushgate_grpc_requests_total` (one lookup per call).
+pub(crate) fn count_call(method: &'static str, code: tonic::Code) {
+    metrics::counter!("pushgate_grpc_requests_total", "method" => method, "code" => code_label(code))
+        .increment(1);
+}
+
+/// The `method` label of a call's path (`/pushgate.v1.Pushgate/Publish` → `Publish`):
+/// one of the service's methods, or `other`, so that a caller cannot mint labels.
+pub(crate) fn method_label(path: &str) -> &'static str {
+    const METHODS: [&str; 8] = [
+        "Publish",
+        "PublishStream",
+        "Disconnect",
+        "Subscribe",
+        "Unsubscribe",
+        "Stats",
+        "Presence",
+        "History",
+    ];
+    let name = path.rsplit('/').next().unwrap_or("");
+    METHODS.into_iter().find(|m| *m == name).unwrap_or("other")
 }
 
 fn code_label(code: tonic::Code) -> &'static str {

@@ -103,12 +103,17 @@ async fn read(
 async fn submit(shared: &Arc<Shared>, req: pb::PublishStreamRequest) -> Pending {
     let seq = req.seq;
     let refused = |e: IngressError| Pending::Done(error_reply(seq, &e));
-    let m = match shared.prepare(req.publication) {
+    let mut m = match shared.prepare(req.publication) {
         Ok(m) => m,
         Err(e) => return refused(e),
     };
     let claim = match req.idempotency_key.as_str() {
         "" => None,
+        key if key.len() > idempotency::MAX_KEY_BYTES => {
+            metrics::counter!("pushgate_publications_refused_total", "reason" => "idempotency_key")
+                .increment(1);
+            return refused(IngressError::KeyTooLong(key.len()));
+        }
         key => match shared.window.check(key) {
             Check::New(claim) => Some(claim),
             Check::Seen(outcome) => {
@@ -120,6 +125,9 @@ async fn submit(shared: &Arc<Shared>, req: pb::PublishStreamRequest) -> Pending 
             }
         },
     };
+    // The broker keeps the key too: with Redis, cluster-wide, so that a retry on
+    // another node after an uncertain outcome is not delivered twice.
+    m.idempotency_key = claim.as_ref().map(|_| req.idempotency_key.clone());
     match shared.broker.submit(m, SOURCE).await {
         Ok(submitted) => Pending::Submitted {
             seq,
@@ -144,11 +152,12 @@ async fn ack(
                 claim,
             } => match submitted.report().await {
                 Ok(delivery) => {
+                    let duplicate = delivery.duplicate;
                     let reply = shared.reply(delivery);
                     if let Some(c) = claim {
                         c.complete(&reply);
                     }
-                    Ok(ok_reply(seq, reply, false))
+                    Ok(ok_reply(seq, reply, duplicate))
                 }
                 Err(e) => Ok(error_reply(seq, &e.into())),
             },

@@ -17,9 +17,13 @@ async fn serve(
     config: GrpcConfig,
 ) -> (GrpcServer, PushgateClient<tonic::transport::Channel>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = GrpcServer::start(listener, pushgate_broker::Broker::InProcess(hub), config)
-        .await
-        .unwrap();
+    let server = GrpcServer::start(
+        listener,
+        pushgate_broker::Broker::in_process(hub, std::time::Duration::from_secs(60)),
+        config,
+    )
+    .await
+    .unwrap();
     let client = tokio::time::timeout(
         WAIT,
         PushgateClient::connect(format!("http://{}", server.local_addr())),

@@ -25,7 +25,7 @@ pub enum CloseReason {
     Shutdown,
     /// The token expired and no `refresh` arrived within the grace period.
     TokenExpired,
-    /// The client sent messages faster than `max_inbound_messages_per_sec`.
+    /// The client sent frames or bytes faster than its inbound limits allow.
     InboundFlood,
 }
 

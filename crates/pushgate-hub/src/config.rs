@@ -36,12 +36,19 @@ pub struct HubConfig {
     pub max_payload: usize,
     /// How long a connection whose token expired may stay open waiting for a `refresh`.
     pub token_refresh_grace: Duration,
-    /// Most messages (text, binary, ping) a client may send per second; 0: no limit.
-    /// At most `u16::MAX` (the per-connection counter is 16 bits).
-    pub max_inbound_messages_per_sec: u32,
+    /// Most `refresh` commands one token connection may begin per minute; 0: no limit.
+    pub max_refreshes_per_minute: u8,
     /// Track which channels and users have local connections ([`crate::Interest`]),
     /// for a cluster broker. Off on a single node.
     pub track_interest: bool,
+    /// Channels that keep history (`[[history]]` rules); empty: none does.
+    pub history: Vec<crate::HistoryRule>,
+    /// Most bytes the history of all channels may hold on this node.
+    pub history_max_bytes: usize,
+    /// History positions are assigned by the cluster broker (Redis), not by this
+    /// node: streams start unsynced and learn their publications through
+    /// [`crate::Hub::submit_at`] and [`crate::Hub::sync`].
+    pub positions_from_broker: bool,
 }
 
 impl Default for HubConfig {
@@ -57,8 +64,11 @@ impl Default for HubConfig {
             max_subscriptions_per_conn: 128,
             max_payload: 64 * 1024,
             token_refresh_grace: Duration::from_secs(30),
-            max_inbound_messages_per_sec: 0,
+            max_refreshes_per_minute: 5,
             track_interest: false,
+            history: Vec::new(),
+            history_max_bytes: 256 << 20,
+            positions_from_broker: false,
         }
     }
 }

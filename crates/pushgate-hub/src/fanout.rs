@@ -16,21 +16,43 @@ use pushgate_protocol::ConnId;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::history::Stream;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
 use crate::shard::{Shard, ShardState};
 
 /// Most publications a shard takes from its queue per lock acquisition.
 const BATCH: usize = 64;
+/// How often subscribes that wait are retried when no batch comes to retry them.
+const RETRY_WAITING: Duration = Duration::from_millis(100);
 
 /// A publication's routing, with its frames already encoded.
-#[derive(Debug)]
 pub(crate) enum Route {
     All(Bytes),
-    /// (channel, frame naming that channel)
-    Channels(Vec<(String, Bytes)>),
+    Channels(Vec<ChannelFrame>),
     Users(Vec<String>, Bytes),
     Conns(Vec<ConnId>, Bytes),
+    /// A history stream synced from the cluster (`history::cluster`): its frames (a
+    /// filled gap, or an `unrecoverable` notice) go to the channel's subscribers, then
+    /// the shard records the stamp.
+    Stream(String, Stamp, Vec<Bytes>),
+}
+
+/// A publication's frame for one channel.
+pub(crate) struct ChannelFrame {
+    pub name: String,
+    /// The frame naming that channel (and, with history, the offset).
+    pub frame: Bytes,
+    /// History channels: where the publication is in the stream.
+    pub stream: Option<Stamp>,
+}
+
+/// Where a job leaves a history stream: the shard records it as the last it fanned
+/// out (`history::stream`).
+pub(crate) struct Stamp {
+    pub stream: Arc<Stream>,
+    pub generation: u64,
+    pub offset: u64,
 }
 
 /// One publication on its way through the shards. The last shard to finish
@@ -99,6 +121,7 @@ impl ShardState {
             by_id,
             channels,
             users,
+            shard,
             ..
         } = self;
         match &job.route {
@@ -110,7 +133,17 @@ impl ShardState {
                 }
             }
             Route::Channels(list) => {
-                for (name, frame) in list {
+                for ChannelFrame {
+                    name,
+                    frame,
+                    stream,
+                } in list
+                {
+                    if let Some(s) = stream {
+                        // Before any recipient: a subscribe that joins after this
+                        // batch resumes from here (history::stream explains why).
+                        s.stream.set_fanned(*shard, s.generation, s.offset);
+                    }
                     let Some(slots) = channels.get(name.as_str()) else {
                         continue;
                     };
@@ -145,6 +178,16 @@ impl ShardState {
                     }
                 }
             }
+            Route::Stream(name, s, frames) => {
+                s.stream.set_fanned(*shard, s.generation, s.offset);
+                if let Some(slots) = channels.get(name.as_str()) {
+                    for frame in frames {
+                        for &slot in slots {
+                            t.push(&mut conns[slot].outbound, frame, limits);
+                        }
+                    }
+                }
+            }
         }
         t
     }
@@ -163,16 +206,33 @@ impl Shard {
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(BATCH);
+        // While subscribes wait: when to retry them if no batch does first.
+        let mut retry: Option<Instant> = None;
+        let far = || Instant::now() + Duration::from_secs(3600);
         loop {
             tokio::select! {
                 n = jobs.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    self.process(&mut batch);
+                    if self.process(&mut batch) {
+                        retry.get_or_insert_with(|| Instant::now() + RETRY_WAITING);
+                    }
                 }
                 _ = tick.tick() => {
                     self.sweep(Instant::now(), &ping);
+                    let history = self.state.lock().history.clone();
+                    if let Some(h) = history {
+                        h.sweep(self.id);
+                    }
+                }
+                _ = self.waiting.notified() => {
+                    retry.get_or_insert_with(|| Instant::now() + RETRY_WAITING);
+                }
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(far)), if retry.is_some() => {
+                    let mut st = self.state.lock();
+                    st.retry_waiting(self.config.max_subscriptions_per_conn);
+                    retry = (!st.waiting.is_empty()).then(|| Instant::now() + RETRY_WAITING);
                 }
             }
         }
@@ -180,14 +240,20 @@ impl Shard {
 
     /// Fans out a batch of publications under one lock acquisition. Writers are woken
     /// during the batch but run only after it (same thread), so each writer finds
-    /// every frame of the batch at once and writes them with one syscall.
-    fn process(&self, batch: &mut Vec<Arc<Job>>) {
+    /// every frame of the batch at once and writes them with one syscall. Returns
+    /// whether subscribes still wait.
+    fn process(&self, batch: &mut Vec<Arc<Job>>) -> bool {
         let mut results = Vec::with_capacity(batch.len());
+        let waiting;
         {
             let mut st = self.state.lock();
             for job in batch.iter() {
                 results.push(st.fan_out(job, &self.limits));
             }
+            if !st.waiting.is_empty() {
+                st.retry_waiting(self.config.max_subscriptions_per_conn);
+            }
+            waiting = !st.waiting.is_empty();
         }
         let (mut delivered, mut slow, mut dropped) = (0, 0, 0);
         for (job, t) in batch.drain(..).zip(results) {
@@ -203,5 +269,6 @@ impl Shard {
         if dropped > 0 {
             self.metrics.dropped.increment(dropped);
         }
+        waiting
     }
 }

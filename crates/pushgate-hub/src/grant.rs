@@ -76,6 +76,21 @@ pub(crate) struct GrantEntry {
     pub(crate) grant: Grant,
     /// The client was told its token expired (`token_expired`); the grace period runs.
     pub(crate) warned: bool,
+    /// A refresh is being verified (off the shard's thread); another one waits for it.
+    refreshing: bool,
+    /// Refreshes begun in the current minute of the shard's clock: (minute, count).
+    refreshes: (u16, u8),
+}
+
+impl GrantEntry {
+    pub(crate) fn new(grant: Grant) -> Self {
+        GrantEntry {
+            grant,
+            warned: false,
+            refreshing: false,
+            refreshes: (0, 0),
+        }
+    }
 }
 
 /// A `refresh` that cannot be honoured.
@@ -85,6 +100,95 @@ pub enum RefreshError {
     NoToken,
     #[error("the new token is for another user")]
     OtherUser,
+    #[error("a refresh of this connection is already being verified")]
+    InProgress,
+    #[error("at most {0} refreshes per minute per connection; retry later")]
+    TooMany(u8),
+    #[error("the token is not valid")]
+    Invalid,
+}
+
+impl crate::shard::Shard {
+    /// Starts a refresh of a token connection's grant: refused when the connection has
+    /// no token, a refresh is being verified, or `max_refreshes_per_minute` were begun
+    /// this minute. The token is then verified off the shard's thread and the outcome
+    /// applied with [`Shard::end_refresh`](crate::Shard::end_refresh).
+    pub(crate) fn begin_refresh(&self, slot: usize) -> Result<(), RefreshError> {
+        let minute = (self.millis(tokio::time::Instant::now()) / 60_000) as u16;
+        let max = self.config.max_refreshes_per_minute;
+        let mut st = self.state.lock();
+        let entry = st.grants.get_mut(&slot).ok_or(RefreshError::NoToken)?;
+        if entry.refreshing {
+            return Err(RefreshError::InProgress);
+        }
+        if entry.refreshes.0 != minute {
+            entry.refreshes = (minute, 0);
+        }
+        if max > 0 && entry.refreshes.1 >= max {
+            return Err(RefreshError::TooMany(max));
+        }
+        entry.refreshes.1 += 1;
+        entry.refreshing = true;
+        Ok(())
+    }
+
+    /// Ends a refresh begun by [`begin_refresh`](Self::begin_refresh): with the verified
+    /// token's user and grant, applies it ([`ConnHandle::refresh`](crate::ConnHandle::refresh));
+    /// with `None` (the token was refused), keeps the old grant. `None` if the
+    /// connection is gone meanwhile.
+    pub fn end_refresh(
+        &self,
+        id: pushgate_protocol::ConnId,
+        verified: Option<(&str, Grant)>,
+    ) -> Option<Result<Vec<String>, RefreshError>> {
+        let slot = {
+            let mut st = self.state.lock();
+            let slot = *st.by_id.get(&id)?;
+            if let Some(entry) = st.grants.get_mut(&slot) {
+                entry.refreshing = false;
+            }
+            slot
+        };
+        Some(match verified {
+            Some((user, grant)) => self.apply_refresh(slot, user, grant),
+            None => Err(RefreshError::Invalid),
+        })
+    }
+
+    /// Replaces a connection's grant with a fresh token's (same user). Channels the new
+    /// grant does not allow are unsubscribed and returned.
+    pub(crate) fn apply_refresh(
+        &self,
+        slot: usize,
+        user: &str,
+        grant: Grant,
+    ) -> Result<Vec<String>, RefreshError> {
+        let mut st = self.state.lock();
+        if st.conns[slot].user.as_deref() != Some(user) {
+            return Err(if st.grants.contains_key(&slot) {
+                RefreshError::OtherUser
+            } else {
+                RefreshError::NoToken
+            });
+        }
+        let Some(entry) = st.grants.get_mut(&slot) else {
+            return Err(RefreshError::NoToken);
+        };
+        entry.grant = grant;
+        entry.warned = false;
+        let perms = entry.grant.permissions.clone();
+        let revoked: Vec<String> = st.conns[slot]
+            .channels
+            .iter()
+            .filter(|c| !perms.allows(c))
+            .map(|c| c.to_string())
+            .collect();
+        if !revoked.is_empty() {
+            st.unsubscribe(slot, &revoked);
+            self.update_gauges(st);
+        }
+        Ok(revoked)
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +207,6 @@ mod tests {
         Hub::new(HubConfig {
             shards: 1,
             token_refresh_grace: grace,
-            max_inbound_messages_per_sec: 3,
             ..HubConfig::default()
         })
     }
@@ -176,6 +279,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refreshes_are_one_at_a_time_and_limited_per_minute() {
+        let hub = Hub::new(HubConfig {
+            shards: 1,
+            max_refreshes_per_minute: 3,
+            ..HubConfig::default()
+        });
+        let shard = hub.shards()[0].clone();
+        let h = shard.register_with(ConnId(1), Some("a"), Some(grant(&[], now_s() + 60)), &[]);
+        h.begin_refresh().unwrap();
+        assert_eq!(h.begin_refresh(), Err(RefreshError::InProgress));
+        // A refused token keeps the old grant and ends the refresh.
+        assert_eq!(
+            shard.end_refresh(ConnId(1), None),
+            Some(Err(RefreshError::Invalid))
+        );
+        h.begin_refresh().unwrap();
+        let revoked = shard.end_refresh(ConnId(1), Some(("a", grant(&["x"], now_s() + 120))));
+        assert_eq!(revoked, Some(Ok(vec![])));
+        h.begin_refresh().unwrap();
+        shard.end_refresh(ConnId(1), None);
+        // Three begun this minute: the fourth waits for the next minute.
+        assert_eq!(h.begin_refresh(), Err(RefreshError::TooMany(3)));
+        let anon = shard.register(ConnId(2), None);
+        assert_eq!(anon.begin_refresh(), Err(RefreshError::NoToken));
+        drop(h);
+        assert_eq!(shard.end_refresh(ConnId(1), None), None, "gone");
+    }
+
+    #[tokio::test]
     async fn the_sweep_warns_then_closes_an_expired_token() {
         let hub = hub(Duration::from_secs(3));
         let shard = hub.shards()[0].clone();
@@ -203,17 +335,6 @@ mod tests {
         assert_eq!(CloseReason::TokenExpired.code().0, 4003);
     }
 
-    #[tokio::test]
-    async fn inbound_messages_are_counted_per_second() {
-        let mut w = crate::shard::InboundWindow::default();
-        assert!(w.count(7, 2) && w.count(7, 2) && !w.count(7, 2));
-        assert!(w.count(8, 2), "a new second starts a new window");
-        let hub = hub(Duration::from_secs(1));
-        let h = hub.shards()[0].register(ConnId(1), None);
-        // 3 per second: of 7 in a row, at most 6 pass (a window may turn over once).
-        let passed = (0..7).filter(|_| h.count_inbound()).count();
-        assert!((3..=6).contains(&passed), "{passed}");
-    }
     #[test]
     fn exact_names_and_prefix_patterns() {
         let p = Permissions::new(&["news", "user:alice:*", "room/"]).unwrap();

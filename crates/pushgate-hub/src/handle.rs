@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::close::CloseReason;
 use crate::grant::{Grant, RefreshError};
+use crate::history::recovery::{ReplyFn, Wait};
+use crate::history::SubscribeRequest;
 use crate::shard::Shard;
 
 /// What the writer should do next.
@@ -84,6 +86,17 @@ impl ConnHandle {
             Some(r) if r.is_abortive() => return Poll::Ready(Outgoing::Close(r)),
             _ => {}
         }
+        if take && !st.backlogs.is_empty() {
+            if let Some(mut backlog) = st.backlogs.remove(&self.slot) {
+                // A reply and recovered publications go before what was queued since.
+                let q = &mut st.conns[self.slot].outbound;
+                q.take_into(out);
+                backlog.append(out);
+                *out = backlog;
+                return Poll::Ready(Outgoing::Frames);
+            }
+        }
+        let q = &mut st.conns[self.slot].outbound;
         if take && q.take_into(out) {
             return Poll::Ready(Outgoing::Frames);
         }
@@ -128,6 +141,40 @@ impl ConnHandle {
         Ok(())
     }
 
+    /// A client's subscribe: follows `req.channels` (a token-authenticated connection
+    /// only those its token allows; if one is not allowed, none is followed), resuming
+    /// history channels from `req.since` or sending their newest publication
+    /// (`req.latest`). `reply` builds the answer (`subscribed` or an error), which goes
+    /// out before any publication of those channels. When the shard is behind a
+    /// position named in `since`, the subscribe completes once it caught up.
+    pub fn subscribe_with(
+        &self,
+        req: SubscribeRequest,
+        reply: ReplyFn,
+    ) -> Result<(), SubscribeError> {
+        let max = self.shard.config.max_subscriptions_per_conn;
+        let mut st = self.shard.state.lock();
+        if let Some(g) = st.grants.get(&self.slot) {
+            if let Some(ch) = req.channels.iter().find(|c| !g.grant.permissions.allows(c)) {
+                let e = SubscribeError::NotAllowed(ch.clone());
+                self.shard.send_locked(&mut st, self.slot, reply(Err(&e)));
+                return Err(e);
+            }
+        }
+        let r = match st.subscribe_recovering(self.slot, &req, max, reply, None) {
+            Ok(r) => r,
+            Err(Wait(reply)) => {
+                st.wait(self.slot, self.id, req, reply);
+                // The shard's worker retries it after each batch and, while some
+                // wait, on a timer.
+                self.shard.waiting.notify_one();
+                Ok(())
+            }
+        };
+        self.shard.update_gauges(st);
+        r
+    }
+
     /// Sends the reply to a subscribe of `channels` once this node follows each of
     /// them on the cluster bus (at once on a single node, or if it already does), so
     /// that the client hears every node's publications from the moment it is told.
@@ -151,45 +198,13 @@ impl ConnHandle {
     /// Replaces the connection's grant with a fresh token's (same user). Channels the new
     /// grant does not allow are unsubscribed and returned.
     pub fn refresh(&self, user: &str, grant: Grant) -> Result<Vec<String>, RefreshError> {
-        let mut st = self.shard.state.lock();
-        if st.conns[self.slot].user.as_deref() != Some(user) {
-            return Err(if st.grants.contains_key(&self.slot) {
-                RefreshError::OtherUser
-            } else {
-                RefreshError::NoToken
-            });
-        }
-        let Some(entry) = st.grants.get_mut(&self.slot) else {
-            return Err(RefreshError::NoToken);
-        };
-        entry.grant = grant;
-        entry.warned = false;
-        let perms = entry.grant.permissions.clone();
-        let revoked: Vec<String> = st.conns[self.slot]
-            .channels
-            .iter()
-            .filter(|c| !perms.allows(c))
-            .map(|c| c.to_string())
-            .collect();
-        if !revoked.is_empty() {
-            st.unsubscribe(self.slot, &revoked);
-            self.shard.update_gauges(st);
-        }
-        Ok(revoked)
+        self.shard.apply_refresh(self.slot, user, grant)
     }
 
-    /// Counts one inbound message against `max_inbound_messages_per_sec`; false when
-    /// the connection is over the limit and must be closed.
-    pub fn count_inbound(&self) -> bool {
-        let max = self.shard.config.max_inbound_messages_per_sec;
-        if max == 0 {
-            return true;
-        }
-        let now_s = (self.shard.millis(Instant::now()) / 1000) as u16;
-        let max = max.min(u16::MAX as u32) as u16;
-        self.shard.state.lock().conns[self.slot]
-            .inbound
-            .count(now_s, max)
+    /// Starts a `refresh` whose token will be verified elsewhere; see
+    /// [`Shard::end_refresh`](crate::Shard::end_refresh), which must follow an `Ok`.
+    pub fn begin_refresh(&self) -> Result<(), RefreshError> {
+        self.shard.begin_refresh(self.slot)
     }
 
     /// The connection's user, if it has one (a copy: for bookkeeping when it closes).

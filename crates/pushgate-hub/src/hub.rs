@@ -4,13 +4,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pushgate_protocol::{encode_publication, validate_channel, ConnId};
+use pushgate_protocol::{
+    encode_positioned, encode_publication, validate_channel, validate_user, ConnId, Position,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::close::CloseReason;
 use crate::config::HubConfig;
-use crate::fanout::{Job, Route};
+use crate::fanout::{ChannelFrame, Job, Route, Stamp};
 use crate::handle::SubscribeError;
+use crate::history::{History, Rules};
 use crate::interest::Interest;
 use crate::publication::{Publication, PublishError, PublishReport, Target};
 use crate::shard::Shard;
@@ -61,6 +64,7 @@ struct Inner {
     publications: Mutex<Vec<((&'static str, &'static str), metrics::Counter)>>,
     pending: AtomicUsize,
     interest: Arc<Interest>,
+    history: Option<Arc<History>>,
 }
 
 impl Hub {
@@ -70,6 +74,14 @@ impl Hub {
         let config = Arc::new(config);
         let n = config.shards.max(1);
         let interest = Arc::new(Interest::new(config.track_interest));
+        let history = (!config.history.is_empty()).then(|| {
+            Arc::new(History::new(
+                Rules::new(config.history.clone()),
+                config.history_max_bytes,
+                n,
+                config.positions_from_broker,
+            ))
+        });
         let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
@@ -77,6 +89,7 @@ impl Hub {
                 i,
                 config.clone(),
                 interest.clone(),
+                history.clone(),
                 rx,
             )));
             queues.push(tx);
@@ -94,8 +107,14 @@ impl Hub {
                 publications: Mutex::new(Vec::new()),
                 pending: AtomicUsize::new(0),
                 interest,
+                history,
             }),
         }
+    }
+
+    /// The node's channel history (`None` without history rules).
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.inner.history.as_ref()
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -108,28 +127,47 @@ impl Hub {
     }
 
     /// Checks a publication as [`Hub::publish`] would, without encoding or sending it:
-    /// what a cluster broker does before putting it on the bus.
+    /// what a cluster broker does before putting it on the bus. Every refusal is
+    /// counted in `pushgate_publications_refused_total{reason}`.
     pub fn validate(&self, target: &Target, payload_len: usize) -> Result<(), PublishError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(PublishError::ShuttingDown);
+        let check = || {
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(PublishError::ShuttingDown);
+            }
+            let max = self.inner.config.max_payload;
+            if payload_len > max {
+                return Err(PublishError::TooLarge(payload_len, max));
+            }
+            // The width first: nothing below walks a list longer than its limit.
+            crate::publication::check_width(target.kind(), target.len())?;
+            match target {
+                Target::All => Ok(()),
+                _ if target.is_empty() => Err(PublishError::NoTarget),
+                Target::Channels(chs) => chs.iter().try_for_each(|ch| {
+                    validate_channel(ch).map_err(|error| PublishError::BadChannel {
+                        name: crate::publication::shown(ch),
+                        error,
+                    })
+                }),
+                Target::Users(users) => users.iter().try_for_each(|u| {
+                    validate_user(u).map_err(|error| PublishError::BadUser {
+                        name: crate::publication::shown(u),
+                        error,
+                    })
+                }),
+                Target::Conns(_) => Ok(()),
+            }
+        };
+        let checked = check();
+        if let Err(e) = &checked {
+            e.count();
         }
-        let max = self.inner.config.max_payload;
-        if payload_len > max {
-            return Err(PublishError::TooLarge(payload_len, max));
-        }
-        match target {
-            Target::All => Ok(()),
-            Target::Channels(chs) if chs.is_empty() => Err(PublishError::NoTarget),
-            Target::Channels(chs) => chs.iter().try_for_each(|ch| {
-                validate_channel(ch).map_err(|error| PublishError::BadChannel {
-                    name: ch.clone(),
-                    error,
-                })
-            }),
-            Target::Users(u) if u.is_empty() => Err(PublishError::NoTarget),
-            Target::Conns(ids) if ids.is_empty() => Err(PublishError::NoTarget),
-            Target::Users(_) | Target::Conns(_) => Ok(()),
-        }
+        checked
+    }
+
+    /// Every shard's index (a job for all of them).
+    pub(crate) fn all_shards(&self) -> Vec<usize> {
+        (0..self.inner.shards.len()).collect()
     }
 
     pub fn shards(&self) -> &[Arc<Shard>] {
@@ -179,50 +217,153 @@ impl Hub {
             _ => (0..self.inner.shards.len()).collect(),
         };
         if involved.is_empty() {
-            return Ok(Submitted(None));
+            return Ok(Submitted {
+                pending: None,
+                positions: Vec::new(),
+            });
         }
-        let (tx, rx) = oneshot::channel();
-        let job = Arc::new(Job {
-            route,
-            exclude: p.exclude,
-            remaining: AtomicUsize::new(involved.len()),
-            enqueued: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            started: std::time::Instant::now(),
-            done: Mutex::new(Some(tx)),
-            duration: self.inner.fanout_duration.clone(),
-        });
+        let pending = self.pending();
+        let permits = self.reserve(&involved).await?;
+        let (job, rx) = self.job(route, p.exclude, permits.len());
+        let positions = self.stamp_and_send(job, &p.payload, permits);
+        Ok(Submitted {
+            pending: Some((rx, pending)),
+            positions,
+        })
+    }
+
+    /// Counts a publication as pending until the guard is dropped.
+    pub(crate) fn pending(&self) -> PendingGuard {
         self.inner.pending.fetch_add(1, Ordering::Relaxed);
-        let pending = PendingGuard(self.inner.clone());
-        // Reserve a slot in every involved shard's queue first, then send to all at
-        // once: if the caller gives up (a publisher disconnects) while waiting for a
-        // slot, no shard has the publication, rather than some of them. Slots are taken
-        // in shard order, so concurrent publishers cannot deadlock.
+        PendingGuard(self.inner.clone())
+    }
+
+    /// Reserves a slot in every involved shard's queue first, so that the job can
+    /// then be sent to all at once: if the caller gives up (a publisher disconnects)
+    /// while waiting for a slot, no shard has the publication, rather than some of
+    /// them. Slots are taken in shard order, so concurrent publishers cannot deadlock.
+    pub(crate) async fn reserve(
+        &self,
+        involved: &[usize],
+    ) -> Result<Vec<mpsc::Permit<'_, Arc<Job>>>, PublishError> {
         let mut permits = Vec::with_capacity(involved.len());
-        for i in involved {
+        for &i in involved {
             match self.inner.queues[i].reserve().await {
                 Ok(permit) => permits.push(permit),
                 Err(_) => return Err(PublishError::ShuttingDown),
             }
         }
+        Ok(permits)
+    }
+
+    /// A job for `shards` shards, and where its totals will be reported.
+    pub(crate) fn job(
+        &self,
+        route: Route,
+        exclude: Option<ConnId>,
+        shards: usize,
+    ) -> (Job, oneshot::Receiver<PublishReport>) {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            route,
+            exclude,
+            remaining: AtomicUsize::new(shards),
+            enqueued: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            done: Mutex::new(Some(tx)),
+            duration: self.inner.fanout_duration.clone(),
+        };
+        (job, rx)
+    }
+
+    /// Gives each history channel of the publication its offset, keeps it, and hands
+    /// the job to the shards, all under the channels' stream locks (taken in name
+    /// order): so every shard's queue holds a channel's publications in offset order,
+    /// which recovery relies on. Without history channels it just sends.
+    fn stamp_and_send(
+        &self,
+        mut job: Job,
+        payload: &pushgate_protocol::Payload,
+        permits: Vec<mpsc::Permit<'_, Arc<Job>>>,
+    ) -> Vec<(String, Position)> {
+        let mut positions = Vec::new();
+        let mut held = Vec::new();
+        let history = self.inner.history.as_ref().filter(|h| !h.learnt());
+        if let (Route::Channels(list), Some(history)) = (&mut job.route, history) {
+            let now = tokio::time::Instant::now();
+            let mut delta = 0;
+            for c in list.iter_mut() {
+                let Some(mut stream) = history.stream(&c.name) else {
+                    continue;
+                };
+                let mut g = loop {
+                    let g = stream.inner.lock_arc();
+                    if !g.removed {
+                        break g;
+                    }
+                    drop(g);
+                    stream = history.stream(&c.name).expect("the channel has a rule");
+                };
+                let offset = g.top + 1;
+                c.frame = encode_positioned(&c.name, offset, payload);
+                delta += g.push(offset, c.frame.clone(), now);
+                positions.push((c.name.clone(), g.position(offset)));
+                c.stream = Some(Stamp {
+                    stream,
+                    generation: g.generation,
+                    offset,
+                });
+                held.push(g);
+            }
+            history.add_bytes(delta);
+        }
+        self.send(job, permits);
+        drop(held);
+        if let Some(history) = &self.inner.history {
+            if !positions.is_empty() {
+                history.enforce_bound();
+            }
+        }
+        positions
+    }
+
+    /// Hands a job to the shards whose slots were reserved.
+    pub(crate) fn send(&self, job: Job, permits: Vec<mpsc::Permit<'_, Arc<Job>>>) {
+        let job = Arc::new(job);
         for permit in permits {
             permit.send(job.clone());
         }
-        Ok(Submitted(Some((rx, pending))))
     }
 
-    /// Validates a publication and encodes its frames, once.
+    /// Validates a publication and encodes its frames, once (those of history
+    /// channels when their offsets are known, in [`Hub::stamp_and_send`]).
     fn route(&self, p: &Publication) -> Result<Route, PublishError> {
         self.validate(&p.target, p.payload.len())?;
         Ok(match &p.target {
             Target::All => Route::All(encode_publication(None, &p.payload)),
             Target::Channels(chs) => {
-                let mut list: Vec<(String, bytes::Bytes)> = Vec::with_capacity(chs.len());
-                for ch in chs {
-                    if !list.iter().any(|(c, _)| c == ch) {
-                        list.push((ch.clone(), encode_publication(Some(ch), &p.payload)));
-                    }
-                }
+                // Sorted: history streams are locked in this order.
+                let mut names = chs.clone();
+                names.sort_unstable();
+                names.dedup();
+                // With positions from a cluster broker, `submit` never stamps: a
+                // history channel's publications arrive through `submit_at`.
+                let history = self.inner.history.as_deref().filter(|h| !h.learnt());
+                let list = names
+                    .into_iter()
+                    .map(|name| {
+                        let frame = match history {
+                            Some(h) if h.is_history(&name) => bytes::Bytes::new(),
+                            _ => encode_publication(Some(&name), &p.payload),
+                        };
+                        ChannelFrame {
+                            name,
+                            frame,
+                            stream: None,
+                        }
+                    })
+                    .collect();
                 Route::Channels(list)
             }
             Target::Users(users) => {
@@ -240,7 +381,7 @@ impl Hub {
         })
     }
 
-    fn count_publication(&self, target: &'static str, source: &'static str) {
+    pub(crate) fn count_publication(&self, target: &'static str, source: &'static str) {
         // One lookup per publication (not per recipient); handles are cached.
         let mut cache = self.inner.publications.lock();
         if let Some((_, c)) = cache.iter().find(|(k, _)| *k == (target, source)) {
@@ -405,12 +546,25 @@ impl Hub {
 
 /// A publication handed to the shards, whose totals are not known yet.
 /// Dropping it does not cancel the publication.
-pub struct Submitted(Option<(oneshot::Receiver<PublishReport>, PendingGuard)>);
+pub struct Submitted {
+    pub(crate) pending: Option<(oneshot::Receiver<PublishReport>, PendingGuard)>,
+    pub(crate) positions: Vec<(String, Position)>,
+}
 
 impl Submitted {
+    /// The position of the publication in each of its history channels.
+    pub fn positions(&self) -> &[(String, Position)] {
+        &self.positions
+    }
+
+    /// Takes the positions out (before [`Submitted::report`]).
+    pub fn take_positions(&mut self) -> Vec<(String, Position)> {
+        std::mem::take(&mut self.positions)
+    }
+
     /// Waits until every involved shard has enqueued it.
     pub async fn report(self) -> Result<PublishReport, PublishError> {
-        match self.0 {
+        match self.pending {
             None => Ok(PublishReport::default()),
             Some((rx, _pending)) => rx.await.map_err(|_| PublishError::ShuttingDown),
         }
@@ -418,7 +572,7 @@ impl Submitted {
 }
 
 /// Counts a publication in [`Hub::pending_publications`] until its report is taken.
-struct PendingGuard(Arc<Inner>);
+pub(crate) struct PendingGuard(Arc<Inner>);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {

@@ -14,6 +14,7 @@
 //! - [`handle`]: what the edge holds for one connection.
 //! - [`interest`]: which channels and users have local connections, for a cluster
 //!   broker that subscribes to them on a shared bus only while they do.
+//! - [`history`]: channel history, positions and recovery on subscribe.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
@@ -23,6 +24,7 @@ mod fanout;
 mod grant;
 mod handle;
 mod heartbeat;
+pub mod history;
 mod hub;
 mod interest;
 mod metrics;
@@ -34,10 +36,17 @@ pub use close::CloseReason;
 pub use config::{HubConfig, SlowPolicy};
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
+pub use history::{
+    At, History, HistoryPage, HistoryRule, Snapshot, SnapshotEntry, SubscribeRequest, Subscribed,
+    Synced,
+};
 pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
-pub use publication::{Publication, PublishError, PublishReport, Target};
+pub use publication::{
+    check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
+    MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,
+};
 pub use shard::Shard;
 
 #[cfg(test)]

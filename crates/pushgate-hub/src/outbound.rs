@@ -85,6 +85,11 @@ impl Outbound {
         }
     }
 
+    /// Wakes the writer for work kept outside the queue (a recovery backlog).
+    pub(crate) fn notify(&mut self) {
+        self.wake();
+    }
+
     fn wake(&mut self) {
         if let Some(w) = self.waker.take() {
             w.wake();

@@ -1,7 +1,14 @@
 //! What a publisher asks for, and what it is told.
 
-use pushgate_protocol::{ChannelError, ConnId, Payload};
+use pushgate_protocol::{ChannelError, ConnId, Payload, UserError};
 use thiserror::Error;
+
+/// Most channels one publication may name (as many as one `subscribe` command).
+pub const MAX_PUBLICATION_CHANNELS: usize = 100;
+/// Most users one publication may name.
+pub const MAX_PUBLICATION_USERS: usize = 1000;
+/// Most connections one publication may name.
+pub const MAX_PUBLICATION_CONNS: usize = 1000;
 
 /// Who a publication is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +33,44 @@ impl Target {
             Target::Users(_) => "user",
             Target::Conns(_) => "conn",
         }
+    }
+
+    /// How many names it lists (0 for `All`).
+    pub fn len(&self) -> usize {
+        match self {
+            Target::All => 0,
+            Target::Channels(v) | Target::Users(v) => v.len(),
+            Target::Conns(v) => v.len(),
+        }
+    }
+
+    /// Whether it lists no name (always true for `All`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Refuses a publication naming more than the limit of targets of one `kind`
+/// (`channel`, `user`, `conn`; see [`Target::kind`]). Duplicates count.
+pub fn check_width(kind: &'static str, count: usize) -> Result<(), PublishError> {
+    let max = match kind {
+        "channel" => MAX_PUBLICATION_CHANNELS,
+        "user" => MAX_PUBLICATION_USERS,
+        "conn" => MAX_PUBLICATION_CONNS,
+        _ => return Ok(()),
+    };
+    if count > max {
+        return Err(PublishError::TooManyTargets { kind, count, max });
+    }
+    Ok(())
+}
+
+/// A name as an error message repeats it: at most 64 characters, so that a refused
+/// megabyte-long name is not echoed back whole.
+pub(crate) fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        None => name.to_owned(),
+        Some((end, _)) => format!("{}...", &name[..end]),
     }
 }
 
@@ -58,4 +103,33 @@ pub enum PublishError {
     TooLarge(usize, usize),
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("{count} {kind} targets in one publication; at most {max}")]
+    TooManyTargets {
+        kind: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("user {name:?}: {error}")]
+    BadUser { name: String, error: UserError },
+}
+
+impl PublishError {
+    /// Counts this refusal in `pushgate_publications_refused_total{reason}` (one label
+    /// lookup per refused publication, never per accepted one).
+    pub fn count(&self) {
+        metrics::counter!("pushgate_publications_refused_total", "reason" => self.label())
+            .increment(1);
+    }
+
+    /// The `reason` label of `pushgate_publications_refused_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PublishError::NoTarget => "no_target",
+            PublishError::BadChannel { .. } => "bad_channel",
+            PublishError::BadUser { .. } => "bad_user",
+            PublishError::TooManyTargets { .. } => "too_many_targets",
+            PublishError::TooLarge(..) => "too_large",
+            PublishError::ShuttingDown => "shutting_down",
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! almost never contended; other threads take it only for stats and admin calls.
 //! Removing a connection costs O(its subscriptions), never a scan of the pool.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ahash::{AHashMap, AHashSet};
@@ -20,6 +21,7 @@ use crate::config::HubConfig;
 use crate::fanout::Job;
 use crate::grant::{Grant, GrantEntry};
 use crate::handle::{ConnHandle, SubscribeError};
+use crate::history::{History, Waiting};
 use crate::hub::AdminReport;
 use crate::interest::{Interest, Key};
 use crate::metrics::ShardMetrics;
@@ -36,6 +38,8 @@ pub struct Shard {
     pub(crate) epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
     pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
+    /// Told when a subscribe starts waiting, so the worker retries it on a timer too.
+    pub(crate) waiting: tokio::sync::Notify,
 }
 
 /// A connection as the shard sees it.
@@ -48,30 +52,6 @@ pub(crate) struct Conn {
     /// Last time anything arrived from the client, in milliseconds since the shard's
     /// epoch (wrapping u32: a connection is reaped long before it could wrap).
     pub(crate) last_seen: u32,
-    /// Messages received in the current second, for `max_inbound_messages_per_sec`.
-    /// Four bytes that fit in the entry's padding: it stays 112 bytes.
-    pub(crate) inbound: InboundWindow,
-}
-
-/// A fixed one-second window of inbound messages: the second (shard clock, wrapping
-/// every 18 hours) and the count within it. Two u16s, so that it fits in the padding
-/// of [`Conn`]; the limit is validated to be at most `u16::MAX`.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct InboundWindow {
-    pub(crate) second: u16,
-    pub(crate) count: u16,
-}
-
-impl InboundWindow {
-    /// Counts one message at second `now_s`; false once more than `max` arrived in it.
-    pub(crate) fn count(&mut self, now_s: u16, max: u16) -> bool {
-        if self.second != now_s {
-            self.second = now_s;
-            self.count = 0;
-        }
-        self.count = self.count.saturating_add(1);
-        self.count <= max
-    }
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -89,6 +69,16 @@ pub(crate) struct ShardState {
     pub(crate) close_notes: AHashMap<usize, (u16, Box<str>)>,
     /// The node-wide registry told when a channel or user enters or leaves this index.
     pub(crate) interest: Arc<Interest>,
+    /// This shard's index (its slot in each history stream's per-shard offsets).
+    pub(crate) shard: usize,
+    /// Channel history, when the node has history rules.
+    pub(crate) history: Option<Arc<History>>,
+    /// Subscribes waiting for this shard to catch up with a position they name
+    /// (`history::recovery`); empty almost always.
+    pub(crate) waiting: Vec<Waiting>,
+    /// Replies and recovered publications by slot, sent before the connection's queue;
+    /// empty almost always.
+    pub(crate) backlogs: AHashMap<usize, VecDeque<Bytes>>,
 }
 
 impl Shard {
@@ -96,12 +86,15 @@ impl Shard {
         id: usize,
         config: Arc<HubConfig>,
         interest: Arc<Interest>,
+        history: Option<Arc<History>>,
         jobs: mpsc::Receiver<Arc<Job>>,
     ) -> Shard {
         Shard {
             id,
             state: Mutex::new(ShardState {
                 interest,
+                shard: id,
+                history,
                 ..ShardState::default()
             }),
             limits: Limits {
@@ -113,6 +106,7 @@ impl Shard {
             metrics: ShardMetrics::new(id),
             epoch: Instant::now(),
             jobs: Mutex::new(Some(jobs)),
+            waiting: tokio::sync::Notify::new(),
         }
     }
 
@@ -153,7 +147,6 @@ impl Shard {
             channels: Vec::new(),
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
-            inbound: InboundWindow::default(),
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
@@ -164,13 +157,7 @@ impl Shard {
             }
         }
         if let Some(grant) = grant {
-            st.grants.insert(
-                slot,
-                GrantEntry {
-                    grant,
-                    warned: false,
-                },
-            );
+            st.grants.insert(slot, GrantEntry::new(grant));
         }
         if subscribe.is_empty() {
             drop(st);
@@ -193,6 +180,9 @@ impl Shard {
         if !st.close_notes.is_empty() {
             st.close_notes.remove(&slot);
         }
+        if !st.backlogs.is_empty() {
+            st.backlogs.remove(&slot);
+        }
         if let Some(u) = &conn.user {
             if remove_from_index(&mut st.users, u, slot) {
                 st.interest.remove(|| Key::User(u.clone()));
@@ -201,6 +191,11 @@ impl Shard {
         for ch in &conn.channels {
             if remove_from_index(&mut st.channels, ch, slot) {
                 st.interest.remove(|| Key::Channel(ch.clone()));
+            }
+            if let Some(h) = &st.history {
+                if h.is_history(ch) {
+                    h.detach(ch);
+                }
             }
         }
         st.subscriptions -= conn.channels.len();
@@ -212,6 +207,11 @@ impl Shard {
     /// Enqueues a frame for one connection of this shard (replies, pongs).
     pub(crate) fn send(&self, slot: usize, frame: Bytes) {
         let mut st = self.state.lock();
+        self.send_locked(&mut st, slot, frame);
+    }
+
+    /// [`Shard::send`] with the lock held.
+    pub(crate) fn send_locked(&self, st: &mut ShardState, slot: usize, frame: Bytes) {
         let limits = self.limits;
         if let Some(c) = st.conns.get_mut(slot) {
             if c.outbound.push(frame, &limits) == crate::outbound::Push::Disconnected {
@@ -433,6 +433,9 @@ impl ShardState {
             if set.len() == 1 {
                 self.interest.add(|| Key::Channel(ch.as_str().into()));
             }
+            if let Some(h) = &self.history {
+                h.attach(ch);
+            }
         }
         self.subscriptions += uniq.len();
         Ok(uniq.len())
@@ -447,6 +450,11 @@ impl ShardState {
                 self.subscriptions -= 1;
                 if remove_from_index(&mut self.channels, ch, slot) {
                     self.interest.remove(|| Key::Channel(ch.as_str().into()));
+                }
+                if let Some(h) = &self.history {
+                    if h.is_history(ch) {
+                        h.detach(ch);
+                    }
                 }
             }
         }

@@ -4,26 +4,37 @@
 //! with optional `exclude=ID` and `binary=true`; the body is the payload. A request
 //! without a target is refused (400), never broadcast. The answer is
 //! `{"enqueued":N,"nodes_accepted":K,"skipped":M}`: this node's connections, and the
-//! nodes that took it (the field names of gRPC's `PublishReply`). With a cluster broker that cannot reach Redis, 503 and nothing is published.
+//! nodes that took it (the field names of gRPC's `PublishReply`). With a cluster broker
+//! that cannot reach Redis, 503 and nothing is published.
+//! With `http_token` set, every request but the probes' and Prometheus' must carry
+//! `Authorization: Bearer <token>` (401 otherwise).
+//! An `Idempotency-Key` header makes a retry within the window answer the first
+//! outcome (`"duplicate":true`) instead of publishing again; 504 says the outcome is
+//! unknown (sent to Redis, not answered in time): retry with the same key.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use pushgate_broker::{Broker, BrokerError, Message, NodeConn, Target};
 use pushgate_hub::PublishError;
 use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::bearer::check_bearer;
+use crate::guard::Gate;
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// What the HTTP handlers share.
 pub struct HttpState {
@@ -32,10 +43,45 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Renders the Prometheus exposition for `/metrics`.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// Connections and deadlines of the port.
+    pub limits: HttpLimits,
+    /// Bearer token every request must carry, except `/livez`, `/readyz` and
+    /// `/metrics`; empty: no authentication.
+    pub token: String,
+}
+
+/// What bounds the internal HTTP port: a client reachable by mistake must not hold its
+/// sockets, descriptors or tasks forever.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Most connections at once; beyond, new ones are closed at once. 0: no limit.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head (also the longest wait for
+    /// the next request on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request body, once its head is read (408 beyond).
+    pub body_timeout: Duration,
+    /// A connection on which no byte moved for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Serves the internal API until `stop` is cancelled.
 pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let limits = state.limits.clone();
+    let gate = Gate::new("http", limits.max_connections, limits.idle_timeout);
+    let header_timeouts =
+        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "header");
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -49,18 +95,34 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
             },
         };
         let _ = stream.set_nodelay(true);
+        let Some(stream) = gate.admit(stream) else {
+            continue; // the port is full: dropped, so closed at once
+        };
         let state = state.clone();
         let stop = stop.clone();
+        let header_timeouts = header_timeouts.clone();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(req, &state).await) }
+                async move {
+                    Ok::<_, Infallible>(match unauthorized(&req, &state) {
+                        Some(refused) => refused,
+                        None => route(req, &state).await,
+                    })
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if r.is_err_and(|e| e.is_timeout()) {
+                        header_timeouts.increment(1);
+                    }
+                }
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
@@ -70,13 +132,42 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
+
+/// The 401 answer to a request without the port's bearer token, if one is configured
+/// and the path is not one of the open ones (probes and Prometheus). Every other path,
+/// publishing first, needs it.
+fn unauthorized(req: &Request<Incoming>, state: &HttpState) -> Option<Resp> {
+    let path = req.uri().path();
+    if state.token.is_empty() || matches!(path, "/livez" | "/readyz" | "/metrics") {
+        return None;
+    }
+    let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    let e = check_bearer(header, state.token.as_bytes()).err()?;
+    let label = if path == "/publish" {
+        "/publish"
+    } else {
+        "other"
+    };
+    metrics::counter!("pushgate_http_requests_total", "path" => label, "status" => "401")
+        .increment(1);
+    let mut resp = error(StatusCode::UNAUTHORIZED, &e.to_string());
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    Some(resp)
+}
 
 async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let (label, resp) = match (req.method(), path.as_str()) {
         (&Method::POST, "/publish") => ("/publish", publish(req, state).await),
+        (&Method::GET, "/history") => (
+            "/history",
+            crate::history::history(req.uri().query().unwrap_or(""), &state.broker).await,
+        ),
         (&Method::GET, "/metrics") => ("/metrics", metrics_text((state.render_metrics)())),
         (&Method::GET, "/livez") => ("/livez", text(StatusCode::OK, "ok\n".into())),
         (&Method::GET, "/readyz") => (
@@ -95,7 +186,7 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
                 text(StatusCode::OK, "ready\n".into())
             },
         ),
-        (_, "/publish" | "/metrics" | "/livez" | "/readyz") => (
+        (_, "/publish" | "/history" | "/metrics" | "/livez" | "/readyz") => (
             "other",
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         ),
@@ -178,8 +269,32 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         Ok(q) => q,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
+    let idempotency_key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1-256 visible ASCII characters",
+            )
+        }
+    };
     let max = state.broker.hub().config().max_payload;
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let body_timeout = state.limits.body_timeout;
+    let Ok(body) =
+        tokio::time::timeout(body_timeout, Limited::new(req.into_body(), max).collect()).await
+    else {
+        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "body")
+            .increment(1);
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "request body not received within {} ms",
+                body_timeout.as_millis()
+            ),
+        );
+    };
+    let body = match body {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return error(
@@ -206,12 +321,21 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         target: query.target.expect("parse_query sets a target"),
         payload,
         exclude: query.exclude,
+        idempotency_key,
     };
     match state.broker.publish(m, "http").await {
-        Ok(d) => json_resp(
-            StatusCode::OK,
-            json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes}),
-        ),
+        Ok(d) => {
+            let mut reply = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
+            if !d.positions.is_empty() {
+                reply["positions"] = crate::history::positions_json(&d.positions);
+            }
+            if d.duplicate {
+                reply["duplicate"] = true.into();
+            }
+            json_resp(StatusCode::OK, reply)
+        }
+        // Sent, but not answered: it may have been delivered (docs/cluster.md).
+        Err(e @ BrokerError::Uncertain(_)) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
         Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }
@@ -240,7 +364,7 @@ fn metrics_text(body: String) -> Resp {
         .expect("static response parts are valid")
 }
 
-fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
+pub(crate) fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
@@ -248,7 +372,7 @@ fn json_resp(status: StatusCode, v: serde_json::Value) -> Resp {
         .expect("static response parts are valid")
 }
 
-fn error(status: StatusCode, msg: &str) -> Resp {
+pub(crate) fn error(status: StatusCode, msg: &str) -> Resp {
     json_resp(status, json!({ "error": msg }))
 }
 

@@ -2,6 +2,8 @@
 //!
 //! ```json
 //! {"type":"subscribe","channels":["news","sport"],"id":1}
+//! {"type":"subscribe","channels":["chat:1"],"since":{"chat:1":{"epoch":"x1","offset":41}}}
+//! {"type":"subscribe","channels":["prices"],"latest":true}
 //! {"type":"unsubscribe","channel":"news","id":"abc"}
 //! {"type":"ping","id":2}
 //! {"type":"refresh","token":"eyJhbGciOi...","id":3}
@@ -13,6 +15,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::channel::{validate_channel, ChannelError};
+use crate::position::Position;
 
 /// The most channels one subscribe/unsubscribe command may name.
 pub const MAX_CHANNELS_PER_COMMAND: usize = 100;
@@ -22,6 +25,10 @@ pub const MAX_CHANNELS_PER_COMMAND: usize = 100;
 pub enum Command {
     Subscribe {
         channels: Vec<String>,
+        /// Positions to recover from, for history channels among `channels`.
+        since: Vec<(String, Position)>,
+        /// Send the newest kept publication of each history channel first.
+        latest: bool,
         id: Option<Value>,
     },
     Unsubscribe {
@@ -55,6 +62,8 @@ pub enum CommandError {
     Binary,
     #[error("no token given")]
     NoToken,
+    #[error("`since` names {0:?}, which is not among the channels subscribed")]
+    SinceNotSubscribed(String),
 }
 
 impl CommandError {
@@ -63,9 +72,10 @@ impl CommandError {
         match self {
             CommandError::BadJson(_) => "bad_json",
             CommandError::UnknownType(_) => "unknown_command",
-            CommandError::NoChannels | CommandError::TooManyChannels | CommandError::NoToken => {
-                "bad_request"
-            }
+            CommandError::NoChannels
+            | CommandError::TooManyChannels
+            | CommandError::NoToken
+            | CommandError::SinceNotSubscribed(_) => "bad_request",
             CommandError::BadChannel { .. } => "bad_channel",
             CommandError::Binary => "binary_not_supported",
         }
@@ -84,6 +94,10 @@ struct RawCommand {
     token: Option<String>,
     #[serde(default)]
     id: Option<Value>,
+    #[serde(default)]
+    since: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    latest: bool,
 }
 
 impl Command {
@@ -111,8 +125,13 @@ impl Command {
             Ok(())
         };
         match raw.kind.as_str() {
-            "subscribe" => match check(&channels) {
-                Ok(()) => Ok(Command::Subscribe { channels, id }),
+            "subscribe" => match check(&channels).and_then(|()| since(raw.since, &channels)) {
+                Ok(since) => Ok(Command::Subscribe {
+                    channels,
+                    since,
+                    latest: raw.latest,
+                    id,
+                }),
                 Err(e) => Err((e, id)),
             },
             "unsubscribe" => match check(&channels) {
@@ -126,6 +145,47 @@ impl Command {
             },
             other => Err((CommandError::UnknownType(other.to_owned()), id)),
         }
+    }
+}
+
+/// The `since` member of a subscribe: every key must be one of the channels.
+fn since(
+    raw: Option<serde_json::Map<String, Value>>,
+    channels: &[String],
+) -> Result<Vec<(String, Position)>, CommandError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.into_iter()
+        .map(|(ch, v)| {
+            if !channels.contains(&ch) {
+                return Err(CommandError::SinceNotSubscribed(ch));
+            }
+            let pos: Position = serde_json::from_value(v)
+                .map_err(|e| CommandError::BadJson(format!("since[{ch:?}]: {e}")))?;
+            Ok((ch, pos))
+        })
+        .collect()
+}
+
+/// Positions of history channels, serialized as a JSON object in channel order.
+#[derive(Debug, Clone, Copy)]
+pub struct Positions<'a>(pub &'a [(String, Position)]);
+
+impl Serialize for Positions<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (ch, pos) in self.0 {
+            m.serialize_entry(ch, pos)?;
+        }
+        m.end()
+    }
+}
+
+impl Positions<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -144,10 +204,26 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         channels: &'a [String],
     },
+    /// `positions` (history channels only) is where each channel's stream is: every
+    /// publication after that offset reaches the connection. With `since`, the channels
+    /// whose gap was filled are `recovered`, the others `unrecovered`.
     Subscribed {
         channels: &'a [String],
+        #[serde(skip_serializing_if = "Positions::is_empty")]
+        positions: Positions<'a>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        recovered: &'a [String],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        unrecovered: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+    },
+    /// The history of a followed channel was lost (a new epoch): publications continue
+    /// after `offset`, but what came before cannot be recovered; reload state.
+    Unrecoverable {
+        channel: &'a str,
+        epoch: &'a str,
+        offset: u64,
     },
     Unsubscribed {
         channels: &'a [String],
@@ -198,6 +274,8 @@ mod tests {
             Command::parse(r#"{"type":"subscribe","channels":["a","b"],"id":1}"#),
             Ok(Command::Subscribe {
                 channels: vec!["a".into(), "b".into()],
+                since: vec![],
+                latest: false,
                 id: Some(json!(1))
             })
         );
@@ -207,6 +285,65 @@ mod tests {
                 channels: vec!["a".into()],
                 id: None
             })
+        );
+    }
+
+    #[test]
+    fn parses_recovery_options_and_refuses_a_stray_since() {
+        let c = Command::parse(
+            r#"{"type":"subscribe","channels":["b","a"],"since":{"b":{"epoch":"e","offset":7},"a":{"epoch":"f","offset":0}},"latest":true}"#,
+        )
+        .unwrap();
+        let Command::Subscribe { since, latest, .. } = c else {
+            panic!("{c:?}")
+        };
+        assert!(latest);
+        assert_eq!(
+            since,
+            vec![
+                (
+                    "a".into(),
+                    Position {
+                        epoch: "f".into(),
+                        offset: 0
+                    }
+                ),
+                (
+                    "b".into(),
+                    Position {
+                        epoch: "e".into(),
+                        offset: 7
+                    }
+                ),
+            ]
+        );
+        let (e, id) = Command::parse(
+            r#"{"type":"subscribe","channels":["a"],"since":{"z":{"epoch":"e","offset":1}},"id":9}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.code(), id), ("bad_request", Some(json!(9))));
+        let (e, _) =
+            Command::parse(r#"{"type":"subscribe","channels":["a"],"since":{"a":{"offset":-1}}}"#)
+                .unwrap_err();
+        assert_eq!(e.code(), "bad_json");
+        let pos = [(
+            "c".to_string(),
+            Position {
+                epoch: "e".into(),
+                offset: 3,
+            },
+        )];
+        let f = Reply::Subscribed {
+            channels: &["c".into()],
+            positions: Positions(&pos),
+            recovered: &["c".into()],
+            unrecovered: &[],
+            id: None,
+        }
+        .to_frame();
+        assert_eq!(
+            &f[2..],
+            br#"{"type":"subscribed","channels":["c"],"positions":{"c":{"epoch":"e","offset":3}},"recovered":["c"]}"#
         );
     }
 

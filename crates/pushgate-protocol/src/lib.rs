@@ -4,8 +4,10 @@
 //!   frame serves every recipient) and the incremental [`FrameReader`] for client frames.
 //! - [`close`]: the close codes pushgate sends and why.
 //! - [`channel`]: channel-name validation.
+//! - [`user`]: user-id validation.
 //! - [`command`]: the JSON commands a client sends and the replies it gets.
 //! - [`envelope`]: how a publication is framed for a client.
+//! - [`position`]: positions in a channel's history (epoch and offset).
 //! - [`conn_id`]: connection ids, unique across nodes.
 //!
 //! The client protocol is described in `docs/protocol.md`.
@@ -16,13 +18,17 @@ pub mod command;
 pub mod conn_id;
 pub mod envelope;
 pub mod frame;
+pub mod position;
+pub mod user;
 
 pub use channel::{validate_channel, ChannelError, MAX_CHANNEL_LEN};
 pub use close::CloseCode;
 pub use command::{Command, CommandError, Reply};
 pub use conn_id::ConnId;
-pub use envelope::{encode_publication, Payload};
+pub use envelope::{decode_publication, encode_positioned, encode_publication, Payload};
 pub use frame::{encode_frame, FrameReader, Message, OpCode, ProtocolError};
+pub use position::Position;
+pub use user::{validate_user, UserError, MAX_USER_LEN};
 
 /// The WebSocket subprotocol name of this protocol version.
 pub const SUBPROTOCOL: &str = "pushgate.v1";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushgate_edge::EdgeConfig;
 use pushgate_grpc::GrpcConfig;
-use pushgate_hub::{HubConfig, SlowPolicy};
+use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -87,8 +87,8 @@ pub struct Config {
     /// Connection attempts per second from one source address (IPv6: per /64), answered
     /// 429 beyond. 0: no limit.
     pub max_connection_rate_per_ip: u32,
-    /// Most messages (text, binary, ping) one client may send per second (close 1008
-    /// beyond). 0: no limit.
+    /// Most frames one client may send per second, of any kind (text, binary,
+    /// continuation, ping, pong, empty or not), close 1008 beyond. 0: no limit.
     pub max_inbound_messages_per_sec: u32,
     /// On shutdown, clients are closed (1001) spread over this window, in milliseconds,
     /// so that they do not all reconnect elsewhere in the same second.
@@ -103,8 +103,66 @@ pub struct Config {
     /// Prefix of every Redis channel and key pushgate uses, so that several
     /// deployments can share one Redis.
     pub redis_prefix: String,
+    /// How long Redis may take to answer, in milliseconds: beyond, the node is not
+    /// ready (`pushgate_broker_up` 0) and a publication sent but not answered gets
+    /// "outcome unknown" (HTTP 504, gRPC `DEADLINE_EXCEEDED`).
+    pub redis_timeout_ms: u64,
+    /// How long an idempotency key (HTTP `Idempotency-Key`, gRPC `idempotency_key`)
+    /// is remembered, in milliseconds: a retry with the same key within it is not
+    /// delivered again (cluster-wide with Redis).
+    pub idempotency_window_ms: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// Most bytes one client may send per second, as read from the socket (close 1008
+    /// beyond). 0: no limit; otherwise at least `max_message_bytes`.
+    pub max_inbound_bytes_per_sec: u32,
+    /// Most bytes the gRPC idempotency window may hold (estimated: each key's bytes plus
+    /// 256 per key); beyond, the oldest keys are forgotten before their 60 s.
+    pub grpc_idempotency_max_bytes: usize,
+    /// Most connections at once on each internal port (HTTP, gRPC); beyond, new ones
+    /// are closed at once. 0: no limit.
+    pub internal_max_connections: usize,
+    /// Internal HTTP: time a client has to send a complete request head (also the
+    /// longest wait for the next request on a kept-alive connection), in milliseconds.
+    pub internal_header_timeout_ms: u64,
+    /// Internal HTTP: time a client has to send a request body (408 beyond); gRPC: the
+    /// longest a call may take to be read and answered, in milliseconds.
+    pub internal_body_timeout_ms: u64,
+    /// Internal ports: a connection on which no byte moved for this long is closed, in
+    /// milliseconds.
+    pub internal_idle_timeout_ms: u64,
+    /// gRPC: how often an HTTP/2 PING checks each connection, in milliseconds. 0: never.
+    pub grpc_keepalive_interval_ms: u64,
+    /// gRPC: a PING not acknowledged within this closes the connection, in milliseconds.
+    pub grpc_keepalive_timeout_ms: u64,
+    /// How far in the future a connection token's `nbf` and `iat` may be (clock skew
+    /// between the token issuer and this node), in milliseconds; never applied to `exp`.
+    pub jwt_leeway_ms: u64,
+    /// Most `refresh` commands one token connection may send per minute (an error reply
+    /// beyond; the connection stays). 0: no limit; at most 255.
+    pub max_refreshes_per_minute: u32,
+    /// Bearer token every internal HTTP request must carry (`Authorization: Bearer
+    /// <token>`), except `/livez`, `/readyz` and `/metrics`. Empty: no authentication.
+    pub http_token: String,
+    /// Most bytes the history of all channels may hold on this node (whole streams
+    /// nobody follows are evicted first; docs/history.md).
+    pub history_max_bytes: usize,
+    /// Channels that keep history, as `[[history]]` tables (TOML only): `channels` (an
+    /// exact name or `prefix*`), `size` (publications kept per channel) and `ttl_ms`.
+    /// The first matching rule applies; channels without one keep no history.
+    pub history: Vec<HistoryConfig>,
+}
+
+/// One `[[history]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// An exact channel name, or a prefix followed by `*`.
+    pub channels: String,
+    /// Publications kept per channel.
+    pub size: usize,
+    /// How long each publication is kept, in milliseconds.
+    pub ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -146,7 +204,22 @@ impl Default for Config {
             broker: BrokerKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "pushgate".into(),
+            redis_timeout_ms: 2_000,
+            idempotency_window_ms: 60_000,
             log_format: LogFormat::Text,
+            max_inbound_bytes_per_sec: 256 * 1024,
+            grpc_idempotency_max_bytes: 32 << 20,
+            internal_max_connections: 1024,
+            internal_header_timeout_ms: 10_000,
+            internal_body_timeout_ms: 30_000,
+            internal_idle_timeout_ms: 60_000,
+            grpc_keepalive_interval_ms: 30_000,
+            grpc_keepalive_timeout_ms: 10_000,
+            jwt_leeway_ms: 5_000,
+            max_refreshes_per_minute: 5,
+            http_token: String::new(),
+            history_max_bytes: 256 << 20,
+            history: Vec::new(),
         }
     }
 }
@@ -336,6 +409,12 @@ impl Config {
                 "printable ASCII without spaces (it travels in an HTTP/2 header)",
             ));
         }
+        if self.http_token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(invalid(
+                "http_token",
+                "printable ASCII without spaces (it travels in an HTTP header)",
+            ));
+        }
         if self.shards > 1024 {
             return Err(invalid("shards", "at most 1024"));
         }
@@ -388,9 +467,64 @@ impl Config {
         }
         if self.redis_prefix.is_empty()
             || self.redis_prefix.len() > 64
-            || self.redis_prefix.contains(char::is_whitespace)
+            || self
+                .redis_prefix
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
         {
-            return Err(invalid("redis_prefix", "1-64 characters, no spaces"));
+            // Braces would make the prefix the Redis Cluster hash tag of every key.
+            return Err(invalid(
+                "redis_prefix",
+                "1-64 characters, no spaces or braces",
+            ));
+        }
+        if !(50..=60_000).contains(&self.redis_timeout_ms) {
+            return Err(invalid("redis_timeout_ms", "50 to 60000"));
+        }
+        if !(1_000..=7 * 24 * 3600 * 1000).contains(&self.idempotency_window_ms) {
+            return Err(invalid(
+                "idempotency_window_ms",
+                "1000 (1 s) to 604800000 (7 days)",
+            ));
+        }
+        for rule in self.history_rules() {
+            rule.validate()
+                .map_err(|e| invalid("history", e.to_string()))?;
+        }
+        if self.history_max_bytes < 1 << 20 {
+            return Err(invalid("history_max_bytes", "at least 1048576 (1 MiB)"));
+        }
+        if self.max_inbound_bytes_per_sec != 0
+            && (self.max_inbound_bytes_per_sec as usize) < self.max_message_bytes
+        {
+            return Err(invalid(
+                "max_inbound_bytes_per_sec",
+                "0 (no limit) or at least max_message_bytes",
+            ));
+        }
+        if self.grpc_idempotency_max_bytes < 1 << 20 {
+            return Err(invalid("grpc_idempotency_max_bytes", "at least 1048576"));
+        }
+        for (field, ms) in [
+            (
+                "internal_header_timeout_ms",
+                self.internal_header_timeout_ms,
+            ),
+            ("internal_body_timeout_ms", self.internal_body_timeout_ms),
+            ("internal_idle_timeout_ms", self.internal_idle_timeout_ms),
+            ("grpc_keepalive_timeout_ms", self.grpc_keepalive_timeout_ms),
+        ] {
+            if ms == 0 || ms > 24 * 3600 * 1000 {
+                return Err(invalid(field, "between 1 ms and one day"));
+            }
+        }
+        if self.grpc_keepalive_interval_ms > 24 * 3600 * 1000 {
+            return Err(invalid("grpc_keepalive_interval_ms", "at most one day"));
+        }
+        if self.jwt_leeway_ms > 300_000 {
+            return Err(invalid("jwt_leeway_ms", "at most 300000 (five minutes)"));
+        }
+        if self.max_refreshes_per_minute > u8::MAX as u32 {
+            return Err(invalid("max_refreshes_per_minute", "at most 255"));
         }
         Ok(())
     }
@@ -434,14 +568,17 @@ impl Config {
             return Err(invalid("token_refresh_grace_ms", "at most one day"));
         }
         for o in &self.allowed_origins {
-            let ok = o
-                .split_once("://")
-                .is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty());
+            // An origin is scheme://host[:port]; a browser's Origin header never carries
+            // a path, query or user info, so an entry with one could never match.
+            let ok = o.split_once("://").is_some_and(|(scheme, host)| {
+                let host = host.strip_suffix('/').unwrap_or(host);
+                !scheme.is_empty() && !host.is_empty() && !host.contains(['/', '?', '#', '@'])
+            });
             if !ok || o.contains(char::is_whitespace) {
                 return Err(invalid(
                     "allowed_origins",
                     format!(
-                        "{o:?}: an origin is scheme://host[:port], e.g. https://app.example.com"
+                        "{o:?}: an origin is scheme://host[:port] without a path, e.g. https://app.example.com"
                     ),
                 ));
             }
@@ -469,6 +606,7 @@ impl Config {
             jwks_json: jwks,
             issuer: some(&self.jwt_issuer),
             audience: some(&self.jwt_audience),
+            leeway: Duration::from_millis(self.jwt_leeway_ms),
         })
     }
 
@@ -492,9 +630,23 @@ impl Config {
             max_subscriptions_per_conn: self.max_subscriptions_per_conn,
             max_payload: self.max_payload_bytes,
             token_refresh_grace: Duration::from_millis(self.token_refresh_grace_ms),
-            max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
             track_interest: self.broker == BrokerKind::Redis,
+            history: self.history_rules(),
+            history_max_bytes: self.history_max_bytes,
+            max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
+            positions_from_broker: self.broker == BrokerKind::Redis,
         }
+    }
+
+    fn history_rules(&self) -> Vec<HistoryRule> {
+        self.history
+            .iter()
+            .map(|h| HistoryRule {
+                channels: h.channels.clone(),
+                size: h.size,
+                ttl: Duration::from_millis(h.ttl_ms),
+            })
+            .collect()
     }
 
     /// The Redis broker's settings (`broker = "redis"`).
@@ -502,13 +654,37 @@ impl Config {
         pushgate_broker::RedisConfig {
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+            idempotency_window: self.idempotency_window(),
         }
+    }
+
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_millis(self.idempotency_window_ms)
     }
 
     pub fn grpc(&self) -> GrpcConfig {
         GrpcConfig {
             token: self.grpc_token.clone(),
+            idempotency_max_bytes: self.grpc_idempotency_max_bytes,
+            max_connections: self.internal_max_connections,
+            idle_timeout: Duration::from_millis(self.internal_idle_timeout_ms),
+            request_timeout: Duration::from_millis(self.internal_body_timeout_ms),
+            keepalive_interval: Some(Duration::from_millis(self.grpc_keepalive_interval_ms))
+                .filter(|d| !d.is_zero()),
+            keepalive_timeout: Duration::from_millis(self.grpc_keepalive_timeout_ms),
+            idempotency_ttl: self.idempotency_window(),
             ..GrpcConfig::default()
+        }
+    }
+
+    /// The internal HTTP port's connection limit and deadlines.
+    pub fn http_limits(&self) -> pushgate_ingress::HttpLimits {
+        pushgate_ingress::HttpLimits {
+            max_connections: self.internal_max_connections,
+            header_timeout: Duration::from_millis(self.internal_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.internal_body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.internal_idle_timeout_ms),
         }
     }
 
@@ -526,7 +702,31 @@ impl Config {
             max_connections: self.max_connections,
             max_connections_per_user: self.max_connections_per_user,
             max_connection_rate_per_ip: self.max_connection_rate_per_ip,
+            inbound: pushgate_edge::InboundLimits {
+                // Validated to fit: at most 65535.
+                frames_per_sec: self.max_inbound_messages_per_sec.min(u16::MAX as u32) as u16,
+                bytes_per_sec: self.max_inbound_bytes_per_sec,
+            },
         }
+    }
+
+    /// What the node should warn about at start: an internal port bound beyond loopback
+    /// with no token, where anyone who reaches it can publish to every client.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (field, addr, token_field, token) in [
+            ("http_addr", self.http_addr, "http_token", &self.http_token),
+            ("grpc_addr", self.grpc_addr, "grpc_token", &self.grpc_token),
+        ] {
+            if !addr.ip().is_loopback() && token.is_empty() {
+                warnings.push(format!(
+                    "{field} = {addr} is not a loopback address and {token_field} is empty: \
+                     anyone who can reach it may publish to every client. Set {token_field} \
+                     (from a secret) or keep the port on a private network (docs/security.md)"
+                ));
+            }
+        }
+        warnings
     }
 
     /// The effective configuration as TOML.
@@ -629,6 +829,17 @@ mod tests {
         c.set("allowed_origins", "example.com").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("allowed_origins"), "{e}");
+        for with_path in [
+            "https://a.example/app",
+            "https://a.example/?x=1",
+            "https://u@a.example",
+        ] {
+            c.set("allowed_origins", with_path).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("allowed_origins"), "{with_path}: {e}");
+        }
+        c.set("allowed_origins", "https://a.example/").unwrap();
+        c.validate().unwrap();
         let mut c = Config::default();
         c.set("auth_mode", "jwt").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("auth_mode"));
@@ -647,6 +858,35 @@ mod tests {
         c.set("max_inbound_messages_per_sec", "70000").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("max_inbound_messages_per_sec"), "{e}");
+        let mut c = Config::default();
+        c.set("max_inbound_bytes_per_sec", "1000").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("max_inbound_bytes_per_sec"), "{e}");
+        c.set("max_inbound_bytes_per_sec", "0").unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_internal_port_beyond_loopback_without_a_token_is_warned_about() {
+        let mut c = Config::default();
+        assert!(c.exposure_warnings().is_empty(), "loopback by default");
+        c.set("http_addr", "0.0.0.0:8081").unwrap();
+        c.set("grpc_addr", "[::]:50051").unwrap();
+        let w = c.exposure_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("http_addr") && w[0].contains("http_token"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("grpc_addr") && w[1].contains("grpc_token"),
+            "{w:?}"
+        );
+        c.set("http_token", "s3cret").unwrap();
+        c.set("grpc_token", "s3cret").unwrap();
+        assert!(c.exposure_warnings().is_empty());
+        c.set("http_token", "two words").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("http_token"));
     }
 
     #[test]

@@ -68,6 +68,9 @@ impl Gateway {
     /// accept loop and the internal HTTP API; each shard gets a thread of its own.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         config.validate()?;
+        for warning in config.exposure_warnings() {
+            tracing::warn!("{warning}");
+        }
         let auth = authenticator(&config)?;
         let metrics = telemetry::install();
         let hub = Hub::new(config.hub());
@@ -82,7 +85,7 @@ impl Gateway {
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
         let broker = match config.broker {
             BrokerKind::Redis => Broker::redis(hub.clone(), config.redis())?,
-            BrokerKind::Memory => Broker::InProcess(hub.clone()),
+            BrokerKind::Memory => Broker::in_process(hub.clone(), config.idempotency_window()),
         };
 
         let connections = TaskTracker::new();
@@ -104,8 +107,11 @@ impl Gateway {
                 let _ = metrics;
                 telemetry::render()
             }),
+            limits: config.http_limits(),
+            token: config.http_token.clone(),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
+        tokio::spawn(telemetry::upkeep(stop_all.clone()));
         let grpc = GrpcServer::start(grpc, broker.clone(), config.grpc()).await?;
         let grpc_addr = grpc.local_addr();
         tracing::info!(%ws_addr, %http_addr, %grpc_addr, shards = hub.shards().len(), node = %config.node_id, broker = broker.kind(), "pushgate is serving");

@@ -165,4 +165,80 @@ pub fn describe() {
         Unit::Count,
         "Reconnections to Redis, by connection (publisher, subscriber)."
     );
+
+    // Channel history.
+    describe_gauge!(
+        "pushgate_history_bytes",
+        Unit::Bytes,
+        "Bytes the channel history of this node holds (bounded by history_max_bytes)."
+    );
+    describe_gauge!(
+        "pushgate_history_streams",
+        Unit::Count,
+        "History channels with a stream on this node."
+    );
+    describe_counter!(
+        "pushgate_history_evictions_total",
+        Unit::Count,
+        "Evicted for the memory bound: whole streams nobody followed, or kept publications of followed ones."
+    );
+    describe_counter!(
+        "pushgate_history_expired_total",
+        Unit::Count,
+        "Kept publications dropped because they outlived their rule's ttl."
+    );
+    describe_counter!(
+        "pushgate_history_recoveries_total",
+        Unit::Count,
+        "Subscribes with a position, by result (recovered, unrecovered)."
+    );
+
+    // Hardening: refusals, internal ports, the idempotency window.
+    describe_counter!(
+        "pushgate_publications_refused_total",
+        Unit::Count,
+        "Publications refused before anything was published, by reason."
+    );
+    describe_gauge!(
+        "pushgate_grpc_idempotency_bytes",
+        Unit::Bytes,
+        "Estimated size of the gRPC idempotency window (key bytes + 256 per key)."
+    );
+    describe_counter!(
+        "pushgate_grpc_idempotency_evicted_total",
+        Unit::Count,
+        "Idempotency keys forgotten before their window ended because the window was full."
+    );
+    describe_gauge!(
+        "pushgate_internal_connections",
+        Unit::Count,
+        "Open connections on the internal ports, by port (http, grpc)."
+    );
+    describe_counter!(
+        "pushgate_internal_connections_refused_total",
+        Unit::Count,
+        "Internal connections closed at once because the port was full, by port."
+    );
+    describe_counter!(
+        "pushgate_internal_timeouts_total",
+        Unit::Count,
+        "Internal connections closed by a deadline, by port and kind (header, body, idle)."
+    );
+
+    // Channel history through Redis.
+    describe_counter!(
+        "pushgate_broker_history_syncs_total",
+        Unit::Count,
+        "Reads of a history channel's stream from Redis, by result."
+    );
+    describe_counter!(
+        "pushgate_broker_history_gap_publications_total",
+        Unit::Count,
+        "Publications missed on the bus and delivered from the Redis stream."
+    );
+    describe_counter!(
+        "pushgate_history_resets_total",
+        Unit::Count,
+        "History streams started over with an unrecoverable notice to subscribers."
+    );
 }

@@ -132,6 +132,41 @@ async fn missing_forged_expired_and_wrong_issuer_tokens_get_401_and_no_websocket
 }
 
 #[tokio::test]
+async fn tokens_not_valid_yet_issued_in_the_future_or_with_crit_get_401() {
+    let gw = start(jwt_config()).await;
+    let now = get_current_timestamp();
+    let with = |extra: Value| {
+        let mut c = json!({"sub": "alice", "exp": now + 7200});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        hs256(c)
+    };
+    for (extra, want) in [
+        (json!({"nbf": now + 86_400}), Err(401)),
+        (json!({"iat": now + 86_400}), Err(401)),
+        (json!({"sub": "alice smith"}), Err(401)),
+        // Within the default 5 s leeway: an issuer whose clock runs slightly ahead.
+        (json!({"nbf": now + 1, "iat": now + 1}), Ok(())),
+    ] {
+        let got = connect_with(&gw, &with(extra.clone())).await.map(drop);
+        assert_eq!(got, want, "{extra}");
+    }
+    let header = Header {
+        crit: Some(vec!["exp".into()]),
+        ..Default::default()
+    };
+    let crit = encode(
+        &header,
+        &claims("alice", &[]),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(connect_with(&gw, &crit).await.err(), Some(401));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn user_a_never_receives_user_b_publications() {
     let gw = start(jwt_config()).await;
     let mut a = connect_with(&gw, &hs256(claims("alice", &[])))
@@ -310,6 +345,42 @@ async fn origins_outside_the_allowed_list_get_403() {
         try_connect(ws_request(&gw, "")).await.is_ok(),
         "no Origin: not a browser"
     );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn refreshes_are_limited_per_connection_and_the_connection_stays() {
+    let gw = start(jwt_config()).await;
+    let mut c = connect_with(&gw, &hs256(claims("alice", &[])))
+        .await
+        .unwrap();
+    for n in 1..=6 {
+        let token = hs256(claims("alice", &["news"]));
+        send_json(
+            &mut c.ws,
+            json!({"type": "refresh", "token": token, "id": n}),
+        )
+        .await;
+        let r = next_json(&mut c.ws).await.unwrap();
+        assert_eq!(r["id"], n, "{r}");
+        if n <= 5 {
+            assert_eq!(r["type"], "refreshed", "{r}");
+        } else {
+            assert_eq!(r["code"], "refresh_failed", "{r}");
+            let m = r["message"].as_str().unwrap();
+            assert!(m.contains("at most 5 refreshes per minute"), "{r}");
+        }
+    }
+    assert!(
+        metric(
+            &gw,
+            "pushgate_limit_rejections_total",
+            "limit=\"refresh_rate\""
+        )
+        .await
+            >= 1.0
+    );
+    subscribe(&mut c, &["news"]).await;
     gw.shutdown().await;
 }
 

@@ -130,6 +130,28 @@ async fn garbage_and_non_websocket_requests_get_http_errors() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
+    // RFC 6455 upgrades are HTTP/1.1: an HTTP/1.0 one is refused.
+    let mut old = tokio::net::TcpStream::connect(ws).await.unwrap();
+    old.write_all(
+        b"GET /ws HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut old, &mut resp)
+        .await
+        .unwrap();
+    assert!(
+        resp.starts_with(b"HTTP/1.1 505"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    // A trusted user header that is not a valid user id.
+    let mut req = ws_request(&gw, "");
+    req.headers_mut()
+        .insert("x-pushgate-user", "<alice>".parse().unwrap());
+    assert_eq!(try_connect(req).await.err(), Some(400));
     // And the gateway still serves.
     let mut c = connect(&gw).await;
     publish(&gw, "all=true", "ok").await;
@@ -201,5 +223,56 @@ async fn a_reply_queued_before_a_protocol_error_is_sent_before_the_close() {
     let last = frames.last().unwrap();
     assert_eq!(last.0, 8, "the close frame comes last");
     assert_eq!(u16::from_be_bytes([last.1[0], last.1[1]]), 1002);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_wide_publications_and_bad_user_targets_are_refused_with_400() {
+    let gw = start(config()).await;
+    let mut c = connect_as(&gw, Some("alice")).await;
+    subscribe(&mut c, &["a"]).await;
+    let refused = || {
+        metric(
+            &gw,
+            "pushgate_publications_refused_total",
+            "reason=\"too_many_targets\"",
+        )
+    };
+    let before = refused().await;
+    let list = |key: &str, n: usize| {
+        (0..n)
+            .map(|i| format!("{key}={key}{i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let cases = [
+        (
+            list("channel", 101),
+            "101 channel targets in one publication; at most 100",
+        ),
+        (
+            list("user", 1001),
+            "1001 user targets in one publication; at most 1000",
+        ),
+        ("user=a%00b".to_string(), "user id contains"),
+        (format!("user={}", "u".repeat(200)), "longer than 128 bytes"),
+    ];
+    for (query, want) in cases {
+        let (status, body) = http(gw.http_addr(), "POST", &format!("/publish?{query}"), b"x").await;
+        assert_eq!(status, 400, "{want}: {body}");
+        assert!(body.contains(want), "{want}: {body}");
+    }
+    assert!(refused().await >= before + 2.0);
+    // At the limit (duplicates count) it is accepted, and a name given twice is
+    // delivered once.
+    let mut q = list("channel", 98);
+    q.push_str("&channel=a&channel=a");
+    let r = publish(&gw, &q, "once").await;
+    assert_eq!(r["enqueued"], 1, "{r}");
+    expect_pub(&mut c.ws, Some("a"), "once").await;
+    let r = publish(&gw, "user=alice&user=alice", "for alice").await;
+    assert_eq!(r["enqueued"], 1, "{r}");
+    expect_pub(&mut c.ws, None, "for alice").await;
+    expect_nothing_before(&gw, &mut [&mut c], "end").await;
     gw.shutdown().await;
 }

@@ -239,6 +239,14 @@ async fn the_bearer_token_is_enforced_on_every_call_but_not_on_health() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(g.publish(with(Some("Bearer s3cret"))).await.is_ok());
+    // Refused calls are counted under their method like any other.
+    let refused = metric(
+        &gw,
+        "pushgate_grpc_requests_total",
+        "method=\"Publish\",code=\"UNAUTHENTICATED\"",
+    )
+    .await;
+    assert!(refused >= 3.0, "{refused}");
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(
         Channel::from_shared(format!("http://{}", gw.grpc_addr()))
@@ -299,6 +307,31 @@ async fn refusals_get_invalid_argument_with_a_message_that_says_why() {
             text_pub(Kind::All(true), &"x".repeat(1025)),
             "exceeds the limit of 1024 bytes",
         ),
+        (
+            x(Kind::Channels(pb::Names {
+                names: (0..101).map(|i| format!("c{i}")).collect(),
+            })),
+            "101 channel targets in one publication; at most 100",
+        ),
+        (
+            x(Kind::Users(pb::Names {
+                names: (0..1001).map(|i| format!("u{i}")).collect(),
+            })),
+            "1001 user targets in one publication; at most 1000",
+        ),
+        (
+            x(Kind::Conns(pb::Names {
+                names: (0..1001).map(|i| format!("n1-{i}")).collect(),
+            })),
+            "1001 conn targets in one publication; at most 1000",
+        ),
+        (x(Kind::Users(names(&["a\0b"]))), "user id contains '\\0'"),
+        (
+            x(Kind::Users(pb::Names {
+                names: vec!["u".repeat(100_000)],
+            })),
+            "longer than 128 bytes",
+        ),
     ];
     for (p, want) in cases {
         let e = publish(&mut g, p.clone()).await.unwrap_err();
@@ -309,6 +342,79 @@ async fn refusals_get_invalid_argument_with_a_message_that_says_why() {
             e.message()
         );
     }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_long_idempotency_keys_and_over_wide_calls_are_refused() {
+    let gw = start(config()).await;
+    let mut g = client(&gw).await;
+    let p = || text_pub(pb::target::Kind::All(true), "x");
+    let before = metric(
+        &gw,
+        "pushgate_publications_refused_total",
+        "reason=\"idempotency_key\"",
+    )
+    .await;
+    let long = "k".repeat(257);
+    let reqs = vec![
+        stream_req(1, p(), &long),
+        stream_req(2, p(), &"k".repeat(256)),
+    ];
+    let mut acks = g
+        .publish_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(pb::publish_stream_reply::Result::Error(e)) = &first.result else {
+        panic!("{first:?}")
+    };
+    assert_eq!(e.code, Code::InvalidArgument as i32, "{e:?}");
+    assert!(
+        e.message
+            .contains("idempotency key of 257 bytes; at most 256"),
+        "{e:?}"
+    );
+    let second = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(second.result, Some(pb::publish_stream_reply::Result::Ok(_))),
+        "a 256-byte key is fine: {second:?}"
+    );
+    let after = metric(
+        &gw,
+        "pushgate_publications_refused_total",
+        "reason=\"idempotency_key\"",
+    )
+    .await;
+    assert!(after > before, "{before} -> {after}");
+    // Admin calls: as wide as a publication may be, user ids checked the same way.
+    let e = g
+        .presence(pb::PresenceRequest {
+            users: (0..1001).map(|i| format!("u{i}")).collect(),
+            channels: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("1001 users"), "{e:?}");
+    let e = g
+        .disconnect(pb::DisconnectRequest {
+            who: Some(pb::disconnect_request::Who::User("a b".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("user id contains ' '"), "{e:?}");
     gw.shutdown().await;
 }
 

@@ -24,11 +24,23 @@ impl Response {
 
 /// One request on a fresh connection; `None` if the connection failed.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<Response> {
+    request_with(addr, method, path, &[], body)
+}
+
+/// [`request`] with extra headers (`Name: value`).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Option<Response> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .ok()?;
@@ -48,4 +60,15 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Optio
 /// [`request`], as (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
     request(addr, method, path, body).map(|r| (r.status, r.body))
+}
+
+/// [`request_with`], as (status, body).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    request_with(addr, method, path, headers, body).map(|r| (r.status, r.body))
 }

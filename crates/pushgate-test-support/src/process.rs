@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A child process (a gateway, a redis-server) killed and reaped when dropped.
@@ -37,8 +37,9 @@ pub struct Served {
     pub grpc: SocketAddr,
     /// The start line, as written to standard error.
     pub start_line: String,
-    /// Its standard error after the start line, line by line.
-    pub log: mpsc::Receiver<String>,
+    /// Its standard error after the start line, line by line (in a mutex, so that a
+    /// `Served` can be shared between threads).
+    pub log: Mutex<mpsc::Receiver<String>>,
 }
 
 impl Served {
@@ -87,7 +88,7 @@ impl Served {
             grpc: addr("grpc_addr"),
             start_line: line.clone(),
             child,
-            log: rx,
+            log: Mutex::new(rx),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod grpc;
+mod history;
 mod publish;
 mod subscribe;
 
@@ -49,6 +50,11 @@ enum Command {
     /// Operator calls through a gateway's gRPC API: stats, presence, disconnect,
     /// subscribe, unsubscribe. Each prints the reply as one JSON object.
     Admin(admin::AdminArgs),
+    /// Print a page of a history channel through the gRPC API.
+    ///
+    /// `pushgate history --channel chat:1 --since 41` prints, as one JSON object, the
+    /// stream's epoch and last offset and the kept publications after offset 41.
+    History(history::HistoryArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -152,6 +158,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("pushgate: publish failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::History(args) => match history::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushgate: history failed: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -39,6 +39,52 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 #[test]
+fn bad_history_rules_exit_64_naming_history() {
+    let dir = std::env::temp_dir().join(format!("pushgate-hist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, says) in [
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 100\nttl_ms = 60000\n",
+            None,
+        ),
+        (
+            "[[history]]\nchannels = \"a b*\"\nsize = 100\nttl_ms = 60000\n",
+            Some("history"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 0\nttl_ms = 60000\n",
+            Some("size"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 10\n",
+            Some("ttl_ms"),
+        ),
+        (
+            "[[history]]\nchannels = \"chat:*\"\nsize = 10\nttl_ms = 1\nkeep = true\n",
+            Some("keep"),
+        ),
+        ("history_max_bytes = 10\n", Some("history_max_bytes")),
+    ] {
+        let file = dir.join("h.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match says {
+            None => assert!(out.status.success(), "{text}: {err}"),
+            Some(word) => {
+                assert_eq!(out.status.code(), Some(64), "{text}: {err}");
+                assert!(err.contains(word), "{text}: {err}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn config_check_exits_64_naming_the_bad_field() {
     let dir = std::env::temp_dir().join(format!("pushgate-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

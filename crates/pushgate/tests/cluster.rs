@@ -7,9 +7,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,108 +14,10 @@ use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_port, http, metrics, Killed, Served, PORT_0};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
-const WAIT: Duration = Duration::from_secs(15);
-
-/// A `redis-server` on a free port, without persistence; killed when dropped.
-struct Redis {
-    /// Killed when the value is dropped.
-    _child: Killed,
-    port: u16,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
-        let r = Redis {
-            _child: Killed(child),
-            port,
-        };
-        wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
-        r
-    }
-
-    fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Sends one command, returns the raw reply.
-    fn command(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut cmd = format!("*{}\r\n", args.len());
-        for a in args {
-            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(cmd.as_bytes()).ok()?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    }
-
-    /// Nodes subscribed to a bus key (`PUBSUB SHARDNUMSUB`).
-    fn subscribers(&self, key: &str) -> Option<u32> {
-        let reply = self.command(&["PUBSUB", "SHARDNUMSUB", key])?;
-        reply.lines().last()?.strip_prefix(':')?.parse().ok()
-    }
-}
-
-/// A gateway process joined to `redis`; killed when dropped.
-struct Node {
-    /// Killed when the value is dropped.
-    _process: Served,
-    id: String,
-    ws: SocketAddr,
-    http: SocketAddr,
-    grpc: SocketAddr,
-}
+use support::http;
+use support::redis::{wait_for, Node, Redis, WAIT};
 
 impl Node {
-    /// Starts a node and waits until it is ready (broker connected).
-    fn start(id: &str, redis: &Redis) -> Node {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .args(PORT_0)
-            .args(["--shards", "2"])
-            .args(["--set", &format!("node_id={id}")])
-            .args(["--set", "broker=redis"])
-            .args(["--set", &format!("redis_url={}", redis.url())])
-            .args(["--set", "trusted_user_header=x-user"])
-            .args(["--set", "drain_window_ms=0"]);
-        let p = Served::start(cmd);
-        let node = Node {
-            id: id.into(),
-            ws: p.ws,
-            http: p.http,
-            grpc: p.grpc,
-            _process: p,
-        };
-        wait_for(|| node.ready());
-        node
-    }
-
-    fn ready(&self) -> bool {
-        http(self.http, "GET", "/readyz", b"").map(|r| r.0) == Some(200)
-    }
-
-    /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
-    fn metric(&self, series: &str) -> f64 {
-        let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
-        metrics::value(&text, series).unwrap_or(0.0)
-    }
-
     /// The gRPC health status of `pushgate.v1.Pushgate`.
     async fn health(&self) -> i32 {
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc))
@@ -146,18 +45,6 @@ impl Node {
         PushgateClient::connect(format!("http://{}", self.grpc))
             .await
             .unwrap()
-    }
-}
-
-#[track_caller]
-fn wait_for(mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {WAIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -254,9 +141,9 @@ async fn every_target_kind_reaches_every_node_exactly_once() {
     }
     let mut sports = Client::connect(&nodes[1], None, &["sports"]).await;
     for (key, n) in [
-        ("pushgate:ch:news", 3),
-        ("pushgate:user:alice", 3),
-        ("pushgate:ch:sports", 1),
+        ("pushgate:ch:{news}", 3),
+        ("pushgate:user:{alice}", 3),
+        ("pushgate:ch:{sports}", 1),
     ] {
         wait_for(|| redis.subscribers(key) == Some(n));
     }
@@ -370,7 +257,7 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     let n1 = Node::start("n1", &redis);
     let n2 = Node::start("n2", &redis);
     let mut far = Client::connect(&n2, None, &["news"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(1));
     let mut grpc = n1.grpc().await;
     let news = || publication(pb::target::Kind::Channels(names(&["news"])), "before");
     grpc.publish(news()).await.unwrap();
@@ -399,9 +286,9 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     use tonic_health::pb::health_check_response::ServingStatus;
     n2.health_becomes(ServingStatus::NotServing).await;
 
-    redis = Redis::start_on(port);
+    redis = Redis::start_on(port, None);
     wait_for(|| n1.ready() && n2.ready());
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(1));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(1));
     let r = grpc
         .publish(publication(
             pb::target::Kind::Channels(names(&["news"])),
@@ -427,10 +314,10 @@ async fn a_killed_node_leaves_the_others_delivering() {
     let mut c1 = Client::connect(&n1, None, &["news"]).await;
     let _c2 = Client::connect(&n2, None, &["news"]).await;
     let mut c3 = Client::connect(&n3, None, &["news"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(3));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(3));
 
     drop(n2); // SIGKILL: no drain, no goodbye to Redis
-    wait_for(|| redis.subscribers("pushgate:ch:news") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{news}") == Some(2));
     let r = n1
         .grpc()
         .await
@@ -453,7 +340,7 @@ async fn a_publish_stream_crosses_redis_in_batches_and_in_order() {
     let n2 = Node::start("n2", &redis);
     let mut near = Client::connect(&n1, None, &["ticks"]).await;
     let mut far = Client::connect(&n2, None, &["ticks"]).await;
-    wait_for(|| redis.subscribers("pushgate:ch:ticks") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{ticks}") == Some(2));
 
     const N: u64 = 2000;
     let requests = (1..=N).map(|i| pb::PublishStreamRequest {
@@ -522,7 +409,7 @@ async fn operator_calls_reach_every_node_of_a_user_or_connection() {
     let mut alice1 = Client::connect(&n1, Some("alice"), &[]).await;
     let mut alice2 = Client::connect(&n2, Some("alice"), &[]).await;
     let mut other = Client::connect(&n2, None, &[]).await;
-    wait_for(|| redis.subscribers("pushgate:user:alice") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:user:{alice}") == Some(2));
     let mut grpc = n1.grpc().await;
     let promo = || publication(pb::target::Kind::Channels(names(&["promo"])), "promo");
 
@@ -543,7 +430,7 @@ async fn operator_calls_reach_every_node_of_a_user_or_connection() {
         .unwrap()
         .into_inner();
     assert_eq!((r.conns, r.nodes), (0, 1), "the connection lives on n2");
-    wait_for(|| redis.subscribers("pushgate:ch:promo") == Some(2));
+    wait_for(|| redis.subscribers("pushgate:ch:{promo}") == Some(2));
     let r = grpc.publish(promo()).await.unwrap().into_inner();
     assert_eq!(r.nodes_accepted, 2);
     for c in [&mut alice1, &mut alice2, &mut other] {

@@ -10,9 +10,6 @@ use tokio::net::TcpStream;
 
 use super::resp::{self, Value};
 
-/// How long connecting (including AUTH) may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Where Redis is and how to log in, from `redis://[[user]:password@]host[:port][/db]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -82,8 +79,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects and logs in (AUTH), within [`CONNECT_TIMEOUT`].
-    pub async fn open(ep: &Endpoint) -> Result<Conn, ConnError> {
+    /// Connects, logs in (AUTH) and checks that Redis serves (`PING` answered `PONG`:
+    /// a Redis still loading its data answers `LOADING`), all within `timeout`.
+    pub async fn open(ep: &Endpoint, timeout: Duration) -> Result<Conn, ConnError> {
         let attempt = async {
             let stream = TcpStream::connect(&ep.addr)
                 .await
@@ -104,11 +102,18 @@ impl Conn {
                     return Err(ConnError::Refused(e));
                 }
             }
-            Ok(conn)
+            let mut cmd = Vec::new();
+            resp::command(&mut cmd, [&b"PING"[..]]);
+            conn.stream.write_all(&cmd).await?;
+            match conn.read().await? {
+                Value::Simple(s) if s == "PONG" => Ok(conn),
+                Value::Error(e) => Err(ConnError::Refused(e)),
+                other => Err(ConnError::Refused(format!("PING answered {other:?}"))),
+            }
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        tokio::time::timeout(timeout, attempt)
             .await
-            .map_err(|_| ConnError::Timeout(ep.addr.clone(), CONNECT_TIMEOUT))?
+            .map_err(|_| ConnError::Timeout(ep.addr.clone(), timeout))?
     }
 
     /// Reads the next value (reply or push).

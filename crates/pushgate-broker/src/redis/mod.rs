@@ -2,30 +2,38 @@
 //!
 //! Two connections per node, each driven by one task:
 //!
-//! - the **publisher** ([`publisher`]) takes publications from a queue in batches,
-//!   writes a batch of `SPUBLISH` commands at once and reads their replies (one round
-//!   trip per batch, not per publication), then delivers each publication to this
-//!   node's shards in order. It also reports this node's counts for cluster stats.
+//! - the **publisher** ([`publisher`]) takes requests from a queue in batches, writes
+//!   a batch of commands at once and reads their replies (one round trip per batch,
+//!   not per publication), then delivers each publication's local part to this
+//!   node's shards in order. A publication to a history channel is one script
+//!   ([`script`]) that takes the channel's next offset, appends it to the channel's
+//!   stream and publishes it, atomically. It also reports this node's counts for
+//!   cluster stats, reads streams for the subscriber, and probes Redis.
 //! - the **subscriber** ([`subscriber`]) `SSUBSCRIBE`s to the broadcast channel, this
 //!   node's own channel (connection-targeted publications) and, through the hub's
 //!   [`Interest`](pushgate_hub::Interest), exactly the channels and users that have
 //!   connections here. Each message is decoded and handed to the shards, where its
-//!   frame is encoded once.
+//!   frame is encoded once. History channels are kept in step with Redis by
+//!   [`follow`]: synced when followed, gaps filled after a reconnect.
 //!
-//! When either connection is down the broker is down: publications are refused with
-//! [`BrokerError::Unavailable`] (never accepted and lost), clients stay connected,
-//! and both tasks reconnect with backoff; the subscriber re-subscribes to everything
-//! wanted at that moment.
+//! When either connection is down, or Redis does not answer within the timeout, the
+//! broker is down: publications are refused with [`BrokerError::Unavailable`] (never
+//! accepted and lost), clients stay connected, and both tasks reconnect with backoff;
+//! the subscriber re-subscribes to everything wanted at that moment.
 
 pub mod conn;
+mod follow;
 mod publisher;
+mod request;
 pub mod resp;
+mod script;
 mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use pushgate_hub::Hub;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +44,8 @@ use crate::local::local_part;
 use crate::message::{Message, Target};
 use crate::wire::{self, Keys};
 use conn::{Endpoint, UrlError};
-use publisher::{Count, PublishOutcome, Request};
+pub(crate) use request::PublishOutcome;
+use request::{BusCmd, Count, ErrorCounters, Publish, Request};
 
 /// Publications queued for the publisher task; a full queue makes publishers wait.
 const QUEUE: usize = 4096;
@@ -48,6 +57,38 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every Redis channel and key, so that deployments can share a Redis.
     pub prefix: String,
+    /// How long Redis may take to answer (a round trip, a probe, a connection)
+    /// before the broker counts as down and an unanswered publication as uncertain.
+    pub timeout: Duration,
+    /// How long an idempotency key is remembered in Redis.
+    pub idempotency_window: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "pushgate".into(),
+            timeout: Duration::from_secs(2),
+            idempotency_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the tasks need of the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) timeout: Duration,
+    pub(crate) idempotency_window: Duration,
+}
+
+impl Settings {
+    /// How often an idle connection checks that Redis still answers: twice per
+    /// timeout, so that a stall is noticed within about one timeout; at most every
+    /// second (what a probe costs Redis is negligible).
+    pub(crate) fn probe_every(&self) -> Duration {
+        (self.timeout / 2).clamp(Duration::from_millis(20), Duration::from_secs(1))
+    }
 }
 
 /// The Redis broker of one node.
@@ -64,6 +105,10 @@ impl RedisBroker {
     pub(crate) fn start(hub: Hub, config: RedisConfig) -> Result<Arc<RedisBroker>, UrlError> {
         let endpoint = Endpoint::parse(&config.url)?;
         let keys = Keys::new(&config.prefix);
+        let settings = Settings {
+            timeout: config.timeout,
+            idempotency_window: config.idempotency_window,
+        };
         let state = Arc::new(State::new());
         let stop = CancellationToken::new();
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -71,6 +116,7 @@ impl RedisBroker {
             hub.clone(),
             endpoint.clone(),
             keys.clone(),
+            settings,
             state.clone(),
             rx,
             stop.clone(),
@@ -79,7 +125,9 @@ impl RedisBroker {
             hub.clone(),
             endpoint,
             keys.clone(),
+            settings,
             state.clone(),
+            tx.clone(),
             stop.clone(),
         ));
         Ok(Arc::new(RedisBroker {
@@ -105,77 +153,125 @@ impl RedisBroker {
     }
 
     /// Encodes a validated publication for the bus and queues it for the publisher.
+    ///
+    /// What this node delivers itself once Redis took the publication, and what it
+    /// delivers from the bus like every other node: a history channel's publications
+    /// always come from the bus (in Redis's order, which is offset order), and so does
+    /// everything of a publication with an idempotency key (so that a retry answered
+    /// from the key still reached this node's clients when the first attempt did).
     pub(crate) async fn submit(
         &self,
         m: Message,
         source: &'static str,
     ) -> Result<oneshot::Receiver<PublishOutcome>, BrokerError> {
         if !self.is_up() {
-            return Err(self.state.reason().into());
+            let e = BrokerError::from(self.state.reason());
+            self.state.errors.count(&e);
+            return Err(e);
         }
         let node = self.hub.config().node_id.as_str();
+        let key = m.idempotency_key.clone();
+        let echo = key.is_some();
         let body = |conns: Option<&[pushgate_protocol::ConnId]>| {
-            wire::encode(node, m.exclude.as_ref(), conns, &m.payload)
+            wire::encode(node, m.exclude.as_ref(), conns, &m.payload, echo)
         };
-        let (bus, count, here) = match &m.target {
-            Target::All => (vec![(self.keys.all(), body(None))], Count::Max, true),
-            Target::Channels(chs) => self.keyed(chs, body(None), |c| {
-                (self.keys.channel(c), pushgate_hub::Key::Channel(c.into()))
-            }),
-            Target::Users(users) => self.keyed(users, body(None), |u| {
-                (self.keys.user(u), pushgate_hub::Key::User(u.into()))
-            }),
+        let cmd = |bus: String, body: Bytes| match &key {
+            None => BusCmd::Plain { key: bus, body },
+            Some(k) => BusCmd::Keyed {
+                key: bus,
+                body,
+                idempotency: k.clone(),
+            },
+        };
+        let interest = self.hub.interest();
+        let (cmds, count, local_target) = match &m.target {
+            Target::All => (
+                vec![cmd(self.keys.all(), body(None))],
+                Count::Max,
+                Some(Target::All),
+            ),
+            Target::Channels(chs) => {
+                let history = self.hub.history();
+                let (mut cmds, mut plain, mut here) = (Vec::new(), Vec::new(), false);
+                let plain_body = body(None);
+                let head = wire::positioned_head(node, m.exclude.as_ref(), &m.payload);
+                for ch in distinct(chs) {
+                    match history.and_then(|h| h.rules().for_channel(ch)) {
+                        Some(rule) => cmds.push(BusCmd::History {
+                            channel: ch.to_owned(),
+                            head: head.clone(),
+                            payload: m.payload.clone(),
+                            rule: rule.clone(),
+                            idempotency: key.clone(),
+                        }),
+                        None => {
+                            cmds.push(cmd(self.keys.channel(ch), plain_body.clone()));
+                            here |= interest.wants(&pushgate_hub::Key::Channel(ch.into()));
+                            plain.push(ch.to_owned());
+                        }
+                    }
+                }
+                let local = here.then_some(Target::Channels(plain));
+                (cmds, Count::Max, local)
+            }
+            Target::Users(users) => {
+                let b = body(None);
+                let cmds = distinct(users)
+                    .map(|u| cmd(self.keys.user(u), b.clone()))
+                    .collect();
+                let here = users
+                    .iter()
+                    .any(|u| interest.wants(&pushgate_hub::Key::User(u.as_str().into())));
+                (cmds, Count::Max, here.then(|| m.target.clone()))
+            }
             Target::Conns(conns) => {
                 let mut by_node: Vec<(&str, Vec<pushgate_protocol::ConnId>)> = Vec::new();
-                for c in conns.iter().filter(|c| c.node != node) {
+                // With a key, this node's connections are reached through its own
+                // bus channel too.
+                for c in conns.iter().filter(|c| echo || c.node != node) {
                     match by_node.iter_mut().find(|(n, _)| *n == c.node) {
                         Some((_, ids)) => ids.push(c.id),
                         None => by_node.push((&c.node, vec![c.id])),
                     }
                 }
-                let bus = by_node
+                let cmds = by_node
                     .iter()
-                    .map(|(n, ids)| (self.keys.node(n), body(Some(ids))))
+                    .map(|(n, ids)| cmd(self.keys.node(n), body(Some(ids))))
                     .collect();
-                let here = conns.iter().any(|c| c.node == node);
-                (bus, Count::Sum(u32::from(here)), here)
+                let here = !echo && conns.iter().any(|c| c.node == node);
+                (
+                    cmds,
+                    Count::Sum(u32::from(here)),
+                    here.then(|| m.target.clone()),
+                )
             }
         };
         // Nothing targeted here (no local subscriber of these channels or users): this
         // node does not hand it to its shards at all.
-        let local = if here { local_part(&self.hub, m) } else { None };
+        let local = match local_target.filter(|_| !echo) {
+            Some(target) => local_part(
+                &self.hub,
+                Message {
+                    target,
+                    payload: m.payload,
+                    exclude: m.exclude,
+                    idempotency_key: None,
+                },
+            ),
+            None => None,
+        };
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Request::Publish {
-                bus,
+            .send(Request::Publish(Publish {
+                cmds,
                 count,
                 local,
                 source,
                 reply,
-            })
+            }))
             .await
             .map_err(BrokerError::stopped)?;
         Ok(rx)
-    }
-
-    /// The bus messages of a publication to channels or users (one per distinct key,
-    /// sharing one body), and whether any of them has a connection here.
-    fn keyed(
-        &self,
-        names: &[String],
-        body: bytes::Bytes,
-        key: impl Fn(&str) -> (String, pushgate_hub::Key),
-    ) -> (Vec<(String, bytes::Bytes)>, Count, bool) {
-        let mut bus: Vec<(String, bytes::Bytes)> = Vec::with_capacity(names.len());
-        let mut here = false;
-        for name in names {
-            let (bus_key, interest_key) = key(name);
-            here = here || self.hub.interest().wants(&interest_key);
-            if !bus.iter().any(|(k, _)| *k == bus_key) {
-                bus.push((bus_key, body.clone()));
-            }
-        }
-        (bus, Count::Max, here)
     }
 
     /// Puts an operator's call on the bus (the user's key, or the connection's node
@@ -199,17 +295,17 @@ impl RedisBroker {
         };
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Request::Publish {
-                bus: vec![(key, body)],
+            .send(Request::Publish(Publish {
+                cmds: vec![BusCmd::Plain { key, body }],
                 count: Count::Sum(0),
                 local: None,
                 source: "control",
                 reply,
-            })
+            }))
             .await
             .map_err(BrokerError::stopped)?;
-        let (nodes, _) = rx.await.map_err(BrokerError::stopped)??;
-        Ok(nodes)
+        let taken = rx.await.map_err(BrokerError::stopped)??;
+        Ok(taken.nodes)
     }
 
     pub(crate) async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
@@ -230,6 +326,15 @@ impl RedisBroker {
     }
 }
 
+/// Distinct names, in the order given.
+fn distinct(names: &[String]) -> impl Iterator<Item = &str> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| !names[..*i].contains(n))
+        .map(|(_, n)| n.as_str())
+}
+
 /// Whether each connection is up, and why the broker is down if it is.
 pub(crate) struct State {
     publisher: AtomicBool,
@@ -237,6 +342,8 @@ pub(crate) struct State {
     up: watch::Sender<bool>,
     last_error: parking_lot::Mutex<Unavailable>,
     gauge: metrics::Gauge,
+    /// Publications refused or left uncertain, counted wherever that is decided.
+    pub(crate) errors: ErrorCounters,
 }
 
 impl State {
@@ -249,6 +356,7 @@ impl State {
             up: watch::channel(false).0,
             last_error: parking_lot::Mutex::new(Unavailable::Connecting),
             gauge,
+            errors: ErrorCounters::new(),
         }
     }
 

@@ -1,81 +1,46 @@
-//! The publisher task: one connection, batches of `SPUBLISH`, one round trip each.
+//! The publisher task: one connection, batches of commands, one round trip each.
 //!
 //! It blocks for the first queued request, then takes what else is queued (up to
 //! [`MAX_BATCH`]), writes every command of the batch in one write and reads the
 //! replies in order. Each publication Redis took is then handed to this node's shards
 //! in queue order, so publications from one publisher reach every node in the order
-//! they were submitted. If the connection fails, every request of the batch is
-//! answered `Unavailable`, and so is every request that arrives until it is back.
+//! they were submitted.
+//!
+//! Every round trip must complete within `redis_timeout_ms`, and while idle the task
+//! sends a `PING` every half timeout (at most every second), so a Redis that stops
+//! answering (paused, overloaded, a network partition) takes the broker down within
+//! about one timeout. When a round trip fails, the connection is dropped: requests
+//! whose commands were written are answered [`Uncertain`] (Redis may have run them,
+//! and may still), and every request that arrives until the connection is back is
+//! refused ([`Unavailable`]: delivered nowhere).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use pushgate_hub::{Hub, Publication, Submitted};
+use pushgate_hub::Hub;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{Conn, ConnError, Endpoint};
+use super::request::{Ctx, Request};
 use super::resp::{self, Value};
-use super::{Backoff, State};
+use super::script::{self, Shas};
+use super::{Backoff, Settings, State};
 use crate::control::NodeStats;
-use crate::error::{BrokerError, Unavailable};
-use crate::local::node_stats;
+use crate::error::{Unavailable, Uncertain};
 use crate::wire::Keys;
 
 /// Most requests written in one round trip.
 const MAX_BATCH: usize = 512;
-/// A batch whose replies do not all arrive within this time fails the connection.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often this node reports its counts for cluster stats.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// A node that has not reported for this long is left out of cluster stats.
 const REPORT_STALE_MS: u64 = 10_000;
 
-/// Nodes that took a publication, and this node's part of it once its shards took it.
-pub(crate) type PublishOutcome = Result<(u32, Option<Submitted>), BrokerError>;
-pub(crate) type PublishReply = oneshot::Sender<PublishOutcome>;
-
-/// How the nodes that took a publication are counted from the `SPUBLISH` replies.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Count {
-    /// The largest reply: every node follows the same broadcast or channel key.
-    Max,
-    /// The sum of the replies plus this many (each node key has one subscriber;
-    /// this node is counted directly).
-    Sum(u32),
-}
-
-pub(crate) enum Request {
-    Publish {
-        bus: Vec<(String, Bytes)>,
-        count: Count,
-        local: Option<Publication>,
-        source: &'static str,
-        reply: PublishReply,
-    },
-    Stats {
-        reply: oneshot::Sender<Result<Vec<NodeStats>, BrokerError>>,
-    },
-    /// This node's counts, for the cluster stats hash (no reply).
-    Report,
-}
-
-impl Request {
-    fn fail(self, why: &Unavailable) {
-        let e = || BrokerError::Unavailable(why.clone());
-        match self {
-            Request::Publish { reply, .. } => drop(reply.send(Err(e()))),
-            Request::Stats { reply } => drop(reply.send(Err(e()))),
-            Request::Report => {}
-        }
-    }
-}
-
 struct Metrics {
     published: metrics::Counter,
     round_trips: metrics::Counter,
-    errors: metrics::Counter,
     reconnects: metrics::Counter,
 }
 
@@ -83,25 +48,28 @@ pub(crate) async fn run(
     hub: Hub,
     endpoint: Endpoint,
     keys: Keys,
-    state: std::sync::Arc<State>,
+    settings: Settings,
+    state: Arc<State>,
     mut rx: mpsc::Receiver<Request>,
     stop: CancellationToken,
 ) {
     let m = Metrics {
         published: metrics::counter!("pushgate_broker_published_total"),
         round_trips: metrics::counter!("pushgate_broker_round_trips_total"),
-        errors: metrics::counter!("pushgate_broker_publish_errors_total"),
         reconnects: metrics::counter!("pushgate_broker_reconnects_total", "connection" => "publisher"),
     };
+    let errors = &state.errors;
     let node = hub.config().node_id.clone();
     let mut backoff = Backoff::new();
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<(Conn, Shas)> = None;
     let mut ever_up = false;
     let mut report = tokio::time::interval(REPORT_EVERY);
+    let mut probe = tokio::time::interval(settings.probe_every());
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
         if conn.is_none() {
-            match Conn::open(&endpoint).await {
+            match connect(&endpoint, settings.timeout).await {
                 Ok(c) => {
                     conn = Some(c);
                     backoff.reset();
@@ -125,7 +93,7 @@ pub(crate) async fn run(
                             _ = &mut pause => break,
                             _ = stop.cancelled() => return,
                             r = rx.recv() => match r {
-                                Some(r) => { m.errors.increment(1); r.fail(&why) }
+                                Some(r) => r.fail(&why, errors),
                                 None => return,
                             },
                         }
@@ -134,7 +102,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        let c = conn.as_mut().expect("connected above");
+        let (c, shas) = conn.as_mut().expect("connected above");
         if batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -142,6 +110,7 @@ pub(crate) async fn run(
                     return;
                 }
                 _ = report.tick() => batch.push(Request::Report),
+                _ = probe.tick() => batch.push(Request::Ping),
                 r = rx.recv() => match r {
                     Some(r) => batch.push(r),
                     None => return,
@@ -166,137 +135,136 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        match round_trip(c, &batch, &keys, &hub).await {
+        let io = round_trip(c, shas, &batch, &keys, &hub, &settings);
+        let result = tokio::time::timeout(settings.timeout, io)
+            .await
+            .unwrap_or(Err(Uncertain::Timeout(settings.timeout)));
+        match result {
             Ok(replies) => {
                 m.round_trips.increment(1);
-                dispatch(&hub, &m, std::mem::take(&mut batch), replies).await;
+                let mut replies = replies.into_iter();
+                let mut probe_failed = None;
+                for r in batch.drain(..) {
+                    if let Request::Publish(p) = &r {
+                        m.published.increment(p.cmds.len() as u64);
+                    }
+                    // An error to a probe or a report (LOADING, BUSY...) means Redis
+                    // cannot serve now.
+                    if let Some(v @ Value::Error(_)) = r.answer(&mut replies, &hub, errors).await {
+                        probe_failed = Some(v);
+                    }
+                }
+                if let Some(v) = probe_failed {
+                    let why = Unavailable::Unexpected(v);
+                    tracing::warn!(error = %why, "broker publisher");
+                    state.set_publisher(false, Some(why));
+                    conn = None;
+                }
             }
-            Err(e) => {
-                let why = Unavailable::lost(e);
-                tracing::warn!(error = %why, "broker publisher");
-                state.set_publisher(false, Some(why.clone()));
+            Err(why) => {
+                tracing::warn!(error = %why, "broker publisher: outcome of a batch unknown");
+                let down = match &why {
+                    Uncertain::Timeout(d) => Unavailable::Stalled(*d),
+                    Uncertain::Lost(e) => Unavailable::Lost(e.clone()),
+                    Uncertain::Partial(s) => Unavailable::Refused(s.clone()),
+                };
+                state.set_publisher(false, Some(down));
                 conn = None;
                 for r in batch.drain(..) {
-                    m.errors.increment(1);
-                    r.fail(&why);
+                    r.fail_uncertain(&why, errors);
                 }
             }
         }
     }
 }
 
-/// Writes every command of the batch at once and reads all the replies.
+/// Opens the connection (it answers `PING` within the timeout) and loads the scripts.
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(Conn, Shas), ConnError> {
+    let mut c = Conn::open(endpoint, timeout).await?;
+    let load = async {
+        let replies = exchange(&mut c, &script::load()).await?;
+        script::shas(&replies)
+            .ok_or_else(|| ConnError::Refused(format!("SCRIPT LOAD: {replies:?}")))
+    };
+    let shas = tokio::time::timeout(timeout, load)
+        .await
+        .map_err(|_| ConnError::Timeout(endpoint.addr.clone(), timeout))??;
+    Ok((c, shas))
+}
+
+/// Writes every command of the batch at once and reads all the replies. Commands
+/// Redis answers `NOSCRIPT` (someone ran `SCRIPT FLUSH`) were not run: the scripts are
+/// loaded again and those commands sent again, in order.
 async fn round_trip(
     c: &mut Conn,
+    shas: &mut Shas,
     batch: &[Request],
     keys: &Keys,
     hub: &Hub,
-) -> Result<Vec<Value>, ConnError> {
-    let mut out = Vec::with_capacity(batch.len() * 160);
-    let mut expected = 0;
-    for r in batch {
-        match r {
-            Request::Publish { bus, .. } => {
-                for (key, body) in bus {
-                    resp::command(&mut out, [&b"SPUBLISH"[..], key.as_bytes(), body]);
-                    expected += 1;
-                }
-            }
-            Request::Stats { .. } => {
-                resp::command(&mut out, [&b"HGETALL"[..], keys.nodes().as_bytes()]);
-                expected += 1;
-            }
-            Request::Report => {
-                let s = node_stats(hub);
-                let v = format!(
-                    "{} {} {} {}",
-                    now_ms(),
-                    s.connections,
-                    s.channels,
-                    s.subscriptions
-                );
-                resp::command(
-                    &mut out,
-                    [
-                        &b"HSET"[..],
-                        keys.nodes().as_bytes(),
-                        s.node.as_bytes(),
-                        v.as_bytes(),
-                    ],
-                );
-                expected += 1;
-            }
+    settings: &Settings,
+) -> Result<Vec<Value>, Uncertain> {
+    let encode = |shas: &Shas| {
+        let ctx = Ctx {
+            keys,
+            hub,
+            shas,
+            idempotency_window: settings.idempotency_window,
+        };
+        let mut cmds = Vec::with_capacity(batch.len());
+        for r in batch {
+            r.encode(&ctx, &mut cmds);
+        }
+        cmds
+    };
+    let lost = |e| Uncertain::Lost(Arc::new(e));
+    let mut replies = exchange(c, &encode(shas)).await.map_err(lost)?;
+    let again: Vec<usize> = (0..replies.len())
+        .filter(|&i| script::is_noscript(&replies[i]))
+        .collect();
+    if !again.is_empty() {
+        let loaded = exchange(c, &script::load()).await.map_err(lost)?;
+        *shas = script::shas(&loaded)
+            .ok_or_else(|| Uncertain::Partial(format!("SCRIPT LOAD: {loaded:?}")))?;
+        let cmds = encode(shas);
+        let retried: Vec<Vec<u8>> = again.iter().map(|&i| cmds[i].clone()).collect();
+        let answers = exchange(c, &retried).await.map_err(lost)?;
+        for (i, v) in again.into_iter().zip(answers) {
+            replies[i] = v;
         }
     }
-    let io = async {
-        c.stream.write_all(&out).await?;
-        let mut replies = Vec::with_capacity(expected);
-        for _ in 0..expected {
-            replies.push(c.read().await?);
-        }
-        Ok(replies)
-    };
-    tokio::time::timeout(REPLY_TIMEOUT, io)
-        .await
-        .map_err(|_| ConnError::Timeout("redis".into(), REPLY_TIMEOUT))?
+    Ok(replies)
 }
 
-/// Answers each request of a batch from its replies, delivering publications here.
-async fn dispatch(hub: &Hub, m: &Metrics, batch: Vec<Request>, replies: Vec<Value>) {
-    let mut replies = replies.into_iter();
-    for r in batch {
-        match r {
-            Request::Publish {
-                bus,
-                count,
-                local,
-                source,
-                reply,
-            } => {
-                let mut counts = Vec::with_capacity(bus.len());
-                let mut error = None;
-                for v in replies.by_ref().take(bus.len()) {
-                    match v {
-                        Value::Int(n) => counts.push(n.max(0) as u32),
-                        Value::Error(e) => error = Some(Unavailable::Refused(e)),
-                        other => error = Some(Unavailable::Unexpected(other)),
-                    }
-                }
-                if let Some(e) = error {
-                    m.errors.increment(1);
-                    let _ = reply.send(Err(e.into()));
-                    continue;
-                }
-                m.published.increment(bus.len() as u64);
-                let nodes = match count {
-                    Count::Max => counts.iter().copied().max().unwrap_or(0),
-                    Count::Sum(here) => counts.iter().sum::<u32>() + here,
-                };
-                let submitted = match local {
-                    None => Ok(None),
-                    Some(p) => hub.submit(p, source).await.map(Some),
-                };
-                let _ = reply.send(submitted.map(|s| (nodes, s)).map_err(BrokerError::from));
-            }
-            Request::Stats { reply } => {
-                let v = replies.next();
-                let _ = reply.send(match v {
-                    Some(Value::Array(Some(items))) => Ok(parse_stats(&items)),
-                    // A missing reply (never expected: one per command) reads as nil.
-                    other => {
-                        Err(Unavailable::Unexpected(other.unwrap_or(Value::Bulk(None))).into())
-                    }
-                });
-            }
-            Request::Report => {
-                replies.next();
-            }
-        }
+/// Writes commands (one per buffer) at once and reads their replies.
+async fn exchange(c: &mut Conn, cmds: &[Vec<u8>]) -> Result<Vec<Value>, ConnError> {
+    let mut out = Vec::with_capacity(cmds.iter().map(Vec::len).sum());
+    for cmd in cmds {
+        out.extend_from_slice(cmd);
     }
+    c.stream.write_all(&out).await?;
+    let mut replies = Vec::with_capacity(cmds.len());
+    for _ in 0..cmds.len() {
+        replies.push(c.read().await?);
+    }
+    Ok(replies)
+}
+
+/// Removes this node from the stats hash when it stops.
+async fn leave(c: &mut Conn, keys: &Keys, node: &str) {
+    let mut out = Vec::new();
+    resp::command(
+        &mut out,
+        [&b"HDEL"[..], keys.nodes().as_bytes(), node.as_bytes()],
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        c.stream.write_all(&out).await?;
+        c.read().await
+    })
+    .await;
 }
 
 /// Live nodes from the stats hash: `node -> "<unix ms> <conns> <channels> <subs>"`.
-fn parse_stats(items: &[Value]) -> Vec<NodeStats> {
+pub(crate) fn parse_stats(items: &[Value]) -> Vec<NodeStats> {
     let now = now_ms();
     let mut out: Vec<NodeStats> = items
         .chunks(2)
@@ -319,21 +287,7 @@ fn parse_stats(items: &[Value]) -> Vec<NodeStats> {
     out
 }
 
-/// Removes this node from the stats hash when it stops.
-async fn leave(c: &mut Conn, keys: &Keys, node: &str) {
-    let mut out = Vec::new();
-    resp::command(
-        &mut out,
-        [&b"HDEL"[..], keys.nodes().as_bytes(), node.as_bytes()],
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        c.stream.write_all(&out).await?;
-        c.read().await
-    })
-    .await;
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -342,6 +296,7 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn stale_and_malformed_stats_are_left_out() {

@@ -32,6 +32,11 @@ pub struct ProtocolError(&'static str);
 /// Largest bulk string accepted from Redis (its own limit is 512 MiB).
 const MAX_BULK: usize = 512 << 20;
 
+/// Deepest nesting of arrays accepted. The replies and pushes the broker reads nest two
+/// levels; the limit keeps a malformed stream of `*1\r\n*1\r\n...` from exhausting
+/// the stack of the recursive parser.
+const MAX_DEPTH: usize = 8;
+
 /// Appends one command to `out`.
 pub fn command<'a>(out: &mut Vec<u8>, args: impl IntoIterator<Item = &'a [u8]>) {
     let args: Vec<&[u8]> = args.into_iter().collect();
@@ -49,7 +54,7 @@ pub fn command<'a>(out: &mut Vec<u8>, args: impl IntoIterator<Item = &'a [u8]>) 
 
 /// Takes one complete value off the front of `buf`, or `None` if more bytes are needed.
 pub fn parse(buf: &mut BytesMut) -> Result<Option<Value>, ProtocolError> {
-    match measure(buf, 0)? {
+    match measure(buf, 0, 0)? {
         None => Ok(None),
         Some(end) => {
             let mut frame = buf.split_to(end).freeze();
@@ -58,8 +63,9 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Value>, ProtocolError> {
     }
 }
 
-/// The end offset of the complete value starting at `at`, if it is complete.
-fn measure(buf: &[u8], at: usize) -> Result<Option<usize>, ProtocolError> {
+/// The end offset of the complete value starting at `at`, if it is complete; `depth`
+/// is the number of arrays it is nested in.
+fn measure(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, ProtocolError> {
     let Some(line_end) = find_crlf(buf, at + 1) else {
         return Ok(None);
     };
@@ -83,10 +89,13 @@ fn measure(buf: &[u8], at: usize) -> Result<Option<usize>, ProtocolError> {
             Ok((buf.len() >= end).then_some(end))
         }
         b'*' => {
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError("arrays nested too deep"));
+            }
             let n = int(line)?;
             let mut pos = after;
             for _ in 0..n.max(0) {
-                match measure(buf, pos)? {
+                match measure(buf, pos, depth + 1)? {
                     Some(end) => pos = end,
                     None => return Ok(None),
                 }
@@ -185,6 +194,18 @@ mod tests {
             assert_eq!(buf.len(), cut, "nothing consumed at {cut}");
         }
         assert_eq!(all(input).len(), 1);
+    }
+
+    #[test]
+    fn refuses_arrays_nested_deeper_than_any_reply() {
+        let mut ok = b"*1\r\n".repeat(MAX_DEPTH);
+        ok.extend_from_slice(b":1\r\n");
+        assert_eq!(all(&ok).len(), 1);
+        let mut deep = BytesMut::from(&b"*1\r\n".repeat(100_000)[..]);
+        assert_eq!(
+            parse(&mut deep),
+            Err(ProtocolError("arrays nested too deep"))
+        );
     }
 
     #[test]

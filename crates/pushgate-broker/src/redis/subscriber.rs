@@ -6,27 +6,37 @@
 //! those no longer wanted `SUNSUBSCRIBE`d. After a reconnect it starts from an empty
 //! set and subscribes to everything wanted at that moment. The broker counts as up
 //! once the first full set of subscriptions is confirmed.
+//!
+//! It sends a `PING` every half timeout: when the answer does not come within
+//! `redis_timeout_ms`, the broker counts as down (readiness goes 503) but the
+//! connection is kept, so that nothing Redis still sends it is lost if Redis was only
+//! slow; it is dropped and made again if Redis stays silent for [`SILENCE_LIMIT`] (or
+//! ten timeouts, if longer). History channels are kept in step by [`Follow`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ahash::AHashSet;
 use bytes::Bytes;
 use pushgate_hub::{Hub, Publication, Target};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{Conn, ConnError, Endpoint};
+use super::follow::{Follow, Positioned, SOURCE};
+use super::request::Request;
 use super::resp::{self, Value};
-use super::{Backoff, State};
+use super::{Backoff, Settings, State};
 use crate::error::Unavailable;
 use crate::local::{apply, Local};
 use crate::wire::{self, KeyKind, Keys, What};
 
 /// Keys per `SSUBSCRIBE` command when re-subscribing many at once.
 const CHUNK: usize = 512;
-
-/// The source label of publications that arrive from other nodes.
-const SOURCE: &str = "broker";
+/// A subscriber connection on which Redis stays silent this long is made again.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 
 struct Metrics {
     all: metrics::Counter,
@@ -57,20 +67,42 @@ impl Metrics {
     }
 }
 
+/// What a session needs.
+pub(crate) struct Ctx<'a> {
+    hub: &'a Hub,
+    endpoint: &'a Endpoint,
+    keys: &'a Keys,
+    settings: Settings,
+    state: &'a State,
+    queue: &'a mpsc::Sender<Request>,
+    m: &'a Metrics,
+}
+
 pub(crate) async fn run(
     hub: Hub,
     endpoint: Endpoint,
     keys: Keys,
+    settings: Settings,
     state: Arc<State>,
+    queue: mpsc::Sender<Request>,
     stop: CancellationToken,
 ) {
     let m = Metrics::new();
     let mut backoff = Backoff::new();
     let mut ever_up = false;
+    let ctx = Ctx {
+        hub: &hub,
+        endpoint: &endpoint,
+        keys: &keys,
+        settings,
+        state: &state,
+        queue: &queue,
+        m: &m,
+    };
     loop {
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            r = session(&hub, &endpoint, &keys, &state, &m, &mut ever_up, &mut backoff) => r,
+            r = session(&ctx, &mut ever_up, &mut backoff) => r,
         };
         // Nothing is confirmed without a connection; replies held for channels no
         // longer wanted are sent now, the others when the next connection confirms.
@@ -92,27 +124,47 @@ pub(crate) async fn run(
 /// One connection's life: subscribe to everything wanted, then follow changes and
 /// deliver messages until the connection fails.
 async fn session(
-    hub: &Hub,
-    endpoint: &Endpoint,
-    keys: &Keys,
-    state: &State,
-    m: &Metrics,
+    ctx: &Ctx<'_>,
     ever_up: &mut bool,
     backoff: &mut Backoff,
 ) -> Result<(), ConnError> {
-    let mut conn = Conn::open(endpoint).await?;
+    let Ctx {
+        hub,
+        keys,
+        state,
+        m,
+        settings,
+        ..
+    } = *ctx;
+    let mut conn = Conn::open(ctx.endpoint, settings.timeout).await?;
     let node = hub.config().node_id.as_str();
     let interest = hub.interest();
+    let mut follow = Follow::new(hub.clone(), ctx.queue.clone());
+    let history = hub.history().cloned();
     let mut actual: AHashSet<String> = AHashSet::new();
+    // Keys Redis confirmed on this connection (and still followed).
+    let mut confirmed: AHashSet<String> = AHashSet::new();
     let mut wanted: Vec<String> = vec![keys.all(), keys.node(node)];
     wanted.extend(interest.snapshot().iter().map(|k| keys.for_interest(k)));
     let mut unconfirmed = wanted.len();
     send(&mut conn, "SSUBSCRIBE", &wanted).await?;
     actual.extend(wanted);
     let mut up = false;
+    // When the oldest unanswered PING was sent; whether that made the broker down.
+    let mut probe = tokio::time::interval(settings.probe_every());
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered: Option<Instant> = None;
+    let mut stalled = false;
     loop {
         tokio::select! {
-            v = conn.read() => match v? {
+            v = conn.read() => {
+                let v = v?;
+                if unanswered.take().is_some() && stalled {
+                    stalled = false;
+                    tracing::info!("broker subscriber: redis answers again");
+                    state.set_subscriber(true, None);
+                }
+                match v {
                 Value::Array(Some(items)) => {
                     let kind = items.first().and_then(Value::as_bytes).map(|b| &b[..]);
                     match kind {
@@ -124,7 +176,7 @@ async fn session(
                                 m.undecodable.increment(1);
                                 continue;
                             };
-                            deliver(hub, keys, m, key, body.clone()).await;
+                            deliver(hub, keys, m, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
                             // Still followed (not unsubscribed since): replies
@@ -132,7 +184,11 @@ async fn session(
                             let key = items.get(1).and_then(Value::as_bytes);
                             let key = key.and_then(|k| std::str::from_utf8(k).ok());
                             if let Some(key) = key.filter(|k| actual.contains(*k)) {
+                                confirmed.insert(key.to_owned());
                                 if let Some(k) = interest_key(keys, key.as_bytes()) {
+                                    if let pushgate_hub::Key::Channel(c) = &k {
+                                        follow.confirmed(c);
+                                    }
                                     send_released(hub, interest.confirm(k));
                                 }
                             }
@@ -159,6 +215,7 @@ async fn session(
                     return Err(ConnError::Refused(e));
                 }
                 _ => {}
+                }
             },
             _ = interest.changed() => {
                 let (mut add, mut remove) = (Vec::new(), Vec::new());
@@ -172,7 +229,11 @@ async fn session(
                 }
                 for k in &remove {
                     actual.remove(k);
+                    confirmed.remove(k);
                     if let Some(k) = interest_key(keys, k.as_bytes()) {
+                        if let pushgate_hub::Key::Channel(c) = &k {
+                            follow.unfollowed(c);
+                        }
                         send_released(hub, interest.unconfirm(&k));
                     }
                 }
@@ -183,13 +244,59 @@ async fn session(
                 }
                 actual.extend(add);
             }
+            (channel, id, snap) = follow.next_read(), if follow.busy() => {
+                follow.apply(channel, id, snap).await;
+            }
+            _ = sync_requested(history.as_deref()) => {
+                let h = history.as_deref().expect("requested only with history");
+                for c in h.take_sync_requests() {
+                    // Not followed yet: the confirmation of its subscription reads it.
+                    if confirmed.contains(&keys.channel(&c)) {
+                        follow.requested(&c);
+                    }
+                }
+            }
+            _ = probe.tick() => match unanswered {
+                None => {
+                    send(&mut conn, "PING", &[]).await?;
+                    unanswered = Some(Instant::now());
+                }
+                Some(since) => {
+                    let silent = since.elapsed();
+                    if silent >= SILENCE_LIMIT.max(settings.timeout * 10) {
+                        return Err(ConnError::Timeout(ctx.endpoint.addr.clone(), silent));
+                    }
+                    if silent >= settings.timeout && up && !stalled {
+                        stalled = true;
+                        let why = Unavailable::Stalled(settings.timeout);
+                        tracing::warn!(error = %why, "broker subscriber");
+                        state.set_subscriber(false, Some(why));
+                    }
+                }
+            },
         }
         m.subscriptions.set(actual.len() as f64);
     }
 }
 
+/// Resolves when the hub asks for a stream to be synced (never without history).
+async fn sync_requested(history: Option<&pushgate_hub::History>) {
+    match history {
+        Some(h) => h.sync_requested().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `cmd` with `keys` (in chunks); `PING` is sent without arguments, the other
+/// commands not at all without keys.
 async fn send(conn: &mut Conn, cmd: &str, keys: &[String]) -> Result<(), ConnError> {
+    if keys.is_empty() && cmd != "PING" {
+        return Ok(());
+    }
     if keys.is_empty() {
+        let mut out = Vec::new();
+        resp::command(&mut out, [cmd.as_bytes()]);
+        conn.stream.write_all(&out).await?;
         return Ok(());
     }
     let mut out = Vec::new();
@@ -219,8 +326,16 @@ fn send_released(hub: &Hub, released: Vec<pushgate_hub::Released>) {
     }
 }
 
-/// Decodes a message from another node and hands it to this node's shards.
-async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) {
+/// Decodes a message from the bus and hands it to this node's shards.
+async fn deliver(
+    hub: &Hub,
+    keys: &Keys,
+    m: &Metrics,
+    follow: &mut Follow,
+    confirmed: &AHashSet<String>,
+    key: &Bytes,
+    body: Bytes,
+) {
     let node = hub.config().node_id.as_str();
     let Some(kind) = std::str::from_utf8(key).ok().and_then(|k| keys.parse(k)) else {
         m.undecodable.increment(1);
@@ -234,7 +349,7 @@ async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) 
             return;
         }
     };
-    if body.origin == node {
+    if body.origin == node && !body.echo {
         // Our own publication, already delivered here when Redis took it.
         m.echoes.increment(1);
         return;
@@ -252,6 +367,20 @@ async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) 
             return;
         }
     };
+    let exclude = body.exclude.filter(|x| x.node == node).map(|x| x.id);
+    if let (KeyKind::Channel(c), Some(position)) = (&kind, body.position) {
+        m.channel.increment(1);
+        // A message that crossed an unsubscribe: the stream is not followed now.
+        if std::str::from_utf8(key).is_ok_and(|k| confirmed.contains(k)) {
+            let p = Positioned {
+                position,
+                payload,
+                exclude,
+            };
+            follow.deliver(c, p).await;
+        }
+        return;
+    }
     let target = match kind {
         KeyKind::All => {
             m.all.increment(1);
@@ -274,7 +403,7 @@ async fn deliver(hub: &Hub, keys: &Keys, m: &Metrics, key: &Bytes, body: Bytes) 
     let p = Publication {
         target,
         payload,
-        exclude: body.exclude.filter(|x| x.node == node).map(|x| x.id),
+        exclude,
     };
     // Not awaiting the report: shards take it in order; a full shard queue makes
     // this wait, and Redis buffers behind it.

@@ -120,9 +120,20 @@ pub async fn http(
     path_and_query: &str,
     body: &[u8],
 ) -> (u16, String) {
+    http_with(addr, method, path_and_query, "", body).await
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path_and_query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path_and_query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -216,13 +227,18 @@ pub async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// A masked, final client frame (`pushgate_test_support::client_frame` for fragments).
+/// A masked, final client frame.
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    pushgate_test_support::client_frame(true, opcode, payload)
+    client_fragment(true, opcode, payload)
+}
+
+/// A masked client frame, final or not (a fragment of a message).
+pub fn client_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    pushgate_test_support::client_frame(fin, opcode, payload)
 }
 
 /// Reads raw server frames until a close frame; returns its code. Pings are skipped.
-pub async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
+pub async fn read_until_close(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

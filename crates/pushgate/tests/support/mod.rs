@@ -1,9 +1,12 @@
 //! What the binary's tests share beyond pushgate-test-support: a free port for a
-//! `redis-server` (which cannot be told to pick one: `--port 0` turns TCP off).
+//! `redis-server` (which cannot be told to pick one: `--port 0` turns TCP off), and
+//! the cluster tests' Redis and nodes ([`redis`]).
 
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 
-pub use pushgate_test_support::http::{http, request};
+pub mod redis;
+
+pub use pushgate_test_support::http::{http, http_with, request};
 pub use pushgate_test_support::metrics;
 pub use pushgate_test_support::process::{Killed, Served, PORT_0};
 

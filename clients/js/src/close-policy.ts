@@ -1,0 +1,47 @@
+/**
+ * What the client does when its connection ends, by close code
+ * (docs/protocol.md, "Close codes").
+ */
+export type CloseAction =
+  /** 1001: the node drains or shuts down; reconnect soon, spread over a short window. */
+  | "drain"
+  /** Reconnect with backoff and recover the missed publications. */
+  | "reconnect"
+  /** 4003: the token expired; get a fresh one (getToken), then reconnect. */
+  | "new-token"
+  /**
+   * 1002/1007/1009: the server found this client at fault (protocol error, invalid
+   * UTF-8, message too big). Doing the same again would end the same way: report it
+   * and stop reconnecting.
+   */
+  | "stop";
+
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_PROTOCOL_ERROR = 1002;
+export const CLOSE_ABNORMAL = 1006;
+export const CLOSE_INVALID_PAYLOAD = 1007;
+export const CLOSE_POLICY = 1008;
+export const CLOSE_TOO_BIG = 1009;
+export const CLOSE_HEARTBEAT_TIMEOUT = 4001;
+export const CLOSE_DISCONNECTED = 4002;
+export const CLOSE_TOKEN_EXPIRED = 4003;
+export const CLOSE_SLOW_CONSUMER = 4008;
+
+export function closeAction(code: number): CloseAction {
+  switch (code) {
+    case CLOSE_GOING_AWAY:
+      return "drain";
+    case CLOSE_TOKEN_EXPIRED:
+      return "new-token";
+    case CLOSE_PROTOCOL_ERROR:
+    case CLOSE_INVALID_PAYLOAD:
+    case CLOSE_TOO_BIG:
+      return "stop";
+    default:
+      // 4001 heartbeat timeout, 4008 slow consumer, 1006 abnormal (no close frame),
+      // 1008 too many messages, 1011/1013 server trouble, 4002 operator: reconnect
+      // with backoff; the resubscribe asks for what was missed.
+      return "reconnect";
+  }
+}

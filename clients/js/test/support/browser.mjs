@@ -1,0 +1,54 @@
+// Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by
+// playwright-core (which never downloads a browser), one fresh profile per launch.
+import { chromium } from "playwright-core";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Launches Chromium with a fresh profile; returns { context, close() }. */
+export async function launch() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no Chromium at ${CHROMIUM}: run clients/js/test/deps.sh (apt-get install chromium)`);
+  }
+  const profile = mkdtempSync(path.join(os.tmpdir(), "pushgate-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 900, height: 700 },
+  });
+  return {
+    context,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A page of `serverUrl`'s origin (static-server.mjs: / and /pushgate.js) with the library as window.lib. */
+export async function clientPage(context, serverUrl) {
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
+  await page.goto(serverUrl);
+  await page.evaluate(async () => {
+    window.lib = await import("/pushgate.js");
+  });
+  page.consoleLines = consoleLines;
+  return page;
+}

@@ -1,0 +1,207 @@
+//! A real `redis-server` for the cluster tests, and `pushgate` nodes joined to it.
+//! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, http, metrics, Killed, Served, PORT_0};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Waits for a condition, polling, with a deadline ([`WAIT`]).
+#[track_caller]
+pub fn wait_for(ok: impl FnMut() -> bool) {
+    wait_for_within(WAIT, ok)
+}
+
+#[track_caller]
+pub fn wait_for_within(limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A directory removed when dropped (Redis's append-only file, node configs).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p =
+            std::env::temp_dir().join(format!("pushgate-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` on a loopback port; killed when dropped.
+pub struct Redis {
+    child: Option<Killed>,
+    pub port: u16,
+    /// With persistence: every write is in the append-only file in this directory
+    /// before Redis answers it (`appendfsync always`).
+    dir: Option<PathBuf>,
+}
+
+impl Redis {
+    /// Without persistence, on a free port.
+    pub fn start() -> Redis {
+        Redis::start_on(free_port(), None)
+    }
+
+    /// On `port`; with `dir`, persistent (append-only file, fsync on every write).
+    pub fn start_on(port: u16, dir: Option<&Path>) -> Redis {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""]);
+        match dir {
+            Some(d) => cmd
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .args(["--dir", d.to_str().unwrap()]),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
+        let r = Redis {
+            child: Some(Killed(child)),
+            port,
+            dir: dir.map(Path::to_path_buf),
+        };
+        wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command, returns the raw reply.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(cmd.as_bytes()).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Nodes subscribed to a bus key (`PUBSUB SHARDNUMSUB`).
+    pub fn subscribers(&self, key: &str) -> Option<u32> {
+        let reply = self.command(&["PUBSUB", "SHARDNUMSUB", key])?;
+        reply.lines().last()?.strip_prefix(':')?.parse().ok()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").0.id()
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// Starts it again on the same port (and directory).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        *self = Redis::start_on(self.port, self.dir.as_deref());
+    }
+
+    /// SIGSTOP / SIGCONT: a Redis that holds its connections but answers nothing.
+    pub fn pause(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A gateway process joined to a Redis; killed when dropped.
+pub struct Node {
+    /// Killed when the value is dropped.
+    _process: Served,
+    pub id: String,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+impl Node {
+    /// Starts a node and waits until it is ready (broker connected).
+    pub fn start(id: &str, redis: &Redis) -> Node {
+        Node::start_with(id, redis, None, &[])
+    }
+
+    /// With a TOML config file (for `[[history]]`) and more `--set` settings.
+    pub fn start_with(id: &str, redis: &Redis, config: Option<&Path>, set: &[&str]) -> Node {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if let Some(c) = config {
+            cmd.args(["--config", c.to_str().unwrap()]);
+        }
+        cmd.args(PORT_0)
+            .args(["--shards", "2"])
+            .args(["--set", &format!("node_id={id}")])
+            .args(["--set", "broker=redis"])
+            .args(["--set", &format!("redis_url={}", redis.url())])
+            .args(["--set", "trusted_user_header=x-user"])
+            .args(["--set", "drain_window_ms=0"]);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        let p = Served::start(cmd);
+        let node = Node {
+            id: id.into(),
+            ws: p.ws,
+            http: p.http,
+            grpc: p.grpc,
+            _process: p,
+        };
+        wait_for(|| node.ready());
+        node
+    }
+
+    pub fn ready(&self) -> bool {
+        http(self.http, "GET", "/readyz", b"").map(|r| r.0) == Some(200)
+    }
+
+    /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
+        metrics::value(&text, series).unwrap_or(0.0)
+    }
+}
