@@ -1,8 +1,6 @@
 //! A static bearer token, as the internal ports check it (`http_token`, `grpc_token`):
 //! `Authorization: Bearer <token>`, compared in constant time.
 
-use subtle::ConstantTimeEq;
-
 /// Why a request's bearer token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BearerError {
@@ -19,9 +17,9 @@ pub fn check_bearer(header: Option<&[u8]>, expected: &[u8]) -> Result<(), Bearer
         .strip_prefix(b"Bearer ")
         .or_else(|| value.strip_prefix(b"bearer "))
         .unwrap_or(b"");
-    // Without an early exit (subtle), so the time taken does not reveal how many
+    // subtle's comparison has no early exit, so the time taken does not reveal how many
     // leading bytes of a guess were right; only the length can differ.
-    if bool::from(given.ct_eq(expected)) {
+    if bool::from(subtle::ConstantTimeEq::ct_eq(given, expected)) {
         Ok(())
     } else {
         Err(BearerError::Wrong)
