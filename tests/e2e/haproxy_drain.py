@@ -76,7 +76,7 @@ def free_ports(n):
 
 
 CHANNEL = "e2e-news"
-BUS_KEY = f"pushgate:ch:{CHANNEL}"  # redis_prefix "pushgate" (the default)
+BUS_KEY = f"pushgate:ch:{{{CHANNEL}}}"  # redis_prefix "pushgate" (the default); the channel is hash-tagged (docs/cluster.md, keys)
 
 
 async def sentinel(clients, ports):

@@ -169,8 +169,14 @@ impl Broker {
         since: Option<u64>,
         limit: usize,
     ) -> Result<Option<HistoryPage>, BrokerError> {
-        let hub = self.hub();
-        Ok(hub.history().and_then(|h| h.read(channel, since, limit)))
+        match self {
+            Broker::InProcess(hub, _) => {
+                Ok(hub.history().and_then(|h| h.read(channel, since, limit)))
+            }
+            // Read from Redis: a node's own copy follows Redis only while the node
+            // follows the channel.
+            Broker::Redis(r) => r.history(channel, since, limit).await,
+        }
     }
 
     /// Counts of every live node (just this one, in process).

@@ -120,10 +120,43 @@ pub fn describe() {
         "gRPC call duration, by method (PublishStream: until the stream is set up)."
     );
 
+    describe_counter!(
+        "pushgate_grpc_idempotency_evicted_total",
+        Unit::Count,
+        "gRPC idempotency keys forgotten before the end of the window because it was full."
+    );
+
+    describe_gauge!(
+        "pushgate_grpc_idempotency_bytes",
+        Unit::Bytes,
+        "Bytes the gRPC idempotency window holds (estimated; bounded by grpc_idempotency_max_bytes)."
+    );
+
+    describe_counter!(
+        "pushgate_publications_refused_total",
+        Unit::Count,
+        "Publications refused before anything was published, by reason."
+    );
+    describe_gauge!(
+        "pushgate_internal_connections",
+        Unit::Count,
+        "Open connections on the internal http and grpc ports."
+    );
+    describe_counter!(
+        "pushgate_internal_connections_refused_total",
+        Unit::Count,
+        "Internal connections closed at once because the port had internal_max_connections open."
+    );
+    describe_counter!(
+        "pushgate_internal_timeouts_total",
+        Unit::Count,
+        "Internal connections closed by a deadline, by port and kind (header, body, idle)."
+    );
+
     // The Redis broker (broker = "redis").
     describe_gauge!(
         "pushgate_broker_up",
-        "1 while both Redis connections are up and the initial subscriptions confirmed."
+        "1 while both Redis connections are up, the initial subscriptions confirmed, and Redis answers within redis_timeout_ms."
     );
     describe_counter!(
         "pushgate_broker_published_total",
@@ -138,12 +171,22 @@ pub fn describe() {
     describe_counter!(
         "pushgate_broker_publish_errors_total",
         Unit::Count,
-        "Publications refused because Redis was unreachable or answered an error."
+        "Publications that failed, by outcome: refused (delivered nowhere) or uncertain (sent, not answered in time)."
+    );
+    describe_counter!(
+        "pushgate_broker_history_syncs_total",
+        Unit::Count,
+        "Reads of a history channel's stream from Redis, by result (installed, filled, unchanged, reset)."
+    );
+    describe_counter!(
+        "pushgate_broker_history_gap_publications_total",
+        Unit::Count,
+        "Publications missed on the bus and delivered from the Redis stream."
     );
     describe_counter!(
         "pushgate_broker_received_total",
         Unit::Count,
-        "Bus messages from other nodes handed to this node, by target kind."
+        "Bus messages handed to this node (from other nodes; history and keyed ones from every node), by target kind."
     );
     describe_counter!(
         "pushgate_broker_echoes_total",
@@ -192,37 +235,10 @@ pub fn describe() {
         Unit::Count,
         "Subscribes with a position, by result (recovered, unrecovered)."
     );
-
-    // Hardening: refusals, internal ports, the idempotency window.
     describe_counter!(
-        "pushgate_publications_refused_total",
+        "pushgate_history_resets_total",
         Unit::Count,
-        "Publications refused before anything was published, by reason."
-    );
-    describe_gauge!(
-        "pushgate_grpc_idempotency_bytes",
-        Unit::Bytes,
-        "Estimated size of the gRPC idempotency window (key bytes + 256 per key)."
-    );
-    describe_counter!(
-        "pushgate_grpc_idempotency_evicted_total",
-        Unit::Count,
-        "Idempotency keys forgotten before their window ended because the window was full."
-    );
-    describe_gauge!(
-        "pushgate_internal_connections",
-        Unit::Count,
-        "Open connections on the internal ports, by port (http, grpc)."
-    );
-    describe_counter!(
-        "pushgate_internal_connections_refused_total",
-        Unit::Count,
-        "Internal connections closed at once because the port was full, by port."
-    );
-    describe_counter!(
-        "pushgate_internal_timeouts_total",
-        Unit::Count,
-        "Internal connections closed by a deadline, by port and kind (header, body, idle)."
+        "History streams started over, their subscribers told unrecoverable (cluster)."
     );
 
     // Channel history through Redis.

@@ -289,7 +289,9 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
     // Each node found a new epoch when it followed the channel again.
     let reset = "pushgate_broker_history_syncs_total{result=\"reset\"}";
     wait_for(|| c.nodes.iter().all(|n| n.metric(reset) == 1.0));
-    publish_ok(&c.nodes[0], "chat:lost", "after", None);
+    let answer: Value =
+        serde_json::from_str(&publish_ok(&c.nodes[0], "chat:lost", "after", None)).unwrap();
+    assert_eq!(answer["positions"]["chat:lost"]["offset"], 1, "{answer}");
     let mut new_epoch = None;
     for (f, _) in &mut followers {
         let got = f.until("after").await;
@@ -301,6 +303,7 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
         );
         assert_ne!(got[0]["epoch"], old_epoch);
         new_epoch.get_or_insert(got[0]["epoch"].clone());
+        assert_eq!(answer["positions"]["chat:lost"]["epoch"], got[0]["epoch"]);
         assert_eq!(
             got[0]["epoch"],
             *new_epoch.as_ref().unwrap(),
@@ -309,6 +312,17 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
         assert_eq!(
             (&got[1]["offset"], &got[1]["data"]),
             (&json!(1), &json!("after"))
+        );
+    }
+    // Every metric a Redis node exports is described (`# HELP`).
+    let (_, metrics) = support::http(c.nodes[0].http, "GET", "/metrics", b"").unwrap();
+    for name in metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+    {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name}: no # HELP"
         );
     }
     // A client resuming from the lost history is told so; one from the new resumes.
@@ -416,9 +430,31 @@ async fn a_thousand_clients_resume_at_once_while_publishing_goes_on() {
     for i in 1..=300 {
         publish_ok(&c.nodes[i % 3], "chat:mass", &format!("m{i}"), None);
     }
+    // Any node reads the history from Redis, followed there or not.
+    let (status, page) = support::http(
+        c.nodes[2].http,
+        "GET",
+        "/history?channel=chat:mass&since=296",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{page}");
+    let page: Value = serde_json::from_str(&page).unwrap();
+    let offsets: Vec<u64> = page["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (offsets, &page["offset"]),
+        (vec![297, 298, 299, 300], &json!(300))
+    );
+    assert_eq!(page["publications"][0]["data"], "m297");
     let (_probe, reply) = Follower::start(&c.nodes[0], "chat:mass", None).await;
     let position = &reply["positions"]["chat:mass"];
     assert_eq!(position["offset"], 300);
+    assert_eq!(position["epoch"], page["epoch"]);
     let since = json!({"epoch": position["epoch"], "offset": 200});
 
     // 1,000 clients, a third on each node, come back 100 behind, all at once, while

@@ -308,6 +308,39 @@ impl RedisBroker {
         Ok(taken.nodes)
     }
 
+    /// A page of a history channel, read from Redis (any node answers for every
+    /// channel); `None` if the channel has no history rule.
+    pub(crate) async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<pushgate_hub::HistoryPage>, BrokerError> {
+        let rule = self
+            .hub
+            .history()
+            .and_then(|h| h.rules().for_channel(channel));
+        let Some(rule) = rule.cloned() else {
+            return Ok(None);
+        };
+        if !self.is_up() {
+            return Err(self.state.reason().into());
+        }
+        let (reply, rx) = oneshot::channel();
+        let limit = limit.min(pushgate_hub::history::MAX_READ);
+        self.queue
+            .send(Request::Read {
+                channel: channel.to_owned(),
+                since,
+                limit,
+                rule,
+                reply,
+            })
+            .await
+            .map_err(BrokerError::stopped)?;
+        rx.await.map_err(BrokerError::stopped)?.map(Some)
+    }
+
     pub(crate) async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         let (reply, rx) = oneshot::channel();
         self.queue

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use pushgate_hub::{HistoryRule, Hub, Publication, Snapshot, Submitted};
+use pushgate_hub::{HistoryPage, HistoryRule, Hub, Publication, Snapshot, Submitted};
 use pushgate_protocol::{Payload, Position};
 use tokio::sync::oneshot;
 
@@ -77,6 +77,14 @@ pub(crate) enum Request {
         rule: HistoryRule,
         reply: SyncReply,
     },
+    /// Read a page of a history channel's stream (the `History` calls).
+    Read {
+        channel: String,
+        since: Option<u64>,
+        limit: usize,
+        rule: HistoryRule,
+        reply: oneshot::Sender<Result<HistoryPage, BrokerError>>,
+    },
     Stats {
         reply: oneshot::Sender<Result<Vec<NodeStats>, BrokerError>>,
     },
@@ -142,6 +150,20 @@ impl Request {
                 let have = have.as_ref().map(|(e, o)| (e.as_str(), *o));
                 one(&|b| script::call_sync(b, ctx.shas, ctx.keys, channel, have, &candidate, rule));
             }
+            Request::Read {
+                channel,
+                since,
+                limit,
+                rule,
+                ..
+            } => {
+                let candidate = new_epoch(ctx.hub);
+                one(&|b| {
+                    script::call_read(
+                        b, ctx.shas, ctx.keys, channel, *since, *limit, &candidate, rule,
+                    )
+                });
+            }
             Request::Stats { .. } => {
                 one(&|b| resp::command(b, [&b"HGETALL"[..], ctx.keys.nodes().as_bytes()]));
             }
@@ -179,6 +201,7 @@ impl Request {
                 drop(p.reply.send(Err(e())));
             }
             Request::Sync { reply, .. } => drop(reply.send(Err(e()))),
+            Request::Read { reply, .. } => drop(reply.send(Err(e()))),
             Request::Stats { reply } => drop(reply.send(Err(e()))),
             Request::Report | Request::Ping => {}
         }
@@ -238,6 +261,14 @@ impl Request {
                 let v = replies.next().unwrap_or(Value::Bulk(None));
                 let _ = reply.send(match script::snapshot(&v) {
                     Some(s) => Ok(s),
+                    None => Err(unexpected(v).into()),
+                });
+                None
+            }
+            Request::Read { reply, .. } => {
+                let v = replies.next().unwrap_or(Value::Bulk(None));
+                let _ = reply.send(match script::page(&v) {
+                    Some(p) => Ok(p),
                     None => Err(unexpected(v).into()),
                 });
                 None

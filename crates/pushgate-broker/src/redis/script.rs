@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use pushgate_hub::{Snapshot, SnapshotEntry};
+use pushgate_hub::{HistoryPage, Snapshot, SnapshotEntry};
 use pushgate_protocol::{Payload, Position};
 
 use super::resp::{self, Value};
@@ -101,12 +101,57 @@ local t = redis.call('TIME')
 return {epoch, top, t[1] * 1000 + math.floor(t[2] / 1000), entries}
 "#;
 
+/// Reads a page of a history channel (the HTTP and gRPC `History` calls on a Redis
+/// node). KEYS: meta hash, stream. ARGV: since ('' : the newest), limit, an epoch
+/// candidate (used, as by [`SYNC`], if the channel has none yet), size, ttl (ms), meta
+/// ttl (ms). Returns `{epoch, top, oldest, entries}`: `oldest` is the first offset
+/// kept (within `size` of the top and younger than the ttl), `top + 1` if none.
+pub(crate) const READ: &str = r#"#!lua
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
+local limit = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local cutoff = t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[5])
+local oldest = top + 1
+local from = math.max(top - tonumber(ARGV[4]) + 1, 1)
+while from <= top do
+  local batch = redis.call('XRANGE', KEYS[2], from .. '-0', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  for _, e in ipairs(batch) do
+    local o = tonumber(string.match(e[1], '^(%d+)'))
+    if tonumber(e[2][4]) > cutoff then
+      oldest = o
+      break
+    end
+    from = o + 1
+  end
+  if oldest <= top then break end
+end
+local entries = {}
+if oldest <= top then
+  if ARGV[1] ~= '' then
+    local start = math.max(tonumber(ARGV[1]) + 1, oldest)
+    entries = redis.call('XRANGE', KEYS[2], start .. '-0', '+', 'COUNT', limit)
+  else
+    local newest = redis.call('XREVRANGE', KEYS[2], '+', oldest .. '-0', 'COUNT', limit)
+    for i = #newest, 1, -1 do
+      entries[#entries + 1] = newest[i]
+    end
+  end
+end
+return {epoch, top, oldest, entries}
+"#;
+
 /// The scripts, in the order their SHA1 digests are kept.
-pub(crate) const ALL: [&str; 3] = [PUBLISH_HISTORY, PUBLISH_KEYED, SYNC];
+pub(crate) const ALL: [&str; 4] = [PUBLISH_HISTORY, PUBLISH_KEYED, SYNC, READ];
 
 /// The digests Redis gave the scripts (`SCRIPT LOAD`), in the order of [`ALL`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Shas(pub(crate) [String; 3]);
+pub(crate) struct Shas(pub(crate) [String; 4]);
 
 impl Shas {
     pub(crate) fn history(&self) -> &[u8] {
@@ -117,6 +162,9 @@ impl Shas {
     }
     pub(crate) fn sync(&self) -> &[u8] {
         self.0[2].as_bytes()
+    }
+    pub(crate) fn read(&self) -> &[u8] {
+        self.0[3].as_bytes()
     }
 }
 
@@ -204,6 +252,26 @@ pub(crate) fn snapshot(v: &Value) -> Option<Snapshot> {
         epoch,
         top: u64::try_from(*top).ok()?,
         entries,
+    })
+}
+
+/// Reads the reply to [`READ`].
+pub(crate) fn page(v: &Value) -> Option<HistoryPage> {
+    let Value::Array(Some(items)) = v else {
+        return None;
+    };
+    let [epoch, Value::Int(top), Value::Int(oldest), Value::Array(Some(raw))] = &items[..] else {
+        return None;
+    };
+    Some(HistoryPage {
+        epoch: String::from_utf8(epoch.as_bytes()?.to_vec()).ok()?,
+        offset: u64::try_from(*top).ok()?,
+        oldest: u64::try_from(*oldest).ok()?,
+        publications: raw
+            .iter()
+            .filter_map(|e| entry(e, 0))
+            .map(|e| (e.offset, e.payload))
+            .collect(),
     })
 }
 
@@ -336,6 +404,40 @@ pub(crate) fn call_sync(
             candidate.as_bytes(),
             meta_ttl.as_bytes(),
             size.as_bytes(),
+        ],
+    );
+}
+
+/// Appends the read script's call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn call_read(
+    out: &mut Vec<u8>,
+    shas: &Shas,
+    keys: &wire::Keys,
+    channel: &str,
+    since: Option<u64>,
+    limit: usize,
+    candidate: &str,
+    rule: &pushgate_hub::HistoryRule,
+) {
+    let (meta, stream) = (keys.meta(channel), keys.stream(channel));
+    let since = since.map(|s| s.to_string()).unwrap_or_default();
+    let (limit, size) = (limit.to_string(), rule.size.to_string());
+    let (ttl, meta_ttl) = (ms(rule.ttl), ms(meta_ttl(rule.ttl)));
+    resp::command(
+        out,
+        [
+            &b"EVALSHA"[..],
+            shas.read(),
+            b"2",
+            meta.as_bytes(),
+            stream.as_bytes(),
+            since.as_bytes(),
+            limit.as_bytes(),
+            candidate.as_bytes(),
+            size.as_bytes(),
+            ttl.as_bytes(),
+            meta_ttl.as_bytes(),
         ],
     );
 }
