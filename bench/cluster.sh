@@ -57,18 +57,8 @@ command -v "$REDIS_SERVER" >/dev/null ||
 
 NODE_PIDS=()
 REDIS_PID=""
-# kill_wait PID: TERM, bounded wait, then KILL.
-kill_wait() {
-  local p="$1"
-  kill -0 "$p" 2>/dev/null || return 0
-  kill "$p" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 stop_all() {
-  local p
-  for p in "${NODE_PIDS[@]}"; do kill_wait "$p"; done
+  if ((${#NODE_PIDS[@]})); then kill_wait "${NODE_PIDS[@]}"; fi
   NODE_PIDS=()
   [[ -n "$REDIS_PID" ]] && kill_wait "$REDIS_PID"
   REDIS_PID=""

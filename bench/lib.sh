@@ -3,6 +3,9 @@
 # always cleans its server processes up (trap EXIT).
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# kill_wait, shared with the test scripts.
+# shellcheck source=deploy/lib.sh
+source "$ROOT/deploy/lib.sh"
 PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/peers}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # Benchmarks build with the release-lto profile (Cargo.toml): what the results in
@@ -57,13 +60,7 @@ PG_CONFIG="${PG_CONFIG:-}"
 
 SERVER_PID=""
 stop_server() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    # Bounded wait, then force.
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  if [[ -n "$SERVER_PID" ]]; then kill_wait "$SERVER_PID"; fi
   SERVER_PID=""
 }
 trap stop_server EXIT

@@ -1,4 +1,36 @@
-# Helpers shared by deploy/check.sh and tests/e2e/haproxy_drain.sh (sourced, not run).
+# Helpers shared by deploy/check.sh, tests/deps.sh, tests/e2e/haproxy_drain.sh,
+# tests/autobahn/run.sh and bench/lib.sh (sourced, not run).
+
+# fail_setup WHAT: a test script could not set itself up: one failed check, exit 1.
+fail_setup() { echo "FAIL $1"; echo "0 passed, 1 failed"; exit 1; }
+
+# kill_wait PID...: SIGTERM, up to 5 s for all of them to exit, then SIGKILL; reaps
+# those that are children of this shell.
+kill_wait() {
+  local p alive
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for p in "$@"; do
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+}
+
+# free_ports N: N loopback ports, free when they were bound together a moment ago
+# (for programs that cannot bind port 0 and report theirs: redis-server, kosoku).
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))' "$1"
+}
 
 # ensure_apt CMD PACKAGE [CMD PACKAGE ...]: installs PACKAGE when CMD is not on PATH.
 # Debian packages of daemons (prometheus, haproxy, nginx) start their service on

@@ -19,7 +19,8 @@ EXCLUDE=("9.*" "12.*" "13.*")
 # that is run passes.
 ALLOW=()
 
-fail_setup() { echo "FAIL $1"; echo "0 passed, 1 failed"; exit 1; }
+# shellcheck source=deploy/lib.sh
+source deploy/lib.sh
 
 PY="$(command -v python3 || true)"
 [[ -n "$PY" ]] || fail_setup "python3 is needed"
@@ -34,11 +35,7 @@ TMP="$(mktemp -d /tmp/pushgate-autobahn.XXXXXX)"
 PID=""
 cleanup() {
   local rc=$?
-  if [[ -n "$PID" ]]; then
-    kill "$PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PID" 2>/dev/null || true
-  fi
+  if [[ -n "$PID" ]]; then kill_wait "$PID"; fi
   if [[ $rc -ne 0 && -f "$TMP/server.log" ]]; then
     echo "--- last lines of the server log"; tail -n 15 "$TMP/server.log"
   fi
@@ -53,14 +50,7 @@ if ! cargo build --release -p pushgate >"$TMP/build.log" 2>&1; then
   fail_setup "cargo build --release -p pushgate"
 fi
 
-read -r WS HTTP GRPC < <("$PY" - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r WS HTTP GRPC < <(free_ports 3)
 
 # Default settings except the ports and the heartbeat: a shard's heartbeat ping landing
 # in the middle of a case would be an event Autobahn does not expect (docs/conformance.md).

@@ -13,8 +13,6 @@ cd "$ROOT"
 source deploy/lib.sh
 export PATH="$PATH:/usr/sbin:/sbin"
 
-fail_setup() { echo "FAIL $1"; echo "0 passed, 1 failed"; exit 1; }
-
 ensure_apt haproxy haproxy || fail_setup "install haproxy"
 # Redis 7 or later (sharded pub/sub), as tests/deps.sh requires for the cluster tests.
 ensure_apt redis-server redis-server || fail_setup "install redis-server"
@@ -29,14 +27,8 @@ TMP="$(mktemp -d /tmp/pushgate-e2e.XXXXXX)"
 cleanup() {
   local rc=$?
   if [[ -f "$TMP/pids" ]]; then
-    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$TMP/pids"
-    for _ in $(seq 1 50); do
-      alive=0
-      while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$TMP/pids"
-      [[ $alive == 0 ]] && break
-      sleep 0.1
-    done
-    while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$TMP/pids"
+    # shellcheck disable=SC2046 # one pid per line
+    kill_wait $(cat "$TMP/pids")
   fi
   if [[ $rc -ne 0 ]]; then
     for f in "$TMP"/*.log; do
@@ -56,7 +48,7 @@ fi
 
 # The cluster's Redis: a free loopback port, no persistence (nothing written to disk),
 # its pid in $TMP/pids so that cleanup stops it with the nodes and haproxy.
-REDIS_PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+REDIS_PORT="$(free_ports 1)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$TMP" --logfile "$TMP/redis.log" --daemonize no &
 echo $! >>"$TMP/pids"

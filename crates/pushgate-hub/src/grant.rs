@@ -185,10 +185,7 @@ impl crate::shard::Shard {
             .collect();
         if !revoked.is_empty() {
             st.unsubscribe(slot, &revoked);
-            let (subs, chans) = (st.subscriptions, st.channels.len());
-            drop(st);
-            self.metrics.subscriptions.set(subs as f64);
-            self.metrics.channels.set(chans as f64);
+            self.update_gauges(st);
         }
         Ok(revoked)
     }

@@ -137,10 +137,7 @@ impl ConnHandle {
         }
         st.subscribe(self.slot, channels, max)
             .map_err(SubscribeError::TooMany)?;
-        let (subs, chans) = (st.subscriptions, st.channels.len());
-        drop(st);
-        self.shard.metrics.subscriptions.set(subs as f64);
-        self.shard.metrics.channels.set(chans as f64);
+        self.shard.update_gauges(st);
         Ok(())
     }
 
@@ -195,10 +192,7 @@ impl ConnHandle {
     pub fn unsubscribe(&self, channels: &[String]) {
         let mut st = self.shard.state.lock();
         st.unsubscribe(self.slot, channels);
-        let (subs, chans) = (st.subscriptions, st.channels.len());
-        drop(st);
-        self.shard.metrics.subscriptions.set(subs as f64);
-        self.shard.metrics.channels.set(chans as f64);
+        self.shard.update_gauges(st);
     }
 
     /// Replaces the connection's grant with a fresh token's (same user). Channels the new

@@ -159,13 +159,12 @@ impl Shard {
         if let Some(grant) = grant {
             st.grants.insert(slot, GrantEntry::new(grant));
         }
-        if !subscribe.is_empty() {
+        if subscribe.is_empty() {
+            drop(st);
+        } else {
             let _ = st.subscribe(slot, subscribe, self.config.max_subscriptions_per_conn);
-            let (subs, chans) = (st.subscriptions, st.channels.len());
-            self.metrics.subscriptions.set(subs as f64);
-            self.metrics.channels.set(chans as f64);
+            self.update_gauges(st);
         }
-        drop(st);
         self.metrics.connections.increment(1.0);
         self.metrics.opened.increment(1);
         ConnHandle::new(self.clone(), slot, id)
@@ -200,10 +199,7 @@ impl Shard {
             }
         }
         st.subscriptions -= conn.channels.len();
-        let (subs, chans) = (st.subscriptions, st.channels.len());
-        drop(st);
-        self.metrics.subscriptions.set(subs as f64);
-        self.metrics.channels.set(chans as f64);
+        self.update_gauges(st);
         self.metrics.connections.decrement(1.0);
         self.metrics.closed(reason).increment(1);
     }
@@ -334,8 +330,8 @@ impl Shard {
         slots.len()
     }
 
-    /// Publishes the subscription gauges, as [`ConnHandle::subscribe`] does, after
-    /// releasing the lock.
+    /// Publishes the subscription gauges from the shard's counts, after releasing the
+    /// lock: the one place they are set (connections, handles and operators' calls).
     pub(crate) fn update_gauges(&self, st: parking_lot::MutexGuard<'_, ShardState>) {
         let (subs, chans) = (st.subscriptions, st.channels.len());
         drop(st);

@@ -302,26 +302,7 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Builds a masked client frame.
-    pub(crate) fn client_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x11, 0x22, 0x33, 0x44];
-        let mut f = vec![(if fin { 0x80 } else { 0 }) | op];
-        match payload.len() {
-            n @ 0..=125 => f.push(0x80 | n as u8),
-            n @ 126..=65535 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
-    }
+    use pushgate_test_support::client_frame;
 
     #[test]
     fn encodes_each_length_class() {

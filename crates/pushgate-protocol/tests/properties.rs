@@ -19,23 +19,8 @@ fn masked(server_frame: &[u8], key: [u8; 4], fin: bool, opcode: Option<u8>) -> V
         127 => 10,
         _ => 2,
     };
-    let mut b0 = server_frame[0];
-    if !fin {
-        b0 &= 0x7F;
-    }
-    if let Some(op) = opcode {
-        b0 = (b0 & 0xF0) | op;
-    }
-    let mut f = vec![b0, server_frame[1] | 0x80];
-    f.extend_from_slice(&server_frame[2..header]);
-    f.extend_from_slice(&key);
-    f.extend(
-        server_frame[header..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ key[i % 4]),
-    );
-    f
+    let op = opcode.unwrap_or(server_frame[0] & 0x0F);
+    pushgate_test_support::frame::masked(fin, op, &server_frame[header..], key)
 }
 
 /// A message as the reader returns it, owned.

@@ -240,4 +240,21 @@ pub fn describe() {
         Unit::Count,
         "History streams started over, their subscribers told unrecoverable (cluster)."
     );
+
+    // Channel history through Redis.
+    describe_counter!(
+        "pushgate_broker_history_syncs_total",
+        Unit::Count,
+        "Reads of a history channel's stream from Redis, by result."
+    );
+    describe_counter!(
+        "pushgate_broker_history_gap_publications_total",
+        Unit::Count,
+        "Publications missed on the bus and delivered from the Redis stream."
+    );
+    describe_counter!(
+        "pushgate_history_resets_total",
+        Unit::Count,
+        "History streams started over with an unrecoverable notice to subscribers."
+    );
 }

@@ -84,8 +84,7 @@ async fn oversized_messages_close_with_1009() {
     }
     // The same limit applies to a message sent in fragments.
     let mut raw = raw_upgrade(gw.ws_addr()).await;
-    let mut first = client_frame(1, &[b'a'; 600]);
-    first[0] &= 0x7f; // not final
+    let first = pushgate_test_support::client_frame(false, 1, &[b'a'; 600]);
     raw.write_all(&first).await.unwrap();
     raw.write_all(&client_frame(0, &[b'b'; 600])).await.unwrap();
     assert_eq!(read_until_close(&mut raw).await, Some(1009));

@@ -11,48 +11,27 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_addr, http, Killed};
+use support::{http, metrics, request, Killed, Served, PORT_0};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 
 /// A gateway process, killed when dropped.
-struct Node {
-    /// Killed when the value is dropped.
-    child: Killed,
-    ws: SocketAddr,
-    http: SocketAddr,
-    grpc: SocketAddr,
-}
+type Node = Served;
 
-/// Starts the binary, optionally under a lower open-files limit, and waits for /livez.
+/// Starts the binary on port 0, optionally under a lower open-files limit, and reads
+/// the addresses it bound from its start line.
 fn spawn(fd_limit: Option<u32>) -> Node {
-    let (ws, http, grpc) = (free_addr(), free_addr(), free_addr());
     let serve = format!(
-        "exec {BIN} serve --ws-addr {ws} --http-addr {http} --grpc-addr {grpc} --shards 2 --set pin_shards=false"
+        "exec {BIN} serve {} --shards 2 --set pin_shards=false",
+        PORT_0.join(" ")
     );
     let script = match fd_limit {
         Some(n) => format!("ulimit -n {n} && {serve}"),
         None => serve,
     };
-    let child = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let node = Node {
-        child: Killed(child),
-        ws,
-        http,
-        grpc,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(node.http, "/livez").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    node
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(script);
+    Served::start(cmd)
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -252,14 +231,9 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = http_get(node.http, "/metrics").unwrap().1;
-    let exhausted = metrics
-        .lines()
-        .find(|l| l.starts_with("pushgate_accept_errors_total{kind=\"fd_exhausted\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(exhausted >= 1.0, "EMFILE was hit and counted:\n{metrics}");
+    let text = http_get(node.http, "/metrics").unwrap().1;
+    let exhausted = metrics::sum(&text, "pushgate_accept_errors_total", "fd_exhausted");
+    assert!(exhausted >= 1.0, "EMFILE was hit and counted:\n{text}");
 }
 
 /// Runs `pushgate publish ARGS` against `node`, feeding `stdin`; returns (success, stdout, stderr).
@@ -453,29 +427,8 @@ fn subscribe_command_stops_on_a_refusal_that_would_repeat() {
 
 #[test]
 fn logs_written_to_a_pipe_carry_no_colour_codes() {
-    let mut child = Killed(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--ws-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--grpc-addr", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let err = child.0.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
-    let serving = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("pushgate is serving"))
-        .expect("the start line");
-    assert!(!serving.contains('\x1b'), "{serving:?}");
+    let node = spawn(None);
+    assert!(!node.start_line.contains('\x1b'), "{:?}", node.start_line);
 }
 
 #[tokio::test]
@@ -511,19 +464,8 @@ async fn every_metric_is_described_and_probes_answer_plain_text() {
         ("/readyz", "text/plain; charset=utf-8"),
         ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
     ] {
-        let mut s = TcpStream::connect(node.http).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut head = String::new();
-        std::io::Read::read_to_string(&mut s, &mut head).unwrap();
-        let ct = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-type: "))
-            .unwrap_or_default();
-        assert_eq!(ct, want, "{path}");
+        let r = request(node.http, "GET", path, b"").unwrap();
+        assert_eq!(r.header("content-type"), Some(want), "{path}");
     }
 }
 

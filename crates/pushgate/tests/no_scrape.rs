@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_addr, http, Killed};
+use support::{http, Served, PORT_0};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 const CLIENTS: u64 = 200;
@@ -71,26 +71,16 @@ fn frames_written(metrics: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_without_a_scrape() {
-    let (ws, http_addr, grpc) = (free_addr(), free_addr(), free_addr());
     // No heartbeat pings during the test: every frame a client gets is a publication.
-    let child = Command::new(BIN)
-        .args(["serve", "--ws-addr", &ws.to_string()])
-        .args(["--http-addr", &http_addr.to_string()])
-        .args(["--grpc-addr", &grpc.to_string(), "--shards", "2"])
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(PORT_0)
+        .args(["--shards", "2"])
         .args(["--set", "pin_shards=false"])
         .args(["--set", "heartbeat_interval_ms=3600000"])
-        .args(["--set", "heartbeat_timeout_ms=7200000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _node = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(http_addr, "GET", "/livez", b"").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .args(["--set", "heartbeat_timeout_ms=7200000"]);
+    let node = Served::start(cmd);
+    let (ws, http_addr, pid) = (node.ws, node.http, node.child.0.id());
 
     let received = Arc::new(AtomicU64::new(0));
     for _ in 0..CLIENTS {

@@ -227,29 +227,14 @@ pub async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// A masked client frame.
+/// A masked, final client frame.
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     client_fragment(true, opcode, payload)
 }
 
 /// A masked client frame, final or not (a fragment of a message).
 pub fn client_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [7u8, 13, 21, 42];
-    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        n @ 0..=125 => f.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    pushgate_test_support::client_frame(fin, opcode, payload)
 }
 
 /// Reads raw server frames until a close frame; returns its code. Pings are skipped.
@@ -322,8 +307,5 @@ pub fn ws_request(
 /// The value of a counter in `/metrics` (summed over its label sets that contain `labels`).
 pub async fn metric(gw: &Gateway, name: &str, labels: &str) -> f64 {
     let (_, text) = http(gw.http_addr(), "GET", "/metrics", b"").await;
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    pushgate_test_support::metrics::sum(&text, name, labels)
 }

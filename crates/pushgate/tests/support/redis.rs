@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_addr, free_port, http, Killed};
+use super::{free_port, http, metrics, Killed, Served, PORT_0};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pushgate");
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -153,7 +153,7 @@ fn signal(pid: u32, sig: &str) {
 /// A gateway process joined to a Redis; killed when dropped.
 pub struct Node {
     /// Killed when the value is dropped.
-    _child: Killed,
+    _process: Served,
     pub id: String,
     pub ws: SocketAddr,
     pub http: SocketAddr,
@@ -168,38 +168,28 @@ impl Node {
 
     /// With a TOML config file (for `[[history]]`) and more `--set` settings.
     pub fn start_with(id: &str, redis: &Redis, config: Option<&Path>, set: &[&str]) -> Node {
-        let (ws, http, grpc) = (free_addr(), free_addr(), free_addr());
         let mut cmd = Command::new(BIN);
         cmd.arg("serve");
         if let Some(c) = config {
             cmd.args(["--config", c.to_str().unwrap()]);
         }
-        cmd.args([
-            "--ws-addr",
-            &ws.to_string(),
-            "--http-addr",
-            &http.to_string(),
-        ])
-        .args(["--grpc-addr", &grpc.to_string(), "--shards", "2"])
-        .args(["--set", &format!("node_id={id}")])
-        .args(["--set", "broker=redis"])
-        .args(["--set", &format!("redis_url={}", redis.url())])
-        .args(["--set", "trusted_user_header=x-user"])
-        .args(["--set", "drain_window_ms=0"]);
+        cmd.args(PORT_0)
+            .args(["--shards", "2"])
+            .args(["--set", &format!("node_id={id}")])
+            .args(["--set", "broker=redis"])
+            .args(["--set", &format!("redis_url={}", redis.url())])
+            .args(["--set", "trusted_user_header=x-user"])
+            .args(["--set", "drain_window_ms=0"]);
         for s in set {
             cmd.args(["--set", s]);
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let p = Served::start(cmd);
         let node = Node {
-            _child: Killed(child),
             id: id.into(),
-            ws,
-            http,
-            grpc,
+            ws: p.ws,
+            http: p.http,
+            grpc: p.grpc,
+            _process: p,
         };
         wait_for(|| node.ready());
         node
@@ -212,8 +202,6 @@ impl Node {
     /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
         let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
+        metrics::value(&text, series).unwrap_or(0.0)
     }
 }
