@@ -1,4 +1,4 @@
-//! `pushgate admin`: the gRPC ingress's operator calls (Stats, Presence, Disconnect,
+//! `pushgate admin`: the gRPC ingress's operator calls (Stats, Presence, Online, Disconnect,
 //! Subscribe, Unsubscribe), so operators need no grpcurl. Each prints the reply as one
 //! JSON object, with the field names of `pushgate.v1` (docs/grpc.md).
 
