@@ -31,7 +31,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Cluster {
     nodes: Vec<Node>,
-    _redis: Redis,
+    redis: Redis,
     _dir: TempDir,
 }
 
@@ -49,7 +49,7 @@ impl Cluster {
             .collect();
         Cluster {
             nodes,
-            _redis: redis,
+            redis,
             _dir: dir,
         }
     }
@@ -319,4 +319,24 @@ async fn counts_are_exact_with_1000_clients_joining_and_leaving() {
         assert_eq!(cl.next().await["type"], "unsubscribed");
     }
     wait_presence(&nodes, "room:big", &BTreeSet::new(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_without_its_data_gets_every_member_back() {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start();
+    let mut a = Client::connect(&c.nodes[0], Some("a")).await;
+    a.subscribe("room:3", false).await;
+    let mut b = Client::connect(&c.nodes[1], Some("b")).await;
+    b.subscribe("room:3", false).await;
+    let both: BTreeSet<String> = [a.id.clone(), b.id.clone()].into();
+    let nodes = [&c.nodes[0], &c.nodes[1]];
+    wait_presence(&nodes, "room:3", &both, 2);
+
+    c.redis.kill();
+    c.redis.restart();
+    // Nothing is in Redis now; each node's presence connection reconnects and puts
+    // its members again at once (and every presence_ttl_ms / 3 after).
+    wait_presence(&nodes, "room:3", &both, 2);
+    assert!(c.nodes[0].metric("pushgate_broker_presence_refreshes_total") >= 2.0);
 }
