@@ -26,6 +26,11 @@
 #               node): CL_HIST_MESSAGES publications, pipelined over HTTP into
 #               node 1, to CL_HIST_CHANNELS channels, CL_HIST_CONNS clients
 #               spread over the nodes, each following one channel.
+#   presence    presence join/leave throughput: CL_PRES_CONNS clients spread over
+#               the nodes (a [[presence]] rule for pbench:*) subscribe to one of
+#               CL_PRES_CHANNELS channels and unsubscribe, CL_PRES_CYCLES times;
+#               timed until GET /presence on every node lists all of them / none
+#               (pushgate-bench presence; not part of the default PHASES).
 #
 # Every phase gets a fresh redis-server (own free port, --save "" --appendonly
 # no; never the system one) and fresh nodes (SHARDS shards each), stopped
@@ -51,6 +56,9 @@ CL_QUEUE_FRAMES=${CL_QUEUE_FRAMES:-$CL_MESSAGES}
 CL_HIST_CONNS=${CL_HIST_CONNS:-300}
 CL_HIST_CHANNELS=${CL_HIST_CHANNELS:-100}
 CL_HIST_MESSAGES=${CL_HIST_MESSAGES:-50000}
+CL_PRES_CONNS=${CL_PRES_CONNS:-2000}
+CL_PRES_CHANNELS=${CL_PRES_CHANNELS:-20}
+CL_PRES_CYCLES=${CL_PRES_CYCLES:-3}
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
 command -v "$REDIS_SERVER" >/dev/null ||
   { echo "redis-server not found: bash tests/deps.sh installs it" >&2; exit 1; }
@@ -195,12 +203,26 @@ for r in $(seq 1 "$REPEAT"); do
               --channels-per-conn 1 --deadline 120
           stop_all
         done ;;
-      *) echo "unknown phase $phase (latency throughput defaults wide history)" >&2; exit 1 ;;
+      presence)
+        printf '[[presence]]\nchannels = "pbench:*"\n' >"$OUT/presence.toml"
+        start_cluster "$NODES" --config "$OUT/presence.toml" --set max_inbound_messages_per_sec=0 &&
+          { echo "== $CLUSTER presence run $r: ${#NODE_PIDS[@]} node(s), $(date +%T)" >&2
+            timeout 300 "$BENCH" presence --ws "$(join "${WS_URLS[@]}")" \
+              --node-http "$(join "${NODE_HTTP[@]}")" --conns "$CL_PRES_CONNS" \
+              --channels "$CL_PRES_CHANNELS" --cycles "$CL_PRES_CYCLES" \
+              --json "$OUT/presence-$r.txt" || echo "!! presence run $r failed" >&2; }
+        stop_all ;;
+      *) echo "unknown phase $phase (latency throughput defaults wide history presence)" >&2; exit 1 ;;
     esac
   done
 done
 shopt -s nullglob
+presence_files=("$OUT"/presence-*.txt)
+if (( ${#presence_files[@]} )); then
+  echo "presence (JSON, one per run): ${presence_files[*]}"
+  grep -h '_per_s' "${presence_files[@]}"
+fi
 files=("$OUT"/*.json)
-(( ${#files[@]} )) || { echo "no results" >&2; exit 1; }
+(( ${#files[@]} )) || { (( ${#presence_files[@]} )) && exit 0; echo "no results" >&2; exit 1; }
 echo
 "$BENCH" report-cluster "${files[@]}" | tee "$OUT/summary.md"

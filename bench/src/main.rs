@@ -7,6 +7,7 @@
 //!   report    summarize result JSON files into a comparison table
 //!   report-cluster  the tables of bench/cluster.sh's results
 //!   report-history  history on vs off, and the recovery runs
+//!   presence  presence join/leave throughput through running nodes
 //!   free-port print a free loopback TCP port (for the shell scripts)
 //!
 //! See bench/README.md for the scenarios and the scripts that run them.
@@ -22,6 +23,7 @@ mod history_frame;
 mod history_report;
 mod metrics;
 mod payload;
+mod presence;
 mod proc_stats;
 mod publisher;
 mod recovery_client;
@@ -52,6 +54,8 @@ const USAGE: &str = "usage:
   pushgate-bench report FILE.json...
   pushgate-bench report-history FILE.json...
   pushgate-bench report-cluster FILE.json...
+  pushgate-bench presence --ws ws://...[,ws://...] --node-http http://...[,...]
+        [--conns N] [--channels C] [--cycles K] [--deadline S] [--json FILE]
   pushgate-bench free-port";
 
 /// `--key value` / `--flag` options.
@@ -120,6 +124,7 @@ fn main() -> Result<()> {
             print!("{}", history_report::summarize(rest)?);
             Ok(())
         }
+        "presence" => cmd_presence(Opts::parse(rest)?),
         "free-port" => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             println!("{}", l.local_addr()?.port());
@@ -257,6 +262,29 @@ fn cmd_recovery_worker(o: Opts) -> Result<()> {
         reconnect_concurrency: o.get("reconnect-concurrency", 0)?,
         connect_timeout: Duration::from_secs(o.get("connect-timeout", 15)?),
     })
+}
+
+fn cmd_presence(o: Opts) -> Result<()> {
+    let list =
+        |k: &str| -> Result<Vec<String>> { Ok(o.req(k)?.split(',').map(str::to_owned).collect()) };
+    let args = presence::Args {
+        ws: list("ws")?,
+        http: list("node-http")?,
+        conns: o.get("conns", 1000)?,
+        channels: o.get("channels", 10)?,
+        cycles: o.get("cycles", 3)?,
+        deadline: Duration::from_secs(o.get("deadline", 60)?),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(presence::run(args))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    match o.str("json") {
+        Some(path) => std::fs::write(path, json)?,
+        None => println!("{json}"),
+    }
+    Ok(())
 }
 
 fn cmd_worker(o: Opts) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::local::{apply, local_part, node_stats, Local};
 use crate::message::{Message, Target};
 use crate::redis::{PublishOutcome, RedisBroker, RedisConfig};
 use crate::wire::Control;
-use pushgate_hub::HistoryPage;
+use pushgate_hub::{HistoryPage, PresenceError};
 
 /// The broker of one node. Cheap to clone.
 #[derive(Clone)]
@@ -176,6 +176,30 @@ impl Broker {
             // Read from Redis: a node's own copy follows Redis only while the node
             // follows the channel.
             Broker::Redis(r) => r.history(channel, since, limit).await,
+        }
+    }
+
+    /// Every subscriber of a presence channel, on every node, in connection-id order.
+    pub async fn presence(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<pushgate_protocol::PresenceClient>, PresenceError> {
+        let hub = self.hub();
+        match hub.presence() {
+            Some(p) => p.read(channel, &hub.config().node_id).await,
+            None => Err(PresenceError::NoRule(channel.to_owned())),
+        }
+    }
+
+    /// Whether each user has at least one connection on some node (in process: on
+    /// this one). Needs no presence rule.
+    pub async fn online(&self, users: Vec<String>) -> Result<Vec<bool>, PresenceError> {
+        match self {
+            Broker::InProcess(hub, _) => Ok(users
+                .iter()
+                .map(|u| !hub.user_conns(u).is_empty())
+                .collect()),
+            Broker::Redis(r) => r.online(users).await,
         }
     }
 

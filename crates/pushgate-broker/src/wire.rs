@@ -16,6 +16,9 @@
 //! payload (the rest), or for a control message:
 //!   u8 1 (disconnect), u16 LE close code, reason (the rest)
 //!   u8 2 / 3 (subscribe / unsubscribe), u16 LE count, count × (u8 length, channel)
+//!   u8 4 / 5 (presence join / leave, on a channel's key), u16 LE 0, u64 LE connection
+//!   number (of the origin node), u8 user length, user (empty: none), info JSON (the
+//!   rest; empty: none)
 //! ```
 //!
 //! Every bus channel carries its name in a Redis Cluster hash tag
@@ -83,6 +86,17 @@ impl Keys {
         format!("{}:stream", self.channel(ch))
     }
 
+    /// A presence channel's members: connection id -> `<user>\n<info>` (hash).
+    pub fn presence(&self, ch: &str) -> String {
+        format!("{}:presence", self.channel(ch))
+    }
+
+    /// When each member of a presence channel expires unless refreshed: connection
+    /// id scored by Unix milliseconds (sorted set).
+    pub fn presence_expiry(&self, ch: &str) -> String {
+        format!("{}:presence:exp", self.channel(ch))
+    }
+
     /// Where the outcome of a publication with an idempotency key is kept, for one
     /// bus channel it went to.
     pub fn idempotency(bus_key: &str, key: &str) -> String {
@@ -146,11 +160,22 @@ pub enum Control {
     Unsubscribe(Vec<String>),
 }
 
+/// A connection of the origin node joined or left a presence channel (the key's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceNote {
+    pub joined: bool,
+    pub conn: ConnId,
+    pub user: Option<String>,
+    /// The token's `info` claim, as JSON text.
+    pub info: Option<String>,
+}
+
 /// What a bus message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
     Publication(Payload),
     Control(Control),
+    Presence(PresenceNote),
 }
 
 /// A decoded bus message.
@@ -238,6 +263,18 @@ pub fn encode_control(origin: &str, conns: Option<&[ConnId]>, c: &Control) -> By
             }
         }
     }
+    out.freeze()
+}
+
+/// Encodes a presence event for a channel's key.
+pub fn encode_presence(origin: &str, n: &PresenceNote) -> Bytes {
+    let info = n.info.as_deref().unwrap_or_default();
+    let mut out = header(origin, CONTROL, None, None, 16 + info.len());
+    out.put_u8(if n.joined { 4 } else { 5 });
+    out.put_u16_le(0);
+    out.put_u64_le(n.conn.0);
+    put_name(&mut out, n.user.as_deref().unwrap_or_default());
+    out.put_slice(info.as_bytes());
     out.freeze()
 }
 
@@ -330,7 +367,7 @@ pub fn decode(mut b: Bytes, for_node: bool) -> Result<Body, DecodeError> {
         None
     };
     let what = if flags & CONTROL != 0 {
-        What::Control(decode_control(b)?)
+        decode_control(b)?
     } else if flags & BINARY != 0 {
         What::Publication(Payload::Binary(b))
     } else {
@@ -348,25 +385,40 @@ pub fn decode(mut b: Bytes, for_node: bool) -> Result<Body, DecodeError> {
     })
 }
 
-fn decode_control(mut b: Bytes) -> Result<Control, DecodeError> {
+fn decode_control(mut b: Bytes) -> Result<What, DecodeError> {
     if b.remaining() < 3 {
         return Err(DecodeError("truncated control"));
     }
     let op = b.get_u8();
     let n = b.get_u16_le();
     match op {
-        1 => Ok(Control::Disconnect {
+        1 => Ok(What::Control(Control::Disconnect {
             code: n,
             reason: String::from_utf8(b.to_vec())
                 .map_err(|_| DecodeError("reason is not UTF-8"))?,
-        }),
+        })),
         2 | 3 => {
             let chs = (0..n).map(|_| get_name(&mut b)).collect::<Result<_, _>>()?;
-            Ok(if op == 2 {
+            Ok(What::Control(if op == 2 {
                 Control::Subscribe(chs)
             } else {
                 Control::Unsubscribe(chs)
-            })
+            }))
+        }
+        4 | 5 => {
+            if b.remaining() < 8 {
+                return Err(DecodeError("truncated presence event"));
+            }
+            let conn = ConnId(b.get_u64_le());
+            let user = get_name(&mut b)?;
+            let info = String::from_utf8(b.to_vec())
+                .map_err(|_| DecodeError("presence info is not UTF-8"))?;
+            Ok(What::Presence(PresenceNote {
+                joined: op == 4,
+                conn,
+                user: (!user.is_empty()).then_some(user),
+                info: (!info.is_empty()).then_some(info),
+            }))
         }
         _ => Err(DecodeError("unknown control")),
     }
@@ -425,6 +477,31 @@ mod tests {
     }
 
     #[test]
+    fn presence_events_round_trip() {
+        for n in [
+            PresenceNote {
+                joined: true,
+                conn: ConnId(42),
+                user: Some("alice".into()),
+                info: Some(r#"{"name":"A"}"#.into()),
+            },
+            PresenceNote {
+                joined: false,
+                conn: ConnId(1),
+                user: None,
+                info: None,
+            },
+        ] {
+            let b = encode_presence("n2", &n);
+            let body = decode(b.clone(), false).unwrap();
+            assert_eq!((body.origin.as_str(), body.what), ("n2", What::Presence(n)));
+            for cut in 0..b.len() {
+                let _ = decode(b.slice(..cut), false); // never panics
+            }
+        }
+    }
+
+    #[test]
     fn a_small_publication_costs_a_few_bytes_of_framing() {
         let b = encode("n1", None, None, &Payload::Text("x".repeat(100)), false);
         assert_eq!(b.len(), 100 + 5);
@@ -461,6 +538,8 @@ mod tests {
         assert_eq!(k.channel("chat:1"), "pg:ch:{chat:1}");
         assert_eq!(k.stream("chat:1"), "pg:ch:{chat:1}:stream");
         assert_eq!(k.meta("chat:1"), "pg:ch:{chat:1}:meta");
+        assert_eq!(k.presence("room:1"), "pg:ch:{room:1}:presence");
+        assert_eq!(k.presence_expiry("room:1"), "pg:ch:{room:1}:presence:exp");
         assert_eq!(Keys::idempotency(&k.user("u"), "k1"), "pg:user:{u}:idem:k1");
     }
 

@@ -11,7 +11,8 @@
 //! and `aud` are checked when configured. A header naming `crit` extensions is refused:
 //! pushgate understands none (RFC 7515 §4.1.11). `sub` must be a valid user id.
 //! The claims pushgate reads besides: `channels` (exact names and `prefix*` patterns
-//! the connection may subscribe to) and `subscribe` (channels joined on connect).
+//! the connection may subscribe to), `subscribe` (channels joined on connect) and
+//! `info` (any JSON value up to 1 KiB, shown with the connection in presence).
 //! The token format is described in `docs/security.md`.
 
 use std::sync::Arc;
@@ -99,7 +100,15 @@ struct Claims {
     channels: Vec<String>,
     #[serde(default)]
     subscribe: Vec<String>,
+    /// Shown with the connection in presence (any JSON value, at most
+    /// [`MAX_INFO_BYTES`] once serialized).
+    #[serde(default)]
+    info: Option<serde_json::Value>,
 }
+
+/// Largest `info` claim accepted, serialized: it is copied into every presence entry
+/// and event of the connection.
+pub const MAX_INFO_BYTES: usize = 1024;
 
 /// Verifies JWT connection tokens; see the module documentation.
 pub struct JwtAuthenticator {
@@ -215,11 +224,25 @@ fn identity(c: Claims, latest: Duration) -> Result<Identity, TokenError> {
             )));
         }
     }
+    let info = match c.info {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => {
+            let text = v.to_string();
+            if text.len() > MAX_INFO_BYTES {
+                return Err(TokenError::Claims(format!(
+                    "info: {} bytes, at most {MAX_INFO_BYTES}",
+                    text.len()
+                )));
+            }
+            Some(Arc::from(text))
+        }
+    };
     Ok(Identity {
         user: Some(c.sub),
         grant: Some(Grant {
             permissions: Arc::new(permissions),
             expires: c.exp,
+            info,
         }),
         subscribe: c.subscribe,
     })

@@ -13,6 +13,7 @@
 //! - `inbound`: frames and bytes per second one connection may send.
 //! - `writer`: everything queued goes out in one vectored write.
 //! - `refresh`: the tokens of `refresh` commands, verified on threads of their own.
+//! - `presence`: the `presence` command, answered once the (cluster-wide) read ends.
 
 mod acceptor;
 mod auth;
@@ -21,6 +22,7 @@ pub mod handshake;
 mod inbound;
 mod jwt;
 mod limits;
+mod presence;
 mod reader;
 mod refresh;
 mod writer;

@@ -205,6 +205,7 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
             channels,
             since,
             latest,
+            presence_events,
             id,
         }) => {
             let reply = subscribe_reply(channels.clone(), id);
@@ -212,6 +213,7 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
                 channels,
                 since,
                 latest,
+                presence_events,
             };
             if let Err(SubscribeError::TooMany(_)) = handle.subscribe_with(req, reply) {
                 edge.limit_metrics.subscriptions.increment(1);
@@ -229,6 +231,9 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
         }
         Ok(Command::Ping { id }) => handle.send(Reply::Pong { id: id.as_ref() }.to_frame()),
         Ok(Command::Refresh { token, id }) => on_refresh(&token, id.as_ref(), handle, edge),
+        Ok(Command::Presence { channel, id }) => {
+            crate::presence::on_presence(channel, id, handle, edge)
+        }
         Err((e, id)) => reply_error(handle, &e, id.as_ref()),
     }
 }

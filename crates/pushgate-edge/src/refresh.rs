@@ -130,6 +130,7 @@ mod tests {
                 grant: Some(Grant {
                     permissions: Arc::new(Permissions::default()),
                     expires: 4_000_000_000,
+                    info: None,
                 }),
                 subscribe: vec![],
             })
@@ -147,6 +148,7 @@ mod tests {
         let grant = Grant {
             permissions: Arc::new(Permissions::default()),
             expires: 4_000_000_000,
+            info: None,
         };
         let h = hub.shards()[0].register_with(ConnId(1), Some("a"), Some(grant), &[]);
         let mut replies = Vec::new();

@@ -50,6 +50,9 @@ pub enum IngressError {
     /// Sent to Redis but not answered in time: it may have been delivered.
     #[error("{0}")]
     Uncertain(String),
+    /// A presence read: no rule for the channel, or the cluster cannot be read.
+    #[error(transparent)]
+    Presence(#[from] pushgate_hub::PresenceError),
 }
 
 impl From<pushgate_broker::BrokerError> for IngressError {
@@ -74,6 +77,8 @@ impl IngressError {
                 Code::Unavailable
             }
             IngressError::Overloaded(_) => Code::ResourceExhausted,
+            IngressError::Presence(pushgate_hub::PresenceError::NoRule(_)) => Code::NotFound,
+            IngressError::Presence(_) => Code::Unavailable,
             IngressError::FirstAttemptFailed(_) => Code::Aborted,
             // The operation may have completed: what DEADLINE_EXCEEDED means.
             IngressError::Uncertain(_) => Code::DeadlineExceeded,

@@ -377,27 +377,111 @@ impl Pushgate for PushgateService {
                     error,
                 })?;
             }
+            let broker = &self.shared.broker;
+            let online = if req.users.is_empty() {
+                Vec::new()
+            } else {
+                broker
+                    .online(req.users.clone())
+                    .await
+                    .map_err(IngressError::from)?
+            };
             let users = req
                 .users
                 .into_iter()
-                .map(|user| pb::UserPresence {
+                .zip(online)
+                .map(|(user, online)| pb::UserPresence {
                     conns: hub
                         .user_conns(&user)
                         .into_iter()
                         .map(|id| id.display(node).to_string())
                         .collect(),
                     user,
+                    online,
                 })
                 .collect();
-            let channels = req
-                .channels
-                .into_iter()
-                .map(|channel| pb::ChannelPresence {
-                    subscribers: hub.channel_subscribers(&channel) as u64,
-                    channel,
-                })
-                .collect();
+            let mut channels = Vec::with_capacity(req.channels.len());
+            for channel in req.channels {
+                let kept = hub.presence().is_some_and(|p| p.applies(&channel));
+                channels.push(if kept {
+                    let clients = broker
+                        .presence(&channel)
+                        .await
+                        .map_err(IngressError::from)?;
+                    pb::ChannelPresence {
+                        subscribers: clients.len() as u64,
+                        users: pushgate_protocol::presence::distinct_users(&clients) as u64,
+                        clients: clients.into_iter().map(client).collect(),
+                        cluster: true,
+                        channel,
+                    }
+                } else {
+                    pb::ChannelPresence {
+                        subscribers: hub.channel_subscribers(&channel) as u64,
+                        channel,
+                        ..Default::default()
+                    }
+                });
+            }
             Ok(Response::new(pb::PresenceReply { users, channels }))
+        })
+        .await
+    }
+
+    async fn presence_stats(
+        &self,
+        req: Request<pb::PresenceStatsRequest>,
+    ) -> Result<Response<pb::PresenceStatsReply>, Status> {
+        observe("PresenceStats", async {
+            let req = req.into_inner();
+            check_channels(&req.channels)?;
+            let mut channels = Vec::with_capacity(req.channels.len());
+            for channel in req.channels {
+                let clients = self
+                    .shared
+                    .broker
+                    .presence(&channel)
+                    .await
+                    .map_err(IngressError::from)?;
+                channels.push(pb::ChannelPresenceStats {
+                    clients: clients.len() as u64,
+                    users: pushgate_protocol::presence::distinct_users(&clients) as u64,
+                    channel,
+                });
+            }
+            Ok(Response::new(pb::PresenceStatsReply { channels }))
+        })
+        .await
+    }
+
+    async fn online(
+        &self,
+        req: Request<pb::OnlineRequest>,
+    ) -> Result<Response<pb::OnlineReply>, Status> {
+        observe("Online", async {
+            let req = req.into_inner();
+            if req.users.is_empty() {
+                return Err(IngressError::Empty("users").into());
+            }
+            if req.users.len() > pushgate_hub::MAX_PUBLICATION_USERS {
+                return Err(IngressError::TooManyUsers(req.users.len()).into());
+            }
+            for name in &req.users {
+                check_user(name)?;
+            }
+            let online = self
+                .shared
+                .broker
+                .online(req.users.clone())
+                .await
+                .map_err(IngressError::from)?;
+            let users = req
+                .users
+                .into_iter()
+                .zip(online)
+                .map(|(user, online)| pb::UserOnline { user, online })
+                .collect();
+            Ok(Response::new(pb::OnlineReply { users }))
         })
         .await
     }
@@ -452,6 +536,32 @@ impl Pushgate for PushgateService {
     }
 }
 
+/// A presence channel's subscriber as the API names it.
+fn client(c: pushgate_protocol::PresenceClient) -> pb::PresenceClient {
+    pb::PresenceClient {
+        conn: c.conn,
+        user: c.user.unwrap_or_default(),
+        info: c.info.unwrap_or_default(),
+    }
+}
+
+/// Checks a call's channel list: 1 to [`MAX_CHANNELS_PER_CALL`] valid names.
+fn check_channels(channels: &[String]) -> Result<(), IngressError> {
+    if channels.is_empty() {
+        return Err(IngressError::NoChannels);
+    }
+    if channels.len() > MAX_CHANNELS_PER_CALL {
+        return Err(IngressError::TooManyChannels(channels.len()));
+    }
+    for name in channels {
+        validate_channel(name).map_err(|error| IngressError::BadChannel {
+            name: name.clone(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
 /// Counts a call and its duration by method and gRPC status (one lookup per call).
 async fn observe<T>(
     method: &'static str,
@@ -480,7 +590,7 @@ pub(crate) fn count_call(method: &'static str, code: tonic::Code) {
 /// The `method` label of a call's path (`/pushgate.v1.Pushgate/Publish` → `Publish`):
 /// one of the service's methods, or `other`, so that a caller cannot mint labels.
 pub(crate) fn method_label(path: &str) -> &'static str {
-    const METHODS: [&str; 8] = [
+    const METHODS: [&str; 10] = [
         "Publish",
         "PublishStream",
         "Disconnect",
@@ -488,6 +598,8 @@ pub(crate) fn method_label(path: &str) -> &'static str {
         "Unsubscribe",
         "Stats",
         "Presence",
+        "PresenceStats",
+        "Online",
         "History",
     ];
     let name = path.rsplit('/').next().unwrap_or("");

@@ -45,6 +45,8 @@ pub struct HubConfig {
     pub history: Vec<crate::HistoryRule>,
     /// Most bytes the history of all channels may hold on this node.
     pub history_max_bytes: usize,
+    /// Channels that keep presence (`[[presence]]` rules); empty: none does.
+    pub presence: Vec<crate::PresenceRule>,
     /// History positions are assigned by the cluster broker (Redis), not by this
     /// node: streams start unsynced and learn their publications through
     /// [`crate::Hub::submit_at`] and [`crate::Hub::sync`].
@@ -68,6 +70,7 @@ impl Default for HubConfig {
             track_interest: false,
             history: Vec::new(),
             history_max_bytes: 256 << 20,
+            presence: Vec::new(),
             positions_from_broker: false,
         }
     }

@@ -68,6 +68,8 @@ pub struct Grant {
     pub permissions: Arc<Permissions>,
     /// When the token expires, in Unix seconds.
     pub expires: u64,
+    /// The token's `info` claim as JSON text (shown in presence), if it had one.
+    pub info: Option<Arc<str>>,
 }
 
 /// A grant in the shard's side table.
@@ -215,6 +217,7 @@ mod tests {
         Grant {
             permissions: Arc::new(Permissions::new(patterns).unwrap()),
             expires,
+            info: None,
         }
     }
 

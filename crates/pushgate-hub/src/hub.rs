@@ -15,6 +15,7 @@ use crate::fanout::{ChannelFrame, Job, Route, Stamp};
 use crate::handle::SubscribeError;
 use crate::history::{History, Rules};
 use crate::interest::Interest;
+use crate::presence::{Presence, PresenceRule};
 use crate::publication::{Publication, PublishError, PublishReport, Target};
 use crate::shard::Shard;
 
@@ -65,6 +66,7 @@ struct Inner {
     pending: AtomicUsize,
     interest: Arc<Interest>,
     history: Option<Arc<History>>,
+    presence: Option<Arc<Presence>>,
 }
 
 impl Hub {
@@ -82,6 +84,10 @@ impl Hub {
                 config.positions_from_broker,
             ))
         });
+        let presence = (!config.presence.is_empty()).then(|| {
+            let rules: Vec<PresenceRule> = config.presence.clone();
+            Arc::new(Presence::new(rules))
+        });
         let (mut shards, mut queues) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
@@ -90,6 +96,7 @@ impl Hub {
                 config.clone(),
                 interest.clone(),
                 history.clone(),
+                presence.clone(),
                 rx,
             )));
             queues.push(tx);
@@ -108,8 +115,15 @@ impl Hub {
                 pending: AtomicUsize::new(0),
                 interest,
                 history,
+                presence,
             }),
         }
+    }
+
+    /// The node's presence (`None` without presence rules). Its events task
+    /// ([`Presence::run`]) must be spawned by the caller.
+    pub fn presence(&self) -> Option<&Arc<Presence>> {
+        self.inner.presence.as_ref()
     }
 
     /// The node's channel history (`None` without history rules).
@@ -411,6 +425,20 @@ impl Hub {
     /// if it is gone.
     pub fn send_to(&self, id: ConnId, frame: bytes::Bytes) {
         self.shard_for(id).send_to(id, frame);
+    }
+
+    /// Queues one frame (encoded once) for each of these connections, taking each
+    /// involved shard's lock once; those gone are skipped.
+    pub fn send_to_each(&self, ids: &[ConnId], frame: &bytes::Bytes) {
+        let mut by_shard: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.shards.len()];
+        for &id in ids {
+            by_shard[self.shard_for(id).id()].push(id);
+        }
+        for (shard, ids) in self.inner.shards.iter().zip(by_shard) {
+            if !ids.is_empty() {
+                shard.send_to_each(&ids, frame);
+            }
+        }
     }
 
     /// Closes one connection (any shard). Returns whether it was found.

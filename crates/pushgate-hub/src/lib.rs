@@ -15,6 +15,7 @@
 //! - [`interest`]: which channels and users have local connections, for a cluster
 //!   broker that subscribes to them on a shared bus only while they do.
 //! - [`history`]: channel history, positions and recovery on subscribe.
+//! - [`presence`]: who is subscribed to presence channels, `join` / `leave` events.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
@@ -29,6 +30,7 @@ mod hub;
 mod interest;
 mod metrics;
 mod outbound;
+pub mod presence;
 mod publication;
 mod shard;
 
@@ -43,6 +45,7 @@ pub use history::{
 pub use hub::{AdminReport, Hub, Stats, Submitted};
 pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
+pub use presence::{Presence, PresenceError, PresenceRule};
 pub use publication::{
     check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
     MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,

@@ -26,6 +26,7 @@ use crate::hub::AdminReport;
 use crate::interest::{Interest, Key};
 use crate::metrics::ShardMetrics;
 use crate::outbound::{Limits, Outbound};
+use crate::presence::Presence;
 
 /// One shard of the hub.
 pub struct Shard {
@@ -73,6 +74,8 @@ pub(crate) struct ShardState {
     pub(crate) shard: usize,
     /// Channel history, when the node has history rules.
     pub(crate) history: Option<Arc<History>>,
+    /// Presence, when the node has presence rules.
+    pub(crate) presence: Option<Arc<Presence>>,
     /// Subscribes waiting for this shard to catch up with a position they name
     /// (`history::recovery`); empty almost always.
     pub(crate) waiting: Vec<Waiting>,
@@ -87,6 +90,7 @@ impl Shard {
         config: Arc<HubConfig>,
         interest: Arc<Interest>,
         history: Option<Arc<History>>,
+        presence: Option<Arc<Presence>>,
         jobs: mpsc::Receiver<Arc<Job>>,
     ) -> Shard {
         Shard {
@@ -95,6 +99,7 @@ impl Shard {
                 interest,
                 shard: id,
                 history,
+                presence,
                 ..ShardState::default()
             }),
             limits: Limits {
@@ -192,6 +197,9 @@ impl Shard {
             if remove_from_index(&mut st.channels, ch, slot) {
                 st.interest.remove(|| Key::Channel(ch.clone()));
             }
+            if let Some(p) = &st.presence {
+                p.leave(ch, conn.id);
+            }
             if let Some(h) = &st.history {
                 if h.is_history(ch) {
                     h.detach(ch);
@@ -216,6 +224,17 @@ impl Shard {
         if let Some(c) = st.conns.get_mut(slot) {
             if c.outbound.push(frame, &limits) == crate::outbound::Push::Disconnected {
                 self.metrics.slow_disconnects.increment(1);
+            }
+        }
+    }
+
+    /// Enqueues one frame for each of these connections of this shard still here,
+    /// under one lock.
+    pub(crate) fn send_to_each(&self, ids: &[ConnId], frame: &Bytes) {
+        let mut st = self.state.lock();
+        for id in ids {
+            if let Some(&slot) = st.by_id.get(id) {
+                self.send_locked(&mut st, slot, frame.clone());
             }
         }
     }
@@ -437,6 +456,13 @@ impl ShardState {
                 h.attach(ch);
             }
         }
+        if let Some(p) = &self.presence {
+            let conn = &self.conns[slot];
+            let info = self.grants.get(&slot).and_then(|g| g.grant.info.as_ref());
+            for ch in &uniq {
+                p.join(ch, conn.id, conn.user.as_deref(), info);
+            }
+        }
         self.subscriptions += uniq.len();
         Ok(uniq.len())
     }
@@ -450,6 +476,9 @@ impl ShardState {
                 self.subscriptions -= 1;
                 if remove_from_index(&mut self.channels, ch, slot) {
                     self.interest.remove(|| Key::Channel(ch.as_str().into()));
+                }
+                if let Some(p) = &self.presence {
+                    p.leave(ch, conn.id);
                 }
                 if let Some(h) = &self.history {
                     if h.is_history(ch) {

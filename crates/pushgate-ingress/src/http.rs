@@ -168,6 +168,10 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
             "/history",
             crate::history::history(req.uri().query().unwrap_or(""), &state.broker).await,
         ),
+        (&Method::GET, "/presence") => (
+            "/presence",
+            crate::presence::presence(req.uri().query().unwrap_or(""), &state.broker).await,
+        ),
         (&Method::GET, "/metrics") => ("/metrics", metrics_text((state.render_metrics)())),
         (&Method::GET, "/livez") => ("/livez", text(StatusCode::OK, "ok\n".into())),
         (&Method::GET, "/readyz") => (
@@ -186,7 +190,7 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
                 text(StatusCode::OK, "ready\n".into())
             },
         ),
-        (_, "/publish" | "/history" | "/metrics" | "/livez" | "/readyz") => (
+        (_, "/publish" | "/history" | "/presence" | "/metrics" | "/livez" | "/readyz") => (
             "other",
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         ),

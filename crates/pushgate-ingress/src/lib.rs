@@ -2,6 +2,8 @@
 //!
 //! - [`http`]: the internal HTTP API: `POST /publish`, `/metrics`, `/livez`, `/readyz`.
 //! - [`history`]: `GET /history`, a page of a history channel (docs/history.md).
+//! - [`presence`]: `GET /presence`, every subscriber of a presence channel
+//!   (docs/presence.md).
 //! - [`bearer`]: the static bearer token of an internal port (`http_token`, `grpc_token`).
 //! - [`guard`]: how many connections an internal port (HTTP or gRPC) takes, and how
 //!   long one may stay silent.
@@ -13,6 +15,7 @@ pub mod bearer;
 pub mod guard;
 pub mod history;
 pub mod http;
+pub mod presence;
 
 pub use bearer::{check_bearer, BearerError};
 pub use guard::{Gate, Guarded};

@@ -7,6 +7,8 @@
 //! {"type":"unsubscribe","channel":"news","id":"abc"}
 //! {"type":"ping","id":2}
 //! {"type":"refresh","token":"eyJhbGciOi...","id":3}
+//! {"type":"subscribe","channels":["room:1"],"presence_events":true}
+//! {"type":"presence","channel":"room:1","id":4}
 //! ```
 //! `id` is optional, any JSON number or string, and echoed in the reply.
 
@@ -29,6 +31,8 @@ pub enum Command {
         since: Vec<(String, Position)>,
         /// Send the newest kept publication of each history channel first.
         latest: bool,
+        /// Send `join` / `leave` events of the presence channels among `channels`.
+        presence_events: bool,
         id: Option<Value>,
     },
     Unsubscribe {
@@ -41,6 +45,11 @@ pub enum Command {
     /// A fresh connection token, replacing the one the connection was opened with.
     Refresh {
         token: String,
+        id: Option<Value>,
+    },
+    /// Who is subscribed to a presence channel the connection follows.
+    Presence {
+        channel: String,
         id: Option<Value>,
     },
 }
@@ -64,6 +73,8 @@ pub enum CommandError {
     NoToken,
     #[error("`since` names {0:?}, which is not among the channels subscribed")]
     SinceNotSubscribed(String),
+    #[error("name exactly one channel")]
+    OneChannel,
 }
 
 impl CommandError {
@@ -75,7 +86,8 @@ impl CommandError {
             CommandError::NoChannels
             | CommandError::TooManyChannels
             | CommandError::NoToken
-            | CommandError::SinceNotSubscribed(_) => "bad_request",
+            | CommandError::SinceNotSubscribed(_)
+            | CommandError::OneChannel => "bad_request",
             CommandError::BadChannel { .. } => "bad_channel",
             CommandError::Binary => "binary_not_supported",
         }
@@ -98,6 +110,8 @@ struct RawCommand {
     since: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     latest: bool,
+    #[serde(default)]
+    presence_events: bool,
 }
 
 impl Command {
@@ -130,6 +144,7 @@ impl Command {
                     channels,
                     since,
                     latest: raw.latest,
+                    presence_events: raw.presence_events,
                     id,
                 }),
                 Err(e) => Err((e, id)),
@@ -139,6 +154,14 @@ impl Command {
                 Err(e) => Err((e, id)),
             },
             "ping" => Ok(Command::Ping { id }),
+            "presence" => match check(&channels) {
+                Ok(()) if channels.len() == 1 => Ok(Command::Presence {
+                    channel: channels.remove(0),
+                    id,
+                }),
+                Ok(()) => Err((CommandError::OneChannel, id)),
+                Err(e) => Err((e, id)),
+            },
             "refresh" => match raw.token {
                 Some(token) if !token.is_empty() => Ok(Command::Refresh { token, id }),
                 _ => Err((CommandError::NoToken, id)),
@@ -276,6 +299,7 @@ mod tests {
                 channels: vec!["a".into(), "b".into()],
                 since: vec![],
                 latest: false,
+                presence_events: false,
                 id: Some(json!(1))
             })
         );
@@ -361,6 +385,29 @@ mod tests {
         assert_eq!(e, CommandError::NoChannels);
         let (e, id) = Command::parse(r#"{"type":"refresh","id":4}"#).unwrap_err();
         assert_eq!((e.code(), id), ("bad_request", Some(json!(4))));
+    }
+
+    #[test]
+    fn parses_presence_and_presence_events() {
+        assert_eq!(
+            Command::parse(r#"{"type":"presence","channel":"room:1","id":4}"#),
+            Ok(Command::Presence {
+                channel: "room:1".into(),
+                id: Some(json!(4))
+            })
+        );
+        let (e, _) = Command::parse(r#"{"type":"presence","channels":["a","b"]}"#).unwrap_err();
+        assert_eq!(e, CommandError::OneChannel);
+        let (e, _) = Command::parse(r#"{"type":"presence"}"#).unwrap_err();
+        assert_eq!(e, CommandError::NoChannels);
+        let c = Command::parse(r#"{"type":"subscribe","channel":"r","presence_events":true}"#);
+        assert!(matches!(
+            c,
+            Ok(Command::Subscribe {
+                presence_events: true,
+                ..
+            })
+        ));
     }
 
     #[test]

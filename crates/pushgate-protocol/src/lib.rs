@@ -8,6 +8,7 @@
 //! - [`command`]: the JSON commands a client sends and the replies it gets.
 //! - [`envelope`]: how a publication is framed for a client.
 //! - [`position`]: positions in a channel's history (epoch and offset).
+//! - [`presence`]: who is subscribed to a channel, and `join` / `leave` events.
 //! - [`conn_id`]: connection ids, unique across nodes.
 //!
 //! The client protocol is described in `docs/protocol.md`.
@@ -19,6 +20,7 @@ pub mod conn_id;
 pub mod envelope;
 pub mod frame;
 pub mod position;
+pub mod presence;
 pub mod user;
 
 pub use channel::{validate_channel, ChannelError, MAX_CHANNEL_LEN};
@@ -28,6 +30,7 @@ pub use conn_id::ConnId;
 pub use envelope::{decode_publication, encode_positioned, encode_publication, Payload};
 pub use frame::{encode_frame, FrameReader, Message, OpCode, ProtocolError};
 pub use position::Position;
+pub use presence::{PresenceClient, PresenceEvent};
 pub use user::{validate_user, UserError, MAX_USER_LEN};
 
 /// The WebSocket subprotocol name of this protocol version.

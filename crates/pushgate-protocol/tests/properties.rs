@@ -268,7 +268,7 @@ proptest! {
         let text = serde_json::json!({"type": "subscribe", "channels": channels, "id": id}).to_string();
         prop_assert_eq!(
             Command::parse(&text),
-            Ok(Command::Subscribe { channels, since: vec![], latest: false, id: Some(serde_json::json!(id)) })
+            Ok(Command::Subscribe { channels, since: vec![], latest: false, presence_events: false, id: Some(serde_json::json!(id)) })
         );
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushgate_edge::EdgeConfig;
 use pushgate_grpc::GrpcConfig;
-use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
+use pushgate_hub::{HistoryRule, HubConfig, PresenceRule, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -151,6 +151,21 @@ pub struct Config {
     /// exact name or `prefix*`), `size` (publications kept per channel) and `ttl_ms`.
     /// The first matching rule applies; channels without one keep no history.
     pub history: Vec<HistoryConfig>,
+    /// Channels that keep presence (who is subscribed, join/leave events), as
+    /// `[[presence]]` tables (TOML only): `channels` (an exact name or `prefix*`).
+    pub presence: Vec<PresenceConfig>,
+    /// With `broker = "redis"`: how long a node's presence entries stay in Redis
+    /// without being refreshed, in milliseconds (the node refreshes them every third
+    /// of it). A node that dies drops out of presence within it.
+    pub presence_ttl_ms: u64,
+}
+
+/// One `[[presence]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// An exact channel name, or a prefix followed by `*`.
+    pub channels: String,
 }
 
 /// One `[[history]]` rule.
@@ -220,6 +235,8 @@ impl Default for Config {
             http_token: String::new(),
             history_max_bytes: 256 << 20,
             history: Vec::new(),
+            presence: Vec::new(),
+            presence_ttl_ms: 30_000,
         }
     }
 }
@@ -490,6 +507,13 @@ impl Config {
             rule.validate()
                 .map_err(|e| invalid("history", e.to_string()))?;
         }
+        for rule in self.presence_rules() {
+            rule.validate()
+                .map_err(|e| invalid("presence", e.to_string()))?;
+        }
+        if !(3_000..=3_600_000).contains(&self.presence_ttl_ms) {
+            return Err(invalid("presence_ttl_ms", "3000 (3 s) to 3600000 (1 hour)"));
+        }
         if self.history_max_bytes < 1 << 20 {
             return Err(invalid("history_max_bytes", "at least 1048576 (1 MiB)"));
         }
@@ -633,9 +657,19 @@ impl Config {
             track_interest: self.broker == BrokerKind::Redis,
             history: self.history_rules(),
             history_max_bytes: self.history_max_bytes,
+            presence: self.presence_rules(),
             max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
             positions_from_broker: self.broker == BrokerKind::Redis,
         }
+    }
+
+    fn presence_rules(&self) -> Vec<PresenceRule> {
+        self.presence
+            .iter()
+            .map(|p| PresenceRule {
+                channels: p.channels.clone(),
+            })
+            .collect()
     }
 
     fn history_rules(&self) -> Vec<HistoryRule> {
@@ -656,6 +690,7 @@ impl Config {
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),
             idempotency_window: self.idempotency_window(),
+            presence_ttl: Duration::from_millis(self.presence_ttl_ms),
         }
     }
 

@@ -83,6 +83,10 @@ impl Gateway {
         let (ws_addr, http_addr) = (local(&ws, config.ws_addr)?, local(&http, config.http_addr)?);
 
         let (threads, runtimes) = start_shards(&hub, config.pin_shards, stop_all.clone())?;
+        if let Some(p) = hub.presence() {
+            // Ends with the process: it only sends events while the hub lives.
+            tokio::spawn(p.clone().run(hub.clone()));
+        }
         let broker = match config.broker {
             BrokerKind::Redis => Broker::redis(hub.clone(), config.redis())?,
             BrokerKind::Memory => Broker::in_process(hub.clone(), config.idempotency_window()),

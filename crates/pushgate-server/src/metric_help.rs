@@ -252,9 +252,36 @@ pub fn describe() {
         Unit::Count,
         "Publications missed on the bus and delivered from the Redis stream."
     );
+
+    // Presence.
     describe_counter!(
-        "pushgate_history_resets_total",
+        "pushgate_presence_joins_total",
         Unit::Count,
-        "History streams started over with an unrecoverable notice to subscribers."
+        "Connections of this node that joined a presence channel."
+    );
+    describe_counter!(
+        "pushgate_presence_leaves_total",
+        Unit::Count,
+        "Connections of this node that left a presence channel (unsubscribed or closed)."
+    );
+    describe_gauge!(
+        "pushgate_presence_members",
+        Unit::Count,
+        "Memberships of this node's connections in presence channels."
+    );
+    describe_counter!(
+        "pushgate_presence_events_sent_total",
+        Unit::Count,
+        "Join and leave events queued to this node's watchers."
+    );
+    describe_counter!(
+        "pushgate_broker_presence_refreshes_total",
+        Unit::Count,
+        "Times this node put all its presence members into Redis again (every presence_ttl_ms / 3, and after a reconnection)."
+    );
+    describe_counter!(
+        "pushgate_broker_presence_errors_total",
+        Unit::Count,
+        "Presence joins and leaves not written to Redis, and presence round trips that failed."
     );
 }

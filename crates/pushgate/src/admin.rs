@@ -1,4 +1,4 @@
-//! `pushgate admin`: the gRPC ingress's operator calls (Stats, Presence, Disconnect,
+//! `pushgate admin`: the gRPC ingress's operator calls (Stats, Presence, Online, Disconnect,
 //! Subscribe, Unsubscribe), so operators need no grpcurl. Each prints the reply as one
 //! JSON object, with the field names of `pushgate.v1` (docs/grpc.md).
 
@@ -22,8 +22,9 @@ pub struct AdminArgs {
 enum Call {
     /// This node's counts, and every live node's in `cluster`.
     Stats,
-    /// Who is connected: each user's connection ids, each channel's subscriber count
-    /// (this node only).
+    /// Who is here: each user's connection ids on this node and whether it is online
+    /// anywhere; each channel's subscribers (every node's, listed, for a channel under
+    /// a [[presence]] rule; else this node's count).
     #[command(group(ArgGroup::new("about").required(true).multiple(true).args(["user", "channel"])))]
     Presence {
         /// A user (repeatable).
@@ -32,6 +33,12 @@ enum Call {
         /// A channel (repeatable).
         #[arg(long, value_name = "NAME")]
         channel: Vec<String>,
+    },
+    /// Whether each user has a connection on some node.
+    Online {
+        /// A user (repeatable).
+        #[arg(long, value_name = "USER", required = true)]
+        user: Vec<String>,
     },
     /// Close a connection, or every connection of a user (on every node).
     Disconnect {
@@ -121,8 +128,17 @@ async fn call(args: &AdminArgs) -> Result<Value> {
             let r = c.presence(g.request(req)?).await.map_err(status)?;
             let r = r.into_inner();
             json!({
-                "users": r.users.iter().map(|u| json!({"user": u.user, "conns": u.conns})).collect::<Vec<_>>(),
-                "channels": r.channels.iter().map(|c| json!({"channel": c.channel, "subscribers": c.subscribers})).collect::<Vec<_>>(),
+                "users": r.users.iter().map(|u| json!({"user": u.user, "conns": u.conns, "online": u.online})).collect::<Vec<_>>(),
+                "channels": r.channels.iter().map(channel_presence).collect::<Vec<_>>(),
+            })
+        }
+        Call::Online { user } => {
+            let req = pb::OnlineRequest {
+                users: user.clone(),
+            };
+            let r = c.online(g.request(req)?).await.map_err(status)?;
+            json!({
+                "users": r.into_inner().users.iter().map(|u| json!({"user": u.user, "online": u.online})).collect::<Vec<_>>(),
             })
         }
         Call::Disconnect { who, code, reason } => {
@@ -171,4 +187,29 @@ fn stats_json(r: pb::StatsReply) -> Value {
         "cluster_connections": r.cluster_connections,
         "cluster_subscriptions": r.cluster_subscriptions,
     })
+}
+
+/// A channel of a `Presence` reply: the count, and for a presence channel every
+/// client (`info` as the JSON it is) and the distinct users.
+fn channel_presence(c: &pb::ChannelPresence) -> serde_json::Value {
+    let mut v = json!({"channel": c.channel, "subscribers": c.subscribers});
+    if c.cluster {
+        let clients: Vec<serde_json::Value> = c
+            .clients
+            .iter()
+            .map(|cl| {
+                let mut o = json!({"conn": cl.conn});
+                if !cl.user.is_empty() {
+                    o["user"] = json!(cl.user);
+                }
+                if let Ok(info) = serde_json::from_str::<serde_json::Value>(&cl.info) {
+                    o["info"] = info;
+                }
+                o
+            })
+            .collect();
+        v["clients"] = json!(clients);
+        v["users"] = json!(c.users);
+    }
+    v
 }

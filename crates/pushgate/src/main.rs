@@ -47,7 +47,7 @@ enum Command {
     /// in base64); status goes to standard error. It reconnects and re-subscribes when
     /// the connection ends, until --count publications or a refusal.
     Subscribe(subscribe::SubscribeArgs),
-    /// Operator calls through a gateway's gRPC API: stats, presence, disconnect,
+    /// Operator calls through a gateway's gRPC API: stats, presence, online, disconnect,
     /// subscribe, unsubscribe. Each prints the reply as one JSON object.
     Admin(admin::AdminArgs),
     /// Print a page of a history channel through the gRPC API.

@@ -16,6 +16,9 @@
 //!   frame is encoded once. History channels are kept in step with Redis by
 //!   [`follow`]: synced when followed, gaps filled after a reconnect.
 //!
+//! A third connection, [`presence`], keeps this node's presence members in Redis and
+//! answers cluster-wide presence reads and "online" lookups.
+//!
 //! When either connection is down, or Redis does not answer within the timeout, the
 //! broker is down: publications are refused with [`BrokerError::Unavailable`] (never
 //! accepted and lost), clients stay connected, and both tasks reconnect with backoff;
@@ -23,6 +26,7 @@
 
 pub mod conn;
 mod follow;
+mod presence;
 mod publisher;
 mod request;
 pub mod resp;
@@ -62,6 +66,9 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// How long an idempotency key is remembered in Redis.
     pub idempotency_window: Duration,
+    /// How long this node's presence entries live in Redis unless refreshed (every
+    /// third of it).
+    pub presence_ttl: Duration,
 }
 
 impl Default for RedisConfig {
@@ -71,6 +78,7 @@ impl Default for RedisConfig {
             prefix: "pushgate".into(),
             timeout: Duration::from_secs(2),
             idempotency_window: Duration::from_secs(60),
+            presence_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +107,7 @@ pub struct RedisBroker {
     queue: mpsc::Sender<Request>,
     stop: CancellationToken,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    presence: Arc<presence::RedisPresence>,
 }
 
 impl RedisBroker {
@@ -121,6 +130,14 @@ impl RedisBroker {
             rx,
             stop.clone(),
         ));
+        let (presence, presence_task) = presence::start(
+            &hub,
+            endpoint.clone(),
+            keys.clone(),
+            config.timeout,
+            config.presence_ttl,
+            stop.clone(),
+        );
         let subscriber = tokio::spawn(subscriber::run(
             hub.clone(),
             endpoint,
@@ -136,7 +153,8 @@ impl RedisBroker {
             state,
             queue: tx,
             stop,
-            tasks: parking_lot::Mutex::new(vec![publisher, subscriber]),
+            tasks: parking_lot::Mutex::new(vec![publisher, subscriber, presence_task]),
+            presence,
         }))
     }
 
@@ -339,6 +357,15 @@ impl RedisBroker {
             .await
             .map_err(BrokerError::stopped)?;
         rx.await.map_err(BrokerError::stopped)?.map(Some)
+    }
+
+    /// Whether each user has a connection on some node (`PUBSUB SHARDNUMSUB` of the
+    /// users' bus keys).
+    pub(crate) async fn online(
+        &self,
+        users: Vec<String>,
+    ) -> Result<Vec<bool>, pushgate_hub::PresenceError> {
+        self.presence.online(users).await
     }
 
     pub(crate) async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {

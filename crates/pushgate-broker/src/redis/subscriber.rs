@@ -356,6 +356,24 @@ async fn deliver(
     }
     let payload = match body.what {
         What::Publication(p) => p,
+        What::Presence(note) => {
+            // Sent to this node's watchers of the channel; the origin sent its own.
+            if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {
+                m.control.increment(1);
+                let client = pushgate_protocol::PresenceClient {
+                    conn: note.conn.display(&body.origin).to_string(),
+                    user: note.user,
+                    info: note.info,
+                };
+                let event = if note.joined {
+                    pushgate_protocol::PresenceEvent::Join
+                } else {
+                    pushgate_protocol::PresenceEvent::Leave
+                };
+                p.send_event(hub, event, c, &client, None);
+            }
+            return;
+        }
         What::Control(c) => {
             let who = match kind {
                 KeyKind::User(u) => Local::User(u),

@@ -20,11 +20,11 @@ mod stream;
 pub use cluster::{At, Snapshot, SnapshotEntry, Synced};
 pub(crate) use recovery::Waiting;
 pub use recovery::{ReplyFn, SubscribeRequest, Subscribed, AHEAD_WAIT, MAX_BACKLOG_BYTES};
-pub use rules::{HistoryRule, RuleError, Rules};
+pub use rules::{pattern_is_valid, pattern_matches, HistoryRule, RuleError, Rules};
 pub use store::{History, HistoryPage, MAX_READ};
 pub(crate) use stream::Stream;
 
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

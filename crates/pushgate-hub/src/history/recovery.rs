@@ -30,6 +30,8 @@ pub struct SubscribeRequest {
     pub since: Vec<(String, Position)>,
     /// Send the newest kept publication of each history channel first.
     pub latest: bool,
+    /// Send `join` / `leave` events of the presence channels among `channels`.
+    pub presence_events: bool,
 }
 
 /// What a subscribe did, for its reply.
@@ -151,6 +153,12 @@ impl ShardState {
         }
         let joined = self.subscribe(slot, &new, max);
         debug_assert!(joined.is_ok(), "the limit was checked above");
+        if let Some(p) = self.presence.as_ref().filter(|_| req.presence_events) {
+            let id = self.conns[slot].id;
+            for c in &req.channels {
+                p.watch(c, id);
+            }
+        }
         if let Some(history) = &history {
             pinned.iter().for_each(|c| history.detach(c));
         }

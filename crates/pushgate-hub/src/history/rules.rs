@@ -37,13 +37,8 @@ impl HistoryRule {
     /// Checks the pattern, size and ttl.
     pub fn validate(&self) -> Result<(), RuleError> {
         let p = &self.channels;
-        let bad = || RuleError::BadPattern(p.clone());
-        match p.strip_suffix('*') {
-            Some(prefix) if prefix.contains('*') => return Err(bad()),
-            // A prefix is valid when some channel can start with it.
-            Some("") => {}
-            Some(prefix) => validate_channel(prefix).map_err(|_| bad())?,
-            None => validate_channel(p).map_err(|_| bad())?,
+        if !pattern_is_valid(p) {
+            return Err(RuleError::BadPattern(p.clone()));
         }
         if self.size == 0 || self.size > MAX_SIZE {
             return Err(RuleError::BadSize(p.clone()));
@@ -56,10 +51,28 @@ impl HistoryRule {
 
     /// Whether this rule applies to `channel`.
     pub fn matches(&self, channel: &str) -> bool {
-        match self.channels.strip_suffix('*') {
-            Some(prefix) => channel.starts_with(prefix),
-            None => channel == self.channels,
-        }
+        pattern_matches(&self.channels, channel)
+    }
+}
+
+/// Whether a rule's `channels` is usable: an exact channel name, or a prefix followed
+/// by one `*` at the end (`*` alone: every channel). Shared by every kind of channel
+/// rule (`[[history]]`, `[[presence]]`).
+pub fn pattern_is_valid(p: &str) -> bool {
+    match p.strip_suffix('*') {
+        Some(prefix) if prefix.contains('*') => false,
+        // A prefix is valid when some channel can start with it.
+        Some("") => true,
+        Some(prefix) => validate_channel(prefix).is_ok(),
+        None => validate_channel(p).is_ok(),
+    }
+}
+
+/// Whether the rule pattern `p` (valid, [`pattern_is_valid`]) applies to `channel`.
+pub fn pattern_matches(p: &str, channel: &str) -> bool {
+    match p.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => channel == p,
     }
 }
 

@@ -62,12 +62,13 @@ pub(super) fn subscribe(h: &ConnHandle, ch: &str, since: Option<Position>, lates
         channels: vec![ch.into()],
         since: since.map(|p| vec![(ch.to_string(), p)]).unwrap_or_default(),
         latest,
+        presence_events: false,
     };
     h.subscribe_with(req, reply()).unwrap();
 }
 
 /// Everything queued for the connection now, as JSON.
-pub(super) fn drain(h: &ConnHandle) -> Vec<Value> {
+pub(crate) fn drain(h: &ConnHandle) -> Vec<Value> {
     let mut out = VecDeque::new();
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut got = Vec::new();
