@@ -76,6 +76,8 @@ test(`chaos: ${COUNT} publications through drain, restart, killed connections an
   await c.page.evaluate((channel) => {
     window.follow(channel);
     window.arrivals = [];
+    window.drops = [];
+    window.client.on("disconnected", (d) => window.drops.push([d.code, Date.now()]));
     window.client.getSubscription(channel).on("publication", () => window.arrivals.push(performance.now()));
     window.client.connect();
   }, CHANNEL);
@@ -192,7 +194,8 @@ test(`chaos: ${COUNT} publications through drain, restart, killed connections an
   const lost = await c.of("unrecoverable");
   const gaps = await c.page.evaluate(() => window.arrivals.slice(1).map((x, i) => x - window.arrivals[i]));
   const longestGap = Math.round(Math.max(0, ...gaps));
-  const closes = (await c.of("disconnected")).map((d) => d.code).join(",");
+  // Each disconnect's close code and when (s after the first message was sent).
+  const closes = (await c.page.evaluate(() => window.drops)).map(([code, at]) => `${code}@${((at - t0) / 1000).toFixed(1)}`).join(" ");
   const load1 = os.loadavg()[0];
   console.log(`chaos: ${accepted.length} publications accepted, ${got.length} received (${judge(data, accepted)}), ` +
     `reconnects ${stats.reconnects} (disconnects: ${closes}), longest gap ${longestGap} ms, duplicates dropped ${stats.duplicatesDropped}, ` +
