@@ -8,7 +8,8 @@
 //   3. kills its client connections (TCP closed under them, no close frame),
 //   4. blocks its network for 2 s: every byte to and from it (its WebSocket traffic from
 //      haproxy, haproxy's health checks and publishers on its HTTP port, its Redis link),
-//      new connections too, is held by relays the test controls (node-net.mjs), then let go.
+//      new connections too, is held by relays the test controls (node-net.mjs), then let go;
+// and then 5. blocks the publisher's node's network the same way for 2 s.
 // The publisher is a correct one: each message has an Idempotency-Key and is sent again
 // until a node accepts it (a 2 s block may hit the publisher's node), so every message is
 // accepted once. The page must end with every accepted message exactly once, in order,
@@ -40,7 +41,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
 });
 
-test(`chaos: ${COUNT} publications through drain, restart, killed connections and ${BLOCK_MS / 1000} s blocked network arrive once each, in order`, { timeout: Number(process.env.CHAOS_TIMEOUT_MS ?? DURATION_MS * 4 + 120000) }, async (t) => {
+test(`chaos: ${COUNT} publications through drain, restart, killed connections and two ${BLOCK_MS / 1000} s network blocks arrive once each, in order`, { timeout: Number(process.env.CHAOS_TIMEOUT_MS ?? DURATION_MS * 4 + 120000) }, async (t) => {
   const load0 = os.loadavg()[0];
   const redis = await Redis.start({ appendfsync: "always" });
   cleanups.push(() => redis.stop());
@@ -176,6 +177,13 @@ test(`chaos: ${COUNT} publications through drain, restart, killed connections an
   await sleep(BLOCK_MS);
   nets[blocked].open();
   events.push(`[${when}] blocked ${blocked} for ${BLOCK_MS} ms`);
+  // 5. Block the publisher's node the same way (beyond the issue's four steps): its
+  // publications fail (503) or end unanswered (504) and are sent again with their keys.
+  when = await at(0.85);
+  nets[pubNode].blackhole();
+  await sleep(BLOCK_MS);
+  nets[pubNode].open();
+  events.push(`[${when}] blocked ${pubNode} (the publisher's) for ${BLOCK_MS} ms`);
   t.diagnostic(events.join(", "));
 
   await publishing;
