@@ -26,5 +26,8 @@ if [[ -z "$redis_major" || "$redis_major" -lt 7 ]]; then
   exit 1
 fi
 if [[ "${1:-}" != "--system" ]]; then
-  (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)
+  # One more try: esbuild's install script runs the binary it has just written, which
+  # fails now and then with ETXTBSY on a loaded machine (seen here once in a few runs).
+  (cd "$JS" && { npm ci --no-audit --no-fund --loglevel=error ||
+    { echo "npm ci failed; once more" >&2 && npm ci --no-audit --no-fund --loglevel=error; }; })
 fi
