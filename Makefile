@@ -29,7 +29,8 @@ test: lint
 
 ## The JS client (clients/js, docs/clients.md): dist/ rebuilt from src/ must equal the
 ## committed one, then unit tests, Node and headless-Chromium tests against the release
-## binary. clients/js/test/deps.sh installs chromium (Debian's) and the npm packages.
+## binary, and the browser chaos test (two nodes on Redis behind haproxy, about a minute).
+## clients/js/test/deps.sh installs chromium (Debian's), haproxy, redis-server and the npm packages.
 test-js:
 	bash clients/js/test/deps.sh
 	cd clients/js && npm run build --silent && git diff --exit-code --stat -- dist/

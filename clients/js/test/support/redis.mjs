@@ -1,5 +1,7 @@
 // A redis-server of the test's own: a free loopback port, a temporary directory, and
-// append-only persistence (so the data survives a restart of Redis). Stopped by PID.
+// append-only persistence (so the data survives a restart of Redis; `appendfsync`
+// "everysec" unless told "always", which writes every command to disk before answering).
+// Stopped by PID.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -8,9 +10,9 @@ import path from "node:path";
 import { freePort, waitFor } from "./gateway.mjs";
 
 export class Redis {
-  static async start() {
+  static async start({ appendfsync = "everysec" } = {}) {
     const r = new Redis(await freePort());
-    await r.spawn();
+    await r.spawn(appendfsync);
     return r;
   }
 
@@ -20,13 +22,13 @@ export class Redis {
     this.dir = mkdtempSync(path.join(os.tmpdir(), "pushgate-js-redis-"));
   }
 
-  async spawn() {
+  async spawn(appendfsync) {
     const which = spawnSync("sh", ["-c", "command -v redis-server || ls /usr/bin/redis-server"], { encoding: "utf8" });
     const bin = which.stdout.trim().split("\n")[0];
     if (!bin) throw new Error("no redis-server: run clients/js/test/deps.sh");
     this.child = spawn(bin, [
       "--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir,
-      "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+      "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
       "--logfile", path.join(this.dir, "redis.log"), "--daemonize", "no",
     ], { stdio: "ignore" });
     this.pid = this.child.pid;

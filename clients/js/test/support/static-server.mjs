@@ -19,5 +19,11 @@ export async function startStaticServer() {
     }
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(() => r())) };
+  // close() waits for keep-alive connections a browser still holds (up to its idle
+  // timeout, minutes): those are closed with it.
+  const close = () => new Promise((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  });
+  return { url: `http://127.0.0.1:${server.address().port}/`, close };
 }
