@@ -72,6 +72,7 @@ impl Config {
             header_timeout: Duration::from_millis(self.internal_header_timeout_ms),
             body_timeout: Duration::from_millis(self.internal_body_timeout_ms),
             idle_timeout: Duration::from_millis(self.internal_idle_timeout_ms),
+            ..pushgate_ingress::HttpLimits::default()
         }
     }
 
