@@ -1,8 +1,11 @@
-//! What the gRPC ingress refuses, and the status code each refusal gets: the
-//! publisher's mistakes are `INVALID_ARGUMENT`, overload is `RESOURCE_EXHAUSTED`,
-//! a draining node is `UNAVAILABLE` (retry on another node).
+//! What the gRPC ingress refuses, and the status code each refusal gets: each falls
+//! in one [`Refusal`] class, whose gRPC code this port answers and whose HTTP status
+//! the HTTP API answers (pushgate-ingress's `refusal.rs`): the publisher's mistakes
+//! are `INVALID_ARGUMENT`, overload is `RESOURCE_EXHAUSTED`, a draining node is
+//! `UNAVAILABLE` (retry on another node).
 
 use pushgate_hub::PublishError;
+use pushgate_ingress::Refusal;
 use pushgate_protocol::{ChannelError, UserError};
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -70,19 +73,39 @@ impl From<pushgate_broker::BrokerError> for IngressError {
 }
 
 impl IngressError {
+    /// The class of this refusal, shared with the HTTP API.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            IngressError::Publish(p) => Refusal::of_publish(p),
+            IngressError::Unavailable(_) => Refusal::Unavailable,
+            IngressError::Uncertain(_) => Refusal::Uncertain,
+            IngressError::Overloaded(_) => Refusal::Overloaded,
+            IngressError::FirstAttemptFailed(_) => Refusal::Aborted,
+            IngressError::Presence(pushgate_hub::PresenceError::NoRule(_)) => Refusal::Invalid,
+            IngressError::Presence(_) => Refusal::Unavailable,
+            IngressError::NoPublication
+            | IngressError::NoPayload
+            | IngressError::BadConnId(_)
+            | IngressError::Empty(_)
+            | IngressError::NoSubject
+            | IngressError::NoChannels
+            | IngressError::TooManyChannels(_)
+            | IngressError::BadChannel { .. }
+            | IngressError::CloseCode(_)
+            | IngressError::Limit(_)
+            | IngressError::CloseReasonTooLong(_)
+            | IngressError::KeyTooLong(_)
+            | IngressError::BadUser { .. }
+            | IngressError::TooManyUsers(_) => Refusal::Invalid,
+        }
+    }
+
     /// The gRPC status code of this refusal.
     pub fn code(&self) -> Code {
         match self {
-            IngressError::Publish(PublishError::ShuttingDown) | IngressError::Unavailable(_) => {
-                Code::Unavailable
-            }
-            IngressError::Overloaded(_) => Code::ResourceExhausted,
+            // Not a refused publication: a presence read of a channel without a rule.
             IngressError::Presence(pushgate_hub::PresenceError::NoRule(_)) => Code::NotFound,
-            IngressError::Presence(_) => Code::Unavailable,
-            IngressError::FirstAttemptFailed(_) => Code::Aborted,
-            // The operation may have completed: what DEADLINE_EXCEEDED means.
-            IngressError::Uncertain(_) => Code::DeadlineExceeded,
-            _ => Code::InvalidArgument,
+            _ => self.refusal().grpc_code(),
         }
     }
 }
@@ -135,5 +158,13 @@ mod tests {
         assert!(IngressError::Publish(PublishError::TooLarge(10, 5))
             .to_string()
             .contains("exceeds the limit of 5 bytes"));
+        // The HTTP API answers the same classes: too large is 413 there.
+        let too_large = IngressError::Publish(PublishError::TooLarge(10, 5)).refusal();
+        assert_eq!(too_large, Refusal::TooLarge);
+        assert_eq!(too_large.http_status().as_u16(), 413);
+        assert_eq!(
+            IngressError::Overloaded(3).refusal().http_status().as_u16(),
+            429
+        );
     }
 }

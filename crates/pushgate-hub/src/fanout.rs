@@ -223,7 +223,7 @@ impl Shard {
                     self.sweep(Instant::now(), &ping);
                     let history = self.state.lock().history.clone();
                     if let Some(h) = history {
-                        h.sweep(self.id);
+                        h.sweep(self.id());
                     }
                 }
                 _ = self.waiting.notified() => {

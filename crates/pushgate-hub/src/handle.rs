@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::close::CloseReason;
 use crate::grant::{Grant, RefreshError};
-use crate::history::recovery::{ReplyFn, Wait};
+use crate::history::recovery::ReplyFn;
 use crate::history::SubscribeRequest;
 use crate::shard::Shard;
 
@@ -80,33 +80,7 @@ impl ConnHandle {
         out: &mut VecDeque<Bytes>,
         take: bool,
     ) -> Poll<Outgoing> {
-        let mut st = self.shard.state.lock();
-        let q = &mut st.conns[self.slot].outbound;
-        match q.closing {
-            Some(r) if r.is_abortive() => return Poll::Ready(Outgoing::Close(r)),
-            _ => {}
-        }
-        if take && !st.backlogs.is_empty() {
-            if let Some(mut backlog) = st.backlogs.remove(&self.slot) {
-                // A reply and recovered publications go before what was queued since.
-                let q = &mut st.conns[self.slot].outbound;
-                q.take_into(out);
-                backlog.append(out);
-                *out = backlog;
-                return Poll::Ready(Outgoing::Frames);
-            }
-        }
-        let q = &mut st.conns[self.slot].outbound;
-        if take && q.take_into(out) {
-            return Poll::Ready(Outgoing::Frames);
-        }
-        match q.closing {
-            Some(r) if take => Poll::Ready(Outgoing::Close(r)),
-            _ => {
-                q.register(cx.waker());
-                Poll::Pending
-            }
-        }
+        self.shard.poll_outgoing(self.slot, cx, out, take)
     }
 
     /// Enqueues a frame for this connection only (a reply, a pong).
@@ -120,25 +94,14 @@ impl ConnHandle {
     }
 
     fn touch_at(&self, now: Instant) {
-        let ms = self.shard.millis(now);
-        self.shard.state.lock().conns[self.slot].last_seen = ms;
+        self.shard.touch(self.slot, now);
     }
 
     /// Follows channels (already validated by the protocol layer). A token-authenticated
     /// connection may follow only what its token allows; if one channel is not allowed,
     /// none of the command's channels is followed.
     pub fn subscribe(&self, channels: &[String]) -> Result<(), SubscribeError> {
-        let max = self.shard.config.max_subscriptions_per_conn;
-        let mut st = self.shard.state.lock();
-        if let Some(g) = st.grants.get(&self.slot) {
-            if let Some(ch) = channels.iter().find(|c| !g.grant.permissions.allows(c)) {
-                return Err(SubscribeError::NotAllowed(ch.clone()));
-            }
-        }
-        st.subscribe(self.slot, channels, max)
-            .map_err(SubscribeError::TooMany)?;
-        self.shard.update_gauges(st);
-        Ok(())
+        self.shard.client_subscribe(self.slot, channels)
     }
 
     /// A client's subscribe: follows `req.channels` (a token-authenticated connection
@@ -152,34 +115,15 @@ impl ConnHandle {
         req: SubscribeRequest,
         reply: ReplyFn,
     ) -> Result<(), SubscribeError> {
-        let max = self.shard.config.max_subscriptions_per_conn;
-        let mut st = self.shard.state.lock();
-        if let Some(g) = st.grants.get(&self.slot) {
-            if let Some(ch) = req.channels.iter().find(|c| !g.grant.permissions.allows(c)) {
-                let e = SubscribeError::NotAllowed(ch.clone());
-                self.shard.send_locked(&mut st, self.slot, reply(Err(&e)));
-                return Err(e);
-            }
-        }
-        let r = match st.subscribe_recovering(self.slot, &req, max, reply, None) {
-            Ok(r) => r,
-            Err(Wait(reply)) => {
-                st.wait(self.slot, self.id, req, reply);
-                // The shard's worker retries it after each batch and, while some
-                // wait, on a timer.
-                self.shard.waiting.notify_one();
-                Ok(())
-            }
-        };
-        self.shard.update_gauges(st);
-        r
+        self.shard
+            .client_subscribe_with(self.slot, self.id, req, reply)
     }
 
     /// Sends the reply to a subscribe of `channels` once this node follows each of
     /// them on the cluster bus (at once on a single node, or if it already does), so
     /// that the client hears every node's publications from the moment it is told.
     pub fn reply_when_subscribed(&self, channels: &[String], frame: Bytes) {
-        let interest = self.shard.state.lock().interest.clone();
+        let interest = self.shard.interest();
         let keys = channels
             .iter()
             .map(|c| crate::Key::Channel(c.as_str().into()));
@@ -190,9 +134,7 @@ impl ConnHandle {
 
     /// Stops following channels.
     pub fn unsubscribe(&self, channels: &[String]) {
-        let mut st = self.shard.state.lock();
-        st.unsubscribe(self.slot, channels);
-        self.shard.update_gauges(st);
+        self.shard.client_unsubscribe(self.slot, channels);
     }
 
     /// Replaces the connection's grant with a fresh token's (same user). Channels the new
@@ -209,7 +151,7 @@ impl ConnHandle {
 
     /// The connection's user, if it has one (a copy: for bookkeeping when it closes).
     pub fn user(&self) -> Option<Box<str>> {
-        self.shard.state.lock().conns[self.slot].user.clone()
+        self.shard.user_of(self.slot)
     }
 
     /// The close code and reason an operator chose for this connection, if any.

@@ -17,26 +17,10 @@ use crate::history::{History, Rules};
 use crate::interest::Interest;
 use crate::presence::{Presence, PresenceRule};
 use crate::publication::{Publication, PublishError, PublishReport, Target};
-use crate::shard::Shard;
+use crate::shard::{AdminReport, Shard};
 
 /// Depth of each shard's publication queue: a full queue makes publishers wait.
 const SHARD_QUEUE: usize = 1024;
-
-/// What a server-side change to a user's connections did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AdminReport {
-    /// Connections the change applied to.
-    pub applied: usize,
-    /// Connections left unchanged (the subscription limit would be exceeded).
-    pub refused: usize,
-}
-
-impl AdminReport {
-    fn add(&mut self, other: AdminReport) {
-        self.applied += other.applied;
-        self.refused += other.refused;
-    }
-}
 
 /// Totals across the shards of this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

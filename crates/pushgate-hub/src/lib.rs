@@ -42,7 +42,7 @@ pub use history::{
     At, History, HistoryPage, HistoryRule, Snapshot, SnapshotEntry, SubscribeRequest, Subscribed,
     Synced,
 };
-pub use hub::{AdminReport, Hub, Stats, Submitted};
+pub use hub::{Hub, Stats, Submitted};
 pub use interest::{Interest, Key, Released};
 pub use metrics::ShardMetrics;
 pub use presence::{Presence, PresenceError, PresenceRule};
@@ -50,7 +50,7 @@ pub use publication::{
     check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
     MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,
 };
-pub use shard::Shard;
+pub use shard::{AdminReport, Shard};
 
 #[cfg(test)]
 mod tests;

@@ -22,21 +22,39 @@ use crate::fanout::Job;
 use crate::grant::{Grant, GrantEntry};
 use crate::handle::{ConnHandle, SubscribeError};
 use crate::history::{History, Waiting};
-use crate::hub::AdminReport;
 use crate::interest::{Interest, Key};
 use crate::metrics::ShardMetrics;
 use crate::outbound::{Limits, Outbound};
 use crate::presence::Presence;
 
+mod client;
+
+/// What a server-side change to a user's connections did: filled per shard by
+/// [`Shard::subscribe_user`], summed over the shards by the hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminReport {
+    /// Connections the change applied to.
+    pub applied: usize,
+    /// Connections left unchanged (the subscription limit would be exceeded).
+    pub refused: usize,
+}
+
+impl AdminReport {
+    pub(crate) fn add(&mut self, other: AdminReport) {
+        self.applied += other.applied;
+        self.refused += other.refused;
+    }
+}
+
 /// One shard of the hub.
 pub struct Shard {
-    pub(crate) id: usize,
+    id: usize,
     pub(crate) state: Mutex<ShardState>,
     pub(crate) limits: Limits,
     pub(crate) config: Arc<HubConfig>,
     pub(crate) metrics: ShardMetrics,
     /// The origin of the shard's millisecond clock (`Conn::last_seen`).
-    pub(crate) epoch: Instant,
+    epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
     pub(crate) jobs: Mutex<Option<mpsc::Receiver<Arc<Job>>>>,
     /// Told when a subscribe starts waiting, so the worker retries it on a timer too.

@@ -13,12 +13,13 @@
 
 use base64::Engine;
 use hyper::StatusCode;
-use pushgate_broker::{Broker, BrokerError};
+use pushgate_broker::Broker;
 use pushgate_hub::history::MAX_READ;
 use pushgate_protocol::{validate_channel, Payload, Position};
 use serde_json::{json, Value};
 
 use crate::http::{error, json_resp, Resp};
+use crate::refusal::Refusal;
 
 /// Publications returned when the request names no `limit`.
 const DEFAULT_LIMIT: usize = 100;
@@ -85,10 +86,7 @@ pub(crate) async fn history(q: &str, broker: &Broker) -> Resp {
                 q.channel
             ),
         ),
-        Err(e @ BrokerError::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
     }
 }
 

@@ -10,7 +10,9 @@
 //! `Authorization: Bearer <token>` (401 otherwise).
 //! An `Idempotency-Key` header makes a retry within the window answer the first
 //! outcome (`"duplicate":true`) instead of publishing again; 504 says the outcome is
-//! unknown (sent to Redis, not answered in time): retry with the same key.
+//! unknown (sent to Redis, not answered in time): retry with the same key. Every
+//! refusal's status comes from [`Refusal`], which gRPC answers through too; more than
+//! [`HttpLimits::max_in_flight`] publications at once get 429 (docs/http.md).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,19 +22,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use pushgate_broker::{Broker, BrokerError, Message, NodeConn, Target};
-use pushgate_hub::PublishError;
+use pushgate_broker::{Broker, Message, NodeConn, Target};
 use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::bearer::check_bearer;
 use crate::guard::Gate;
+use crate::refusal::Refusal;
+
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
@@ -63,6 +67,11 @@ pub struct HttpLimits {
     pub body_timeout: Duration,
     /// A connection on which no byte moved for this long is closed.
     pub idle_timeout: Duration,
+    /// Most publications in flight at once (body read, not yet answered); beyond,
+    /// `POST /publish` is refused with 429 rather than queued without bound. It can
+    /// only be reached when `max_connections` is above it or 0 (one request at a time
+    /// per HTTP/1.1 connection).
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpLimits {
@@ -72,6 +81,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            max_in_flight: 4096,
         }
     }
 }
@@ -82,6 +92,7 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
     let gate = Gate::new("http", limits.max_connections, limits.idle_timeout);
     let header_timeouts =
         metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "header");
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -102,13 +113,15 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
         let stop = stop.clone();
         let header_timeouts = header_timeouts.clone();
         let header_timeout = limits.header_timeout;
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
+                let in_flight = in_flight.clone();
                 async move {
                     Ok::<_, Infallible>(match unauthorized(&req, &state) {
                         Some(refused) => refused,
-                        None => route(req, &state).await,
+                        None => route(req, &state, &in_flight).await,
                     })
                 }
             });
@@ -159,11 +172,11 @@ fn unauthorized(req: &Request<Incoming>, state: &HttpState) -> Option<Resp> {
     Some(resp)
 }
 
-async fn route(req: Request<Incoming>, state: &HttpState) -> Resp {
+async fn route(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphore) -> Resp {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let (label, resp) = match (req.method(), path.as_str()) {
-        (&Method::POST, "/publish") => ("/publish", publish(req, state).await),
+        (&Method::POST, "/publish") => ("/publish", publish(req, state, in_flight).await),
         (&Method::GET, "/history") => (
             "/history",
             crate::history::history(req.uri().query().unwrap_or(""), &state.broker).await,
@@ -268,17 +281,18 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
+async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphore) -> Resp {
+    let invalid = Refusal::Invalid.http_status();
     let query = match parse_query(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(msg) => return error(invalid, &msg),
     };
     let idempotency_key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
         None => None,
         Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
         Some(_) => {
             return error(
-                StatusCode::BAD_REQUEST,
+                invalid,
                 "Idempotency-Key must be 1-256 visible ASCII characters",
             )
         }
@@ -302,11 +316,11 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::TooLarge.http_status(),
                 &format!("payload exceeds {max} bytes"),
             )
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "could not read the body"),
+        Err(_) => return error(invalid, "could not read the body"),
     };
     let payload = if query.binary {
         Payload::Binary(body)
@@ -315,7 +329,7 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
             Ok(s) => Payload::Text(s),
             Err(_) => {
                 return error(
-                    StatusCode::BAD_REQUEST,
+                    invalid,
                     "body is not UTF-8; add binary=true for binary payloads",
                 )
             }
@@ -326,6 +340,18 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
         payload,
         exclude: query.exclude,
         idempotency_key,
+    };
+    let Ok(_permit) = in_flight.try_acquire() else {
+        let mut resp = error(
+            Refusal::Overloaded.http_status(),
+            &format!(
+                "gateway overloaded: {} publications in flight; retry later",
+                state.limits.max_in_flight
+            ),
+        );
+        resp.headers_mut()
+            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+        return resp;
     };
     match state.broker.publish(m, "http").await {
         Ok(d) => {
@@ -338,15 +364,8 @@ async fn publish(req: Request<Incoming>, state: &HttpState) -> Resp {
             }
             json_resp(StatusCode::OK, reply)
         }
-        // Sent, but not answered: it may have been delivered (docs/cluster.md).
-        Err(e @ BrokerError::Uncertain(_)) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
-        Err(e @ BrokerError::Publish(PublishError::TooLarge(..))) => {
-            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
-        }
-        Err(
-            e @ (BrokerError::Publish(PublishError::ShuttingDown) | BrokerError::Unavailable(_)),
-        ) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        // The same classes and the same words as gRPC's (refusal.rs).
+        Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
     }
 }
 

@@ -5,6 +5,8 @@
 //! - [`presence`]: `GET /presence`, every subscriber of a presence channel
 //!   (docs/presence.md).
 //! - [`bearer`]: the static bearer token of an internal port (`http_token`, `grpc_token`).
+//! - [`refusal`]: the classes of a refused publication, each with its HTTP status and
+//!   its gRPC code, shared by both ingresses.
 //! - [`guard`]: how many connections an internal port (HTTP or gRPC) takes, and how
 //!   long one may stay silent.
 //!
@@ -16,7 +18,9 @@ pub mod guard;
 pub mod history;
 pub mod http;
 pub mod presence;
+pub mod refusal;
 
 pub use bearer::{check_bearer, BearerError};
 pub use guard::{Gate, Guarded};
 pub use http::{serve_http, HttpLimits, HttpState};
+pub use refusal::Refusal;

@@ -13,7 +13,7 @@ use crate::config::{Config, ConfigError};
 
 /// Settings whose values never appear in an error message (the line is shown as
 /// `field = <hidden>`).
-const SECRETS: &[&str] = &["grpc_token", "jwt_hs256_secret", "redis_url"];
+const SECRETS: &[&str] = &["grpc_token", "http_token", "jwt_hs256_secret", "redis_url"];
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +257,10 @@ mod tests {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("jwt_hs256_secret = <hidden>"), "{e}");
         assert!(!e.contains("short-secret"), "{e}");
+        let (_, r) = file("http_token = \"two secret words\"\n");
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("http_token = <hidden>"), "{e}");
+        assert!(!e.contains("secret words"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Wiring of one pushgate node: configuration, the shard threads, the WebSocket edge,
 //! the internal HTTP API, telemetry and shutdown.
 //!
-//! - [`config`]: the one configuration struct and its validation.
+//! - [`config`]: the one configuration struct and its validation (`config/`: loading,
+//!   validation, history rules, internal ports and tokens in files of their own).
 //! - [`config_source`]: the configuration assembled from file, environment and flags,
 //!   so that an error names where the bad value came from.
 //! - [`gateway`]: [`Gateway::start`] and [`Gateway::shutdown`].
@@ -12,7 +13,6 @@
 //!   per bucket instead of samples.
 
 pub mod config;
-mod config_kinds;
 pub mod config_source;
 pub mod gateway;
 mod histogram;
