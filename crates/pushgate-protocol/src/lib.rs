@@ -9,6 +9,7 @@
 //! - [`envelope`]: how a publication is framed for a client.
 //! - [`position`]: positions in a channel's history (epoch and offset).
 //! - [`conn_id`]: connection ids, unique across nodes.
+//! - [`deflate`]: permessage-deflate payloads (RFC 7692), without context takeover.
 //!
 //! The client protocol is described in `docs/protocol.md`.
 
@@ -16,6 +17,7 @@ pub mod channel;
 pub mod close;
 pub mod command;
 pub mod conn_id;
+pub mod deflate;
 pub mod envelope;
 pub mod frame;
 pub mod position;
