@@ -114,6 +114,13 @@ impl ConnHandle {
         self.shard.send(self.slot, frame);
     }
 
+    /// Sends this connection's publications compressed (permessage-deflate negotiated
+    /// with `server_max_window_bits` = `window_bits`, 8-15; 15 when the client named
+    /// none). Frames of the connection's own (replies, pongs) stay plain.
+    pub fn set_deflate(&self, window_bits: u8) {
+        self.shard.state.lock().conns[self.slot].deflate = window_bits.clamp(8, 15);
+    }
+
     /// Records that the client was heard from (any frame counts as a heartbeat).
     pub fn touch(&self) {
         self.touch_at(Instant::now());

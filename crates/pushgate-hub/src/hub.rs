@@ -266,6 +266,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             route,
+            deflated: Default::default(),
             exclude,
             remaining: AtomicUsize::new(shards),
             enqueued: AtomicU64::new(0),
@@ -361,6 +362,7 @@ impl Hub {
                             name,
                             frame,
                             stream: None,
+                            deflated: Default::default(),
                         }
                     })
                     .collect();
