@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use pushgate_hub::history::ReplyFn;
 use pushgate_hub::{CloseReason, ConnHandle, RefreshError, SubscribeError, SubscribeRequest};
 use pushgate_protocol::command::{Command, CommandError, Positions, Reply};
+use pushgate_protocol::deflate::{inflate, InflateError};
 use pushgate_protocol::frame::{encode_frame, OpCode, Step};
 use pushgate_protocol::{FrameReader, Message};
 
@@ -32,6 +33,9 @@ pub(crate) const READ_BUDGET: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+    /// Where compressed messages are inflated: one per shard thread, allocated at the
+    /// first compressed message, at most `max_message_bytes` + 1.
+    static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why reading stopped for good.
@@ -55,12 +59,15 @@ pub(crate) struct ReadState {
     partial: Option<Box<Vec<u8>>>,
     /// Frames and bytes received in the current second.
     meter: InboundMeter,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 impl ReadState {
-    pub(crate) fn with_leftover(leftover: Vec<u8>) -> ReadState {
+    pub(crate) fn with_leftover(leftover: Vec<u8>, deflate: bool) -> ReadState {
         ReadState {
             partial: (!leftover.is_empty()).then(|| Box::new(leftover)),
+            deflate,
             ..ReadState::default()
         }
     }
@@ -74,7 +81,7 @@ impl ReadState {
         let Some(mut buf) = self.partial.take() else {
             return Ok(());
         };
-        let used = process(&mut self.frames, &mut self.meter, &mut buf, handle, edge)?;
+        let used = process(self.reader(), &mut buf, handle, edge)?;
         buf.drain(..used);
         self.keep(buf);
         Ok(())
@@ -107,21 +114,14 @@ impl ReadState {
                     .map_err(|f| flooded(f, edge))?;
                 match self.partial.take() {
                     None => {
-                        let used = process(
-                            &mut self.frames,
-                            &mut self.meter,
-                            &mut scratch[..n],
-                            handle,
-                            edge,
-                        )?;
+                        let used = process(self.reader(), &mut scratch[..n], handle, edge)?;
                         if used < n {
                             self.keep(Box::new(scratch[used..n].to_vec()));
                         }
                     }
                     Some(mut buf) => {
                         buf.extend_from_slice(&scratch[..n]);
-                        let used =
-                            process(&mut self.frames, &mut self.meter, &mut buf, handle, edge)?;
+                        let used = process(self.reader(), &mut buf, handle, edge)?;
                         buf.drain(..used);
                         self.keep(buf);
                     }
@@ -132,6 +132,14 @@ impl ReadState {
             }
             Ok(())
         })
+    }
+
+    fn reader(&mut self) -> Frames<'_> {
+        Frames {
+            frames: &mut self.frames,
+            meter: &mut self.meter,
+            deflate: self.deflate,
+        }
     }
 
     /// Keeps the bytes of an incomplete frame, if there are any.
@@ -152,26 +160,39 @@ fn flooded(f: Flood, edge: &EdgeShared) -> End {
     End::Violation(CloseReason::InboundFlood)
 }
 
+/// The parts of [`ReadState`] that frame parsing uses (the partial buffer is apart).
+struct Frames<'a> {
+    frames: &'a mut FrameReader,
+    meter: &'a mut InboundMeter,
+    deflate: bool,
+}
+
 /// Handles every complete frame at the front of `buf`; returns the bytes consumed.
 /// Every frame counts against the inbound frame limit, the fragments of a message
 /// and control frames included.
 fn process(
-    frames: &mut FrameReader,
-    meter: &mut InboundMeter,
+    r: Frames<'_>,
     buf: &mut [u8],
     handle: &ConnHandle,
     edge: &EdgeShared,
 ) -> Result<usize, End> {
+    let Frames {
+        frames,
+        meter,
+        deflate,
+    } = r;
     let max = edge.config.max_message;
     let mut at = 0;
     loop {
-        let step = frames.next(&mut buf[at..], max).map_err(|e| {
-            End::Violation(match e.close_code() {
-                pushgate_protocol::CloseCode::INVALID_PAYLOAD => CloseReason::InvalidPayload,
-                pushgate_protocol::CloseCode::MESSAGE_TOO_BIG => CloseReason::MessageTooBig,
-                _ => CloseReason::ProtocolError,
-            })
-        })?;
+        let step = frames
+            .next_deflate(&mut buf[at..], max, deflate)
+            .map_err(|e| {
+                End::Violation(match e.close_code() {
+                    pushgate_protocol::CloseCode::INVALID_PAYLOAD => CloseReason::InvalidPayload,
+                    pushgate_protocol::CloseCode::MESSAGE_TOO_BIG => CloseReason::MessageTooBig,
+                    _ => CloseReason::ProtocolError,
+                })
+            })?;
         if !matches!(step, Step::NeedMore) {
             meter
                 .frame(edge.config.inbound)
@@ -195,8 +216,36 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Resul
         Message::Ping(p) => handle.send(encode_frame(OpCode::Pong, p)),
         Message::Pong(_) => {}
         Message::Close(code, _) => return Err(End::ClientClose(code)),
+        Message::Deflated { text, payload } => return on_deflated(text, payload, handle, edge),
     }
     Ok(())
+}
+
+/// A compressed message: inflated (at most `max_message` bytes: beyond, 1009) into this
+/// thread's buffer, then handled like an uncompressed one.
+fn on_deflated(
+    text: bool,
+    payload: &[u8],
+    handle: &ConnHandle,
+    edge: &EdgeShared,
+) -> Result<(), End> {
+    INFLATED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        inflate(payload, &mut buf, edge.config.max_message).map_err(|e| {
+            End::Violation(match e {
+                InflateError::TooBig(_) => CloseReason::MessageTooBig,
+                InflateError::Corrupt => CloseReason::InvalidPayload,
+            })
+        })?;
+        let msg = if text {
+            let s = std::str::from_utf8(&buf)
+                .map_err(|_| End::Violation(CloseReason::InvalidPayload))?;
+            Message::Text(s)
+        } else {
+            Message::Binary(&buf)
+        };
+        on_message(msg, handle, edge)
+    })
 }
 
 fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {

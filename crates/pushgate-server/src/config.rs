@@ -12,7 +12,7 @@ use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::config_kinds::{AuthMode, BrokerKind, LogFormat};
+pub use crate::config_kinds::{AuthMode, BrokerKind, Compression, LogFormat};
 use crate::config_source::Origin;
 
 /// The whole configuration of one node.
@@ -58,6 +58,13 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Time to flush and exchange close frames when a connection ends, in milliseconds.
     pub close_timeout_ms: u64,
+    /// `off` (default) or `on`: negotiate permessage-deflate with clients that offer it.
+    /// Each publication is then compressed once, for all of them (docs/protocol.md).
+    pub compression: Compression,
+    /// zlib level of compressed publications: 1 (fastest, default) to 9 (smallest).
+    pub compression_level: u32,
+    /// Publications with a smaller payload, in bytes, go uncompressed to everyone.
+    pub compression_min_bytes: usize,
     /// Header carrying the user id, set by a trusted proxy in front of pushgate. Empty: none.
     /// Anonymous mode only.
     pub trusted_user_header: String,
@@ -186,6 +193,9 @@ impl Default for Config {
             max_subscriptions_per_conn: 128,
             handshake_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
+            compression: Compression::Off,
+            compression_level: 1,
+            compression_min_bytes: 256,
             trusted_user_header: String::new(),
             auth_mode: AuthMode::Anonymous,
             jwt_hs256_secret: String::new(),
@@ -448,6 +458,15 @@ impl Config {
                 "must be between 1 and queue_max_bytes",
             ));
         }
+        if !(1..=9).contains(&self.compression_level) {
+            return Err(invalid("compression_level", "1 (fastest) to 9 (smallest)"));
+        }
+        if self.compression_min_bytes > self.max_payload_bytes {
+            return Err(invalid(
+                "compression_min_bytes",
+                "at most max_payload_bytes (nothing would ever be compressed)",
+            ));
+        }
         if self.handshake_timeout_ms == 0 {
             return Err(invalid("handshake_timeout_ms", "must be positive"));
         }
@@ -635,6 +654,10 @@ impl Config {
             history_max_bytes: self.history_max_bytes,
             max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
             positions_from_broker: self.broker == BrokerKind::Redis,
+            compression: pushgate_hub::CompressionConfig {
+                level: self.compression_level,
+                min_bytes: self.compression_min_bytes,
+            },
         }
     }
 
@@ -707,6 +730,7 @@ impl Config {
                 frames_per_sec: self.max_inbound_messages_per_sec.min(u16::MAX as u32) as u16,
                 bytes_per_sec: self.max_inbound_bytes_per_sec,
             },
+            compression: self.compression == Compression::On,
         }
     }
 
@@ -769,6 +793,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown setting"));
+    }
+
+    #[test]
+    fn compression_settings_are_validated_and_reach_the_edge_and_hub() {
+        let mut c = Config::default();
+        assert!(!c.edge().compression, "off by default");
+        c.set("compression", "on").unwrap();
+        c.set("compression_level", "9").unwrap();
+        c.set("compression_min_bytes", "1024").unwrap();
+        c.validate().unwrap();
+        assert!(c.edge().compression);
+        assert_eq!(c.hub().compression.level, 9);
+        assert_eq!(c.hub().compression.min_bytes, 1024);
+        let e = c.set("compression", "gzip").unwrap_err().to_string();
+        assert!(e.contains("compression") && e.contains("on"), "{e}");
+        for (field, bad) in [
+            ("compression_level", "0"),
+            ("compression_level", "10"),
+            ("compression_min_bytes", "65537"),
+        ] {
+            let mut c = Config::default();
+            c.set(field, bad).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{field}={bad}: {e}");
+        }
     }
 
     #[test]
