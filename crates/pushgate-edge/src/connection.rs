@@ -110,7 +110,7 @@ async fn accept(
     Some(Connection {
         stream,
         handle,
-        read: ReadState::with_leftover(leftover, deflate.is_some()),
+        read: ReadState::with_leftover(leftover),
         out: VecDeque::new(),
         edge,
     })

@@ -59,15 +59,12 @@ pub(crate) struct ReadState {
     partial: Option<Box<Vec<u8>>>,
     /// Frames and bytes received in the current second.
     meter: InboundMeter,
-    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
-    deflate: bool,
 }
 
 impl ReadState {
-    pub(crate) fn with_leftover(leftover: Vec<u8>, deflate: bool) -> ReadState {
+    pub(crate) fn with_leftover(leftover: Vec<u8>) -> ReadState {
         ReadState {
             partial: (!leftover.is_empty()).then(|| Box::new(leftover)),
-            deflate,
             ..ReadState::default()
         }
     }
@@ -81,7 +78,7 @@ impl ReadState {
         let Some(mut buf) = self.partial.take() else {
             return Ok(());
         };
-        let used = process(self.reader(), &mut buf, handle, edge)?;
+        let used = process(&mut self.frames, &mut self.meter, &mut buf, handle, edge)?;
         buf.drain(..used);
         self.keep(buf);
         Ok(())
@@ -114,14 +111,21 @@ impl ReadState {
                     .map_err(|f| flooded(f, edge))?;
                 match self.partial.take() {
                     None => {
-                        let used = process(self.reader(), &mut scratch[..n], handle, edge)?;
+                        let used = process(
+                            &mut self.frames,
+                            &mut self.meter,
+                            &mut scratch[..n],
+                            handle,
+                            edge,
+                        )?;
                         if used < n {
                             self.keep(Box::new(scratch[used..n].to_vec()));
                         }
                     }
                     Some(mut buf) => {
                         buf.extend_from_slice(&scratch[..n]);
-                        let used = process(self.reader(), &mut buf, handle, edge)?;
+                        let used =
+                            process(&mut self.frames, &mut self.meter, &mut buf, handle, edge)?;
                         buf.drain(..used);
                         self.keep(buf);
                     }
@@ -132,14 +136,6 @@ impl ReadState {
             }
             Ok(())
         })
-    }
-
-    fn reader(&mut self) -> Frames<'_> {
-        Frames {
-            frames: &mut self.frames,
-            meter: &mut self.meter,
-            deflate: self.deflate,
-        }
     }
 
     /// Keeps the bytes of an incomplete frame, if there are any.
@@ -160,27 +156,17 @@ fn flooded(f: Flood, edge: &EdgeShared) -> End {
     End::Violation(CloseReason::InboundFlood)
 }
 
-/// The parts of [`ReadState`] that frame parsing uses (the partial buffer is apart).
-struct Frames<'a> {
-    frames: &'a mut FrameReader,
-    meter: &'a mut InboundMeter,
-    deflate: bool,
-}
-
 /// Handles every complete frame at the front of `buf`; returns the bytes consumed.
 /// Every frame counts against the inbound frame limit, the fragments of a message
 /// and control frames included.
 fn process(
-    r: Frames<'_>,
+    frames: &mut FrameReader,
+    meter: &mut InboundMeter,
     buf: &mut [u8],
     handle: &ConnHandle,
     edge: &EdgeShared,
 ) -> Result<usize, End> {
-    let Frames {
-        frames,
-        meter,
-        deflate,
-    } = r;
+    let deflate = handle.deflate();
     let max = edge.config.max_message;
     let mut at = 0;
     loop {

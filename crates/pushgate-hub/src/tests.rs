@@ -298,6 +298,9 @@ fn a_connection_entry_stays_small() {
     // Every connection costs one of these in its shard's slab; idle memory depends on it.
     let entry = std::mem::size_of::<crate::shard::Conn>();
     assert!(entry <= 112, "Conn grew to {entry} bytes");
+    // The edge's task holds one of these per connection.
+    let handle = std::mem::size_of::<ConnHandle>();
+    assert!(handle <= 32, "ConnHandle grew to {handle} bytes");
 }
 
 #[test]
