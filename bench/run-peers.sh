@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compare pushgate with the reference peers on scenarios 1–3 (burst,
+# Compare pushgate with the reference peers (uws, go-seed, go-hub, node-ws, rust-naive) on scenarios 1–3 (burst,
 # latency, idle), REPEAT times each (medians reported), then print a table
 # with ratios against the best peer per metric.
 #
@@ -12,7 +12,11 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-TARGETS="${TARGETS:-pushgate go-seed go-hub node-ws rust-naive}"
+TARGETS="${TARGETS:-pushgate uws go-seed go-hub node-ws rust-naive}"
+# uws (uWebSockets.js) in its stronger mode: app.publish after the POST
+# handler, so uWS corks each subscriber and batches its frames
+# (../shared/peers/uws/README.md; DEFER_PUBLISH=0 for its default mode).
+export DEFER_PUBLISH="${DEFER_PUBLISH:-1}"
 SCENARIOS="${SCENARIOS:-burst latency idle}"
 mkdir -p "$OUT"
 
@@ -22,7 +26,7 @@ need_pkgs=()
 [[ " $TARGETS " == *" go-"* ]] && ! command -v go >/dev/null && need_pkgs+=(golang)
 [[ " $TARGETS " == *" go-"* ]] && [[ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]] \
   && need_pkgs+=(golang-github-gorilla-websocket-dev)
-[[ " $TARGETS " == *" node-ws "* ]] && ! command -v npm >/dev/null && need_pkgs+=(nodejs npm)
+[[ " $TARGETS " == *" node-ws "* || " $TARGETS " == *" uws "* ]] && ! command -v npm >/dev/null && need_pkgs+=(nodejs npm)
 if (( ${#need_pkgs[@]} )); then
   echo "installing ${need_pkgs[*]} for the peers" >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2

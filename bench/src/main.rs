@@ -16,6 +16,7 @@ mod client;
 mod cluster;
 mod conn;
 mod deflate;
+mod floor;
 mod frame;
 mod grpc;
 mod history_frame;

@@ -45,6 +45,13 @@ pub struct RunResult {
     /// Latency distribution as (percentile, µs) pairs, [`PERCENTILES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lat_percentiles: Vec<(f64, u64)>,
+    /// Paced scenarios: the time to write one frame to every connection
+    /// once, measured in the same run before the clients connected (floor.rs).
+    #[serde(default)]
+    pub floor_us: Option<u64>,
+    /// The floor was scaled from fewer socket pairs (floor::MAX_PAIRS).
+    #[serde(default)]
+    pub floor_scaled: bool,
     /// Per publication, time until its last recipient got it.
     pub last_p50_us: Option<u64>,
     pub last_p99_us: Option<u64>,
@@ -343,6 +350,27 @@ fn columns() -> Vec<Column> {
             prec: 2,
         },
         Column {
+            title: "lat floor ms",
+            scenario: "latency",
+            get: |r| us_to_ms(r.floor_us),
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
+            title: "lat p50 ×floor",
+            scenario: "latency",
+            get: |r| over_floor(r.lat_p50_us, r.floor_us),
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
+            title: "lat p99 ×floor",
+            scenario: "latency",
+            get: |r| over_floor(r.lat_p99_us, r.floor_us),
+            higher_better: false,
+            prec: 2,
+        },
+        Column {
             title: "last-recipient p99 ms",
             scenario: "latency",
             get: |r| us_to_ms(r.last_p99_us),
@@ -396,6 +424,14 @@ fn columns() -> Vec<Column> {
 
 fn loss_pct(r: &RunResult) -> Option<f64> {
     (r.expected > 0).then(|| 100.0 * r.lost as f64 / r.expected as f64)
+}
+
+/// A latency as a multiple of the run's floor (floor.rs).
+fn over_floor(lat_us: Option<u64>, floor_us: Option<u64>) -> Option<f64> {
+    match (lat_us, floor_us) {
+        (Some(l), Some(f)) if f > 0 => Some(l as f64 / f as f64),
+        _ => None,
+    }
 }
 
 fn us_to_ms(v: Option<u64>) -> Option<f64> {

@@ -366,6 +366,15 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         _ => cfg.messages,
     };
 
+    // The latency floor, before any client connects (floor.rs).
+    let floor = if cfg.scenario.paced() {
+        Some(crate::floor::measure(
+            cfg.conns,
+            cfg.size.max(payload::MIN_SIZE),
+        )?)
+    } else {
+        None
+    };
     let before_connect = proc_stats::sample_opt(pid)?;
     let multi = cfg.ws_urls.len() > 1 || cfg.pids.len() > 1;
     let nodes_before_connect = cluster::sample(&cfg.pids, cfg.redis_pid.as_deref());
@@ -491,6 +500,10 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         after,
     );
     r.churn = churn.map(|(c, _)| c);
+    if let Some((us, scaled)) = floor {
+        r.floor_us = Some(us);
+        r.floor_scaled = scaled;
+    }
     if multi {
         let c = cluster::build(
             &cfg.ws_urls,
