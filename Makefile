@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance test-js demo fuzz soak
+.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance compression test-js demo fuzz soak
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 ## The release profile is tuned for build time (no LTO); benchmarks and the image use
@@ -25,6 +25,7 @@ test: lint
 	$(MAKE) deploy-check
 	$(MAKE) e2e
 	$(MAKE) conformance
+	$(MAKE) compression
 	$(MAKE) test-js
 
 ## The JS client (clients/js, docs/clients.md): dist/ rebuilt from src/ must equal the
@@ -51,6 +52,10 @@ e2e:
 ## WebSocket conformance: the Autobahn cases (kosoku) against the real binary (docs/conformance.md).
 conformance:
 	bash tests/autobahn/run.sh
+
+## permessage-deflate with Python `websockets` against the real binary (tests/compression/).
+compression:
+	bash tests/compression/run.sh
 
 ## Every fuzz target for 60 s each (FUZZ_SECONDS=N to change); needs nightly and
 ## cargo-fuzz; not part of `make test` (docs/conformance.md, "Fuzzing").

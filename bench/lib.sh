@@ -39,6 +39,9 @@ CHURN_CONNS=${CHURN_CONNS:-1000}      # stable (measured) clients
 CHURN_PUB_RATE=${CHURN_PUB_RATE:-10}  # publications/s to all of them
 CHURN_HOLD_MS=${CHURN_HOLD_MS:-1000}  # mean stay of a churning connection
 SIZE=${SIZE:-100}
+# Compression (issue #15): 2 KB JSON publications to 10,000 clients.
+if [[ "$QUICK" == 1 ]]; then Z_CONNS=${Z_CONNS:-1000}; Z_MESSAGES=${Z_MESSAGES:-20}; else Z_CONNS=${Z_CONNS:-10000}; Z_MESSAGES=${Z_MESSAGES:-100}; fi
+Z_SIZE=${Z_SIZE:-2048}
 SLOW_CONNS=${SLOW_CONNS:-100}
 CHAN_CONNS=${CHAN_CONNS:-$BURST_CONNS}
 # Each channel publication reaches only ~conns×5/1000 clients, so channels
@@ -179,6 +182,43 @@ run_history_pair() {
     PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate "$s" "$r" --target pushgate-hist-on
     PG_CONFIG="" TAG=hist-off run_scenario pushgate "$s" "$r" --target pushgate-hist-off
   fi
+}
+
+# run_compression_pair REP: permessage-deflate (issue #15): the burst of
+# $Z_MESSAGES publications of $Z_SIZE bytes of JSON records to $Z_CONNS clients,
+# twice in a row: the gateway with compression off and plain clients, then
+# compression on and every client offering permessage-deflate (it inflates each
+# message). The order alternates with REP like run_history_pair. Files
+# $OUT/pushgate-burst-z-{off,on}-REP.json; report_compression prints the table.
+run_compression_pair() {
+  local r="$1" zc="$OUT/compression.toml"
+  printf '%s\n' '# bench/lib.sh: permessage-deflate on (issue #15).' 'compression = "on"' >"$zc"
+  local common=(--conns "$Z_CONNS" --messages "$Z_MESSAGES" --size "$Z_SIZE" --payload json)
+  if (( r % 2 )); then
+    PG_CONFIG="" TAG=z-off run_scenario pushgate burst "$r" --target pushgate-z-off "${common[@]}"
+    PG_CONFIG="$zc" TAG=z-on run_scenario pushgate burst "$r" --target pushgate-z-on "${common[@]}" --deflate
+  else
+    PG_CONFIG="$zc" TAG=z-on run_scenario pushgate burst "$r" --target pushgate-z-on "${common[@]}" --deflate
+    PG_CONFIG="" TAG=z-off run_scenario pushgate burst "$r" --target pushgate-z-off "${common[@]}"
+  fi
+}
+
+# report_compression FILES...: bytes on the wire per delivery (frames the
+# clients received, headers included), deliveries/s and server CPU per
+# delivery, compression off vs on.
+report_compression() {
+  python3 - "$@" <<'PY'
+import json, sys
+print("| run | conns | delivered | bytes/delivery | deliveries/s | server CPU µs/delivery | client CPU µs/delivery |")
+print("|---|---|---|---|---|---|---|")
+for f in sys.argv[1:]:
+    r = json.load(open(f))
+    d = r.get("delivered") or 0
+    fmt = lambda v, p=1: "-" if v is None else f"{v:,.{p}f}"
+    print(f"| {r['target']} | {r['connected']:,} | {d:,} | {fmt(r.get('wire_bytes', 0) / d if d else None)} "
+          f"| {fmt(r.get('deliveries_per_sec'), 0)} | {fmt(r.get('cpu_us_per_delivery'), 3)} "
+          f"| {fmt(r.get('client_cpu_us_per_delivery'), 3)} |")
+PY
 }
 
 # run_recovery REP: the mass reconnect, history on (a channel without

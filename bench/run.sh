@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pushgate only, every scenario the bench supports (burst, latency, idle,
 # slow consumers, channels, sustained, churn, and history: the fan-out with
-# history off and on side by side, the mass-reconnect recovery), REPEAT
+# history off and on side by side, the mass-reconnect recovery, and
+# compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on), REPEAT
 # times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery compression}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
@@ -23,6 +24,8 @@ for s in $SCENARIOS; do
       history-burst) run_history_pair burst-channel "$r" ;;
       history-channels) run_history_pair channels "$r" ;;
       recovery) run_recovery "$r" ;;
+      # Compression off vs on, one after the other (bench/lib.sh).
+      compression) run_compression_pair "$r" ;;
       *) run_scenario pushgate "$s" "$r" ;;
     esac || echo "!! pushgate $s: server did not start" >&2
   done
@@ -31,9 +34,9 @@ shopt -s nullglob
 files=("$OUT"/*.json)
 (( ${#files[@]} )) || { echo "no results" >&2; exit 1; }
 # The history runs have tables of their own (report-history).
-plain=() hist=()
+plain=() hist=() z=()
 for f in "${files[@]}"; do
-  if [[ "$f" == *-hist-* ]]; then hist+=("$f"); else plain+=("$f"); fi
+  if [[ "$f" == *-hist-* ]]; then hist+=("$f"); elif [[ "$f" == *-z-* ]]; then z+=("$f"); else plain+=("$f"); fi
 done
 : >"$OUT/summary.md"
 if (( ${#plain[@]} )); then
@@ -43,4 +46,8 @@ fi
 if (( ${#hist[@]} )); then
   echo | tee -a "$OUT/summary.md"
   "$BENCH" report-history "${hist[@]}" | tee -a "$OUT/summary.md"
+fi
+if (( ${#z[@]} )); then
+  echo | tee -a "$OUT/summary.md"
+  report_compression "${z[@]}" | tee -a "$OUT/summary.md"
 fi

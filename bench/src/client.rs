@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     pub size: usize,
     /// Connect, handshake, then never read (slow-consumer scenario).
     pub no_read: bool,
+    /// Offer permessage-deflate and inflate compressed messages (`--deflate`).
+    pub deflate: bool,
     /// Subscribe each connection to `per_conn` of `total` channels.
     pub channels: Option<(usize, usize)>,
     pub handshake_concurrency: usize,
@@ -76,6 +78,9 @@ pub struct WorkerResult {
     pub eofs: u64,
     /// Successful socket reads (deliveries / reads = frames per syscall).
     pub reads: u64,
+    /// Bytes of complete frames received (the wire, headers included).
+    #[serde(default)]
+    pub wire_bytes: u64,
     pub first_recv_ns: u64,
     pub last_recv_ns: u64,
     /// Latency histogram (µs) as (value, count) pairs.
@@ -176,6 +181,7 @@ async fn worker_main(cfg: WorkerConfig) -> Result<()> {
             server_closes: s.server_closes,
             eofs: s.eofs,
             reads: s.reads,
+            wire_bytes: s.wire_bytes,
             first_recv_ns: s.first_recv_ns,
             last_recv_ns: s.last_recv_ns,
             hist: s

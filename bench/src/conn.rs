@@ -92,9 +92,14 @@ async fn connect(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)>
     }
     let mut stream = sock.connect(cfg.ws.addr).await?;
     stream.set_nodelay(true)?;
+    let extensions = if cfg.deflate {
+        format!("Sec-WebSocket-Extensions: {}\r\n", crate::deflate::OFFER)
+    } else {
+        String::new()
+    };
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n",
         cfg.ws.path,
         cfg.ws.host,
         frame::HANDSHAKE_KEY
@@ -122,6 +127,14 @@ async fn connect(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)>
                 .map(|h| h.value);
             if accept != Some(frame::HANDSHAKE_ACCEPT.as_bytes()) {
                 bail!("bad Sec-WebSocket-Accept");
+            }
+            if cfg.deflate {
+                let ext = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|h| h.value);
+                crate::deflate::check_response(ext)?;
             }
             return Ok((stream, buf.split_off(n)));
         }

@@ -31,6 +31,8 @@ pub struct FrameHeader {
     pub header_len: usize,
     pub payload_len: usize,
     pub mask: Option<[u8; 4]>,
+    /// RSV1: a permessage-deflate message (only a `--deflate` worker gets one).
+    pub compressed: bool,
 }
 
 impl FrameHeader {
@@ -47,8 +49,8 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>> {
     }
     let b0 = buf[0];
     let b1 = buf[1];
-    if b0 & 0x70 != 0 {
-        // No extension is negotiated, so RSV bits must be zero.
+    if b0 & 0x30 != 0 {
+        // permessage-deflate uses RSV1 only; RSV2 and RSV3 must be zero.
         bail!("frame with RSV bits set: {b0:#04x}");
     }
     let masked = b1 & 0x80 != 0;
@@ -88,6 +90,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>> {
         header_len: off,
         payload_len: len as usize,
         mask,
+        compressed: b0 & 0x40 != 0,
     }))
 }
 
@@ -167,7 +170,8 @@ mod tests {
 
     #[test]
     fn rejects_rsv_and_huge() {
-        assert!(parse_header(&[0xC1, 0x00]).is_err());
+        assert!(parse_header(&[0xA1, 0x00]).is_err());
+        assert!(parse_header(&[0xC1, 0x00]).unwrap().unwrap().compressed);
         let huge = [0x81, 127, 0xff, 0, 0, 0, 0, 0, 0, 0];
         assert!(parse_header(&huge).is_err());
     }

@@ -16,6 +16,7 @@ mod churn;
 mod client;
 mod cluster;
 mod conn;
+mod deflate;
 mod floor;
 mod frame;
 mod grpc;
@@ -49,6 +50,8 @@ const USAGE: &str = "usage:
         [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
         [--channels-per-conn K] [--handshake-concurrency N]
         [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
+        [--payload json (pad with JSON records)] [--deflate (clients offer
+        permessage-deflate and inflate what they get)]
         recovery: [--history-channel C] [--warmup W] [--missed M]
                   [--reconnect-concurrency N (0 = all at once)]
   pushgate-bench report FILE.json...
@@ -217,7 +220,10 @@ fn cmd_run(o: Opts) -> Result<()> {
         // Every client at once by default: the reconnect after a load
         // balancer reload or a node restart.
         reconnect_concurrency: o.get("reconnect-concurrency", 0)?,
+        deflate: o.flag("deflate"),
     };
+    // `--payload json`: JSON records as padding (the compression scenario).
+    payload::set_json_padding(o.str("payload").as_deref() == Some("json"));
     if cfg.rate <= 0.0 || cfg.duration_s <= 0.0 || cfg.churn_rate <= 0.0 {
         bail!("--rate, --duration and --churn-rate must be positive");
     }
@@ -300,6 +306,7 @@ fn cmd_worker(o: Opts) -> Result<()> {
         max_seq: o.get("max-seq", 0)?,
         size: o.get("size", 0)?,
         no_read: o.flag("no-read"),
+        deflate: o.flag("deflate"),
         channels,
         handshake_concurrency: o.get("handshake-concurrency", 128)?,
         connect_timeout: Duration::from_secs(o.get("connect-timeout", 15)?),

@@ -13,13 +13,58 @@ const TS_DIGITS: usize = 20;
 /// Shortest payload that still carries marker, seq and timestamp.
 pub const MIN_SIZE: usize = MARKER.len() + SEQ_DIGITS + 1 + TS_DIGITS + 1;
 
+/// Pad with JSON records instead of `x` (`run --payload json`, the compression
+/// scenario): a run-wide mode of the coordinator, the only process that encodes
+/// payloads, set once before publishing starts.
+static JSON_PADDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_json_padding(on: bool) {
+    JSON_PADDING.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn encode(seq: u64, send_ns: u64, size: usize) -> Vec<u8> {
     let mut p = format!("PGB1:{seq:010}:{send_ns:020}:").into_bytes();
     debug_assert_eq!(p.len(), MIN_SIZE);
     if p.len() < size {
+        if JSON_PADDING.load(std::sync::atomic::Ordering::Relaxed) {
+            json_records(&mut p, seq, size);
+        }
         p.resize(size, b'x');
     }
     p
+}
+
+/// Appends market-data-like JSON records (varying symbols, prices, volumes,
+/// times drawn from `seq`) up to `size` bytes: as compressible as real feeds,
+/// unlike a run of `x`. Escaped in pushgate's envelope (`\"`), so a frame is
+/// longer than `size`; the receiver only needs the marker, seq and timestamp.
+fn json_records(p: &mut Vec<u8>, seq: u64, size: usize) {
+    use std::io::Write;
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    p.push(b'[');
+    while p.len() < size {
+        let (a, b, c, d) = (
+            next() % 500,
+            next() % 1000,
+            next() % 100_000,
+            next() % 1_000_000,
+        );
+        let _ = write!(
+            p,
+            "{{\"sym\":\"S{a:03}\",\"bid\":{}.{b:03},\"ask\":{}.{:03},\"vol\":{c},\"ts\":{}}},",
+            100 + a,
+            100 + a,
+            (b + 125) % 1000,
+            1_700_000_000_000u64 + d
+        );
+    }
+    p.truncate(size);
 }
 
 #[cfg(test)]

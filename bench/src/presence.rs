@@ -167,6 +167,7 @@ pub async fn run(a: Args) -> Result<Report> {
                     channels: None,
                     handshake_concurrency: 1,
                     connect_timeout: Duration::from_secs(10),
+                    deflate: false,
                 }))
             })
             .collect::<Result<_>>()?;

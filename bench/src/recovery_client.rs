@@ -487,6 +487,7 @@ async fn worker_main(cfg: RecoveryWorkerConfig) -> Result<()> {
         max_seq: 0,
         size: 0,
         no_read: false,
+        deflate: false,
         channels: None,
         handshake_concurrency: cfg.handshake_concurrency,
         connect_timeout: cfg.connect_timeout,

@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::deflate::inflate;
 use crate::frame;
 use crate::payload;
 
@@ -57,6 +58,8 @@ pub struct Stats {
     pub first_recv_ns: u64,
     pub last_recv_ns: u64,
     pub reads: u64,
+    /// Bytes of complete frames received (the wire, headers included).
+    pub wire_bytes: u64,
     pub errors: Vec<String>,
 }
 
@@ -79,6 +82,7 @@ impl Stats {
             first_recv_ns: 0,
             last_recv_ns: 0,
             reads: 0,
+            wire_bytes: 0,
             errors: Vec::new(),
         }
     }
@@ -142,6 +146,8 @@ pub struct Shared {
     size: usize,
     /// Wakes the never-reading (slow) connections at finish.
     pub drain: tokio::sync::Notify,
+    /// Where compressed messages are inflated (`--deflate`); empty otherwise.
+    inflated: RefCell<Vec<u8>>,
 }
 
 impl Shared {
@@ -152,6 +158,7 @@ impl Shared {
             hint: Cell::new(0),
             size,
             drain: tokio::sync::Notify::new(),
+            inflated: RefCell::new(Vec::new()),
         }
     }
 }
@@ -313,6 +320,14 @@ fn process(sh: &Shared, buf: &mut [u8], c: &mut Conn) -> Result<(usize, bool)> {
             frame::apply_mask(body, key);
         }
         match h.opcode {
+            frame::OP_TEXT | frame::OP_BINARY if h.compressed => {
+                // permessage-deflate (`--deflate`): pushgate sends every compressed
+                // message in one final frame. Inflating is part of what a
+                // compressing client pays per delivery.
+                let mut out = sh.inflated.borrow_mut();
+                inflate(body, &mut out)?;
+                st.on_message(&out, now, &mut c.seen, sh.size, &mut hint);
+            }
             frame::OP_TEXT | frame::OP_BINARY if h.fin && c.fragments.is_empty() => {
                 st.on_message(body, now, &mut c.seen, sh.size, &mut hint);
             }
@@ -340,6 +355,7 @@ fn process(sh: &Shared, buf: &mut [u8], c: &mut Conn) -> Result<(usize, bool)> {
             _ => {} // pong or reserved opcodes: ignore
         }
     }
+    st.wire_bytes += pos as u64;
     if st.delivered > before {
         if st.first_recv_ns == 0 {
             st.first_recv_ns = now;

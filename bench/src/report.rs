@@ -89,6 +89,10 @@ pub struct RunResult {
     /// Socket reads that returned data (delivered / reads = frames per read).
     #[serde(default)]
     pub client_reads: u64,
+    /// Bytes of complete frames the clients received, headers included
+    /// (`wire_bytes / delivered`: bytes on the wire per delivery).
+    #[serde(default)]
+    pub wire_bytes: u64,
     pub errors: Vec<String>,
     /// Churn scenario: the churning connections and the leak check.
     #[serde(default, skip_serializing_if = "Option::is_none")]

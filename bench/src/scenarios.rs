@@ -156,6 +156,8 @@ pub struct RunConfig {
     pub warmup: u64,
     pub missed: u64,
     pub reconnect_concurrency: usize,
+    /// Workers offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
 }
 
 struct WorkerHandle {
@@ -239,6 +241,9 @@ impl RunConfig {
         ];
         if no_read {
             a.push("--no-read".into());
+        }
+        if self.deflate {
+            a.push("--deflate".into());
         }
         if self.scenario.subscribes() {
             a.extend([
@@ -584,6 +589,7 @@ fn build_result(
         r.open_at_end += w.open;
         r.client_cpu_ms += w.cpu_ns as f64 / 1e6;
         r.client_reads += w.reads;
+        r.wire_bytes += w.wire_bytes;
         last_recv = last_recv.max(w.last_recv_ns);
         for &(v, c) in &w.hist {
             let _ = hist.record_n(v, c);

@@ -20,6 +20,10 @@ order (pongs with their payloads, one reply per complete message), who closes, w
 the close is clean, and the close code. What the translation cannot see is the content
 of a reassembled message; the protocol crate's round-trip property tests cover that.
 
+The compression cases (12.x, 13.x) have their own message handler, which compares an
+echo's SHA-1; it is replaced by one that expects pushgate's reply to each compressed
+message (`compressed_on_message`).
+
 Prints one line per case that did not pass, then `N passed, M failed`. Exits 1 if a
 case failed that is not in --allow (the explained failures of docs/conformance.md).
 """
@@ -37,6 +41,7 @@ from kosoku import FailureError, run_fuzzingclient
 from kosoku._report import write_reports
 
 import case as autobahn  # the base class of every Autobahn case
+import case12_x_x as compression_cases  # 12.x and 13.x (permessage-deflate)
 
 REPLY_FOR_ECHO = {False: "bad_json", True: "binary_not_supported"}
 
@@ -97,6 +102,47 @@ def on_connection_lost(self: autobahn.Case, failed_by_me: bool) -> None:
 autobahn.Case.onMessage = on_message
 autobahn.Case.finishWhenDone = finish_when_done
 autobahn.Case.onConnectionLost = on_connection_lost
+
+
+def compressed_on_message(self: autobahn.Case, msg: object, binary: bool) -> None:
+    """12.x/13.x (permessage-deflate): each compressed message sent must be answered
+    with exactly the reply pushgate gives that message uncompressed, before the next is
+    sent: `binary_not_supported` for binary data; for text (slices of a JSON file, never
+    a command), an error reply. The cases' own onMessage compares an echo's SHA-1,
+    which pushgate cannot give; the inflated content is checked by the protocol
+    crate's unit tests and by tests/compression (Python websockets) and the Node tests.
+    """
+    import copy
+
+    if not getattr(self, "_pushgate_greeted", False):
+        self._pushgate_greeted = True
+        if _is_connected(msg, binary):
+            return
+    code = None
+    if not binary:
+        try:
+            v = json.loads(msg)
+            if isinstance(v, dict) and v.get("type") == "error":
+                code = v.get("code")
+        except (TypeError, ValueError):
+            pass
+    want_binary = self.TESTDATA["binary"]
+    ok = code == "binary_not_supported" if want_binary else code is not None and code != "binary_not_supported"
+    if not ok:
+        self.behavior = autobahn.Case.FAILED
+        self.result = f"expected the reply to message {self.count}, got {str(msg)[:120]!r} (binary {binary})"
+        self.p.sendClose(self.p.CLOSE_STATUS_CODE_NORMAL)
+    elif self.count < self.COUNT:
+        self.sendOne()
+    else:
+        self.behavior = autobahn.Case.OK
+        self.result = "Ok, every compressed message was answered in time."
+        self.trafficStats = copy.deepcopy(self.p.trafficStats)
+        self.p.sendClose(self.p.CLOSE_STATUS_CODE_NORMAL)
+
+
+for _c in [*compression_cases.Case12_X_X, *compression_cases.Case13_X_X]:
+    _c.onMessage = compressed_on_message
 
 
 async def run(args: argparse.Namespace) -> int:

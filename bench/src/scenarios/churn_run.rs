@@ -38,6 +38,7 @@ impl ChurnRun {
             max_seq: messages,
             size: cfg.size,
             no_read: false,
+            deflate: false,
             channels: None,
             handshake_concurrency: cfg.handshake_concurrency,
             connect_timeout: Duration::from_secs(cfg.connect_timeout_s),

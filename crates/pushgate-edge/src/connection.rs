@@ -71,6 +71,14 @@ async fn accept(
     // Register before answering, so that a publication to this connection made after
     // the client saw `connected` reaches it.
     let handle = shard.register_with(id, user, up.identity.grant.clone(), &up.identity.subscribe);
+    let deflate = edge
+        .config
+        .compression
+        .then(|| crate::deflate::negotiate(&up.req))
+        .flatten();
+    if let Some(agreed) = deflate {
+        handle.set_deflate(agreed.window_bits());
+    }
     let conn_str = id.display(&edge.hub.config().node_id).to_string();
     let connected = Reply::Connected {
         v: PROTOCOL_VERSION,
@@ -82,9 +90,16 @@ async fn accept(
     .to_frame();
     // The 101 response and the `connected` message go out in one write, and the
     // connection's queue never allocates for them.
-    if handshake::write_switching(&mut stream, &up.key, &up.req, &connected)
-        .await
-        .is_err()
+    let extensions = deflate.map(|a| a.response());
+    if handshake::write_switching(
+        &mut stream,
+        &up.key,
+        &up.req,
+        extensions.as_deref(),
+        &connected,
+    )
+    .await
+    .is_err()
     {
         // (Were this task dropped mid-write, at runtime shutdown, the place would
         // leak; nothing counts after that.)

@@ -166,12 +166,13 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// Writes the 101 response, echoing `pushgate.v1` if the client offered it (only that:
-/// a token offered as a second subprotocol is never echoed), followed by `first_frame`
-/// in the same write.
+/// a token offered as a second subprotocol is never echoed) and the agreed
+/// `Sec-WebSocket-Extensions` if any, followed by `first_frame` in the same write.
 pub(crate) async fn write_switching(
     stream: &mut TcpStream,
     key: &str,
     req: &UpgradeRequest,
+    extensions: Option<&str>,
     first_frame: &[u8],
 ) -> std::io::Result<()> {
     let offered = req.has_token("sec-websocket-protocol", pushgate_protocol::SUBPROTOCOL);
@@ -182,6 +183,11 @@ pub(crate) async fn write_switching(
     if offered {
         resp.push_str("Sec-WebSocket-Protocol: ");
         resp.push_str(pushgate_protocol::SUBPROTOCOL);
+        resp.push_str("\r\n");
+    }
+    if let Some(ext) = extensions {
+        resp.push_str("Sec-WebSocket-Extensions: ");
+        resp.push_str(ext);
         resp.push_str("\r\n");
     }
     resp.push_str("\r\n");

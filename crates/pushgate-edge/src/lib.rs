@@ -8,6 +8,7 @@
 //! - `limits`: connections per node and per user, connection attempts per address.
 //! - `connection`: one task per connection: handshake, then read on readiness and write
 //!   what the shard queued.
+//! - `deflate`: permessage-deflate negotiation (no context takeover either way).
 //! - `reader`: frames to commands, through a per-thread read buffer, a bounded
 //!   amount per wake-up.
 //! - `inbound`: frames and bytes per second one connection may send.
@@ -18,6 +19,7 @@
 mod acceptor;
 mod auth;
 mod connection;
+mod deflate;
 pub mod handshake;
 mod inbound;
 mod jwt;
@@ -65,6 +67,8 @@ pub struct EdgeConfig {
     pub max_connection_rate_per_ip: u32,
     /// Frames and bytes one connection may send per second (1008 beyond).
     pub inbound: InboundLimits,
+    /// Negotiate permessage-deflate with clients that offer it (`compression = "on"`).
+    pub compression: bool,
 }
 
 impl Default for EdgeConfig {
@@ -79,6 +83,7 @@ impl Default for EdgeConfig {
             max_connections_per_user: 0,
             max_connection_rate_per_ip: 0,
             inbound: InboundLimits::default(),
+            compression: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use pushgate_hub::history::ReplyFn;
 use pushgate_hub::{CloseReason, ConnHandle, RefreshError, SubscribeError, SubscribeRequest};
 use pushgate_protocol::command::{Command, CommandError, Positions, Reply};
+use pushgate_protocol::deflate::{inflate, InflateError};
 use pushgate_protocol::frame::{encode_frame, OpCode, Step};
 use pushgate_protocol::{FrameReader, Message};
 
@@ -32,6 +33,9 @@ pub(crate) const READ_BUDGET: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+    /// Where compressed messages are inflated: one per shard thread, allocated at the
+    /// first compressed message, at most `max_message_bytes` + 1.
+    static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why reading stopped for good.
@@ -162,16 +166,19 @@ fn process(
     handle: &ConnHandle,
     edge: &EdgeShared,
 ) -> Result<usize, End> {
+    let deflate = handle.deflate();
     let max = edge.config.max_message;
     let mut at = 0;
     loop {
-        let step = frames.next(&mut buf[at..], max).map_err(|e| {
-            End::Violation(match e.close_code() {
-                pushgate_protocol::CloseCode::INVALID_PAYLOAD => CloseReason::InvalidPayload,
-                pushgate_protocol::CloseCode::MESSAGE_TOO_BIG => CloseReason::MessageTooBig,
-                _ => CloseReason::ProtocolError,
-            })
-        })?;
+        let step = frames
+            .next_deflate(&mut buf[at..], max, deflate)
+            .map_err(|e| {
+                End::Violation(match e.close_code() {
+                    pushgate_protocol::CloseCode::INVALID_PAYLOAD => CloseReason::InvalidPayload,
+                    pushgate_protocol::CloseCode::MESSAGE_TOO_BIG => CloseReason::MessageTooBig,
+                    _ => CloseReason::ProtocolError,
+                })
+            })?;
         if !matches!(step, Step::NeedMore) {
             meter
                 .frame(edge.config.inbound)
@@ -195,8 +202,36 @@ fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Resul
         Message::Ping(p) => handle.send(encode_frame(OpCode::Pong, p)),
         Message::Pong(_) => {}
         Message::Close(code, _) => return Err(End::ClientClose(code)),
+        Message::Deflated { text, payload } => return on_deflated(text, payload, handle, edge),
     }
     Ok(())
+}
+
+/// A compressed message: inflated (at most `max_message` bytes: beyond, 1009) into this
+/// thread's buffer, then handled like an uncompressed one.
+fn on_deflated(
+    text: bool,
+    payload: &[u8],
+    handle: &ConnHandle,
+    edge: &EdgeShared,
+) -> Result<(), End> {
+    INFLATED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        inflate(payload, &mut buf, edge.config.max_message).map_err(|e| {
+            End::Violation(match e {
+                InflateError::TooBig(_) => CloseReason::MessageTooBig,
+                InflateError::Corrupt => CloseReason::InvalidPayload,
+            })
+        })?;
+        let msg = if text {
+            let s = std::str::from_utf8(&buf)
+                .map_err(|_| End::Violation(CloseReason::InvalidPayload))?;
+            Message::Text(s)
+        } else {
+            Message::Binary(&buf)
+        };
+        on_message(msg, handle, edge)
+    })
 }
 
 fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {

@@ -51,6 +51,9 @@ pub struct HubConfig {
     /// node: streams start unsynced and learn their publications through
     /// [`crate::Hub::submit_at`] and [`crate::Hub::sync`].
     pub positions_from_broker: bool,
+    /// How publications are compressed for connections that negotiated
+    /// permessage-deflate (the edge decides who does, `compression`).
+    pub compression: crate::CompressionConfig,
 }
 
 impl Default for HubConfig {
@@ -72,6 +75,7 @@ impl Default for HubConfig {
             history_max_bytes: 256 << 20,
             presence: Vec::new(),
             positions_from_broker: false,
+            compression: crate::CompressionConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use pushgate_protocol::ConnId;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::compressed::{Compressor, Deflated};
 use crate::history::Stream;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
@@ -45,6 +46,8 @@ pub(crate) struct ChannelFrame {
     pub frame: Bytes,
     /// History channels: where the publication is in the stream.
     pub stream: Option<Stamp>,
+    /// `frame` compressed, made by the first recipient with permessage-deflate.
+    pub deflated: Deflated,
 }
 
 /// Where a job leaves a history stream: the shard records it as the last it fanned
@@ -59,6 +62,9 @@ pub(crate) struct Stamp {
 /// reports the totals and records the fan-out duration.
 pub(crate) struct Job {
     pub route: Route,
+    /// The frame of `Route::All`, `Users` or `Conns` compressed, made by the first
+    /// recipient with permessage-deflate.
+    pub deflated: Deflated,
     pub exclude: Option<ConnId>,
     pub remaining: AtomicUsize,
     pub enqueued: AtomicU64,
@@ -113,9 +119,10 @@ impl Tally {
 
 impl ShardState {
     /// Enqueues one publication to this shard's targets.
-    fn fan_out(&mut self, job: &Job, limits: &Limits) -> Tally {
+    fn fan_out(&mut self, job: &Job, limits: &Limits, z: &Compressor) -> Tally {
         let mut t = Tally::default();
         let exclude = job.exclude;
+        let deflated = &job.deflated;
         let ShardState {
             conns,
             by_id,
@@ -128,6 +135,7 @@ impl ShardState {
             Route::All(frame) => {
                 for (_, c) in conns.iter_mut() {
                     if Some(c.id) != exclude {
+                        let frame = deflated.pick(frame, c.deflate, z);
                         t.push(&mut c.outbound, frame, limits);
                     }
                 }
@@ -137,6 +145,7 @@ impl ShardState {
                     name,
                     frame,
                     stream,
+                    deflated,
                 } in list
                 {
                     if let Some(s) = stream {
@@ -150,6 +159,7 @@ impl ShardState {
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
+                            let frame = deflated.pick(frame, c.deflate, z);
                             t.push(&mut c.outbound, frame, limits);
                         }
                     }
@@ -163,6 +173,7 @@ impl ShardState {
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
+                            let frame = deflated.pick(frame, c.deflate, z);
                             t.push(&mut c.outbound, frame, limits);
                         }
                     }
@@ -174,7 +185,9 @@ impl ShardState {
                         continue;
                     }
                     if let Some(&slot) = by_id.get(id) {
-                        t.push(&mut conns[slot].outbound, frame, limits);
+                        let c = &mut conns[slot];
+                        let frame = deflated.pick(frame, c.deflate, z);
+                        t.push(&mut c.outbound, frame, limits);
                     }
                 }
             }
@@ -248,7 +261,7 @@ impl Shard {
         {
             let mut st = self.state.lock();
             for job in batch.iter() {
-                results.push(st.fan_out(job, &self.limits));
+                results.push(st.fan_out(job, &self.limits, &self.compressor));
             }
             if !st.waiting.is_empty() {
                 st.retry_waiting(self.config.max_subscriptions_per_conn);

@@ -1,7 +1,7 @@
 //! What the WebSocket edge holds for one connection: its way into the shard.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -51,6 +51,9 @@ pub struct ConnHandle {
     id: ConnId,
     /// Why the connection ended, recorded by the edge for the close metric.
     reason: AtomicU8,
+    /// permessage-deflate was negotiated (its reader accepts compressed messages).
+    /// In what was padding after `reason`: the handle stays 32 bytes.
+    deflate: AtomicBool,
 }
 
 impl ConnHandle {
@@ -60,6 +63,7 @@ impl ConnHandle {
             slot,
             id,
             reason: AtomicU8::new(CloseReason::ConnectionLost.index() as u8),
+            deflate: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +90,20 @@ impl ConnHandle {
     /// Enqueues a frame for this connection only (a reply, a pong).
     pub fn send(&self, frame: Bytes) {
         self.shard.send(self.slot, frame);
+    }
+
+    /// Sends this connection's publications compressed (permessage-deflate negotiated
+    /// with `server_max_window_bits` = `window_bits`, 8-15; 15 when the client named
+    /// none). Frames of the connection's own (replies, pongs) stay plain.
+    pub fn set_deflate(&self, window_bits: u8) {
+        self.shard.state.lock().conns[self.slot].deflate = window_bits.clamp(8, 15);
+        self.deflate.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`set_deflate`](Self::set_deflate) was called: the client may send
+    /// compressed messages.
+    pub fn deflate(&self) -> bool {
+        self.deflate.load(Ordering::Relaxed)
     }
 
     /// Records that the client was heard from (any frame counts as a heartbeat).

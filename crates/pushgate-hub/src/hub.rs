@@ -264,6 +264,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             route,
+            deflated: Default::default(),
             exclude,
             remaining: AtomicUsize::new(shards),
             enqueued: AtomicU64::new(0),
@@ -359,6 +360,7 @@ impl Hub {
                             name,
                             frame,
                             stream: None,
+                            deflated: Default::default(),
                         }
                     })
                     .collect();

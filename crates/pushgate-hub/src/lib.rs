@@ -9,6 +9,7 @@
 //! - [`shard`]: one shard's state (a slab of connections, channel and user indexes)
 //!   behind its own lock, driven by one worker thread (optionally pinned to a core).
 //! - [`fanout`]: the shard's command loop and the per-recipient loop.
+//! - `compressed`: a publication's permessage-deflate frame, compressed once, lazily.
 //! - [`outbound`]: a connection's bounded outbound queue and the slow-consumer policy.
 //! - [`heartbeat`]: the shard's ping sweep and reaping of silent connections.
 //! - [`handle`]: what the edge holds for one connection.
@@ -20,6 +21,7 @@
 //!   a side table so that anonymous connections pay nothing for it.
 
 mod close;
+mod compressed;
 mod config;
 mod fanout;
 mod grant;
@@ -35,6 +37,7 @@ mod publication;
 mod shard;
 
 pub use close::CloseReason;
+pub use compressed::CompressionConfig;
 pub use config::{HubConfig, SlowPolicy};
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::close::CloseReason;
+use crate::compressed::Compressor;
 use crate::config::HubConfig;
 use crate::fanout::Job;
 use crate::grant::{Grant, GrantEntry};
@@ -53,6 +54,8 @@ pub struct Shard {
     pub(crate) limits: Limits,
     pub(crate) config: Arc<HubConfig>,
     pub(crate) metrics: ShardMetrics,
+    /// Compresses publications for connections with permessage-deflate (`compressed.rs`).
+    pub(crate) compressor: Compressor,
     /// The origin of the shard's millisecond clock (`Conn::last_seen`).
     epoch: Instant,
     /// Publications from the hub; taken by [`Shard::run`].
@@ -71,6 +74,9 @@ pub(crate) struct Conn {
     /// Last time anything arrived from the client, in milliseconds since the shard's
     /// epoch (wrapping u32: a connection is reaped long before it could wrap).
     pub(crate) last_seen: u32,
+    /// permessage-deflate: 0 if not negotiated, else the server window bits the client
+    /// allows (8-15). Fits in the padding after `last_seen`.
+    pub(crate) deflate: u8,
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -125,6 +131,7 @@ impl Shard {
                 max_bytes: config.queue_max_bytes,
                 policy: config.slow_policy,
             },
+            compressor: Compressor::new(config.compression),
             config,
             metrics: ShardMetrics::new(id),
             epoch: Instant::now(),
@@ -170,6 +177,7 @@ impl Shard {
             channels: Vec::new(),
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
+            deflate: 0,
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {

@@ -296,6 +296,9 @@ fn a_connection_entry_stays_small() {
     // Every connection costs one of these in its shard's slab; idle memory depends on it.
     let entry = std::mem::size_of::<crate::shard::Conn>();
     assert!(entry <= 112, "Conn grew to {entry} bytes");
+    // The edge's task holds one of these per connection.
+    let handle = std::mem::size_of::<ConnHandle>();
+    assert!(handle <= 32, "ConnHandle grew to {handle} bytes");
 }
 
 #[test]
@@ -338,4 +341,38 @@ fn interest_follows_the_first_and_last_local_connection_of_each_key() {
         vec![(ch("news"), false), (user("alice"), false)]
     );
     assert!(hub.interest().snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain() {
+    let hub = hub(3);
+    let conns: Vec<ConnHandle> = (0..9).map(|_| connect(&hub, None)).collect();
+    for (i, c) in conns.iter().enumerate() {
+        c.subscribe(&["feed".into()]).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => c.set_deflate(15),
+            _ => c.set_deflate(8), // a 256-byte window: too small for this payload
+        }
+    }
+    let data = "{\"price\":101.25,\"sym\":\"ABC\"},".repeat(40);
+    for target in [Target::All, Target::Channels(vec!["feed".into()])] {
+        assert_eq!(publish(&hub, target, &data).await, 9);
+        let frames: Vec<Bytes> = conns.iter().map(|c| drain(c).0.remove(0)).collect();
+        let plain = &frames[0];
+        let z = &frames[1];
+        assert_eq!(z[0] & 0x40, 0x40, "RSV1 on the compressed frame");
+        assert!(z.len() < plain.len() / 4);
+        for (i, f) in frames.iter().enumerate() {
+            let want = if i % 3 == 1 { z } else { plain };
+            assert_eq!(f.as_ptr(), want.as_ptr(), "recipient {i}: one shared frame");
+        }
+        let body = |f: &Bytes| f.slice(if f[1] & 0x7F == 126 { 4 } else { 2 }..);
+        let mut out = Vec::new();
+        pushgate_protocol::deflate::inflate(&body(z), &mut out, 1 << 16).unwrap();
+        assert!(
+            out == body(plain),
+            "the compressed frame inflates to the plain payload"
+        );
+    }
 }

@@ -127,6 +127,13 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// A close frame: the code (if any) and the reason.
     Close(Option<u16>, &'a str),
+    /// A compressed data message (RSV1, permessage-deflate), still compressed: text
+    /// (checked for UTF-8 only once inflated) or binary. Only from
+    /// [`FrameReader::next_deflate`] with the extension on.
+    Deflated {
+        text: bool,
+        payload: &'a [u8],
+    },
 }
 
 /// What one call to [`FrameReader::next`] found at the front of the buffer.
@@ -144,8 +151,9 @@ pub enum Step<'a> {
 /// so an idle connection's reader costs a few bytes.
 #[derive(Debug, Default)]
 pub struct FrameReader {
-    /// Opcode and data of a fragmented message being reassembled; `None` almost always.
-    fragments: Option<Box<(OpCode, Vec<u8>)>>,
+    /// Opcode, whether it is compressed, and data of a fragmented message being
+    /// reassembled; `None` almost always.
+    fragments: Option<Box<(OpCode, bool, Vec<u8>)>>,
 }
 
 impl FrameReader {
@@ -162,16 +170,42 @@ impl FrameReader {
         buf: &'a mut [u8],
         max_message: usize,
     ) -> Result<Step<'a>, ProtocolError> {
+        self.next_deflate(buf, max_message, false)
+    }
+
+    /// [`next`](Self::next) on a connection that negotiated permessage-deflate when
+    /// `deflate` is true: RSV1 on the first frame of a data message marks it compressed
+    /// ([`Message::Deflated`]); RSV1 anywhere else is still a protocol error. A
+    /// compressed message may be slightly larger than `max_message` on the wire (deflate
+    /// of incompressible data grows it by a few bytes per 16 KiB); its inflated size is
+    /// the caller's to bound.
+    pub fn next_deflate<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        max_message: usize,
+        deflate: bool,
+    ) -> Result<Step<'a>, ProtocolError> {
         self.reset_held();
         if buf.len() < 2 {
             return Ok(Step::NeedMore);
         }
         let (b0, b1) = (buf[0], buf[1]);
-        if b0 & 0x70 != 0 {
+        let rsv1 = b0 & crate::deflate::RSV1 != 0;
+        if b0 & 0x30 != 0 || (rsv1 && !deflate) {
             return Err(ProtocolError::ReservedBits);
         }
         let fin = b0 & 0x80 != 0;
         let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::UnknownOpCode(b0 & 0x0F))?;
+        // RFC 7692 §6.1: RSV1 only on the first frame of a (compressed) data message.
+        if rsv1 && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let compressed = rsv1 || self.fragments.as_ref().is_some_and(|f| f.1);
+        let max_message = if compressed {
+            max_message + max_message / 1024 + 64
+        } else {
+            max_message
+        };
         if b1 & 0x80 == 0 {
             return Err(ProtocolError::Unmasked);
         }
@@ -195,7 +229,7 @@ impl FrameReader {
         if opcode.is_control() && (!fin || len > 125) {
             return Err(ProtocolError::BadControlFrame);
         }
-        let buffered = self.fragments.as_ref().map_or(0, |f| f.1.len() as u64);
+        let buffered = self.fragments.as_ref().map_or(0, |f| f.2.len() as u64);
         if len.saturating_add(buffered) > max_message as u64 {
             return Err(ProtocolError::TooBig(max_message));
         }
@@ -217,29 +251,39 @@ impl FrameReader {
                 if self.fragments.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
+                if fin && rsv1 {
+                    let text = opcode == OpCode::Text;
+                    let payload = &buf[range];
+                    return Ok(Step::Message(total, Message::Deflated { text, payload }));
+                }
                 if fin {
                     return Ok(Step::Message(total, data_message(opcode, &buf[range])?));
                 }
-                self.fragments = Some(Box::new((opcode, buf[range].to_vec())));
+                self.fragments = Some(Box::new((opcode, rsv1, buf[range].to_vec())));
                 Ok(Step::Consumed(total))
             }
             OpCode::Continuation => {
                 let Some(frag) = self.fragments.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                frag.1.extend_from_slice(&buf[range]);
+                frag.2.extend_from_slice(&buf[range]);
                 if !fin {
                     return Ok(Step::Consumed(total));
                 }
-                let (op, data) = *self.fragments.take().expect("checked above");
+                let (op, deflated, data) = *self.fragments.take().expect("checked above");
                 // The message must be returned by reference like every other one: copy it
                 // over the consumed bytes when it fits, else keep it until the next call.
-                if data.len() <= total {
+                let payload = if data.len() <= total {
                     buf[..data.len()].copy_from_slice(&data);
-                    Ok(Step::Message(total, data_message(op, &buf[..data.len()])?))
+                    &buf[..data.len()]
                 } else {
-                    Ok(Step::Message(total, data_message(op, self.hold(data))?))
+                    self.hold(data)
+                };
+                if deflated {
+                    let text = op == OpCode::Text;
+                    return Ok(Step::Message(total, Message::Deflated { text, payload }));
                 }
+                Ok(Step::Message(total, data_message(op, payload)?))
             }
         }
     }
@@ -247,13 +291,16 @@ impl FrameReader {
     /// Keeps a reassembled message alive until the next call, so that it can be
     /// returned by reference like every other message.
     fn hold(&mut self, data: Vec<u8>) -> &[u8] {
-        self.fragments = Some(Box::new((OpCode::Continuation, data)));
-        &self.fragments.as_ref().expect("just set").1
+        self.fragments = Some(Box::new((OpCode::Continuation, false, data)));
+        &self.fragments.as_ref().expect("just set").2
     }
 
     /// Drops a reassembled message kept by [`hold`](Self::hold) for the previous call.
     fn reset_held(&mut self) {
-        if matches!(self.fragments.as_deref(), Some((OpCode::Continuation, _))) {
+        if matches!(
+            self.fragments.as_deref(),
+            Some((OpCode::Continuation, _, _))
+        ) {
             self.fragments = None;
         }
     }
@@ -393,6 +440,65 @@ mod tests {
         assert!(matches!(r.next(&mut a, 100), Ok(Step::Consumed(_))));
         let mut b = client_frame(true, 0, &[0; 60]);
         assert_eq!(r.next(&mut b, 100), Err(ProtocolError::TooBig(100)));
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_with_deflate_on() {
+        let mut r = FrameReader::new();
+        let mut f = client_frame(true, 1, b"zz");
+        f[0] |= 0x40;
+        assert_eq!(
+            r.next(&mut f.clone(), 100),
+            Err(ProtocolError::ReservedBits)
+        );
+        let n = f.len();
+        assert_eq!(
+            r.next_deflate(&mut f, 100, true).unwrap(),
+            Step::Message(
+                n,
+                Message::Deflated {
+                    text: true,
+                    payload: b"zz"
+                }
+            )
+        );
+        // Fragmented: RSV1 on the first frame only; the message stays compressed.
+        let mut buf = client_frame(false, 2, b"ab");
+        buf[0] |= 0x40;
+        buf.extend(client_frame(true, 0, b"cd"));
+        let first = r.next_deflate(&mut buf, 100, true).unwrap();
+        let Step::Consumed(at) = first else {
+            panic!("{first:?}")
+        };
+        let step = r.next_deflate(&mut buf[at..], 100, true).unwrap();
+        assert!(matches!(
+            step,
+            Step::Message(
+                _,
+                Message::Deflated {
+                    text: false,
+                    payload: b"abcd"
+                }
+            )
+        ));
+        // RSV1 on a continuation or a control frame is an error even with deflate.
+        let mut buf = client_frame(false, 1, b"a");
+        buf.extend(client_frame(true, 0, b"b"));
+        let l = buf.len();
+        buf[l - 7] |= 0x40;
+        let Step::Consumed(at) = r.next_deflate(&mut buf, 100, true).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            r.next_deflate(&mut buf[at..], 100, true),
+            Err(ProtocolError::ReservedBits)
+        );
+        let mut ping = client_frame(true, 9, b"p");
+        ping[0] |= 0x40;
+        assert_eq!(
+            FrameReader::new().next_deflate(&mut ping, 100, true),
+            Err(ProtocolError::ReservedBits)
+        );
     }
 
     #[test]

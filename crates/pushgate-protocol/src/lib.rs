@@ -10,6 +10,7 @@
 //! - [`position`]: positions in a channel's history (epoch and offset).
 //! - [`presence`]: who is subscribed to a channel, and `join` / `leave` events.
 //! - [`conn_id`]: connection ids, unique across nodes.
+//! - [`deflate`]: permessage-deflate payloads (RFC 7692), without context takeover.
 //!
 //! The client protocol is described in `docs/protocol.md`.
 
@@ -17,6 +18,7 @@ pub mod channel;
 pub mod close;
 pub mod command;
 pub mod conn_id;
+pub mod deflate;
 pub mod envelope;
 pub mod frame;
 pub mod position;

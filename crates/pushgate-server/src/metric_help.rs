@@ -55,6 +55,23 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes written to client sockets."
     );
+
+    // permessage-deflate: one compression per publication, shared by its recipients.
+    describe_counter!(
+        "pushgate_compressed_frames_total",
+        Unit::Count,
+        "Publication frames compressed (once each, for every recipient with permessage-deflate)."
+    );
+    describe_counter!(
+        "pushgate_compression_bytes_in_total",
+        Unit::Bytes,
+        "Bytes of the frames compressed, before compression (headers included)."
+    );
+    describe_counter!(
+        "pushgate_compression_bytes_out_total",
+        Unit::Bytes,
+        "Bytes of the same frames compressed (headers included)."
+    );
     describe_histogram!(
         "pushgate_write_batch_frames",
         Unit::Count,

@@ -116,6 +116,7 @@ impl Hub {
             name: channel.to_owned(),
             frame,
             stream: Some(stamp),
+            deflated: Default::default(),
         }]);
         self.count_publication("channel", source);
         let (job, rx) = self.job(route, exclude, permits.len());

@@ -39,6 +39,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// `compression`: whether permessage-deflate (RFC 7692) is negotiated with clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Declined: every client gets uncompressed frames (the behaviour before it existed).
+    #[default]
+    Off,
+    /// Accepted from clients that offer it (docs/protocol.md, "Compression").
+    On,
+}
+
 /// `slow_policy`: the hub's [`SlowPolicy`] under its configuration names
 /// (serde's remote derive: the hub does not depend on serde).
 #[derive(Serialize, Deserialize)]

@@ -8,12 +8,14 @@
 //! - `error`: [`ConfigError`] and how serde's messages are shown to an operator;
 //! - `load`: TOML, `PUSHGATE_<FIELD>` variables and `set` (flags);
 //! - `validate`: [`Config::validate`], the order of its checks, and the general ones;
+//! - `compression`: permessage-deflate's settings;
 //! - `history`: the `[[history]]` rules;
 //! - `presence`: the `[[presence]]` rules and `presence_ttl_ms`;
 //! - `internal`: the internal ports (HTTP and gRPC): tokens, limits, deadlines;
 //! - `jwt`: connection tokens;
 //! - `kinds`: the settings held as enums.
 
+mod compression;
 mod error;
 mod history;
 mod internal;
@@ -34,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use history::HistoryConfig;
+pub use kinds::{AuthMode, BrokerKind, Compression, LogFormat};
 pub use presence::PresenceConfig;
-pub use kinds::{AuthMode, BrokerKind, LogFormat};
 
 /// The whole configuration of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +82,13 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Time to flush and exchange close frames when a connection ends, in milliseconds.
     pub close_timeout_ms: u64,
+    /// `off` (default) or `on`: negotiate permessage-deflate with clients that offer it.
+    /// Each publication is then compressed once, for all of them (docs/protocol.md).
+    pub compression: Compression,
+    /// zlib level of compressed publications: 1 (fastest, default) to 9 (smallest).
+    pub compression_level: u32,
+    /// Publications with a smaller payload, in bytes, go uncompressed to everyone.
+    pub compression_min_bytes: usize,
     /// Header carrying the user id, set by a trusted proxy in front of pushgate. Empty: none.
     /// Anonymous mode only.
     pub trusted_user_header: String,
@@ -203,6 +212,9 @@ impl Default for Config {
             max_subscriptions_per_conn: 128,
             handshake_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
+            compression: Compression::Off,
+            compression_level: 1,
+            compression_min_bytes: 256,
             trusted_user_header: String::new(),
             auth_mode: AuthMode::Anonymous,
             jwt_hs256_secret: String::new(),
@@ -270,6 +282,7 @@ impl Config {
             presence: self.presence_rules(),
             max_refreshes_per_minute: self.max_refreshes_per_minute.min(255) as u8,
             positions_from_broker: self.broker == BrokerKind::Redis,
+            compression: self.compression(),
         }
     }
 
@@ -307,6 +320,7 @@ impl Config {
                 frames_per_sec: self.max_inbound_messages_per_sec.min(u16::MAX as u32) as u16,
                 bytes_per_sec: self.max_inbound_bytes_per_sec,
             },
+            compression: self.compression == Compression::On,
         }
     }
 

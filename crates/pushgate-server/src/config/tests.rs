@@ -169,3 +169,28 @@ fn grpc_settings_are_validated() {
     c.validate().unwrap();
     assert_eq!(c.grpc().token, "s3cret");
 }
+
+#[test]
+fn compression_settings_are_validated_and_reach_the_edge_and_hub() {
+    let mut c = Config::default();
+    assert!(!c.edge().compression, "off by default");
+    c.set("compression", "on").unwrap();
+    c.set("compression_level", "9").unwrap();
+    c.set("compression_min_bytes", "1024").unwrap();
+    c.validate().unwrap();
+    assert!(c.edge().compression);
+    assert_eq!(c.hub().compression.level, 9);
+    assert_eq!(c.hub().compression.min_bytes, 1024);
+    let e = c.set("compression", "gzip").unwrap_err().to_string();
+    assert!(e.contains("compression") && e.contains("on"), "{e}");
+    for (field, bad) in [
+        ("compression_level", "0"),
+        ("compression_level", "10"),
+        ("compression_min_bytes", "65537"),
+    ] {
+        let mut c = Config::default();
+        c.set(field, bad).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains(field), "{field}={bad}: {e}");
+    }
+}

@@ -10,6 +10,7 @@ impl Config {
         self.validate_node()?;
         self.validate_tokens()?;
         self.validate_hub()?;
+        self.validate_compression()?;
         self.validate_auth()?;
         self.validate_inbound_frames()?;
         self.validate_broker()?;
