@@ -273,6 +273,7 @@ impl Hub {
             started: std::time::Instant::now(),
             done: Mutex::new(Some(tx)),
             duration: self.inner.fanout_duration.clone(),
+            sse: Default::default(),
         };
         (job, rx)
     }
@@ -313,6 +314,7 @@ impl Hub {
                     stream,
                     generation: g.generation,
                     offset,
+                    epoch: g.epoch.clone(),
                 });
                 held.push(g);
             }

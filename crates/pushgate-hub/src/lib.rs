@@ -15,6 +15,8 @@
 //! - [`interest`]: which channels and users have local connections, for a cluster
 //!   broker that subscribes to them on a shared bus only while they do.
 //! - [`history`]: channel history, positions and recovery on subscribe.
+//! - [`sse`]: a publication's Server-Sent Events bytes, encoded once for every SSE
+//!   recipient.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
@@ -31,6 +33,7 @@ mod metrics;
 mod outbound;
 mod publication;
 mod shard;
+mod sse;
 
 pub use close::CloseReason;
 pub use config::{HubConfig, SlowPolicy};

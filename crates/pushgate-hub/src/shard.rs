@@ -52,6 +52,8 @@ pub(crate) struct Conn {
     /// Last time anything arrived from the client, in milliseconds since the shard's
     /// epoch (wrapping u32: a connection is reaped long before it could wrap).
     pub(crate) last_seen: u32,
+    /// A Server-Sent Events stream: gets SSE events instead of WebSocket frames.
+    pub(crate) sse: bool,
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -140,6 +142,30 @@ impl Shard {
         grant: Option<Grant>,
         subscribe: &[String],
     ) -> ConnHandle {
+        self.register_conn(id, user, grant, subscribe, false)
+    }
+
+    /// Registers a Server-Sent Events stream: publications reach it as SSE events
+    /// (encoded once per publication, `sse.rs`); it joins channels through
+    /// [`ConnHandle::subscribe_with`].
+    pub fn register_sse(
+        self: &Arc<Self>,
+        id: ConnId,
+        user: Option<&str>,
+        grant: Option<Grant>,
+    ) -> ConnHandle {
+        self.metrics.sse_connections.increment(1.0);
+        self.register_conn(id, user, grant, &[], true)
+    }
+
+    fn register_conn(
+        self: &Arc<Self>,
+        id: ConnId,
+        user: Option<&str>,
+        grant: Option<Grant>,
+        subscribe: &[String],
+        sse: bool,
+    ) -> ConnHandle {
         let mut st = self.state.lock();
         let slot = st.conns.insert(Conn {
             id,
@@ -147,6 +173,7 @@ impl Shard {
             channels: Vec::new(),
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
+            sse,
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
@@ -205,6 +232,9 @@ impl Shard {
         self.metrics.subscriptions.set(subs as f64);
         self.metrics.channels.set(chans as f64);
         self.metrics.connections.decrement(1.0);
+        if conn.sse {
+            self.metrics.sse_connections.decrement(1.0);
+        }
         self.metrics.closed(reason).increment(1);
     }
 

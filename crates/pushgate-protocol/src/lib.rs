@@ -9,6 +9,7 @@
 //! - [`envelope`]: how a publication is framed for a client.
 //! - [`position`]: positions in a channel's history (epoch and offset).
 //! - [`conn_id`]: connection ids, unique across nodes.
+//! - [`sse`]: Server-Sent Events: events, their ids, and events from WebSocket frames.
 //!
 //! The client protocol is described in `docs/protocol.md`.
 
@@ -19,6 +20,7 @@ pub mod conn_id;
 pub mod envelope;
 pub mod frame;
 pub mod position;
+pub mod sse;
 pub mod user;
 
 pub use channel::{validate_channel, ChannelError, MAX_CHANNEL_LEN};
