@@ -50,7 +50,12 @@ async fn accept(
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let up = match upgraded {
-        Ok(Ok(v)) => v,
+        Ok(Ok(Head::WebSocket(v))) => v,
+        Ok(Ok(Head::Sse(head))) => {
+            // An event stream lives in this (boxed) future to its end.
+            crate::sse_stream::serve(stream, id, shard, edge, head).await;
+            return None;
+        }
         Ok(Err(Some(refusal))) => {
             edge.count_refusal(refusal.status);
             handshake::write_refusal(&mut stream, &refusal).await;
@@ -110,8 +115,15 @@ struct Upgrade {
     leftover: Vec<u8>,
 }
 
+/// What a request head asks for.
+enum Head {
+    WebSocket(Upgrade),
+    /// A request for the SSE path (`sse.rs`), checked and answered by the stream.
+    Sse(crate::sse::SseHead),
+}
+
 /// Reads and checks the upgrade request (path, origin, token) and authenticates it.
-async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, Option<Refusal>> {
+async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Head, Option<Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -121,6 +133,9 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, O
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return Err(None),
+        }
+        if let Some(sse) = crate::sse::parse(&buf, &edge.config.sse_path).map_err(Some)? {
+            return Ok(Head::Sse(sse));
         }
         match handshake::parse(&buf, &edge.config.ws_path).map_err(Some)? {
             Parsed::Partial => continue,
@@ -141,12 +156,12 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, O
                 }
                 buf.drain(..n);
                 let leftover = if buf.is_empty() { Vec::new() } else { buf };
-                return Ok(Upgrade {
+                return Ok(Head::WebSocket(Upgrade {
                     req,
                     key,
                     identity,
                     leftover,
-                });
+                }));
             }
         }
     }

@@ -13,6 +13,8 @@
 //! - `inbound`: frames and bytes per second one connection may send.
 //! - `writer`: everything queued goes out in one vectored write.
 //! - `refresh`: the tokens of `refresh` commands, verified on threads of their own.
+//! - `sse`, `sse_stream`, `sse_writer`: Server-Sent Events on the same listener (the
+//!   request and its answers; one stream's task; what it writes and its event ids).
 
 mod acceptor;
 mod auth;
@@ -23,6 +25,9 @@ mod jwt;
 mod limits;
 mod reader;
 mod refresh;
+mod sse;
+mod sse_stream;
+mod sse_writer;
 mod writer;
 
 use std::sync::Arc;
@@ -46,6 +51,8 @@ use limits::{Admission, LimitMetrics};
 pub struct EdgeConfig {
     /// The path that upgrades to WebSocket.
     pub ws_path: String,
+    /// The path of Server-Sent Events streams (`sse.rs`); empty: none.
+    pub sse_path: String,
     /// Largest client frame or reassembled message, in bytes (1009 beyond).
     pub max_message: usize,
     /// Time a client has to send its complete upgrade request.
@@ -69,6 +76,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
             ws_path: "/ws".into(),
+            sse_path: "/sse".into(),
             max_message: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),

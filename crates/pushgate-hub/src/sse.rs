@@ -48,7 +48,7 @@ impl SseFrames {
 }
 
 fn convert(frame: &Bytes, epoch: Option<&str>) -> Bytes {
-    sse::from_ws(frame, epoch).unwrap_or_else(|| Bytes::from_static(NO_EVENT))
+    sse::from_ws(frame, |_| epoch).unwrap_or_else(|| Bytes::from_static(NO_EVENT))
 }
 
 #[cfg(test)]

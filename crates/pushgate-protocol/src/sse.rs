@@ -89,9 +89,10 @@ pub fn id_entry(channel: &str, epoch: &str, offset: u64) -> String {
 }
 
 /// The event for a server WebSocket frame carrying a publication (any envelope of
-/// [`crate::envelope`]) or an `unrecoverable` notice; `epoch` is the stream's, for a
-/// positioned publication. `None` for any other frame.
-pub fn from_ws(frame: &[u8], epoch: Option<&str>) -> Option<Bytes> {
+/// [`crate::envelope`]) or an `unrecoverable` notice; `epoch` gives the epoch of a
+/// positioned publication's channel (no `id:` line without one). `None` for any other
+/// frame.
+pub fn from_ws<'e>(frame: &[u8], epoch: impl FnOnce(&str) -> Option<&'e str>) -> Option<Bytes> {
     let (opcode, body) = split_header(frame)?;
     match opcode {
         0x1 => from_json(body, epoch),
@@ -124,14 +125,16 @@ pub fn from_ws(frame: &[u8], epoch: Option<&str>) -> Option<Bytes> {
     }
 }
 
-fn position_id(channel: Option<&str>, offset: Option<u64>, epoch: Option<&str>) -> Option<String> {
-    match (channel, offset, epoch) {
-        (Some(c), Some(o), Some(e)) => Some(id_entry(c, e, o)),
-        _ => None,
-    }
+fn position_id<'e>(
+    channel: Option<&str>,
+    offset: Option<u64>,
+    epoch: impl FnOnce(&str) -> Option<&'e str>,
+) -> Option<String> {
+    let (c, o) = (channel?, offset?);
+    Some(id_entry(c, epoch(c)?, o))
 }
 
-fn from_json(body: &[u8], epoch: Option<&str>) -> Option<Bytes> {
+fn from_json<'e>(body: &[u8], epoch: impl FnOnce(&str) -> Option<&'e str>) -> Option<Bytes> {
     #[derive(serde::Deserialize)]
     struct Frame {
         #[serde(rename = "type")]
@@ -274,22 +277,25 @@ mod tests {
     #[test]
     fn publications_convert_from_their_websocket_frames() {
         let t = Payload::Text("hi\nthere".into());
-        let e = from_ws(&encode_publication(Some("news"), &t), None).unwrap();
+        let e = from_ws(&encode_publication(Some("news"), &t), |_| None).unwrap();
         assert_eq!(text(&e), "event: news\ndata: hi\ndata: there\n\n");
-        let e = from_ws(&encode_publication(None, &t), None).unwrap();
+        let e = from_ws(&encode_publication(None, &t), |_| None).unwrap();
         assert_eq!(text(&e), "data: hi\ndata: there\n\n");
-        let e = from_ws(&encode_positioned("chat:1", 7, &t), Some("e1")).unwrap();
+        let e = from_ws(&encode_positioned("chat:1", 7, &t), |c| {
+            (c == "chat:1").then_some("e1")
+        })
+        .unwrap();
         assert_eq!(
             text(&e),
             "id: chat:1:e1:7\nevent: chat:1\ndata: hi\ndata: there\n\n"
         );
         let b = Payload::Binary(Bytes::from_static(&[0, 1, 255]));
-        let e = from_ws(&encode_positioned("c", 2, &b), Some("e")).unwrap();
+        let e = from_ws(&encode_positioned("c", 2, &b), |_| Some("e")).unwrap();
         assert_eq!(
             text(&e),
             "id: c:e:2\nevent: #binary\ndata: {\"channel\":\"c\",\"data\":\"AAH/\"}\n\n"
         );
-        let e = from_ws(&encode_publication(None, &b), None).unwrap();
+        let e = from_ws(&encode_publication(None, &b), |_| None).unwrap();
         assert_eq!(text(&e), "event: #binary\ndata: {\"data\":\"AAH/\"}\n\n");
         let n = Reply::Unrecoverable {
             channel: "c",
@@ -298,10 +304,10 @@ mod tests {
         }
         .to_frame();
         assert_eq!(
-            text(&from_ws(&n, None).unwrap()),
+            text(&from_ws(&n, |_| None).unwrap()),
             "id: c:E2:9\nevent: #unrecoverable\ndata: {\"channel\":\"c\",\"epoch\":\"E2\",\"offset\":9}\n\n"
         );
-        assert_eq!(from_ws(&[0x89, 0], None), None, "a ping is no event");
+        assert_eq!(from_ws(&[0x89, 0], |_| None), None, "a ping is no event");
     }
 
     #[test]
