@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pushgate only, every scenario the bench supports (burst, latency, idle,
 # slow consumers, channels, sustained, churn, and history: the fan-out with
-# history off and on side by side, the mass-reconnect recovery), REPEAT
+# history off and on side by side, the mass-reconnect recovery; sse-burst and
+# sse-idle: WebSocket vs Server-Sent Events clients side by side), REPEAT
 # times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery sse-burst sse-idle}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
@@ -23,6 +24,9 @@ for s in $SCENARIOS; do
       history-burst) run_history_pair burst-channel "$r" ;;
       history-channels) run_history_pair channels "$r" ;;
       recovery) run_recovery "$r" ;;
+      # WebSocket and SSE clients, one after the other (bench/lib.sh).
+      sse-burst) run_sse_pair burst "$r" ;;
+      sse-idle) run_sse_pair idle "$r" ;;
       *) run_scenario pushgate "$s" "$r" ;;
     esac || echo "!! pushgate $s: server did not start" >&2
   done
