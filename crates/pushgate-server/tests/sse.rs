@@ -299,6 +299,37 @@ async fn heartbeats_are_comments() {
     gw.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_stream_whose_socket_stays_full_is_reaped_at_the_heartbeat_timeout() {
+    // Queues large enough that the slow-consumer policy does not fire first.
+    let cfg = Config {
+        heartbeat_interval_ms: 100,
+        heartbeat_timeout_ms: 1_000,
+        queue_max_frames: 100_000,
+        queue_max_bytes: 32 << 20,
+        ..config()
+    };
+    let gw = start(cfg).await;
+    let (_stuck, _) = stream(&gw, "/sse?channel=feed", "").await;
+    // It never reads again: 200 × 48 KiB fill its socket's kernel buffers, and what is
+    // left waits in its queue, so its writer never empties again.
+    let body = "x".repeat(48 * 1024);
+    for i in 0..200 {
+        publish(&gw, "channel=feed", &format!("{body}#{i}")).await;
+    }
+    wait_for_stats(&gw, "the stuck stream reaped", |s| s.connections == 0).await;
+    assert!(
+        metric(
+            &gw,
+            "pushgate_connections_closed_total",
+            "reason=\"heartbeat_timeout\""
+        )
+        .await
+            >= 1.0
+    );
+    gw.shutdown().await;
+}
+
 /// curl, a real HTTP client process, follows a stream and resumes with `Last-Event-ID`.
 #[tokio::test]
 async fn curl_receives_and_resumes_with_last_event_id() {
