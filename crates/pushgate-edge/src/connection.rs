@@ -39,22 +39,24 @@ pub(crate) fn serve(
     ConnTask::Accepting(Box::pin(accept(std, id, shard, edge)))
 }
 
-/// Handshake and registration; `None` if the client was refused or went away.
+/// Handshake and registration (or, on the SSE path, the stream to run); `None` if the
+/// client was refused or went away.
 async fn accept(
     std: std::net::TcpStream,
     id: ConnId,
     shard: Arc<Shard>,
     edge: Arc<EdgeShared>,
-) -> Option<Connection> {
+) -> Option<Accepted> {
     let mut stream = TcpStream::from_std(std).ok()?;
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let up = match upgraded {
         Ok(Ok(Head::WebSocket(v))) => v,
         Ok(Ok(Head::Sse(head))) => {
-            // An event stream lives in this (boxed) future to its end.
-            crate::sse_stream::serve(stream, id, shard, edge, head).await;
-            return None;
+            // An event stream runs in a box of its own: this one (the handshake's
+            // buffers and timer) is freed now.
+            let sse = crate::sse_stream::serve(stream, id, shard, edge, head);
+            return Some(Accepted::Sse(Box::pin(sse)));
         }
         Ok(Err(Some(refusal))) => {
             edge.count_refusal(refusal.status);
@@ -97,13 +99,13 @@ async fn accept(
         return None;
     }
     let leftover = up.leftover;
-    Some(Connection {
+    Some(Accepted::WebSocket(Connection {
         stream,
         handle,
         read: ReadState::with_leftover(leftover),
         out: VecDeque::new(),
         edge,
-    })
+    }))
 }
 
 /// An accepted upgrade request, not yet answered.
@@ -113,6 +115,12 @@ struct Upgrade {
     identity: Identity,
     /// Bytes received after the request head: the start of the first frame.
     leftover: Vec<u8>,
+}
+
+/// What an accepted request became.
+pub(crate) enum Accepted {
+    WebSocket(Connection),
+    Sse(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 /// What a request head asks for.
@@ -192,8 +200,10 @@ const POLL_BUDGET: usize = 32;
 /// registration (`poll_read_ready`), not in waiter nodes of `select!`-ed futures, and
 /// the closing phase (timers, buffers) is boxed only when it starts.
 pub(crate) enum ConnTask {
-    Accepting(Pin<Box<dyn Future<Output = Option<Connection>> + Send>>),
+    Accepting(Pin<Box<dyn Future<Output = Option<Accepted>> + Send>>),
     Open(Connection),
+    /// A Server-Sent Events stream (`sse_stream.rs`), to its end.
+    Sse(Pin<Box<dyn Future<Output = ()> + Send>>),
     Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
     Done,
 }
@@ -207,9 +217,14 @@ impl Future for ConnTask {
             match this {
                 ConnTask::Accepting(fut) => {
                     *this = match ready!(fut.as_mut().poll(cx)) {
-                        Some(conn) => ConnTask::Open(conn),
+                        Some(Accepted::WebSocket(conn)) => ConnTask::Open(conn),
+                        Some(Accepted::Sse(stream)) => ConnTask::Sse(stream),
                         None => ConnTask::Done,
                     };
+                }
+                ConnTask::Sse(fut) => {
+                    ready!(fut.as_mut().poll(cx));
+                    *this = ConnTask::Done;
                 }
                 ConnTask::Open(conn) => {
                     let next = ready!(conn.poll_open(cx));

@@ -35,12 +35,34 @@ const MAX_STRAY: usize = 16 * 1024;
 
 /// Serves one request for the SSE path to its end.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     id: ConnId,
     shard: Arc<Shard>,
     edge: Arc<EdgeShared>,
     head: SseHead,
 ) {
+    // The request's checks run in a boxed future of their own: their strings and
+    // buffers are gone before the stream's long, mostly idle life, which keeps only
+    // [`Open`] (the idle memory per stream depends on it).
+    let Some(mut open) = Box::pin(start(stream, id, shard, edge, head)).await else {
+        return;
+    };
+    match std::future::poll_fn(|cx| open.poll(cx)).await {
+        End::Client(reason) => open.handle.set_reason(reason),
+        // Boxed too: the closing phase's timer would otherwise size every idle stream.
+        End::Close(reason) => Box::pin(open.close(reason)).await,
+    }
+}
+
+/// Checks the request, registers and subscribes the stream, and answers with the
+/// stream's head and `#connected`. `None` if it was refused or the client went away.
+async fn start(
+    mut stream: TcpStream,
+    id: ConnId,
+    shard: Arc<Shard>,
+    edge: Arc<EdgeShared>,
+    head: SseHead,
+) -> Option<Open> {
     let req = match head {
         SseHead::Preflight(req) => {
             if edge.origin_allowed(&req) {
@@ -48,30 +70,41 @@ pub(crate) async fn serve(
             } else {
                 refuse(&mut stream, &edge, Refusal::new(403, "origin not allowed")).await;
             }
-            return;
+            return None;
         }
         SseHead::Open(req) => req,
     };
     let (identity, wanted) = match admit(&req, &edge) {
         Ok(v) => v,
-        Err(r) => return refuse(&mut stream, &edge, r).await,
+        Err(r) => {
+            refuse(&mut stream, &edge, r).await;
+            return None;
+        }
     };
     let user = identity.user.as_deref();
     if let Err(r) = edge.admission.admit(user, &edge.limit_metrics) {
-        return refuse(&mut stream, &edge, r).await;
+        refuse(&mut stream, &edge, r).await;
+        return None;
     }
-    let _admitted = Admitted {
-        edge: &edge,
-        user: identity.user.clone(),
-    };
     // Register and subscribe before answering, so that every publication after the
     // client saw its head (and, on a history channel, after its position) reaches it.
+    // From here on, dropping `open` gives the admission back.
     let handle = shard.register_sse(id, user, identity.grant.clone());
+    let mut open = Open {
+        stream,
+        handle,
+        edge: edge.clone(),
+        writer: SseWriter::default(),
+        taken: VecDeque::new(),
+        out: VecDeque::new(),
+        stray: 0,
+    };
     let channels = wanted.subscribe.channels.clone();
     if !channels.is_empty() {
         let reply = subscribed_reply(channels);
-        if let Err(e) = handle.subscribe_with(wanted.subscribe, reply) {
-            return refuse(&mut stream, &edge, refusal_of(&e)).await;
+        if let Err(e) = open.handle.subscribe_with(wanted.subscribe, reply) {
+            refuse(&mut open.stream, &edge, refusal_of(&e)).await;
+            return None;
         }
     }
     let conn = id.display(&edge.hub.config().node_id).to_string();
@@ -84,25 +117,10 @@ pub(crate) async fn serve(
     };
     let json = serde_json::to_string(&connected).expect("replies always serialize");
     let first = sse::encode_event(None, Some(sse::CONNECTED), &json);
-    if request::write_head(&mut stream, &req, &first)
+    request::write_head(&mut open.stream, &req, &first)
         .await
-        .is_err()
-    {
-        return;
-    }
-    drop(req);
-    let mut open = Open {
-        stream,
-        handle,
-        writer: SseWriter::default(),
-        taken: VecDeque::new(),
-        out: VecDeque::new(),
-        stray: 0,
-    };
-    match std::future::poll_fn(|cx| open.poll(cx)).await {
-        End::Client(reason) => open.handle.set_reason(reason),
-        End::Close(reason) => open.close(reason, &edge).await,
-    }
+        .ok()?;
+    Some(open)
 }
 
 /// Checks origin and identity and reads what the stream asks for.
@@ -162,18 +180,6 @@ fn subscribed_reply(channels: Vec<String>) -> ReplyFn {
     })
 }
 
-/// Gives back the stream's place in the node and user counts.
-struct Admitted<'a> {
-    edge: &'a EdgeShared,
-    user: Option<String>,
-}
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        self.edge.admission.release(self.user.as_deref());
-    }
-}
-
 /// How an open stream ended.
 enum End {
     /// The client went away (EOF, reset) or sent what an event-stream client never does.
@@ -185,6 +191,7 @@ enum End {
 struct Open {
     stream: TcpStream,
     handle: ConnHandle,
+    edge: Arc<EdgeShared>,
     writer: SseWriter,
     /// Frames taken from the shard's queue, before conversion.
     taken: VecDeque<Bytes>,
@@ -254,7 +261,7 @@ impl Open {
 
     /// Flushes what is queued (unless the close is abortive), then a `#close` event
     /// with the reason's WebSocket close code, and ends the response with a FIN.
-    async fn close(mut self, reason: CloseReason, edge: &EdgeShared) {
+    async fn close(mut self, reason: CloseReason) {
         self.handle.set_reason(reason);
         if reason.is_abortive() {
             self.out.clear();
@@ -276,7 +283,7 @@ impl Open {
         self.out
             .push_back(sse::encode_event(None, Some(sse::CLOSE), &data));
         let metrics = self.handle.shard().metrics().clone();
-        let _ = timeout(edge.config.close_timeout, async {
+        let _ = timeout(self.edge.config.close_timeout, async {
             loop {
                 match flush(&self.stream, &mut self.out, &metrics) {
                     Ok(true) => return,
@@ -291,5 +298,17 @@ impl Open {
         })
         .await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+impl Drop for Open {
+    /// Gives back the stream's place in the node and user counts.
+    fn drop(&mut self) {
+        let admission = &self.edge.admission;
+        if admission.counts_users() {
+            admission.release(self.handle.user().as_deref());
+        } else {
+            admission.release(None);
+        }
     }
 }
