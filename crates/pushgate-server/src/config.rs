@@ -760,6 +760,23 @@ mod tests {
     }
 
     #[test]
+    fn sse_path_is_a_path_other_than_ws_path_or_empty() {
+        let mut c = Config::default();
+        for (path, ok) in [
+            ("/events", true),
+            ("", true),
+            ("sse", false),
+            ("/ws", false),
+        ] {
+            c.sse_path = path.into();
+            match c.validate() {
+                Ok(()) => assert!(ok, "{path:?} accepted"),
+                Err(e) => assert!(!ok && e.to_string().contains("sse_path"), "{path:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
     fn env_and_flags_override_by_field_name() {
         let mut c = Config::default();
         c.apply_env([
