@@ -170,6 +170,9 @@ async fn last_event_id_recovers_exactly_the_missed_publications_in_order() {
     assert_eq!(sub.json()["recovered"], json!(["chat:a"]));
     assert_eq!(c.event().await.data(), "a5");
     assert_eq!(c.event().await.data(), "a6");
+    // latest=true: the newest kept publication first.
+    let (mut c, _) = stream(&gw, "/sse?channel=chat:b&latest=true", "").await;
+    assert_eq!(c.event().await.data(), "b2");
     gw.shutdown().await;
 }
 
