@@ -98,6 +98,8 @@ start_server() {
       >"$OUT/$t.server.log" 2>&1 &
     SERVER_PID=$!
     WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$h/publish?all=true"
+    # SSE=1: the clients are Server-Sent Events streams of the same listener.
+    [[ "${SSE:-}" == 1 ]] && WS_URL="http://127.0.0.1:$p/sse"
     wait_port "$h"
   else
     "$PEERS_DIR/$t/run.sh" "$p" >"$OUT/$t.server.log" 2>&1 &
@@ -226,4 +228,20 @@ PY
 run_recovery() {
   [[ -n "${HISTORY_CONFIG:-}" ]] || write_history_config
   PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate recovery "$1" --target pushgate-hist-on
+}
+
+# run_sse_pair SCENARIO REP: a broadcast scenario (burst, idle) with WebSocket
+# clients, then with SSE clients of the same gateway (issue #15), so that the two
+# transports are compared on the same machine state; the order alternates as in
+# run_history_pair. Targets pushgate-ws / pushgate-sse; files
+# $OUT/pushgate-SCENARIO-{ws,sse}-REP.json.
+run_sse_pair() {
+  local s="$1" r="$2"
+  if (( r % 2 )); then
+    SSE="" TAG=ws run_scenario pushgate "$s" "$r" --target pushgate-ws
+    SSE=1 TAG=sse run_scenario pushgate "$s" "$r" --target pushgate-sse
+  else
+    SSE=1 TAG=sse run_scenario pushgate "$s" "$r" --target pushgate-sse
+    SSE="" TAG=ws run_scenario pushgate "$s" "$r" --target pushgate-ws
+  fi
 }

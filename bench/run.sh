@@ -2,7 +2,8 @@
 # pushgate only, every scenario the bench supports (burst, latency, idle,
 # slow consumers, channels, sustained, churn, and history: the fan-out with
 # history off and on side by side, the mass-reconnect recovery, and
-# compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on), REPEAT
+# compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on; sse-burst
+# and sse-idle: WebSocket vs Server-Sent Events clients side by side), REPEAT
 # times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
@@ -10,7 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery compression}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery compression sse-burst sse-idle}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
@@ -26,6 +27,9 @@ for s in $SCENARIOS; do
       recovery) run_recovery "$r" ;;
       # Compression off vs on, one after the other (bench/lib.sh).
       compression) run_compression_pair "$r" ;;
+      # WebSocket and SSE clients, one after the other (bench/lib.sh).
+      sse-burst) run_sse_pair burst "$r" ;;
+      sse-idle) run_sse_pair idle "$r" ;;
       *) run_scenario pushgate "$s" "$r" ;;
     esac || echo "!! pushgate $s: server did not start" >&2
   done

@@ -104,7 +104,7 @@ pub fn run_worker(cfg: WorkerConfig) -> Result<()> {
 async fn worker_main(cfg: WorkerConfig) -> Result<()> {
     let rss_start = self_rss_kb();
     let cfg = Rc::new(cfg);
-    let sh = Rc::new(Shared::new(cfg.max_seq, cfg.size));
+    let sh = Rc::new(Shared::new(cfg.max_seq, cfg.size).sse(cfg.ws.sse));
     let sem = Rc::new(Semaphore::new(cfg.handshake_concurrency.max(1)));
     for i in 0..cfg.conns {
         tokio::task::spawn_local(conn::conn_task(

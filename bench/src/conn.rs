@@ -97,6 +97,9 @@ async fn connect(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)>
     } else {
         String::new()
     };
+    if cfg.ws.sse {
+        return open_sse(stream, cfg).await;
+    }
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n",
@@ -135,6 +138,33 @@ async fn connect(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)>
                     .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
                     .map(|h| h.value);
                 crate::deflate::check_response(ext)?;
+            }
+            return Ok((stream, buf.split_off(n)));
+        }
+    }
+}
+
+/// `GET` of pushgate's event stream: answered 200, then the events (the bytes
+/// after the head are returned, as after a WebSocket handshake).
+async fn open_sse(mut stream: TcpStream, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)> {
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        cfg.ws.path, cfg.ws.host
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() > 8192 {
+            bail!("response headers too large");
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            bail!("server closed before answering the stream request");
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(n) = resp.parse(&buf)? {
+            if resp.code != Some(200) {
+                bail!("event stream answered {:?} instead of 200", resp.code);
             }
             return Ok((stream, buf.split_off(n)));
         }

@@ -42,7 +42,7 @@ const USAGE: &str = "usage:
   pushgate-bench run --scenario burst|latency|idle|slow|channels|sustained|churn|cluster
                               |burst-channel|recovery
         --target NAME
-        --ws ws://127.0.0.1:P/ws[,ws://...] --publish http://127.0.0.1:P/publish
+        --ws ws://127.0.0.1:P/ws[,ws://...] (or http://127.0.0.1:P/sse: SSE clients) --publish http://127.0.0.1:P/publish
         [--pid PID[,PID...]] [--node-http http://127.0.0.1:H[,...]] [--redis-pid PID]
         [--grpc http://127.0.0.1:G (burst/cluster: publish on one gRPC PublishStream)]
         [--conns N] [--messages M] [--size B] [--duration S] [--rate R]
@@ -300,7 +300,7 @@ fn cmd_worker(o: Opts) -> Result<()> {
         None
     };
     client::run_worker(client::WorkerConfig {
-        ws: target::Endpoint::parse(&o.req("ws")?, "ws")?,
+        ws: target::Endpoint::parse_client(&o.req("ws")?)?,
         conns: o.get("conns", 1)?,
         first_index: o.get("first-index", 0)?,
         max_seq: o.get("max-seq", 0)?,

@@ -148,9 +148,17 @@ pub struct Shared {
     pub drain: tokio::sync::Notify,
     /// Where compressed messages are inflated (`--deflate`); empty otherwise.
     inflated: RefCell<Vec<u8>>,
+    /// The connections are SSE streams (events, not frames).
+    sse: bool,
 }
 
 impl Shared {
+    /// Marks the connections as SSE streams.
+    pub fn sse(mut self, sse: bool) -> Self {
+        self.sse = sse;
+        self
+    }
+
     pub fn new(max_seq: usize, size: usize) -> Self {
         Self {
             buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
@@ -159,6 +167,7 @@ impl Shared {
             size,
             drain: tokio::sync::Notify::new(),
             inflated: RefCell::new(Vec::new()),
+            sse: false,
         }
     }
 }
@@ -284,6 +293,9 @@ fn poll_receive_large(
 /// Handle every complete frame at the start of `buf`; returns the bytes
 /// used and whether the server closed.
 fn process(sh: &Shared, buf: &mut [u8], c: &mut Conn) -> Result<(usize, bool)> {
+    if sh.sse {
+        return Ok(process_sse(sh, buf, c));
+    }
     let now = now_ns();
     let mut st = sh.stats.borrow_mut();
     st.reads += 1;
@@ -366,6 +378,39 @@ fn process(sh: &Shared, buf: &mut [u8], c: &mut Conn) -> Result<(usize, bool)> {
     Ok((pos, closed))
 }
 
+/// Every complete SSE event at the start of `buf` (up to its last blank line)
+/// at once: the payload scan finds each publication's marker in its `data:`
+/// line, as it finds several in one frame of a batching server. Heartbeat
+/// comments carry none. Returns the bytes used and whether the last event was
+/// pushgate's `#close`, which ends a stream.
+fn process_sse(sh: &Shared, buf: &[u8], c: &mut Conn) -> (usize, bool) {
+    let Some(end) = buf.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2) else {
+        return (0, false);
+    };
+    let now = now_ns();
+    let mut st = sh.stats.borrow_mut();
+    st.reads += 1;
+    let mut hint = sh.hint.get();
+    let before = st.delivered;
+    st.on_message(&buf[..end], now, &mut c.seen, sh.size, &mut hint);
+    sh.hint.set(hint);
+    if st.delivered > before {
+        if st.first_recv_ns == 0 {
+            st.first_recv_ns = now;
+        }
+        st.last_recv_ns = now;
+    }
+    let last = buf[..end - 2]
+        .windows(2)
+        .rposition(|w| w == b"\n\n")
+        .map_or(0, |i| i + 2);
+    let closed = buf[last..end].starts_with(b"event: #close");
+    if closed {
+        st.server_closes += 1;
+    }
+    (end, closed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +422,28 @@ mod tests {
         out[1] &= 0x7f;
         out.drain(out.len() - payload.len() - 4..out.len() - payload.len());
         out
+    }
+
+    #[test]
+    fn sse_events_are_counted_up_to_the_last_blank_line_and_close_ends() {
+        let sh = Shared::new(10, 100).sse(true);
+        let mut c = Conn::new(1, 10, Vec::new());
+        let mut buf = b"event: #connected\ndata: {}\n\n".to_vec();
+        for seq in [1, 2] {
+            buf.extend(b"data: ");
+            buf.extend(payload::encode(seq, now_ns(), 100));
+            buf.extend(b"\n\n");
+        }
+        buf.extend(b":\n\n");
+        let whole = buf.len();
+        buf.extend(b"data: PGB1:00000000");
+        let (used, closed) = process(&sh, &mut buf, &mut c).unwrap();
+        assert_eq!((used, closed), (whole, false));
+        assert_eq!(sh.stats.borrow().delivered, 2);
+        assert!(sh.stats.borrow().last_recv_ns > 0);
+        let mut end = b"data: x\n\nevent: #close\ndata: {\"code\":1001}\n\n".to_vec();
+        let n = end.len();
+        assert_eq!(process(&sh, &mut end, &mut c).unwrap(), (n, true));
     }
 
     #[test]

@@ -343,7 +343,9 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         return recovery::run(&cfg).await;
     }
     for ws in &cfg.ws_urls {
-        Endpoint::parse(ws, "ws")?;
+        if Endpoint::parse_client(ws)?.sse && cfg.scenario.subscribes() {
+            bail!("SSE clients are measured in broadcast scenarios only");
+        }
     }
     let pub_ep = Endpoint::parse(&cfg.publish, "http")?;
     let grpc_ep = match &cfg.grpc {

@@ -13,6 +13,9 @@ pub struct Endpoint {
     pub host: String,
     /// Path plus query, e.g. `/publish?all=true`.
     pub path: String,
+    /// A client endpoint given as `http://…/sse`: pushgate's Server-Sent Events
+    /// stream instead of a WebSocket.
+    pub sse: bool,
 }
 
 impl Endpoint {
@@ -37,7 +40,19 @@ impl Endpoint {
             addr,
             host: host.to_string(),
             path: path.to_string(),
+            sse: false,
         })
+    }
+
+    /// Where clients connect: `ws://…` (WebSocket) or `http://…` (an SSE stream).
+    pub fn parse_client(url: &str) -> Result<Self> {
+        if url.starts_with("http://") {
+            return Ok(Self {
+                sse: true,
+                ..Self::parse(url, "http")?
+            });
+        }
+        Self::parse(url, "ws")
     }
 
     /// Path without its query string (`/publish?all=true` → `/publish`).
@@ -61,5 +76,11 @@ mod tests {
         assert_eq!(w.path, "/ws");
         assert!(Endpoint::parse("ws://10.0.0.1:9/ws", "ws").is_err());
         assert!(Endpoint::parse("http://127.0.0.1:9/", "ws").is_err());
+        assert!(
+            Endpoint::parse_client("http://127.0.0.1:9/sse")
+                .unwrap()
+                .sse
+        );
+        assert!(!Endpoint::parse_client("ws://127.0.0.1:9/ws").unwrap().sse);
     }
 }

@@ -39,18 +39,25 @@ pub(crate) fn serve(
     ConnTask::Accepting(Box::pin(accept(std, id, shard, edge)))
 }
 
-/// Handshake and registration; `None` if the client was refused or went away.
+/// Handshake and registration (or, on the SSE path, the stream to run); `None` if the
+/// client was refused or went away.
 async fn accept(
     std: std::net::TcpStream,
     id: ConnId,
     shard: Arc<Shard>,
     edge: Arc<EdgeShared>,
-) -> Option<Connection> {
+) -> Option<Accepted> {
     let mut stream = TcpStream::from_std(std).ok()?;
     let _ = stream.set_nodelay(true);
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let up = match upgraded {
-        Ok(Ok(v)) => v,
+        Ok(Ok(Head::WebSocket(v))) => v,
+        Ok(Ok(Head::Sse(head))) => {
+            // An event stream runs in a box of its own: this one (the handshake's
+            // buffers and timer) is freed now.
+            let sse = crate::sse_stream::serve(stream, id, shard, edge, head);
+            return Some(Accepted::Sse(Box::pin(sse)));
+        }
         Ok(Err(Some(refusal))) => {
             edge.count_refusal(refusal.status);
             handshake::write_refusal(&mut stream, &refusal).await;
@@ -107,13 +114,13 @@ async fn accept(
         return None;
     }
     let leftover = up.leftover;
-    Some(Connection {
+    Some(Accepted::WebSocket(Connection {
         stream,
         handle,
         read: ReadState::with_leftover(leftover),
         out: VecDeque::new(),
         edge,
-    })
+    }))
 }
 
 /// An accepted upgrade request, not yet answered.
@@ -125,8 +132,21 @@ struct Upgrade {
     leftover: Vec<u8>,
 }
 
+/// What an accepted request became.
+pub(crate) enum Accepted {
+    WebSocket(Connection),
+    Sse(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// What a request head asks for.
+enum Head {
+    WebSocket(Upgrade),
+    /// A request for the SSE path (`sse.rs`), checked and answered by the stream.
+    Sse(crate::sse::SseHead),
+}
+
 /// Reads and checks the upgrade request (path, origin, token) and authenticates it.
-async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, Option<Refusal>> {
+async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Head, Option<Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -136,6 +156,9 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, O
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return Err(None),
+        }
+        if let Some(sse) = crate::sse::parse(&buf, &edge.config.sse_path).map_err(Some)? {
+            return Ok(Head::Sse(sse));
         }
         match handshake::parse(&buf, &edge.config.ws_path).map_err(Some)? {
             Parsed::Partial => continue,
@@ -156,12 +179,12 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Upgrade, O
                 }
                 buf.drain(..n);
                 let leftover = if buf.is_empty() { Vec::new() } else { buf };
-                return Ok(Upgrade {
+                return Ok(Head::WebSocket(Upgrade {
                     req,
                     key,
                     identity,
                     leftover,
-                });
+                }));
             }
         }
     }
@@ -192,8 +215,10 @@ const POLL_BUDGET: usize = 32;
 /// registration (`poll_read_ready`), not in waiter nodes of `select!`-ed futures, and
 /// the closing phase (timers, buffers) is boxed only when it starts.
 pub(crate) enum ConnTask {
-    Accepting(Pin<Box<dyn Future<Output = Option<Connection>> + Send>>),
+    Accepting(Pin<Box<dyn Future<Output = Option<Accepted>> + Send>>),
     Open(Connection),
+    /// A Server-Sent Events stream (`sse_stream.rs`), to its end.
+    Sse(Pin<Box<dyn Future<Output = ()> + Send>>),
     Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
     Done,
 }
@@ -207,9 +232,14 @@ impl Future for ConnTask {
             match this {
                 ConnTask::Accepting(fut) => {
                     *this = match ready!(fut.as_mut().poll(cx)) {
-                        Some(conn) => ConnTask::Open(conn),
+                        Some(Accepted::WebSocket(conn)) => ConnTask::Open(conn),
+                        Some(Accepted::Sse(stream)) => ConnTask::Sse(stream),
                         None => ConnTask::Done,
                     };
+                }
+                ConnTask::Sse(fut) => {
+                    ready!(fut.as_mut().poll(cx));
+                    *this = ConnTask::Done;
                 }
                 ConnTask::Open(conn) => {
                     let next = ready!(conn.poll_open(cx));

@@ -15,6 +15,8 @@
 //! - `writer`: everything queued goes out in one vectored write.
 //! - `refresh`: the tokens of `refresh` commands, verified on threads of their own.
 //! - `presence`: the `presence` command, answered once the (cluster-wide) read ends.
+//! - `sse`, `sse_stream`, `sse_writer`: Server-Sent Events on the same listener (the
+//!   request and its answers; one stream's task; what it writes and its event ids).
 
 mod acceptor;
 mod auth;
@@ -27,6 +29,9 @@ mod limits;
 mod presence;
 mod reader;
 mod refresh;
+mod sse;
+mod sse_stream;
+mod sse_writer;
 mod writer;
 
 use std::sync::Arc;
@@ -50,6 +55,8 @@ use limits::{Admission, LimitMetrics};
 pub struct EdgeConfig {
     /// The path that upgrades to WebSocket.
     pub ws_path: String,
+    /// The path of Server-Sent Events streams (`sse.rs`); empty: none.
+    pub sse_path: String,
     /// Largest client frame or reassembled message, in bytes (1009 beyond).
     pub max_message: usize,
     /// Time a client has to send its complete upgrade request.
@@ -75,6 +82,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
             ws_path: "/ws".into(),
+            sse_path: "/sse".into(),
             max_message: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),

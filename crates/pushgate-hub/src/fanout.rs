@@ -20,7 +20,8 @@ use crate::compressed::{Compressor, Deflated};
 use crate::history::Stream;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
-use crate::shard::{Shard, ShardState};
+use crate::shard::{Conn, Shard, ShardState};
+use crate::sse::SseFrames;
 
 /// Most publications a shard takes from its queue per lock acquisition.
 const BATCH: usize = 64;
@@ -56,6 +57,8 @@ pub(crate) struct Stamp {
     pub stream: Arc<Stream>,
     pub generation: u64,
     pub offset: u64,
+    /// The stream's epoch at that offset (SSE event ids name it).
+    pub epoch: Arc<str>,
 }
 
 /// One publication on its way through the shards. The last shard to finish
@@ -72,6 +75,8 @@ pub(crate) struct Job {
     pub started: std::time::Instant,
     pub done: Mutex<Option<oneshot::Sender<PublishReport>>>,
     pub duration: metrics::Histogram,
+    /// The publication's SSE events, built for the first SSE recipient (`sse.rs`).
+    pub sse: SseFrames,
 }
 
 impl Job {
@@ -97,6 +102,8 @@ struct Tally {
     skipped: u64,
     slow: u64,
     dropped: u64,
+    /// Of `enqueued`, to SSE connections.
+    sse: u64,
 }
 
 impl Tally {
@@ -113,6 +120,25 @@ impl Tally {
                 self.skipped += 1;
                 self.slow += 1;
             }
+        }
+    }
+
+    /// Offers a connection its transport's form of the frame: the WebSocket frame, or
+    /// the SSE event `sse` builds once for every SSE recipient.
+    #[inline]
+    fn push_to<'a>(
+        &mut self,
+        c: &mut Conn,
+        frame: &'a Bytes,
+        sse: impl FnOnce() -> &'a Bytes,
+        limits: &Limits,
+    ) {
+        if c.sse {
+            let before = self.enqueued;
+            self.push(&mut c.outbound, sse(), limits);
+            self.sse += self.enqueued - before;
+        } else {
+            self.push(&mut c.outbound, frame, limits);
         }
     }
 }
@@ -135,18 +161,22 @@ impl ShardState {
             Route::All(frame) => {
                 for (_, c) in conns.iter_mut() {
                     if Some(c.id) != exclude {
-                        let frame = deflated.pick(frame, c.deflate, z);
-                        t.push(&mut c.outbound, frame, limits);
+                        let ws = deflated.pick(frame, c.deflate, z);
+                        t.push_to(c, ws, || job.sse.one(frame), limits);
                     }
                 }
             }
             Route::Channels(list) => {
-                for ChannelFrame {
-                    name,
-                    frame,
-                    stream,
-                    deflated,
-                } in list
+                let n = list.len();
+                for (
+                    i,
+                    ChannelFrame {
+                        name,
+                        frame,
+                        stream,
+                        deflated,
+                    },
+                ) in list.iter().enumerate()
                 {
                     if let Some(s) = stream {
                         // Before any recipient: a subscribe that joins after this
@@ -156,11 +186,13 @@ impl ShardState {
                     let Some(slots) = channels.get(name.as_str()) else {
                         continue;
                     };
+                    let epoch = stream.as_ref().map(|s| &s.epoch);
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
-                            let frame = deflated.pick(frame, c.deflate, z);
-                            t.push(&mut c.outbound, frame, limits);
+                            let ws = deflated.pick(frame, c.deflate, z);
+                            let sse = || job.sse.channel(i, n, frame, epoch);
+                            t.push_to(c, ws, sse, limits);
                         }
                     }
                 }
@@ -173,8 +205,8 @@ impl ShardState {
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
-                            let frame = deflated.pick(frame, c.deflate, z);
-                            t.push(&mut c.outbound, frame, limits);
+                            let ws = deflated.pick(frame, c.deflate, z);
+                            t.push_to(c, ws, || job.sse.one(frame), limits);
                         }
                     }
                 }
@@ -186,8 +218,8 @@ impl ShardState {
                     }
                     if let Some(&slot) = by_id.get(id) {
                         let c = &mut conns[slot];
-                        let frame = deflated.pick(frame, c.deflate, z);
-                        t.push(&mut c.outbound, frame, limits);
+                        let ws = deflated.pick(frame, c.deflate, z);
+                        t.push_to(c, ws, || job.sse.one(frame), limits);
                     }
                 }
             }
@@ -268,14 +300,18 @@ impl Shard {
             }
             waiting = !st.waiting.is_empty();
         }
-        let (mut delivered, mut slow, mut dropped) = (0, 0, 0);
+        let (mut delivered, mut slow, mut dropped, mut sse) = (0, 0, 0, 0);
         for (job, t) in batch.drain(..).zip(results) {
             delivered += t.enqueued;
+            sse += t.sse;
             slow += t.slow;
             dropped += t.dropped;
             job.finish_shard(t.enqueued, t.skipped);
         }
         self.metrics.deliveries.increment(delivered);
+        if sse > 0 {
+            self.metrics.sse_deliveries.increment(sse);
+        }
         if slow > 0 {
             self.metrics.slow_disconnects.increment(slow);
         }

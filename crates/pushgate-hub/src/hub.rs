@@ -272,6 +272,7 @@ impl Hub {
             started: std::time::Instant::now(),
             done: Mutex::new(Some(tx)),
             duration: self.inner.fanout_duration.clone(),
+            sse: Default::default(),
         };
         (job, rx)
     }
@@ -312,6 +313,7 @@ impl Hub {
                     stream,
                     generation: g.generation,
                     offset,
+                    epoch: g.epoch.clone(),
                 });
                 held.push(g);
             }

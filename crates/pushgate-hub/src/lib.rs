@@ -17,6 +17,8 @@
 //!   broker that subscribes to them on a shared bus only while they do.
 //! - [`history`]: channel history, positions and recovery on subscribe.
 //! - [`presence`]: who is subscribed to presence channels, `join` / `leave` events.
+//! - [`sse`]: a publication's Server-Sent Events bytes, encoded once for every SSE
+//!   recipient.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
@@ -35,6 +37,7 @@ mod outbound;
 pub mod presence;
 mod publication;
 mod shard;
+mod sse;
 
 pub use close::CloseReason;
 pub use compressed::CompressionConfig;

@@ -12,6 +12,10 @@ pub struct ShardMetrics {
     pub opened: Counter,
     closed: [Counter; CloseReason::ALL.len()],
     pub deliveries: Counter,
+    /// Of `deliveries`, to SSE connections.
+    pub sse_deliveries: Counter,
+    /// Open SSE connections (also counted in `connections`).
+    pub sse_connections: Gauge,
     pub dropped: Counter,
     pub slow_disconnects: Counter,
     pub heartbeat_reaped: Counter,
@@ -33,6 +37,8 @@ impl ShardMetrics {
                 counter!("pushgate_connections_closed_total", "shard" => s.clone(), "reason" => r.label())
             }),
             deliveries: counter!("pushgate_deliveries_total", "shard" => s.clone()),
+            sse_deliveries: counter!("pushgate_sse_deliveries_total", "shard" => s.clone()),
+            sse_connections: gauge!("pushgate_sse_connections", "shard" => s.clone()),
             dropped: counter!("pushgate_outbound_dropped_total", "shard" => s.clone()),
             slow_disconnects: counter!("pushgate_slow_consumer_disconnects_total", "shard" => s.clone()),
             heartbeat_reaped: counter!("pushgate_heartbeat_reaped_total", "shard" => s.clone()),

@@ -77,6 +77,8 @@ pub(crate) struct Conn {
     /// permessage-deflate: 0 if not negotiated, else the server window bits the client
     /// allows (8-15). Fits in the padding after `last_seen`.
     pub(crate) deflate: u8,
+    /// A Server-Sent Events stream: gets SSE events instead of WebSocket frames.
+    pub(crate) sse: bool,
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -170,6 +172,30 @@ impl Shard {
         grant: Option<Grant>,
         subscribe: &[String],
     ) -> ConnHandle {
+        self.register_conn(id, user, grant, subscribe, false)
+    }
+
+    /// Registers a Server-Sent Events stream: publications reach it as SSE events
+    /// (encoded once per publication, `sse.rs`); it joins channels through
+    /// [`ConnHandle::subscribe_with`].
+    pub fn register_sse(
+        self: &Arc<Self>,
+        id: ConnId,
+        user: Option<&str>,
+        grant: Option<Grant>,
+    ) -> ConnHandle {
+        self.metrics.sse_connections.increment(1.0);
+        self.register_conn(id, user, grant, &[], true)
+    }
+
+    fn register_conn(
+        self: &Arc<Self>,
+        id: ConnId,
+        user: Option<&str>,
+        grant: Option<Grant>,
+        subscribe: &[String],
+        sse: bool,
+    ) -> ConnHandle {
         let mut st = self.state.lock();
         let slot = st.conns.insert(Conn {
             id,
@@ -178,6 +204,7 @@ impl Shard {
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
             deflate: 0,
+            sse,
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
@@ -235,6 +262,9 @@ impl Shard {
         st.subscriptions -= conn.channels.len();
         self.update_gauges(st);
         self.metrics.connections.decrement(1.0);
+        if conn.sse {
+            self.metrics.sse_connections.decrement(1.0);
+        }
         self.metrics.closed(reason).increment(1);
     }
 

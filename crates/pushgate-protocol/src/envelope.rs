@@ -127,7 +127,7 @@ pub fn decode_publication(frame: &[u8]) -> Option<Payload> {
 }
 
 /// The opcode and payload of an unmasked frame.
-fn split_header(frame: &[u8]) -> Option<(u8, &[u8])> {
+pub(crate) fn split_header(frame: &[u8]) -> Option<(u8, &[u8])> {
     let opcode = frame.first()? & 0x0F;
     let (len, at): (usize, usize) = match *frame.get(1)? {
         126 => (

@@ -11,6 +11,7 @@
 //! - [`presence`]: who is subscribed to a channel, and `join` / `leave` events.
 //! - [`conn_id`]: connection ids, unique across nodes.
 //! - [`deflate`]: permessage-deflate payloads (RFC 7692), without context takeover.
+//! - [`sse`]: Server-Sent Events: events, their ids, and events from WebSocket frames.
 //!
 //! The client protocol is described in `docs/protocol.md`.
 
@@ -23,6 +24,7 @@ pub mod envelope;
 pub mod frame;
 pub mod position;
 pub mod presence;
+pub mod sse;
 pub mod user;
 
 pub use channel::{validate_channel, ChannelError, MAX_CHANNEL_LEN};

@@ -16,17 +16,22 @@ pub fn describe() {
     describe_gauge!(
         "pushgate_connections",
         Unit::Count,
-        "Open WebSocket connections."
+        "Open client connections (WebSocket and SSE)."
+    );
+    describe_gauge!(
+        "pushgate_sse_connections",
+        Unit::Count,
+        "Open Server-Sent Events streams (also counted in pushgate_connections)."
     );
     describe_counter!(
         "pushgate_connections_opened_total",
         Unit::Count,
-        "WebSocket connections registered."
+        "Client connections registered (WebSocket and SSE)."
     );
     describe_counter!(
         "pushgate_connections_closed_total",
         Unit::Count,
-        "WebSocket connections closed, by reason."
+        "Client connections closed (WebSocket and SSE), by reason."
     );
     describe_gauge!(
         "pushgate_subscriptions",
@@ -49,6 +54,11 @@ pub fn describe() {
         "pushgate_deliveries_total",
         Unit::Count,
         "Frames enqueued to connections."
+    );
+    describe_counter!(
+        "pushgate_sse_deliveries_total",
+        Unit::Count,
+        "Publication events enqueued to SSE streams (also counted in pushgate_deliveries_total)."
     );
     describe_counter!(
         "pushgate_bytes_written_total",

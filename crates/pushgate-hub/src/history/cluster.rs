@@ -111,6 +111,7 @@ impl Hub {
             stream: stream.clone(),
             generation: g.generation,
             offset: at.offset,
+            epoch: g.epoch.clone(),
         };
         let route = Route::Channels(vec![ChannelFrame {
             name: channel.to_owned(),
@@ -177,6 +178,7 @@ impl Hub {
             stream: stream.clone(),
             generation: g.generation,
             offset: g.top,
+            epoch: g.epoch.clone(),
         };
         let (job, _report) = self.job(
             Route::Stream(channel.to_owned(), stamp, frames),

@@ -49,6 +49,8 @@ pub struct Config {
     pub ws_addr: SocketAddr,
     /// The path that upgrades to WebSocket.
     pub ws_path: String,
+    /// The path of Server-Sent Events streams on the WebSocket listener; empty: none.
+    pub sse_path: String,
     /// The internal HTTP API (publish, metrics, health). Keep it off the internet.
     pub http_addr: SocketAddr,
     /// The internal gRPC API (`pushgate.v1`, health, reflection). Keep it off the internet.
@@ -197,6 +199,7 @@ impl Default for Config {
             node_id: "n1".into(),
             ws_addr: ([127, 0, 0, 1], 8080).into(),
             ws_path: "/ws".into(),
+            sse_path: "/sse".into(),
             http_addr: ([127, 0, 0, 1], 8081).into(),
             grpc_addr: ([127, 0, 0, 1], 50051).into(),
             grpc_token: String::new(),
@@ -304,6 +307,7 @@ impl Config {
     pub fn edge(&self) -> EdgeConfig {
         EdgeConfig {
             ws_path: self.ws_path.clone(),
+            sse_path: self.sse_path.clone(),
             max_message: self.max_message_bytes,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             close_timeout: Duration::from_millis(self.close_timeout_ms),

@@ -194,3 +194,20 @@ fn compression_settings_are_validated_and_reach_the_edge_and_hub() {
         assert!(e.contains(field), "{field}={bad}: {e}");
     }
 }
+
+#[test]
+fn sse_path_is_a_path_other_than_ws_path_or_empty() {
+    let mut c = Config::default();
+    for (path, ok) in [
+        ("/events", true),
+        ("", true),
+        ("sse", false),
+        ("/ws", false),
+    ] {
+        c.sse_path = path.into();
+        match c.validate() {
+            Ok(()) => assert!(ok, "{path:?} accepted"),
+            Err(e) => assert!(!ok && e.to_string().contains("sse_path"), "{path:?}: {e}"),
+        }
+    }
+}

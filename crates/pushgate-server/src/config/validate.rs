@@ -35,6 +35,15 @@ impl Config {
         if !self.ws_path.starts_with('/') {
             return Err(invalid("ws_path", "must start with '/'"));
         }
+        if !(self.sse_path.is_empty() || self.sse_path.starts_with('/')) {
+            return Err(invalid(
+                "sse_path",
+                "must start with '/' (or be empty: no SSE)",
+            ));
+        }
+        if self.sse_path == self.ws_path {
+            return Err(invalid("sse_path", "must differ from ws_path"));
+        }
         if self.ws_addr == self.http_addr && self.ws_addr.port() != 0 {
             return Err(invalid("http_addr", "must differ from ws_addr"));
         }

@@ -2,6 +2,8 @@
 //! (tokio-tungstenite for well-behaved clients, raw sockets for misbehaving ones).
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
