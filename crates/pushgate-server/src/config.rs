@@ -12,7 +12,7 @@ use pushgate_hub::{HistoryRule, HubConfig, SlowPolicy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::config_kinds::{AuthMode, BrokerKind, LogFormat};
+pub use crate::config_kinds::{AuthMode, BrokerKind, LogFormat, RedisMode};
 use crate::config_source::Origin;
 
 /// The whole configuration of one node.
@@ -98,8 +98,21 @@ pub struct Config {
     /// How publications reach the other nodes: `memory` (a single node, no external
     /// service) or `redis` (nodes joined through Redis 7 pub/sub; docs/cluster.md).
     pub broker: BrokerKind,
-    /// The Redis of the cluster (`broker = "redis"`): `redis://[[user]:password@]host[:port]`.
+    /// The Redis of the cluster (`broker = "redis"`):
+    /// `redis[s]://[[user]:password@]host[:port]`, or for `redis_mode = "cluster"` /
+    /// `"sentinel"` a comma-separated list of seeds (`redis://u:p@a:7000,b:7001`; a
+    /// seed without a scheme takes the first one's scheme and login). `rediss://` is
+    /// TLS (with `redis_tls_ca_file`). docs/cluster.md, "Redis deployments".
     pub redis_url: String,
+    /// `standalone` (one primary), `cluster` (a Redis Cluster: the seeds are any of
+    /// its nodes) or `sentinel` (the seeds are sentinels, default port 26379, which
+    /// name the primary of `redis_sentinel_master`).
+    pub redis_mode: RedisMode,
+    /// The master name the sentinels know (`redis_mode = "sentinel"`).
+    pub redis_sentinel_master: String,
+    /// A PEM file with the CA certificate(s) that signed Redis's (and the sentinels')
+    /// TLS certificates; required with `rediss://`, refused without it.
+    pub redis_tls_ca_file: String,
     /// Prefix of every Redis channel and key pushgate uses, so that several
     /// deployments can share one Redis.
     pub redis_prefix: String,
@@ -203,6 +216,9 @@ impl Default for Config {
             shutdown_grace_ms: 20_000,
             broker: BrokerKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_mode: RedisMode::Standalone,
+            redis_sentinel_master: String::new(),
+            redis_tls_ca_file: String::new(),
             redis_prefix: "pushgate".into(),
             redis_timeout_ms: 2_000,
             idempotency_window_ms: 60_000,
@@ -462,8 +478,16 @@ impl Config {
             return Err(invalid("max_inbound_messages_per_sec", "at most 65535"));
         }
         if self.broker == BrokerKind::Redis {
-            pushgate_broker::redis::conn::Endpoint::parse(&self.redis_url)
-                .map_err(|e| invalid("redis_url", e.to_string()))?;
+            use pushgate_broker::DeploymentError as E;
+            let (url, mode, ca) = self.redis_deployment();
+            if let Err(e) = pushgate_broker::redis::deployment::Deployment::parse(url, mode, ca) {
+                let field = match e {
+                    E::NoMaster => "redis_sentinel_master",
+                    E::Ca(..) | E::CaWithoutTls => "redis_tls_ca_file",
+                    _ => "redis_url",
+                };
+                return Err(invalid(field, e.to_string()));
+            }
         }
         if self.redis_prefix.is_empty()
             || self.redis_prefix.len() > 64
@@ -649,9 +673,27 @@ impl Config {
             .collect()
     }
 
+    /// `redis_url`, the mode with its master name, and the CA file, as the broker
+    /// takes them.
+    fn redis_deployment(&self) -> (&str, pushgate_broker::RedisMode, Option<&std::path::Path>) {
+        let mode = match self.redis_mode {
+            RedisMode::Standalone => pushgate_broker::RedisMode::Standalone,
+            RedisMode::Cluster => pushgate_broker::RedisMode::Cluster,
+            RedisMode::Sentinel => pushgate_broker::RedisMode::Sentinel {
+                master: self.redis_sentinel_master.clone(),
+            },
+        };
+        let ca = (!self.redis_tls_ca_file.is_empty())
+            .then(|| std::path::Path::new(self.redis_tls_ca_file.as_str()));
+        (&self.redis_url, mode, ca)
+    }
+
     /// The Redis broker's settings (`broker = "redis"`).
     pub fn redis(&self) -> pushgate_broker::RedisConfig {
+        let (_, mode, ca) = self.redis_deployment();
         pushgate_broker::RedisConfig {
+            mode,
+            tls_ca_file: ca.map(std::path::Path::to_path_buf),
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),

@@ -22,12 +22,15 @@
 //! the subscriber re-subscribes to everything wanted at that moment.
 
 pub mod conn;
+pub mod deployment;
 mod follow;
 mod publisher;
 mod request;
 pub mod resp;
+mod router;
 mod script;
 mod subscriber;
+pub mod topology;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,7 +46,8 @@ use crate::error::{BrokerError, Unavailable};
 use crate::local::local_part;
 use crate::message::{Message, Target};
 use crate::wire::{self, Keys};
-use conn::{Endpoint, UrlError};
+use conn::Dialer;
+use deployment::{Deployment, DeploymentError, Mode};
 pub(crate) use request::PublishOutcome;
 use request::{BusCmd, Count, ErrorCounters, Publish, Request};
 
@@ -53,8 +57,13 @@ const QUEUE: usize = 4096;
 /// Settings of the Redis broker.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[[user]:password@]host[:port]`.
+    /// The seeds: `redis[s]://[[user]:password@]host[:port][,host[:port]...]`
+    /// ([`deployment`]).
     pub url: String,
+    /// Standalone, cluster or sentinel (with the master's name).
+    pub mode: Mode,
+    /// The CA that signed Redis's certificate (`rediss://`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis channel and key, so that deployments can share a Redis.
     pub prefix: String,
     /// How long Redis may take to answer (a round trip, a probe, a connection)
@@ -68,6 +77,8 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            mode: Mode::Standalone,
+            tls_ca_file: None,
             prefix: "pushgate".into(),
             timeout: Duration::from_secs(2),
             idempotency_window: Duration::from_secs(60),
@@ -102,8 +113,16 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    pub(crate) fn start(hub: Hub, config: RedisConfig) -> Result<Arc<RedisBroker>, UrlError> {
-        let endpoint = Endpoint::parse(&config.url)?;
+    pub(crate) fn start(
+        hub: Hub,
+        config: RedisConfig,
+    ) -> Result<Arc<RedisBroker>, DeploymentError> {
+        let deployment =
+            Deployment::parse(&config.url, config.mode, config.tls_ca_file.as_deref())?;
+        let dialer = Dialer {
+            deployment: Arc::new(deployment),
+            timeout: config.timeout,
+        };
         let keys = Keys::new(&config.prefix);
         let settings = Settings {
             timeout: config.timeout,
@@ -114,7 +133,7 @@ impl RedisBroker {
         let (tx, rx) = mpsc::channel(QUEUE);
         let publisher = tokio::spawn(publisher::run(
             hub.clone(),
-            endpoint.clone(),
+            dialer.clone(),
             keys.clone(),
             settings,
             state.clone(),
@@ -123,7 +142,7 @@ impl RedisBroker {
         ));
         let subscriber = tokio::spawn(subscriber::run(
             hub.clone(),
-            endpoint,
+            dialer,
             keys.clone(),
             settings,
             state.clone(),
