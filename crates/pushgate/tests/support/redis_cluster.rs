@@ -43,6 +43,13 @@ impl RedisCluster {
                     d.to_str().unwrap(),
                     "--appendonly",
                     "no",
+                    // A replica's first sync starts at once (the default waits 5 s
+                    // for more replicas), and a replica takes over however long ago
+                    // it last heard from its master (a loaded machine delays both).
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--cluster-replica-validity-factor",
+                    "0",
                 ]
                 .map(String::from)
                 .to_vec();
@@ -73,13 +80,16 @@ impl RedisCluster {
         c
     }
 
-    /// Waits until every running node says the cluster is ok and three masters serve
-    /// all slots with a replica each.
+    /// Waits until every running node says the cluster is ok, three masters serve
+    /// all slots, and every replica's link to its master is up (its first sync done).
     pub fn wait_ok(&self) {
         wait_for_within(Duration::from_secs(60), || {
             self.nodes.iter().filter(|n| n.is_running()).all(|n| {
                 n.command(&["CLUSTER", "INFO"])
                     .is_some_and(|s| s.contains("cluster_state:ok"))
+                    && n.command_full(&["INFO", "replication"]).is_some_and(|s| {
+                        s.contains("role:master") || s.contains("master_link_status:up")
+                    })
             }) && self.masters().len() == 3
         });
     }
