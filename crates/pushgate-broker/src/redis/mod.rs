@@ -1,6 +1,7 @@
 //! The Redis broker: nodes joined through Redis 7 sharded pub/sub.
 //!
-//! Two connections per node, each driven by one task:
+//! Two connections per node (per master on a Redis Cluster: [`deployment`] says which
+//! Redis, [`topology`] where each key lives), each kind driven by one task:
 //!
 //! - the **publisher** ([`publisher`]) takes requests from a queue in batches, writes
 //!   a batch of commands at once and reads their replies (one round trip per batch,

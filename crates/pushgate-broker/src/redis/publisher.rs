@@ -1,8 +1,10 @@
-//! The publisher task: one connection, batches of commands, one round trip each.
+//! The publisher task: one connection per primary ([`Pool`]: one for standalone and
+//! Sentinel, one per master on a Redis Cluster), batches of commands, one round trip
+//! each.
 //!
 //! It blocks for the first queued request, then takes what else is queued (up to
-//! [`MAX_BATCH`]), writes every command of the batch in one write and reads the
-//! replies in order. Each publication Redis took is then handed to this node's shards
+//! [`MAX_BATCH`]), writes every command of the batch in one write per primary and
+//! reads the replies in order. Each publication Redis took is then handed to this node's shards
 //! in queue order, so publications from one publisher reach every node in the order
 //! they were submitted.
 //!
@@ -12,7 +14,9 @@
 //! about one timeout. When a round trip fails, the connection is dropped: requests
 //! whose commands were written are answered [`Uncertain`] (Redis may have run them,
 //! and may still), and every request that arrives until the connection is back is
-//! refused ([`Unavailable`]: delivered nowhere).
+//! refused ([`Unavailable`]: delivered nowhere). On a Redis Cluster only the failed
+//! master's connection is dropped: the others serve on, and the slot map is read
+//! again.
 
 use std::sync::Arc;
 use std::time::Duration;

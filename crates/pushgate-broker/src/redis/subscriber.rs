@@ -1,4 +1,5 @@
-//! The subscriber task: one connection in sharded pub/sub mode.
+//! The subscriber task: one connection in sharded pub/sub mode (on a Redis Cluster,
+//! one per master that serves a followed key: [`Links`]).
 //!
 //! It follows the broadcast channel, this node's own channel, and the channels and
 //! users the hub's [`Interest`](pushgate_hub::Interest) says have connections here,
@@ -12,6 +13,12 @@
 //! connection is kept, so that nothing Redis still sends it is lost if Redis was only
 //! slow; it is dropped and made again if Redis stays silent for [`SILENCE_LIMIT`] (or
 //! ten timeouts, if longer). History channels are kept in step by [`Follow`].
+//!
+//! On a Redis Cluster, losing one master's connection (or an error on it, or a
+//! `sunsubscribe` Redis sends when a slot moves) does not end the session: the keys
+//! followed there wait in `pending` and are subscribed again, every [`RETRY_EVERY`],
+//! where the slot map (read again first) says; their confirmation reads history
+//! channels' streams again from the last offset delivered, which fills the gap.
 
 use std::sync::Arc;
 use std::time::Duration;
