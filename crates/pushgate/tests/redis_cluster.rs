@@ -318,3 +318,112 @@ fn count_ok(answers: &Mutex<Vec<(String, String, u16)>>, ch: &str) -> usize {
         .filter(|a| a.0 == ch && a.2 == 200)
         .count()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_to_another_master_is_followed_there_without_losing_history() {
+    let _one = SERIAL.lock().await;
+    let g = Gateway::start();
+    let ch = "chat:moving".to_owned();
+    let key = bus_key(&ch);
+    let slot = g.redis.keyslot(&key).to_string();
+    let src = g.redis.master_of(&key).unwrap();
+    let dst = g
+        .redis
+        .masters()
+        .iter()
+        .map(|m| m.port)
+        .find(|p| *p != src)
+        .unwrap();
+    let mut clients = Vec::new();
+    for n in &g.nodes {
+        clients.push(Client::start(n, std::slice::from_ref(&ch)).await);
+    }
+    wait_for(|| g.redis.node(src).subscribers(&key) == Some(3));
+    let mut ok = Vec::new();
+    let mut i = 0;
+    let mut publish_some = |n: usize, ok: &mut Vec<String>| {
+        for _ in 0..n {
+            let data = format!("m{i}");
+            if publish(&g.nodes[i % 3], &ch, &data) == 200 {
+                ok.push(data);
+            }
+            i += 1;
+        }
+    };
+    publish_some(20, &mut ok);
+
+    // Move the slot by hand, as `redis-cli --cluster reshard` does: IMPORTING on the
+    // target, MIGRATING on the source, MIGRATE its keys, then give it to the target.
+    let id = |p: u16| g.redis.node(p).command(&["CLUSTER", "MYID"]).unwrap();
+    let id_of = |p: u16| id(p).lines().nth(1).unwrap().to_owned();
+    let (src_id, dst_id) = (id_of(src), id_of(dst));
+    let ok_reply =
+        |r: Option<String>| assert!(r.as_deref().is_some_and(|r| r.starts_with("+OK")), "{r:?}");
+    ok_reply(
+        g.redis
+            .node(dst)
+            .command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]),
+    );
+    ok_reply(
+        g.redis
+            .node(src)
+            .command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]),
+    );
+    // Publications while the slot is migrating (answered from the source, or ASK).
+    publish_some(10, &mut ok);
+    let keys = g
+        .redis
+        .node(src)
+        .command(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+        .unwrap();
+    let keys: Vec<&str> = keys
+        .lines()
+        .filter(|l| l.starts_with("pushgate:"))
+        .collect();
+    assert!(
+        !keys.is_empty(),
+        "the channel's stream and meta hash are in the slot"
+    );
+    let dst_port = dst.to_string();
+    let mut migrate = vec!["MIGRATE", "127.0.0.1", &dst_port, "", "0", "5000", "KEYS"];
+    migrate.extend(keys.iter().copied());
+    ok_reply(g.redis.node(src).command(&migrate));
+    for m in g.redis.masters() {
+        ok_reply(
+            g.redis
+                .node(m.port)
+                .command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
+        );
+    }
+    // Redis unsubscribes the nodes on the source; they follow the key on the target.
+    wait_for_within(Duration::from_secs(30), || {
+        g.redis.node(dst).subscribers(&key) == Some(3)
+            && g.redis.node(src).subscribers(&key) == Some(0)
+    });
+    publish_some(20, &mut ok);
+    assert!(
+        ok.len() >= 40,
+        "publications accepted around the move: {}",
+        ok.len()
+    );
+    wait_for(|| publish(&g.nodes[0], &ch, "end") == 200);
+    for c in &mut clients {
+        let got = c.until_each(std::slice::from_ref(&ch), "end").await;
+        for w in got.windows(2) {
+            assert!(
+                w[0]["offset"].as_u64() < w[1]["offset"].as_u64(),
+                "{}: {} then {}",
+                c.name,
+                w[0],
+                w[1]
+            );
+        }
+        let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
+        let delivered_ok: Vec<&str> = data
+            .iter()
+            .copied()
+            .filter(|d| ok.iter().any(|o| o == d))
+            .collect();
+        assert_eq!(delivered_ok, ok, "client on {}", c.name);
+    }
+}
