@@ -104,10 +104,8 @@ pub(crate) async fn run(
                     batch.push(Request::Report);
                 }
                 Ok(()) => {}
-                // A cluster keeps serving from the slot map it has.
-                Err(e) if up && pool.topology.is_some() => {
-                    tracing::debug!(error = %e, "broker publisher: cannot refresh the redis cluster slot map");
-                }
+                // No node of the deployment answers (a cluster's known masters and
+                // seeds included): down until one does.
                 Err(e) => {
                     up = false;
                     pool.reset();

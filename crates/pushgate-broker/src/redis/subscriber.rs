@@ -505,7 +505,8 @@ async fn session(
                                 links.pending.extend(moved);
                             }
                         }
-                        Err(e) => tracing::debug!(error = %e, "broker subscriber: cannot read the redis cluster slot map"),
+                        // No node of the cluster answers: start over (down until one does).
+                        Err(e) => return Err(e),
                     }
                 }
                 if !links.pending.is_empty() {
