@@ -31,6 +31,12 @@
 #               CL_PRES_CHANNELS channels and unsubscribe, CL_PRES_CYCLES times;
 #               timed until GET /presence on every node lists all of them / none
 #               (pushgate-bench presence; not part of the default PHASES).
+#   rcluster    the same channel burst (history off) through one Redis, then
+#               through a Redis Cluster of RC_MASTERS masters (no replicas),
+#               NODES nodes each with redis_mode=cluster: publications/s and
+#               deliveries/s of both and their ratio (bench/rcluster_ratio.sh).
+#               CL_RC_CONNS clients, CL_RC_CHANNELS channels (they spread over
+#               the masters by hash slot), CL_RC_MESSAGES publications.
 #
 # Every phase gets a fresh redis-server (own free port, --save "" --appendonly
 # no; never the system one) and fresh nodes (SHARDS shards each), stopped
@@ -43,7 +49,7 @@ source "$(dirname "$0")/lib.sh"
 
 NODES=${NODES:-3}
 SHARDS=${SHARDS:-1}
-PHASES="${PHASES:-latency throughput defaults wide history}"
+PHASES="${PHASES:-latency throughput defaults wide history rcluster}"
 CL_LAT_CONNS=${CL_LAT_CONNS:-1000}
 CL_LAT_RATE=${CL_LAT_RATE:-100}
 CL_LAT_DURATION=${CL_LAT_DURATION:-10}
@@ -59,17 +65,24 @@ CL_HIST_MESSAGES=${CL_HIST_MESSAGES:-50000}
 CL_PRES_CONNS=${CL_PRES_CONNS:-2000}
 CL_PRES_CHANNELS=${CL_PRES_CHANNELS:-20}
 CL_PRES_CYCLES=${CL_PRES_CYCLES:-3}
+CL_RC_CONNS=${CL_RC_CONNS:-300}
+CL_RC_CHANNELS=${CL_RC_CHANNELS:-100}
+CL_RC_MESSAGES=${CL_RC_MESSAGES:-50000}
+RC_MASTERS=${RC_MASTERS:-3}
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
 command -v "$REDIS_SERVER" >/dev/null ||
   { echo "redis-server not found: bash tests/deps.sh installs it" >&2; exit 1; }
 
 NODE_PIDS=()
 REDIS_PID=""
+RC_PIDS=()
 stop_all() {
   if ((${#NODE_PIDS[@]})); then kill_wait "${NODE_PIDS[@]}"; fi
   NODE_PIDS=()
   [[ -n "$REDIS_PID" ]] && kill_wait "$REDIS_PID"
   REDIS_PID=""
+  for p in "${RC_PIDS[@]}"; do kill_wait "$p"; done
+  RC_PIDS=()
 }
 trap 'stop_all; stop_server' EXIT
 
@@ -107,6 +120,47 @@ start_redis() {
   done
   echo "redis-server did not answer PING" >&2
   return 1
+}
+
+# start_redis_cluster: RC_MASTERS redis-server --cluster-enabled yes (own dirs,
+# free client and bus ports), joined by redis-cli --cluster create with no
+# replicas; sets RC_URL (every master as a seed) and RC_PIDS.
+start_redis_cluster() {
+  local k port bus dir addrs=() ports=()
+  for k in $(seq 1 "$RC_MASTERS"); do
+    port="$(free_port)"; bus="$(free_port)"; dir="$OUT/rc-$k"
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$REDIS_SERVER" --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --save "" \
+      --appendonly no --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+      --dir "$dir" >"$dir/redis.log" 2>&1 &
+    RC_PIDS+=($!)
+    addrs+=("127.0.0.1:$port"); ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 100); do
+      redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+      sleep 0.1
+    done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/rc-create.log" 2>&1 ||
+    { echo "redis-cli --cluster create failed: $OUT/rc-create.log" >&2; return 1; }
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 300); do
+      redis-cli -p "$port" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+  done
+  RC_URL="redis://$(join "${addrs[@]}")"
+}
+
+# redis_cpu PID...: user+system CPU seconds of the Redis processes so far.
+redis_cpu() {
+  local p t=0 hz
+  hz="$(getconf CLK_TCK)"
+  for p in "$@"; do
+    t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+  done
+  awk -v t="$t" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'
 }
 
 # start_node ID [--set ...]: appends to NODE_PIDS, WS_URLS, NODE_HTTP, GRPC_URLS.
@@ -212,7 +266,31 @@ for r in $(seq 1 "$REPEAT"); do
               --channels "$CL_PRES_CHANNELS" --cycles "$CL_PRES_CYCLES" \
               --json "$OUT/presence-$r.txt" || echo "!! presence run $r failed" >&2; }
         stop_all ;;
-      *) echo "unknown phase $phase (latency throughput defaults wide history presence)" >&2; exit 1 ;;
+      rcluster)
+        for mode in 1redis "${RC_MASTERS}masters"; do
+          NODE_PIDS=(); WS_URLS=(); NODE_HTTP=(); GRPC_URLS=()
+          if [[ "$mode" == 1redis ]]; then
+            start_cluster "$NODES" || { stop_all; continue; }
+            pids=("$REDIS_PID")
+          else
+            start_redis_cluster || { stop_all; continue; }
+            ok=1
+            for k in $(seq 1 "$NODES"); do
+              start_node "n$k" --set broker=redis --set redis_mode=cluster --set "redis_url=$RC_URL" || { ok=0; break; }
+            done
+            (( ok )) || { stop_all; continue; }
+            PUB_URL="${NODE_HTTP[0]}/publish?all=true"
+            pids=("${RC_PIDS[@]}")
+          fi
+          cpu0="$(redis_cpu "${pids[@]}")"
+          bench "$CLUSTER-rc-$mode" channels burst "$r" --conns "$CL_RC_CONNS" \
+            --messages "$CL_RC_MESSAGES" --channels "$CL_RC_CHANNELS" \
+            --channels-per-conn 1 --deadline 120
+          cpu1="$(redis_cpu "${pids[@]}")"
+          echo "$CLUSTER-rc-$mode run $r: redis CPU $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b-a}') s over ${#pids[@]} process(es)" | tee -a "$OUT/rcluster-cpu.txt"
+          stop_all
+        done ;;
+      *) echo "unknown phase $phase (latency throughput defaults wide history presence rcluster)" >&2; exit 1 ;;
     esac
   done
 done
@@ -226,3 +304,7 @@ files=("$OUT"/*.json)
 (( ${#files[@]} )) || { (( ${#presence_files[@]} )) && exit 0; echo "no results" >&2; exit 1; }
 echo
 "$BENCH" report-cluster "${files[@]}" | tee "$OUT/summary.md"
+# One Redis vs the Redis Cluster, same run: the ratio of the medians.
+if [[ " $PHASES " == *" rcluster "* ]]; then
+  bash "$(dirname "$0")/rcluster_ratio.sh" "$OUT" "$CLUSTER" "$RC_MASTERS" | tee -a "$OUT/summary.md"
+fi

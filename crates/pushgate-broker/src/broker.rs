@@ -36,7 +36,7 @@ impl Broker {
 
     /// A Redis broker for `hub` (built with `track_interest`); starts its connections
     /// on the current runtime. It reports up once both are established.
-    pub fn redis(hub: Hub, config: RedisConfig) -> Result<Broker, crate::UrlError> {
+    pub fn redis(hub: Hub, config: RedisConfig) -> Result<Broker, crate::DeploymentError> {
         Ok(Broker::Redis(RedisBroker::start(hub, config)?))
     }
 

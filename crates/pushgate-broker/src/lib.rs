@@ -32,6 +32,6 @@ pub use control::{ControlReport, NodeStats, Subject};
 pub use delivery::Delivery;
 pub use error::{BrokerError, Unavailable, Uncertain};
 pub use message::{Message, Target};
-pub use redis::conn::UrlError;
+pub use redis::deployment::{DeploymentError, Mode as RedisMode};
 pub use redis::RedisConfig;
 pub use wire::{Control, NodeConn};

@@ -37,7 +37,7 @@ pub enum StartError {
     #[error("cannot start the gRPC ingress: {0}")]
     Grpc(#[from] pushgate_grpc::server::ServeError),
     #[error("cannot set up the broker: {0}")]
-    Broker(#[from] pushgate_broker::UrlError),
+    Broker(#[from] pushgate_broker::DeploymentError),
 }
 
 /// Longest wait for gRPC calls in flight when the node stops.

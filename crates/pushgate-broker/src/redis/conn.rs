@@ -1,65 +1,31 @@
-//! One connection to Redis: the address from a `redis://` URL, connect with a
-//! timeout, authenticate, and read values off the socket.
+//! One connection to Redis: connect (TCP, or TLS for `rediss://`) with a timeout,
+//! log in, and read values off the socket.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 
+use super::deployment::Deployment;
 use super::resp::{self, Value};
-
-/// Where Redis is and how to log in, from `redis://[[user]:password@]host[:port][/db]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub addr: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-}
-
-/// A `redis_url` that cannot be used.
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("redis_url {0:?}: expected redis://[[user]:password@]host[:port]")]
-pub struct UrlError(pub String);
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
-        let bad = || UrlError(url.to_owned());
-        let rest = url.strip_prefix("redis://").ok_or_else(bad)?;
-        let rest = rest.split('/').next().unwrap_or_default();
-        let (auth, host) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
-        };
-        if host.is_empty() {
-            return Err(bad());
-        }
-        let addr = if host.starts_with('[') || host.contains(':') {
-            host.to_owned()
-        } else {
-            format!("{host}:6379")
-        };
-        let (username, password) = match auth {
-            None => (None, None),
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => ((!u.is_empty()).then(|| u.to_owned()), Some(p.to_owned())),
-                None => (None, Some(a.to_owned())),
-            },
-        };
-        Ok(Endpoint {
-            addr,
-            username,
-            password,
-        })
-    }
-}
 
 /// Why a connection failed or was dropped.
 #[derive(Debug, Error)]
 pub enum ConnError {
     #[error("cannot reach redis at {0}: {1}")]
     Connect(String, std::io::Error),
+    #[error("TLS to redis at {0}: {1}")]
+    Tls(String, std::io::Error),
+    #[error("no redis primary known: {0}")]
+    NoPrimary(String),
     #[error("redis at {0} did not answer within {1:?}")]
     Timeout(String, Duration),
     #[error("redis refused: {0}")]
@@ -72,26 +38,114 @@ pub enum ConnError {
     Protocol(#[from] resp::ProtocolError),
 }
 
+/// TCP, or TLS over TCP.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, b),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How to open connections to the nodes of one deployment.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    pub deployment: Arc<Deployment>,
+    pub timeout: Duration,
+}
+
+impl Dialer {
+    /// A data node: connects, logs in, checks that it serves (see [`Conn::open`]).
+    pub async fn open(&self, addr: &str) -> Result<Conn, ConnError> {
+        Conn::open(self, addr, true).await
+    }
+
+    /// A sentinel: the same TLS, no login.
+    pub async fn open_sentinel(&self, addr: &str) -> Result<Conn, ConnError> {
+        Conn::open(self, addr, false).await
+    }
+}
+
 /// A connection with its read buffer.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
+    pub addr: String,
     buf: BytesMut,
 }
 
+/// The name a TLS certificate must carry for `host:port`.
+fn server_name(addr: &str) -> Option<ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).ok()
+}
+
 impl Conn {
-    /// Connects, logs in (AUTH) and checks that Redis serves (`PING` answered `PONG`:
-    /// a Redis still loading its data answers `LOADING`), all within `timeout`.
-    pub async fn open(ep: &Endpoint, timeout: Duration) -> Result<Conn, ConnError> {
+    /// Connects, logs in (AUTH, with `login`) and checks that Redis serves (`PING`
+    /// answered `PONG`: a Redis still loading its data answers `LOADING`), all within
+    /// the timeout.
+    pub async fn open(d: &Dialer, addr: &str, login: bool) -> Result<Conn, ConnError> {
+        let ep = &d.deployment;
         let attempt = async {
-            let stream = TcpStream::connect(&ep.addr)
+            let tcp = TcpStream::connect(addr)
                 .await
-                .map_err(|e| ConnError::Connect(ep.addr.clone(), e))?;
-            let _ = stream.set_nodelay(true);
+                .map_err(|e| ConnError::Connect(addr.to_owned(), e))?;
+            let _ = tcp.set_nodelay(true);
+            let stream = match &ep.tls {
+                None => Stream::Tcp(tcp),
+                Some(config) => {
+                    let name = server_name(addr).ok_or_else(|| {
+                        ConnError::Tls(addr.to_owned(), io::Error::other("not a host name"))
+                    })?;
+                    let tls = tokio_rustls::TlsConnector::from(config.clone())
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| ConnError::Tls(addr.to_owned(), e))?;
+                    Stream::Tls(Box::new(tls))
+                }
+            };
             let mut conn = Conn {
                 stream,
+                addr: addr.to_owned(),
                 buf: BytesMut::with_capacity(64 * 1024),
             };
-            if let Some(pw) = &ep.password {
+            if let Some(pw) = ep.password.as_ref().filter(|_| login) {
                 let mut cmd = Vec::new();
                 match &ep.username {
                     Some(u) => resp::command(&mut cmd, [&b"AUTH"[..], u.as_bytes(), pw.as_bytes()]),
@@ -111,9 +165,29 @@ impl Conn {
                 other => Err(ConnError::Refused(format!("PING answered {other:?}"))),
             }
         };
-        tokio::time::timeout(timeout, attempt)
+        tokio::time::timeout(d.timeout, attempt)
             .await
-            .map_err(|_| ConnError::Timeout(ep.addr.clone(), timeout))?
+            .map_err(|_| ConnError::Timeout(addr.to_owned(), d.timeout))?
+    }
+
+    /// One command, its reply (for setup: topology, discovery).
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Value, ConnError> {
+        let mut cmd = Vec::new();
+        resp::command(&mut cmd, args.iter().copied());
+        self.stream.write_all(&cmd).await?;
+        self.read().await
+    }
+
+    /// Splits the connection: reading (with the buffer) and writing apart.
+    pub fn split(self) -> (Reader, WriteHalf<Stream>) {
+        let (read, write) = tokio::io::split(self.stream);
+        (
+            Reader {
+                read,
+                buf: self.buf,
+            },
+            write,
+        )
     }
 
     /// Reads the next value (reply or push).
@@ -129,24 +203,22 @@ impl Conn {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The reading half of a split connection.
+pub struct Reader {
+    read: ReadHalf<Stream>,
+    buf: BytesMut,
+}
 
-    #[test]
-    fn parses_the_url_forms_people_use() {
-        let e = Endpoint::parse("redis://127.0.0.1").unwrap();
-        assert_eq!(e.addr, "127.0.0.1:6379");
-        assert_eq!(e.password, None);
-        let e = Endpoint::parse("redis://:s3cret@cache:7000/0").unwrap();
-        assert_eq!(
-            (e.addr.as_str(), e.password.as_deref()),
-            ("cache:7000", Some("s3cret"))
-        );
-        let e = Endpoint::parse("redis://app:pw@[::1]:6380").unwrap();
-        assert_eq!(e.username.as_deref(), Some("app"));
-        assert_eq!(e.addr, "[::1]:6380");
-        assert!(Endpoint::parse("http://x").is_err());
-        assert!(Endpoint::parse("redis://").is_err());
+impl Reader {
+    /// Reads the next value (reply or push).
+    pub async fn read(&mut self) -> Result<Value, ConnError> {
+        loop {
+            if let Some(v) = resp::parse(&mut self.buf)? {
+                return Ok(v);
+            }
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                return Err(ConnError::Closed);
+            }
+        }
     }
 }

@@ -108,6 +108,13 @@ impl Follow {
         }
     }
 
+    /// The connection that followed `channel` was lost, or Redis unsubscribed it (its
+    /// slot moved): a read in flight is dropped; the node's copy stays, so that the
+    /// next confirmation fills the gap from the last offset delivered here.
+    pub(crate) fn lost(&mut self, channel: &str) {
+        self.reading.remove(channel);
+    }
+
     /// A subscribe waits for `channel`'s stream, which the connection follows.
     pub(crate) fn requested(&mut self, channel: &str) {
         if !self.reading.contains_key(channel) {

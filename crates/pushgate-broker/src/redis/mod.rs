@@ -1,6 +1,7 @@
 //! The Redis broker: nodes joined through Redis 7 sharded pub/sub.
 //!
-//! Two connections per node, each driven by one task:
+//! Two connections per node (per master on a Redis Cluster: [`deployment`] says which
+//! Redis, [`topology`] where each key lives), each kind driven by one task:
 //!
 //! - the **publisher** ([`publisher`]) takes requests from a queue in batches, writes
 //!   a batch of commands at once and reads their replies (one round trip per batch,
@@ -25,13 +26,16 @@
 //! the subscriber re-subscribes to everything wanted at that moment.
 
 pub mod conn;
+pub mod deployment;
 mod follow;
 mod presence;
 mod publisher;
 mod request;
 pub mod resp;
+mod router;
 mod script;
 mod subscriber;
+pub mod topology;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,7 +51,8 @@ use crate::error::{BrokerError, Unavailable};
 use crate::local::local_part;
 use crate::message::{Message, Target};
 use crate::wire::{self, Keys};
-use conn::{Endpoint, UrlError};
+use conn::Dialer;
+use deployment::{Deployment, DeploymentError, Mode};
 pub(crate) use request::PublishOutcome;
 use request::{BusCmd, Count, ErrorCounters, Publish, Request};
 
@@ -57,8 +62,13 @@ const QUEUE: usize = 4096;
 /// Settings of the Redis broker.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[[user]:password@]host[:port]`.
+    /// The seeds: `redis[s]://[[user]:password@]host[:port][,host[:port]...]`
+    /// ([`deployment`]).
     pub url: String,
+    /// Standalone, cluster or sentinel (with the master's name).
+    pub mode: Mode,
+    /// The CA that signed Redis's certificate (`rediss://`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis channel and key, so that deployments can share a Redis.
     pub prefix: String,
     /// How long Redis may take to answer (a round trip, a probe, a connection)
@@ -75,6 +85,8 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            mode: Mode::Standalone,
+            tls_ca_file: None,
             prefix: "pushgate".into(),
             timeout: Duration::from_secs(2),
             idempotency_window: Duration::from_secs(60),
@@ -111,8 +123,16 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    pub(crate) fn start(hub: Hub, config: RedisConfig) -> Result<Arc<RedisBroker>, UrlError> {
-        let endpoint = Endpoint::parse(&config.url)?;
+    pub(crate) fn start(
+        hub: Hub,
+        config: RedisConfig,
+    ) -> Result<Arc<RedisBroker>, DeploymentError> {
+        let deployment =
+            Deployment::parse(&config.url, config.mode, config.tls_ca_file.as_deref())?;
+        let dialer = Dialer {
+            deployment: Arc::new(deployment),
+            timeout: config.timeout,
+        };
         let keys = Keys::new(&config.prefix);
         let settings = Settings {
             timeout: config.timeout,
@@ -123,7 +143,7 @@ impl RedisBroker {
         let (tx, rx) = mpsc::channel(QUEUE);
         let publisher = tokio::spawn(publisher::run(
             hub.clone(),
-            endpoint.clone(),
+            dialer.clone(),
             keys.clone(),
             settings,
             state.clone(),
@@ -132,7 +152,7 @@ impl RedisBroker {
         ));
         let (presence, presence_task) = presence::start(
             &hub,
-            endpoint.clone(),
+            dialer.clone(),
             keys.clone(),
             config.timeout,
             config.presence_ttl,
@@ -140,7 +160,7 @@ impl RedisBroker {
         );
         let subscriber = tokio::spawn(subscriber::run(
             hub.clone(),
-            endpoint,
+            dialer,
             keys.clone(),
             settings,
             state.clone(),

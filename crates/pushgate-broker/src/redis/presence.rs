@@ -24,7 +24,7 @@
 //! drops the subscriptions of a connection that dies, so no key is kept for it.
 //!
 //! The task has a connection of its own, so that a large read or refresh never
-//! delays publications. It uses two things of the connection layer: [`Conn::open`]
+//! delays publications. It uses two things of the connection layer: [`Dialer::open`]
 //! and [`exchange`] (commands out in one write, their replies in order).
 
 use std::sync::Arc;
@@ -37,8 +37,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, ConnError, Endpoint};
+use super::conn::{Conn, ConnError, Dialer};
 use super::resp::{self, Value};
+use super::topology;
 use super::Backoff;
 use crate::wire::{self, Keys, PresenceNote};
 
@@ -157,7 +158,7 @@ struct Shas {
 
 pub(crate) async fn run(
     hub: Hub,
-    endpoint: Endpoint,
+    dialer: Dialer,
     keys: Keys,
     timeout: Duration,
     ttl: Duration,
@@ -181,7 +182,7 @@ pub(crate) async fn run(
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     loop {
         let Some((c, shas)) = conn.as_mut() else {
-            match connect(&endpoint, timeout).await {
+            match connect(&dialer, timeout).await {
                 Ok(c) => {
                     backoff.reset();
                     conn = Some(c);
@@ -266,9 +267,17 @@ fn fail(op: Op, m: &Metrics) {
     }
 }
 
-/// Opens the connection and loads both scripts.
-async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(Conn, Shas), ConnError> {
-    let mut c = Conn::open(endpoint, timeout).await?;
+/// Opens the connection and loads both scripts. The connection goes to the primary
+/// (standalone or found through the sentinels); on a Redis Cluster, to the master of
+/// slot 0 only, so presence there covers the channels whose slots that master serves
+/// (docs/presence.md, "Not guaranteed").
+async fn connect(dialer: &Dialer, timeout: Duration) -> Result<(Conn, Shas), ConnError> {
+    let topo = topology::discover(dialer, None).await?;
+    let addr = topo
+        .node(0)
+        .ok_or_else(|| ConnError::Refused("no node serves slot 0".into()))?
+        .to_owned();
+    let mut c = dialer.open(&addr).await?;
     let mut load = Vec::new();
     for script in [PUT, READ] {
         let mut cmd = Vec::new();
@@ -277,7 +286,7 @@ async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(Conn, Shas),
     }
     let replies = tokio::time::timeout(timeout, exchange(&mut c, &load))
         .await
-        .map_err(|_| ConnError::Timeout(endpoint.addr.clone(), timeout))??;
+        .map_err(|_| ConnError::Timeout(addr.clone(), timeout))??;
     let sha = |v: &Value| {
         v.as_bytes()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -524,7 +533,7 @@ fn parse_online(items: &[Value], n: usize) -> Vec<bool> {
 /// Starts the task and installs it in the hub's presence (if the node has rules).
 pub(crate) fn start(
     hub: &Hub,
-    endpoint: Endpoint,
+    dialer: Dialer,
     keys: Keys,
     timeout: Duration,
     ttl: Duration,
@@ -535,7 +544,7 @@ pub(crate) fn start(
     if let Some(p) = hub.presence() {
         p.install(handle.clone());
     }
-    let task = tokio::spawn(run(hub.clone(), endpoint, keys, timeout, ttl, rx, stop));
+    let task = tokio::spawn(run(hub.clone(), dialer, keys, timeout, ttl, rx, stop));
     (handle, task)
 }
 

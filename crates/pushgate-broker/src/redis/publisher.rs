@@ -1,8 +1,10 @@
-//! The publisher task: one connection, batches of commands, one round trip each.
+//! The publisher task: one connection per primary ([`Pool`]: one for standalone and
+//! Sentinel, one per master on a Redis Cluster), batches of commands, one round trip
+//! each.
 //!
 //! It blocks for the first queued request, then takes what else is queued (up to
-//! [`MAX_BATCH`]), writes every command of the batch in one write and reads the
-//! replies in order. Each publication Redis took is then handed to this node's shards
+//! [`MAX_BATCH`]), writes every command of the batch in one write per primary and
+//! reads the replies in order. Each publication Redis took is then handed to this node's shards
 //! in queue order, so publications from one publisher reach every node in the order
 //! they were submitted.
 //!
@@ -12,20 +14,23 @@
 //! about one timeout. When a round trip fails, the connection is dropped: requests
 //! whose commands were written are answered [`Uncertain`] (Redis may have run them,
 //! and may still), and every request that arrives until the connection is back is
-//! refused ([`Unavailable`]: delivered nowhere).
+//! refused ([`Unavailable`]: delivered nowhere). On a Redis Cluster only the failed
+//! master's connection is dropped: the others serve on, and the slot map is read
+//! again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pushgate_hub::Hub;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, ConnError, Endpoint};
-use super::request::{Ctx, Request};
+use super::conn::Dialer;
+use super::request::{Ctx, ErrorCounters, Request};
 use super::resp::{self, Value};
-use super::script::{self, Shas};
+use super::router::{Pool, Reply};
+use super::topology;
 use super::{Backoff, Settings, State};
 use crate::control::NodeStats;
 use crate::error::{Unavailable, Uncertain};
@@ -37,6 +42,10 @@ const MAX_BATCH: usize = 512;
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// A node that has not reported for this long is left out of cluster stats.
 const REPORT_STALE_MS: u64 = 10_000;
+/// A Redis Cluster's slot map is read again this often, whatever happens.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// ...and after a `MOVED` or a failed node, at most this often.
+const REFRESH_MIN: Duration = Duration::from_millis(100);
 
 struct Metrics {
     published: metrics::Counter,
@@ -46,7 +55,7 @@ struct Metrics {
 
 pub(crate) async fn run(
     hub: Hub,
-    endpoint: Endpoint,
+    dialer: Dialer,
     keys: Keys,
     settings: Settings,
     state: Arc<State>,
@@ -61,27 +70,45 @@ pub(crate) async fn run(
     let errors = &state.errors;
     let node = hub.config().node_id.clone();
     let mut backoff = Backoff::new();
-    let mut conn: Option<(Conn, Shas)> = None;
+    let mut pool = Pool::new(dialer);
+    let mut up = false;
     let mut ever_up = false;
+    let mut refreshed = Instant::now();
     let mut report = tokio::time::interval(REPORT_EVERY);
     let mut probe = tokio::time::interval(settings.probe_every());
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
-        if conn.is_none() {
-            match connect(&endpoint, settings.timeout).await {
-                Ok(c) => {
-                    conn = Some(c);
+        // A Redis Cluster's slot map is read again after a MOVED or a failed node (at
+        // most every REFRESH_MIN), and every REFRESH_EVERY in any case.
+        let due = pool.topology.is_none()
+            || (pool.is_cluster()
+                && ((pool.stale && refreshed.elapsed() >= REFRESH_MIN)
+                    || refreshed.elapsed() >= REFRESH_EVERY));
+        if due {
+            refreshed = Instant::now();
+            match pool.refresh().await {
+                Ok(()) if !up => {
+                    up = true;
                     backoff.reset();
                     if ever_up {
                         m.reconnects.increment(1);
                     }
                     ever_up = true;
-                    tracing::info!(addr = %endpoint.addr, "broker publisher connected to redis");
+                    let nodes = pool.topology.as_ref().map(|t| t.nodes().join(","));
+                    tracing::info!(
+                        nodes = nodes.unwrap_or_default(),
+                        "broker publisher connected to redis"
+                    );
                     state.set_publisher(true, None);
                     batch.push(Request::Report);
                 }
+                Ok(()) => {}
+                // No node of the deployment answers (a cluster's known masters and
+                // seeds included): down until one does.
                 Err(e) => {
+                    up = false;
+                    pool.reset();
                     let why = Unavailable::connect(e);
                     tracing::warn!(error = %why, "broker publisher cannot reach redis; retrying");
                     state.set_publisher(false, Some(why.clone()));
@@ -102,11 +129,10 @@ pub(crate) async fn run(
                 }
             }
         }
-        let (c, shas) = conn.as_mut().expect("connected above");
         if batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => {
-                    leave(c, &keys, &node).await;
+                    leave(&mut pool, &keys, &node).await;
                     return;
                 }
                 _ = report.tick() => batch.push(Request::Report),
@@ -117,14 +143,19 @@ pub(crate) async fn run(
                 },
                 // Nothing is expected while idle: this notices a Redis that went away
                 // before a publication finds out the hard way.
-                r = c.read() => {
+                (addr, r) = pool.idle_read() => {
                     let why = match r {
                         Err(e) => Unavailable::lost(e),
                         Ok(v) => Unavailable::Unexpected(v),
                     };
-                    tracing::warn!(error = %why, "broker publisher");
-                    state.set_publisher(false, Some(why));
-                    conn = None;
+                    tracing::warn!(error = %why, %addr, "broker publisher");
+                    if pool.is_cluster() {
+                        pool.drop_conn(&addr);
+                    } else {
+                        up = false;
+                        pool.reset();
+                        state.set_publisher(false, Some(why));
+                    }
                     continue;
                 }
             }
@@ -135,132 +166,96 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let io = round_trip(c, shas, &batch, &keys, &hub, &settings);
-        let result = tokio::time::timeout(settings.timeout, io)
-            .await
-            .unwrap_or(Err(Uncertain::Timeout(settings.timeout)));
-        match result {
-            Ok(replies) => {
-                m.round_trips.increment(1);
-                let mut replies = replies.into_iter();
-                let mut probe_failed = None;
-                for r in batch.drain(..) {
-                    if let Request::Publish(p) = &r {
-                        m.published.increment(p.cmds.len() as u64);
-                    }
-                    // An error to a probe or a report (LOADING, BUSY...) means Redis
-                    // cannot serve now.
-                    if let Some(v @ Value::Error(_)) = r.answer(&mut replies, &hub, errors).await {
-                        probe_failed = Some(v);
-                    }
-                }
-                if let Some(v) = probe_failed {
-                    let why = Unavailable::Unexpected(v);
-                    tracing::warn!(error = %why, "broker publisher");
-                    state.set_publisher(false, Some(why));
-                    conn = None;
-                }
-            }
-            Err(why) => {
-                tracing::warn!(error = %why, "broker publisher: outcome of a batch unknown");
-                let down = match &why {
-                    Uncertain::Timeout(d) => Unavailable::Stalled(*d),
-                    Uncertain::Lost(e) => Unavailable::Lost(e.clone()),
-                    Uncertain::Partial(s) => Unavailable::Refused(s.clone()),
-                };
-                state.set_publisher(false, Some(down));
-                conn = None;
-                for r in batch.drain(..) {
-                    r.fail_uncertain(&why, errors);
-                }
-            }
-        }
-    }
-}
-
-/// Opens the connection (it answers `PING` within the timeout) and loads the scripts.
-async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(Conn, Shas), ConnError> {
-    let mut c = Conn::open(endpoint, timeout).await?;
-    let load = async {
-        let replies = exchange(&mut c, &script::load()).await?;
-        script::shas(&replies)
-            .ok_or_else(|| ConnError::Refused(format!("SCRIPT LOAD: {replies:?}")))
-    };
-    let shas = tokio::time::timeout(timeout, load)
-        .await
-        .map_err(|_| ConnError::Timeout(endpoint.addr.clone(), timeout))??;
-    Ok((c, shas))
-}
-
-/// Writes every command of the batch at once and reads all the replies. Commands
-/// Redis answers `NOSCRIPT` (someone ran `SCRIPT FLUSH`) were not run: the scripts are
-/// loaded again and those commands sent again, in order.
-async fn round_trip(
-    c: &mut Conn,
-    shas: &mut Shas,
-    batch: &[Request],
-    keys: &Keys,
-    hub: &Hub,
-    settings: &Settings,
-) -> Result<Vec<Value>, Uncertain> {
-    let encode = |shas: &Shas| {
-        let ctx = Ctx {
-            keys,
-            hub,
-            shas,
-            idempotency_window: settings.idempotency_window,
-        };
         let mut cmds = Vec::with_capacity(batch.len());
-        for r in batch {
-            r.encode(&ctx, &mut cmds);
+        let mut counts = Vec::with_capacity(batch.len());
+        {
+            let ctx = Ctx {
+                keys: &keys,
+                hub: &hub,
+                shas: &pool.shas,
+                idempotency_window: settings.idempotency_window,
+            };
+            for r in &batch {
+                let before = cmds.len();
+                r.encode(&ctx, &mut cmds);
+                counts.push(cmds.len() - before);
+            }
         }
-        cmds
-    };
-    let lost = |e| Uncertain::Lost(Arc::new(e));
-    let mut replies = exchange(c, &encode(shas)).await.map_err(lost)?;
-    let again: Vec<usize> = (0..replies.len())
-        .filter(|&i| script::is_noscript(&replies[i]))
-        .collect();
-    if !again.is_empty() {
-        let loaded = exchange(c, &script::load()).await.map_err(lost)?;
-        *shas = script::shas(&loaded)
-            .ok_or_else(|| Uncertain::Partial(format!("SCRIPT LOAD: {loaded:?}")))?;
-        let cmds = encode(shas);
-        let retried: Vec<Vec<u8>> = again.iter().map(|&i| cmds[i].clone()).collect();
-        let answers = exchange(c, &retried).await.map_err(lost)?;
-        for (i, v) in again.into_iter().zip(answers) {
-            replies[i] = v;
+        let mut failed = Vec::new();
+        let replies = pool.round_trip(&cmds, &mut failed).await;
+        m.round_trips.increment(1);
+        let mut replies = replies.into_iter();
+        let mut probe_failed = None;
+        for (r, n) in batch.drain(..).zip(counts) {
+            if let Request::Publish(p) = &r {
+                m.published.increment(p.cmds.len() as u64);
+            }
+            let part: Vec<Reply> = replies.by_ref().take(n).collect();
+            // An error to a probe or a report (LOADING, BUSY...) means Redis
+            // cannot serve now.
+            if let Some(v @ Value::Error(_)) = settle(r, part, &hub, errors).await {
+                probe_failed = Some(v);
+            }
+        }
+        let down = match (failed.into_iter().next(), probe_failed) {
+            (Some((addr, why)), _) => {
+                tracing::warn!(error = %why, %addr, "broker publisher: a redis node failed");
+                Some(why)
+            }
+            (None, Some(v)) => {
+                let why = Unavailable::Unexpected(v);
+                tracing::warn!(error = %why, "broker publisher");
+                Some(why)
+            }
+            (None, None) => None,
+        };
+        // A cluster serves on with its other masters (the failed one was dropped and
+        // the slot map is read again); a single primary takes the broker down.
+        if let Some(why) = down.filter(|_| !pool.is_cluster()) {
+            up = false;
+            pool.reset();
+            state.set_publisher(false, Some(why));
         }
     }
-    Ok(replies)
 }
 
-/// Writes commands (one per buffer) at once and reads their replies.
-async fn exchange(c: &mut Conn, cmds: &[Vec<u8>]) -> Result<Vec<Value>, ConnError> {
-    let mut out = Vec::with_capacity(cmds.iter().map(Vec::len).sum());
-    for cmd in cmds {
-        out.extend_from_slice(cmd);
+/// Answers one request from what became of its commands: Redis's answers, or
+/// refused (none was sent), or uncertain (one may have run). Returns the answer to a
+/// probe or report.
+async fn settle(r: Request, part: Vec<Reply>, hub: &Hub, errors: &ErrorCounters) -> Option<Value> {
+    let lost = part.iter().find_map(|p| match p {
+        Reply::Lost(u) => Some(u.clone()),
+        _ => None,
+    });
+    let not_sent = part.iter().find_map(|p| match p {
+        Reply::NotSent(u) => Some(u.clone()),
+        _ => None,
+    });
+    let got = part.iter().filter(|p| matches!(p, Reply::Got(_))).count();
+    match (lost, not_sent) {
+        (Some(why), _) => r.fail_uncertain(&why, errors),
+        (None, Some(why)) if got == 0 => r.fail(&why, errors),
+        (None, Some(why)) => r.fail_uncertain(&Uncertain::Partial(why.to_string()), errors),
+        (None, None) => {
+            let mut values = part.into_iter().filter_map(|p| match p {
+                Reply::Got(v) => Some(v),
+                _ => None,
+            });
+            return r.answer(&mut values, hub, errors).await;
+        }
     }
-    c.stream.write_all(&out).await?;
-    let mut replies = Vec::with_capacity(cmds.len());
-    for _ in 0..cmds.len() {
-        replies.push(c.read().await?);
-    }
-    Ok(replies)
+    None
 }
 
 /// Removes this node from the stats hash when it stops.
-async fn leave(c: &mut Conn, keys: &Keys, node: &str) {
+async fn leave(pool: &mut Pool, keys: &Keys, node: &str) {
     let mut out = Vec::new();
     resp::command(
         &mut out,
         [&b"HDEL"[..], keys.nodes().as_bytes(), node.as_bytes()],
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        c.stream.write_all(&out).await?;
-        c.read().await
-    })
-    .await;
+    pool.send_one(topology::slot(keys.nodes().as_bytes()), &out)
+        .await;
 }
 
 /// Live nodes from the stats hash: `node -> "<unix ms> <conns> <channels> <subs>"`.

@@ -9,7 +9,9 @@ use pushgate_protocol::{Payload, Position};
 use tokio::sync::oneshot;
 
 use super::resp::{self, Value};
+use super::router::Routed;
 use super::script::{self, Shas};
+use super::topology;
 use crate::control::NodeStats;
 use crate::error::{BrokerError, Unavailable, Uncertain};
 use crate::local::node_stats;
@@ -127,17 +129,25 @@ impl ErrorCounters {
 }
 
 impl Request {
-    /// Appends the request's commands, one buffer each.
-    pub(crate) fn encode(&self, ctx: &Ctx<'_>, out: &mut Vec<Vec<u8>>) {
-        let mut one = |f: &dyn Fn(&mut Vec<u8>)| {
-            let mut b = Vec::new();
-            f(&mut b);
-            out.push(b);
+    /// Appends the request's commands, one buffer each, with the slot of the key
+    /// each touches (its node on a Redis Cluster).
+    pub(crate) fn encode(&self, ctx: &Ctx<'_>, out: &mut Vec<Routed>) {
+        let mut one = |key: &str, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = Vec::new();
+            f(&mut bytes);
+            out.push(Routed {
+                slot: topology::slot(key.as_bytes()),
+                bytes,
+            });
         };
         match self {
             Request::Publish(p) => {
                 for c in &p.cmds {
-                    one(&|b| encode_cmd(b, ctx, c));
+                    let key = match c {
+                        BusCmd::Plain { key, .. } | BusCmd::Keyed { key, .. } => key.clone(),
+                        BusCmd::History { channel, .. } => ctx.keys.channel(channel),
+                    };
+                    one(&key, &|b| encode_cmd(b, ctx, c));
                 }
             }
             Request::Sync {
@@ -148,7 +158,9 @@ impl Request {
             } => {
                 let candidate = new_epoch(ctx.hub);
                 let have = have.as_ref().map(|(e, o)| (e.as_str(), *o));
-                one(&|b| script::call_sync(b, ctx.shas, ctx.keys, channel, have, &candidate, rule));
+                one(&ctx.keys.channel(channel), &|b| {
+                    script::call_sync(b, ctx.shas, ctx.keys, channel, have, &candidate, rule)
+                });
             }
             Request::Read {
                 channel,
@@ -158,14 +170,16 @@ impl Request {
                 ..
             } => {
                 let candidate = new_epoch(ctx.hub);
-                one(&|b| {
+                one(&ctx.keys.channel(channel), &|b| {
                     script::call_read(
                         b, ctx.shas, ctx.keys, channel, *since, *limit, &candidate, rule,
                     )
                 });
             }
             Request::Stats { .. } => {
-                one(&|b| resp::command(b, [&b"HGETALL"[..], ctx.keys.nodes().as_bytes()]));
+                one(&ctx.keys.nodes(), &|b| {
+                    resp::command(b, [&b"HGETALL"[..], ctx.keys.nodes().as_bytes()])
+                });
             }
             Request::Report => {
                 let s = node_stats(ctx.hub);
@@ -176,7 +190,7 @@ impl Request {
                     s.channels,
                     s.subscriptions
                 );
-                one(&|b| {
+                one(&ctx.keys.nodes(), &|b| {
                     resp::command(
                         b,
                         [
@@ -188,7 +202,9 @@ impl Request {
                     )
                 });
             }
-            Request::Ping => one(&|b| resp::command(b, [&b"PING"[..]])),
+            // The probe goes where the stats hash is: that node must answer for
+            // cluster stats anyway.
+            Request::Ping => one(&ctx.keys.nodes(), &|b| resp::command(b, [&b"PING"[..]])),
         }
     }
 

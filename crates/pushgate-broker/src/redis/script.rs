@@ -168,6 +168,14 @@ impl Shas {
     }
 }
 
+impl Shas {
+    /// The digests Redis gives the scripts (SHA1 of their text), so that every node
+    /// of a deployment is called with the same ones, known before any connects.
+    pub(crate) fn computed() -> Shas {
+        Shas(ALL.map(|s| sha1_smol::Sha1::from(s).digest().to_string()))
+    }
+}
+
 /// `SCRIPT LOAD` of every script, one command each.
 pub(crate) fn load() -> Vec<Vec<u8>> {
     ALL.iter()
@@ -481,5 +489,11 @@ mod tests {
         );
         assert!(published(&Value::Error("ERR".into())).is_none());
         assert!(is_noscript(&Value::Error("NOSCRIPT No matching".into())));
+        // What Redis answered SCRIPT LOAD with (7.0): the lowercase hex SHA1.
+        let sha = Shas::computed();
+        assert_eq!(sha.0[0].len(), 40);
+        assert!(sha.0.iter().all(|s| s
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())));
     }
 }

@@ -1,4 +1,5 @@
-//! The subscriber task: one connection in sharded pub/sub mode.
+//! The subscriber task: one connection in sharded pub/sub mode (on a Redis Cluster,
+//! one per master that serves a followed key: [`Links`]).
 //!
 //! It follows the broadcast channel, this node's own channel, and the channels and
 //! users the hub's [`Interest`](pushgate_hub::Interest) says have connections here,
@@ -12,22 +13,31 @@
 //! connection is kept, so that nothing Redis still sends it is lost if Redis was only
 //! slow; it is dropped and made again if Redis stays silent for [`SILENCE_LIMIT`] (or
 //! ten timeouts, if longer). History channels are kept in step by [`Follow`].
+//!
+//! On a Redis Cluster, losing one master's connection (or an error on it, or a
+//! `sunsubscribe` Redis sends when a slot moves) does not end the session: the keys
+//! followed there wait in `pending` and are subscribed again, every [`RETRY_EVERY`],
+//! where the slot map (read again first) says; their confirmation reads history
+//! channels' streams again from the last offset delivered, which fills the gap.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ahash::AHashSet;
+use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 use pushgate_hub::{Hub, Publication, Target};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, ConnError, Endpoint};
+use super::conn::{ConnError, Dialer, Stream};
+use super::deployment::Mode;
 use super::follow::{Follow, Positioned, SOURCE};
 use super::request::Request;
 use super::resp::{self, Value};
+use super::topology::{self, Topology};
 use super::{Backoff, Settings, State};
 use crate::error::Unavailable;
 use crate::local::{apply, Local};
@@ -37,6 +47,13 @@ use crate::wire::{self, KeyKind, Keys, What};
 const CHUNK: usize = 512;
 /// A subscriber connection on which Redis stays silent this long is made again.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Values read from the connections and not yet handled; beyond, the readers wait
+/// (and Redis buffers).
+const EVENTS: usize = 1024;
+/// On a Redis Cluster, how often keys whose node failed are tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+/// On a Redis Cluster, the slot map is read again this often in any case.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 struct Metrics {
     all: metrics::Counter,
@@ -70,7 +87,7 @@ impl Metrics {
 /// What a session needs.
 pub(crate) struct Ctx<'a> {
     hub: &'a Hub,
-    endpoint: &'a Endpoint,
+    dialer: &'a Dialer,
     keys: &'a Keys,
     settings: Settings,
     state: &'a State,
@@ -80,7 +97,7 @@ pub(crate) struct Ctx<'a> {
 
 pub(crate) async fn run(
     hub: Hub,
-    endpoint: Endpoint,
+    dialer: Dialer,
     keys: Keys,
     settings: Settings,
     state: Arc<State>,
@@ -92,7 +109,7 @@ pub(crate) async fn run(
     let mut ever_up = false;
     let ctx = Ctx {
         hub: &hub,
-        endpoint: &endpoint,
+        dialer: &dialer,
         keys: &keys,
         settings,
         state: &state,
@@ -121,8 +138,170 @@ pub(crate) async fn run(
     }
 }
 
-/// One connection's life: subscribe to everything wanted, then follow changes and
-/// deliver messages until the connection fails.
+/// What a connection's reader hands the session: its node, its number, and a value
+/// or why the connection ended.
+type Event = (String, u64, Result<Value, ConnError>);
+
+/// One subscriber connection (one per master on a Redis Cluster).
+struct Link {
+    id: u64,
+    write: WriteHalf<Stream>,
+    reader: JoinHandle<()>,
+    /// When the oldest unanswered PING was sent.
+    unanswered: Option<Instant>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A session's connections and where each key is followed.
+struct Links {
+    cluster: bool,
+    topology: Topology,
+    /// The slot map must be read again (a node failed, Redis unsubscribed a key).
+    stale: bool,
+    links: AHashMap<String, Link>,
+    next_id: u64,
+    events: mpsc::Sender<Event>,
+    /// The node each followed key was subscribed on.
+    route: AHashMap<String, String>,
+    /// Keys wanted but followed nowhere now (their node failed): subscribed again
+    /// once the slot map names a node that answers.
+    pending: AHashSet<String>,
+}
+
+impl Links {
+    /// Opens the connection to `node` (if not open), its reader feeding `events`.
+    async fn link(&mut self, dialer: &Dialer, node: &str) -> Result<&mut Link, ConnError> {
+        if !self.links.contains_key(node) {
+            let mut conn = dialer.open(node).await?;
+            if matches!(dialer.deployment.mode, Mode::Sentinel { .. }) {
+                topology::check_primary(&mut conn, dialer).await?;
+            }
+            let (mut read, write) = conn.split();
+            self.next_id += 1;
+            let id = self.next_id;
+            let (events, addr) = (self.events.clone(), node.to_owned());
+            let reader = tokio::spawn(async move {
+                loop {
+                    let r = read.read().await;
+                    let end = r.is_err();
+                    if events.send((addr.clone(), id, r)).await.is_err() || end {
+                        return;
+                    }
+                }
+            });
+            let link = Link {
+                id,
+                write,
+                reader,
+                unanswered: None,
+            };
+            self.links.insert(node.to_owned(), link);
+        }
+        Ok(self.links.get_mut(node).expect("inserted above"))
+    }
+
+    /// `SSUBSCRIBE`s keys on the nodes that serve them. On a single primary a failure
+    /// ends the session; on a cluster the keys of a node that cannot be reached wait
+    /// in `pending`.
+    async fn subscribe(&mut self, dialer: &Dialer, keys: Vec<String>) -> Result<(), ConnError> {
+        let cluster = self.cluster;
+        for (node, keys) in self.by_node(keys) {
+            let Some(node) = node else {
+                self.pending.extend(keys);
+                continue;
+            };
+            let sent = match self.link(dialer, &node).await {
+                Ok(l) => send_grouped(&mut l.write, "SSUBSCRIBE", &keys, cluster).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => {
+                    for k in keys {
+                        self.pending.remove(&k);
+                        self.route.insert(k, node.clone());
+                    }
+                }
+                Err(e) if !self.cluster => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, %node, "broker subscriber: a redis cluster master cannot be reached");
+                    self.lose(&node);
+                    self.pending.extend(keys);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `SUNSUBSCRIBE`s keys where they were subscribed.
+    async fn unsubscribe(&mut self, keys: &[String]) -> Result<(), ConnError> {
+        let mut by_node: Vec<(String, Vec<String>)> = Vec::new();
+        for k in keys {
+            self.pending.remove(k);
+            let Some(node) = self.route.remove(k) else {
+                continue;
+            };
+            match by_node.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, v)) => v.push(k.clone()),
+                None => by_node.push((node, vec![k.clone()])),
+            }
+        }
+        for (node, keys) in by_node {
+            if let Some(l) = self.links.get_mut(&node) {
+                if let Err(e) =
+                    send_grouped(&mut l.write, "SUNSUBSCRIBE", &keys, self.cluster).await
+                {
+                    if !self.cluster {
+                        return Err(e);
+                    }
+                    self.lose(&node);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys grouped by the node that serves their slot now.
+    fn by_node(&self, keys: Vec<String>) -> Vec<(Option<String>, Vec<String>)> {
+        let mut out: Vec<(Option<String>, Vec<String>)> = Vec::new();
+        for k in keys {
+            let node = self
+                .topology
+                .node(topology::slot(k.as_bytes()))
+                .map(str::to_owned);
+            match out.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, v)) => v.push(k),
+                None => out.push((node, vec![k])),
+            }
+        }
+        out
+    }
+
+    /// Drops the connection to `node`: the keys followed there become pending.
+    /// Returns them.
+    fn lose(&mut self, node: &str) -> Vec<String> {
+        self.links.remove(node);
+        self.stale = true;
+        let lost: Vec<String> = self
+            .route
+            .iter()
+            .filter(|(_, n)| n.as_str() == node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &lost {
+            self.route.remove(k);
+            self.pending.insert(k.clone());
+        }
+        lost
+    }
+}
+
+/// One session's life: subscribe to everything wanted, then follow changes and
+/// deliver messages until the connection (on a Redis Cluster: the slot map) fails.
 async fn session(
     ctx: &Ctx<'_>,
     ever_up: &mut bool,
@@ -134,36 +313,57 @@ async fn session(
         state,
         m,
         settings,
+        dialer,
         ..
     } = *ctx;
-    let mut conn = Conn::open(ctx.endpoint, settings.timeout).await?;
+    let (events_tx, mut events) = mpsc::channel::<Event>(EVENTS);
+    let cluster = dialer.deployment.mode == Mode::Cluster;
+    let mut links = Links {
+        cluster,
+        topology: topology::discover(dialer, None).await?,
+        stale: false,
+        links: AHashMap::new(),
+        next_id: 0,
+        events: events_tx,
+        route: AHashMap::new(),
+        pending: AHashSet::new(),
+    };
     let node = hub.config().node_id.as_str();
     let interest = hub.interest();
     let mut follow = Follow::new(hub.clone(), ctx.queue.clone());
     let history = hub.history().cloned();
     let mut actual: AHashSet<String> = AHashSet::new();
-    // Keys Redis confirmed on this connection (and still followed).
+    // Keys Redis confirmed (and still followed where they were confirmed).
     let mut confirmed: AHashSet<String> = AHashSet::new();
     let mut wanted: Vec<String> = vec![keys.all(), keys.node(node)];
     wanted.extend(interest.snapshot().iter().map(|k| keys.for_interest(k)));
     let mut unconfirmed = wanted.len();
-    send(&mut conn, "SSUBSCRIBE", &wanted).await?;
-    actual.extend(wanted);
+    actual.extend(wanted.iter().cloned());
+    links.subscribe(dialer, wanted).await?;
     let mut up = false;
-    // When the oldest unanswered PING was sent; whether that made the broker down.
     let mut probe = tokio::time::interval(settings.probe_every());
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut unanswered: Option<Instant> = None;
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshed = Instant::now();
     let mut stalled = false;
     loop {
         tokio::select! {
-            v = conn.read() => {
-                let v = v?;
-                if unanswered.take().is_some() && stalled {
-                    stalled = false;
-                    tracing::info!("broker subscriber: redis answers again");
-                    state.set_subscriber(true, None);
-                }
+            Some((addr, id, v)) = events.recv() => {
+                // From a connection dropped since: nothing it says counts.
+                let Some(link) = links.links.get_mut(&addr).filter(|l| l.id == id) else {
+                    continue;
+                };
+                link.unanswered = None;
+                let v = match v {
+                    Ok(Value::Error(e)) if !cluster => {
+                        // SSUBSCRIBE needs Redis 7; anything refused here is a setup error.
+                        return Err(ConnError::Refused(e));
+                    }
+                    Ok(v) => v,
+                    Err(e) if !cluster => return Err(e),
+                    Err(e) => Value::Error(e.to_string()),
+                };
                 match v {
                 Value::Array(Some(items)) => {
                     let kind = items.first().and_then(Value::as_bytes).map(|b| &b[..]);
@@ -179,11 +379,14 @@ async fn session(
                             deliver(hub, keys, m, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
-                            // Still followed (not unsubscribed since): replies
-                            // waiting for it may go.
+                            // Still followed, and on this node: replies waiting for
+                            // it may go.
                             let key = items.get(1).and_then(Value::as_bytes);
                             let key = key.and_then(|k| std::str::from_utf8(k).ok());
-                            if let Some(key) = key.filter(|k| actual.contains(*k)) {
+                            let here = key.filter(|k| {
+                                actual.contains(*k) && links.route.get(*k).is_some_and(|n| *n == addr)
+                            });
+                            if let Some(key) = here {
                                 confirmed.insert(key.to_owned());
                                 if let Some(k) = interest_key(keys, key.as_bytes()) {
                                     if let pushgate_hub::Key::Channel(c) = &k {
@@ -207,12 +410,34 @@ async fn session(
                                 state.set_subscriber(true, None);
                             }
                         }
+                        Some(b"sunsubscribe") => {
+                            // Not asked for (the key is still wanted here): Redis
+                            // dropped it because its slot moved to another node.
+                            let key = items.get(1).and_then(Value::as_bytes);
+                            let key = key.and_then(|k| std::str::from_utf8(k).ok());
+                            let moved = key.filter(|k| {
+                                actual.contains(*k) && links.route.get(*k).is_some_and(|n| *n == addr)
+                            });
+                            if let Some(key) = moved {
+                                tracing::info!(%key, %addr, "broker subscriber: redis moved a followed key; following it again");
+                                links.route.remove(key);
+                                links.pending.insert(key.to_owned());
+                                links.stale = true;
+                                lost(keys, &mut follow, &mut confirmed, key);
+                            }
+                        }
                         _ => {}
                     }
                 }
                 Value::Error(e) => {
-                    // SSUBSCRIBE needs Redis 7; anything refused here is a setup error.
-                    return Err(ConnError::Refused(e));
+                    // A Redis Cluster master failed, refused (CLUSTERDOWN) or
+                    // redirected (MOVED) a subscription: everything followed on it
+                    // is followed again once the slot map names a node that answers.
+                    tracing::warn!(error = %e, %addr, "broker subscriber: a redis cluster master failed; following its keys elsewhere");
+                    m.reconnects.increment(1);
+                    for k in links.lose(&addr) {
+                        lost(keys, &mut follow, &mut confirmed, &k);
+                    }
                 }
                 _ => {}
                 }
@@ -237,12 +462,12 @@ async fn session(
                         send_released(hub, interest.unconfirm(&k));
                     }
                 }
-                send(&mut conn, "SUNSUBSCRIBE", &remove).await?;
-                send(&mut conn, "SSUBSCRIBE", &add).await?;
+                links.unsubscribe(&remove).await?;
                 if !up {
                     unconfirmed += add.len();
                 }
-                actual.extend(add);
+                actual.extend(add.iter().cloned());
+                links.subscribe(dialer, add).await?;
             }
             (channel, id, snap) = follow.next_read(), if follow.busy() => {
                 follow.apply(channel, id, snap).await;
@@ -256,26 +481,90 @@ async fn session(
                     }
                 }
             }
-            _ = probe.tick() => match unanswered {
-                None => {
-                    send(&mut conn, "PING", &[]).await?;
-                    unanswered = Some(Instant::now());
-                }
-                Some(since) => {
-                    let silent = since.elapsed();
-                    if silent >= SILENCE_LIMIT.max(settings.timeout * 10) {
-                        return Err(ConnError::Timeout(ctx.endpoint.addr.clone(), silent));
+            // A Redis Cluster: keys whose node failed are followed again where the
+            // slot map (read again first) says; the map is read every REFRESH_EVERY.
+            _ = retry.tick(), if cluster => {
+                if links.stale || refreshed.elapsed() >= REFRESH_EVERY {
+                    match topology::discover(dialer, Some(&links.topology)).await {
+                        Ok(t) => {
+                            refreshed = Instant::now();
+                            links.stale = false;
+                            // Keys followed on a node that no longer serves their slot.
+                            let moved: Vec<String> = links
+                                .route
+                                .iter()
+                                .filter(|(k, n)| t.node(topology::slot(k.as_bytes())) != Some(n.as_str()))
+                                .map(|(k, _)| k.clone())
+                                .collect();
+                            links.topology = t;
+                            if !moved.is_empty() {
+                                links.unsubscribe(&moved).await?;
+                                for k in &moved {
+                                    lost(keys, &mut follow, &mut confirmed, k);
+                                }
+                                links.pending.extend(moved);
+                            }
+                        }
+                        // No node of the cluster answers: start over (down until one does).
+                        Err(e) => return Err(e),
                     }
-                    if silent >= settings.timeout && up && !stalled {
-                        stalled = true;
-                        let why = Unavailable::Stalled(settings.timeout);
-                        tracing::warn!(error = %why, "broker subscriber");
-                        state.set_subscriber(false, Some(why));
+                }
+                if !links.pending.is_empty() {
+                    let again: Vec<String> = links.pending.drain().filter(|k| actual.contains(k)).collect();
+                    links.subscribe(dialer, again).await?;
+                }
+            }
+            _ = probe.tick() => {
+                let limit = SILENCE_LIMIT.max(settings.timeout * 10);
+                let mut silent = Vec::new();
+                for (addr, link) in links.links.iter_mut() {
+                    match link.unanswered {
+                        None => {
+                            send_grouped(&mut link.write, "PING", &[], cluster).await?;
+                            link.unanswered = Some(Instant::now());
+                        }
+                        Some(since) if since.elapsed() >= limit => silent.push((addr.clone(), since.elapsed())),
+                        Some(_) => {}
+                    }
+                }
+                for (addr, for_how_long) in silent {
+                    if !cluster {
+                        return Err(ConnError::Timeout(addr, for_how_long));
+                    }
+                    for k in links.lose(&addr) {
+                        lost(keys, &mut follow, &mut confirmed, &k);
                     }
                 }
             },
         }
+        // Redis slower than the timeout on a connection: the broker is down (but the
+        // connection is kept, so nothing it still sends is lost if it was only slow).
+        let slow = links.links.values().any(|l| {
+            l.unanswered
+                .is_some_and(|t| t.elapsed() >= settings.timeout)
+        });
+        if slow != stalled && up {
+            stalled = slow;
+            if slow {
+                let why = Unavailable::Stalled(settings.timeout);
+                tracing::warn!(error = %why, "broker subscriber");
+                state.set_subscriber(false, Some(why));
+            } else {
+                tracing::info!("broker subscriber: redis answers again");
+                state.set_subscriber(true, None);
+            }
+        }
         m.subscriptions.set(actual.len() as f64);
+    }
+}
+
+/// A key no longer followed where it was (its node failed or its slot moved): not
+/// confirmed until followed again; a history channel's stream is read again then,
+/// from the last offset delivered here, which fills the gap.
+fn lost(keys: &Keys, follow: &mut Follow, confirmed: &mut AHashSet<String>, key: &str) {
+    confirmed.remove(key);
+    if let Some(KeyKind::Channel(c)) = keys.parse(key) {
+        follow.lost(c);
     }
 }
 
@@ -287,26 +576,46 @@ async fn sync_requested(history: Option<&pushgate_hub::History>) {
     }
 }
 
-/// Sends `cmd` with `keys` (in chunks); `PING` is sent without arguments, the other
-/// commands not at all without keys.
-async fn send(conn: &mut Conn, cmd: &str, keys: &[String]) -> Result<(), ConnError> {
+/// Sends `cmd` with `keys` (in chunks; on a Redis Cluster one command per slot, as
+/// sharded pub/sub requires); `PING` is sent without arguments, the other commands
+/// not at all without keys.
+async fn send_grouped(
+    w: &mut WriteHalf<Stream>,
+    cmd: &str,
+    keys: &[String],
+    by_slot: bool,
+) -> Result<(), ConnError> {
     if keys.is_empty() && cmd != "PING" {
         return Ok(());
     }
-    if keys.is_empty() {
-        let mut out = Vec::new();
-        resp::command(&mut out, [cmd.as_bytes()]);
-        conn.stream.write_all(&out).await?;
-        return Ok(());
-    }
     let mut out = Vec::new();
-    for chunk in keys.chunks(CHUNK) {
-        resp::command(
-            &mut out,
-            std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
-        );
+    if keys.is_empty() {
+        resp::command(&mut out, [cmd.as_bytes()]);
+    } else if by_slot {
+        let mut groups: AHashMap<u16, Vec<&str>> = AHashMap::new();
+        for k in keys {
+            groups
+                .entry(topology::slot(k.as_bytes()))
+                .or_default()
+                .push(k);
+        }
+        for group in groups.values() {
+            for chunk in group.chunks(CHUNK) {
+                resp::command(
+                    &mut out,
+                    std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
+                );
+            }
+        }
+    } else {
+        for chunk in keys.chunks(CHUNK) {
+            resp::command(
+                &mut out,
+                std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
+            );
+        }
     }
-    conn.stream.write_all(&out).await?;
+    w.write_all(&out).await?;
     Ok(())
 }
 

@@ -28,6 +28,19 @@ pub enum BrokerKind {
     Redis,
 }
 
+/// `redis_mode`: which Redis deployment `redis_url` names (docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    /// One primary.
+    #[default]
+    Standalone,
+    /// A Redis Cluster, found from seed nodes.
+    Cluster,
+    /// A primary found through Sentinel.
+    Sentinel,
+}
+
 /// `log_format`: how log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

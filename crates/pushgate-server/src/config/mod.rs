@@ -10,6 +10,7 @@
 //! - `validate`: [`Config::validate`], the order of its checks, and the general ones;
 //! - `compression`: permessage-deflate's settings;
 //! - `history`: the `[[history]]` rules;
+//! - `redis`: the Redis deployment (`redis_url`, `redis_mode`, sentinel, TLS);
 //! - `presence`: the `[[presence]]` rules and `presence_ttl_ms`;
 //! - `internal`: the internal ports (HTTP and gRPC): tokens, limits, deadlines;
 //! - `jwt`: connection tokens;
@@ -23,6 +24,7 @@ mod jwt;
 mod kinds;
 mod load;
 mod presence;
+mod redis;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -36,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use history::HistoryConfig;
-pub use kinds::{AuthMode, BrokerKind, Compression, LogFormat};
+pub use kinds::{AuthMode, BrokerKind, Compression, LogFormat, RedisMode};
 pub use presence::PresenceConfig;
 
 /// The whole configuration of one node.
@@ -131,8 +133,21 @@ pub struct Config {
     /// How publications reach the other nodes: `memory` (a single node, no external
     /// service) or `redis` (nodes joined through Redis 7 pub/sub; docs/cluster.md).
     pub broker: BrokerKind,
-    /// The Redis of the cluster (`broker = "redis"`): `redis://[[user]:password@]host[:port]`.
+    /// The Redis of the cluster (`broker = "redis"`):
+    /// `redis[s]://[[user]:password@]host[:port]`, or for `redis_mode = "cluster"` /
+    /// `"sentinel"` a comma-separated list of seeds (`redis://u:p@a:7000,b:7001`; a
+    /// seed without a scheme takes the first one's scheme and login). `rediss://` is
+    /// TLS (with `redis_tls_ca_file`). docs/cluster.md, "Redis deployments".
     pub redis_url: String,
+    /// `standalone` (one primary), `cluster` (a Redis Cluster: the seeds are any of
+    /// its nodes) or `sentinel` (the seeds are sentinels, default port 26379, which
+    /// name the primary of `redis_sentinel_master`).
+    pub redis_mode: RedisMode,
+    /// The master name the sentinels know (`redis_mode = "sentinel"`).
+    pub redis_sentinel_master: String,
+    /// A PEM file with the CA certificate(s) that signed Redis's (and the sentinels')
+    /// TLS certificates; required with `rediss://`, refused without it.
+    pub redis_tls_ca_file: String,
     /// Prefix of every Redis channel and key pushgate uses, so that several
     /// deployments can share one Redis.
     pub redis_prefix: String,
@@ -235,6 +250,9 @@ impl Default for Config {
             shutdown_grace_ms: 20_000,
             broker: BrokerKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_mode: RedisMode::Standalone,
+            redis_sentinel_master: String::new(),
+            redis_tls_ca_file: String::new(),
             redis_prefix: "pushgate".into(),
             redis_timeout_ms: 2_000,
             idempotency_window_ms: 60_000,
@@ -291,7 +309,10 @@ impl Config {
 
     /// The Redis broker's settings (`broker = "redis"`).
     pub fn redis(&self) -> pushgate_broker::RedisConfig {
+        let (_, mode, ca) = self.redis_deployment();
         pushgate_broker::RedisConfig {
+            mode,
+            tls_ca_file: ca.map(std::path::Path::to_path_buf),
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),

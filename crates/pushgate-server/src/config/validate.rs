@@ -127,8 +127,7 @@ impl Config {
     /// The Redis broker's URL, key prefix, timeout and idempotency window.
     fn validate_broker(&self) -> Result<(), ConfigError> {
         if self.broker == BrokerKind::Redis {
-            pushgate_broker::redis::conn::Endpoint::parse(&self.redis_url)
-                .map_err(|e| invalid("redis_url", e.to_string()))?;
+            self.validate_redis_deployment()?;
         }
         if self.redis_prefix.is_empty()
             || self.redis_prefix.len() > 64

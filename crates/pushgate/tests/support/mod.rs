@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 
 pub mod redis;
+pub mod redis_cluster;
 
 pub use pushgate_test_support::http::{http, http_with, request};
 pub use pushgate_test_support::metrics;

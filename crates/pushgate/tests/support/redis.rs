@@ -69,27 +69,58 @@ impl Redis {
 
     /// On `port`; with `dir`, persistent (append-only file, fsync on every write).
     pub fn start_on(port: u16, dir: Option<&Path>) -> Redis {
+        let mut args: Vec<String> = Vec::new();
+        match dir {
+            Some(d) => args.extend(
+                ["--appendonly", "yes", "--appendfsync", "always", "--dir"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([d.to_str().unwrap().to_owned()]),
+            ),
+            None => args.extend(["--appendonly", "no"].map(String::from)),
+        }
+        let r = Redis::spawn(port, &args, dir);
+        wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
+        r
+    }
+
+    /// `redis-server --port <port> --bind 127.0.0.1 --save "" <args>`, not waited for.
+    pub fn spawn(port: u16, args: &[String], dir: Option<&Path>) -> Redis {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""]);
-        match dir {
-            Some(d) => cmd
-                .args(["--appendonly", "yes", "--appendfsync", "always"])
-                .args(["--dir", d.to_str().unwrap()]),
-            None => cmd.args(["--appendonly", "no"]),
-        };
+            .args(["--save", ""])
+            .args(args);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
-        let r = Redis {
+        Redis {
             child: Some(Killed(child)),
             port,
             dir: dir.map(Path::to_path_buf),
-        };
-        wait_for(|| r.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG")));
-        r
+        }
+    }
+
+    /// `redis-server <conf> --sentinel` (the config file must be writable: sentinels
+    /// rewrite it), not waited for.
+    pub fn spawn_sentinel(port: u16, conf: &Path) -> Redis {
+        let child = Command::new("redis-server")
+            .arg(conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed: run `bash tests/deps.sh` (make test does)");
+        Redis {
+            child: Some(Killed(child)),
+            port,
+            dir: None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn url(&self) -> String {
@@ -108,6 +139,32 @@ impl Redis {
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Sends one command whose reply is a bulk string and returns that string whole.
+    pub fn command_full(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(cmd.as_bytes()).ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            let (head, body) = text.split_once("\r\n")?;
+            let len: usize = head.strip_prefix('$')?.parse().ok()?;
+            if body.len() >= len {
+                return Some(body[..len].to_owned());
+            }
+        }
     }
 
     /// Nodes subscribed to a bus key (`PUBSUB SHARDNUMSUB`).
@@ -168,6 +225,11 @@ impl Node {
 
     /// With a TOML config file (for `[[history]]`) and more `--set` settings.
     pub fn start_with(id: &str, redis: &Redis, config: Option<&Path>, set: &[&str]) -> Node {
+        Node::start_url(id, &redis.url(), config, set)
+    }
+
+    /// Joined to the Redis deployment `url` names (`redis_mode` among `set`).
+    pub fn start_url(id: &str, url: &str, config: Option<&Path>, set: &[&str]) -> Node {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve");
         if let Some(c) = config {
@@ -177,7 +239,7 @@ impl Node {
             .args(["--shards", "2"])
             .args(["--set", &format!("node_id={id}")])
             .args(["--set", "broker=redis"])
-            .args(["--set", &format!("redis_url={}", redis.url())])
+            .args(["--set", &format!("redis_url={url}")])
             .args(["--set", "trusted_user_header=x-user"])
             .args(["--set", "drain_window_ms=0"]);
         for s in set {
