@@ -133,22 +133,6 @@ impl Shared {
                 .collect(),
         }
     }
-
-    fn channels(&self, channels: &[String]) -> Result<(), IngressError> {
-        if channels.is_empty() {
-            return Err(IngressError::NoChannels);
-        }
-        if channels.len() > MAX_CHANNELS_PER_CALL {
-            return Err(IngressError::TooManyChannels(channels.len()));
-        }
-        for name in channels {
-            validate_channel(name).map_err(|error| IngressError::BadChannel {
-                name: name.clone(),
-                error,
-            })?;
-        }
-        Ok(())
-    }
 }
 
 /// Parses a connection id of any node.
@@ -203,7 +187,7 @@ impl PushgateService {
     ) -> Result<Response<pb::SubscribeReply>, Status> {
         let req = req.into_inner();
         let s = &self.shared;
-        s.channels(&req.channels)?;
+        check_channels(&req.channels)?;
         let (conn, user) = split_subscribe(req.who);
         let who = subject(conn, user)?;
         let r = s
