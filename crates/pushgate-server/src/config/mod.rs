@@ -12,6 +12,7 @@
 //! - `history`: the `[[history]]` rules;
 //! - `redis`: the Redis deployment (`redis_url`, `redis_mode`, sentinel, TLS);
 //! - `presence`: the `[[presence]]` rules and `presence_ttl_ms`;
+//! - `pusher`: the `[[pusher_apps]]` (the Pusher surface);
 //! - `internal`: the internal ports (HTTP and gRPC): tokens, limits, deadlines;
 //! - `jwt`: connection tokens;
 //! - `kinds`: the settings held as enums.
@@ -24,6 +25,7 @@ mod jwt;
 mod kinds;
 mod load;
 mod presence;
+mod pusher;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,7 @@ use std::time::Duration;
 
 use pushgate_edge::EdgeConfig;
 use pushgate_hub::{HubConfig, SlowPolicy};
+use pushgate_pusher::PusherApp;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
@@ -206,6 +209,11 @@ pub struct Config {
     /// without being refreshed, in milliseconds (the node refreshes them every third
     /// of it). A node that dies drops out of presence within it.
     pub presence_ttl_ms: u64,
+    /// Pusher Channels apps served beside `pushgate.v1`, as `[[pusher_apps]]` tables
+    /// (TOML only): `id`, `key`, `secret`, `client_events`, `client_events_per_second`,
+    /// `max_connections`, `webhook_url`, `webhook_events` (docs/pusher.md). None: the
+    /// Pusher surface is off.
+    pub pusher_apps: Vec<PusherApp>,
 }
 
 impl Default for Config {
@@ -272,6 +280,7 @@ impl Default for Config {
             history: Vec::new(),
             presence: Vec::new(),
             presence_ttl_ms: 30_000,
+            pusher_apps: Vec::new(),
         }
     }
 }

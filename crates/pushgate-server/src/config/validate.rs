@@ -16,6 +16,7 @@ impl Config {
         self.validate_broker()?;
         self.validate_history()?;
         self.validate_presence()?;
+        self.pusher_apps()?;
         self.validate_inbound_bytes()?;
         self.validate_internal()?;
         self.validate_token_limits()
