@@ -188,21 +188,25 @@ run_history_pair() {
 
 # run_compression_pair REP: permessage-deflate (issue #15): the burst of
 # $Z_MESSAGES publications of $Z_SIZE bytes of JSON records to $Z_CONNS clients,
-# twice in a row: the gateway with compression off and plain clients, then
-# compression on and every client offering permessage-deflate (it inflates each
-# message). The order alternates with REP like run_history_pair. Files
-# $OUT/pushgate-burst-z-{off,on}-REP.json; report_compression prints the table.
+# three times in a row on fresh gateways: compression off with plain clients;
+# compression on with plain clients (nobody negotiates: what the setting alone
+# costs the fan-out); compression on with every client offering
+# permessage-deflate (it inflates each message). The order rotates with REP so
+# that no variant always runs first. Files
+# $OUT/pushgate-burst-z-{off,plain,on}-REP.json; report_compression prints the table.
 run_compression_pair() {
   local r="$1" zc="$OUT/compression.toml"
   printf '%s\n' '# bench/lib.sh: permessage-deflate on (issue #15).' 'compression = "on"' >"$zc"
   local common=(--conns "$Z_CONNS" --messages "$Z_MESSAGES" --size "$Z_SIZE" --payload json)
-  if (( r % 2 )); then
-    PG_CONFIG="" TAG=z-off run_scenario pushgate burst "$r" --target pushgate-z-off "${common[@]}"
-    PG_CONFIG="$zc" TAG=z-on run_scenario pushgate burst "$r" --target pushgate-z-on "${common[@]}" --deflate
-  else
-    PG_CONFIG="$zc" TAG=z-on run_scenario pushgate burst "$r" --target pushgate-z-on "${common[@]}" --deflate
-    PG_CONFIG="" TAG=z-off run_scenario pushgate burst "$r" --target pushgate-z-off "${common[@]}"
-  fi
+  local variants=(off plain on) i v
+  for i in 0 1 2; do
+    v="${variants[$(((i + r) % 3))]}"
+    case "$v" in
+      off) PG_CONFIG="" TAG=z-off run_scenario pushgate burst "$r" --target pushgate-z-off "${common[@]}" ;;
+      plain) PG_CONFIG="$zc" TAG=z-plain run_scenario pushgate burst "$r" --target pushgate-z-plain "${common[@]}" ;;
+      on) PG_CONFIG="$zc" TAG=z-on run_scenario pushgate burst "$r" --target pushgate-z-on "${common[@]}" --deflate ;;
+    esac
+  done
 }
 
 # report_compression FILES...: bytes on the wire per delivery (frames the
@@ -220,6 +224,32 @@ for f in sys.argv[1:]:
     print(f"| {r['target']} | {r['connected']:,} | {d:,} | {fmt(r.get('wire_bytes', 0) / d if d else None)} "
           f"| {fmt(r.get('deliveries_per_sec'), 0)} | {fmt(r.get('cpu_us_per_delivery'), 3)} "
           f"| {fmt(r.get('client_cpu_us_per_delivery'), 3)} |")
+# Medians per variant, and each as a ratio of compression off's.
+import statistics
+runs = {}
+for f in sys.argv[1:]:
+    r = json.load(open(f))
+    runs.setdefault(r["target"], []).append(r)
+def med(rs, k):
+    v = [x.get(k) for x in rs if x.get(k) is not None]
+    return statistics.median(v) if v else None
+def wire(rs):
+    return statistics.median([x.get("wire_bytes", 0) / x["delivered"] for x in rs if x.get("delivered")])
+base = runs.get("pushgate-z-off")
+print()
+print("| variant (medians) | runs | lost | bytes/delivery | deliveries/s | server CPU µs/delivery | client CPU µs/delivery |")
+print("|---|---|---|---|---|---|---|")
+for t in sorted(runs):
+    rs = runs[t]
+    lost = sum((x.get("expected") or 0) - (x.get("delivered") or 0) for x in rs)
+    cells = []
+    for k, p in (("deliveries_per_sec", 0), ("cpu_us_per_delivery", 3), ("client_cpu_us_per_delivery", 3)):
+        v = med(rs, k)
+        b = med(base, k) if base else None
+        ratio = f" ({v / b:.2f}×)" if v is not None and b else ""
+        cells.append("-" if v is None else f"{v:,.{p}f}{ratio}")
+    w = wire(rs); bw = wire(base) if base else None
+    print(f"| {t} | {len(rs)} | {lost} | {w:,.1f}" + (f" ({w / bw:.2f}×)" if bw else "") + " | " + " | ".join(cells) + " |")
 PY
 }
 

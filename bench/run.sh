@@ -2,7 +2,7 @@
 # pushgate only, every scenario the bench supports (burst, latency, idle,
 # slow consumers, channels, sustained, churn, and history: the fan-out with
 # history off and on side by side, the mass-reconnect recovery, and
-# compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on; sse-burst
+# compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on (and on with plain clients); sse-burst
 # and sse-idle: WebSocket vs Server-Sent Events clients side by side), REPEAT
 # times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
