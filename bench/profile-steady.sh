@@ -10,9 +10,13 @@
 #   bash bench/profile-steady.sh rust-naive                     # or any peer of $PEERS_DIR
 #
 # Alternate two binaries a few times to compare them (one figure alone means little).
+# PROFILE_SCENARIO=sustained PROFILE_CONNS=10000 PROFILE_DURATION=30 PROFILE_RATE=100:
+# the same window in another paced scenario (deliveries = conns x rate per second).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN="${1:?usage: profile-steady.sh PUSHGATE_BINARY|PEER}"
+SCENARIO="${PROFILE_SCENARIO:-latency}" CONNS="${PROFILE_CONNS:-1000}"
+DURATION="${PROFILE_DURATION:-20}" RATE="${PROFILE_RATE:-100}"
 mkdir -p "$OUT"
 P=$("$BENCH" free-port); H=$("$BENCH" free-port); G=$("$BENCH" free-port)
 if [[ -x "$PEERS_DIR/$BIN/run.sh" ]]; then
@@ -31,18 +35,18 @@ PERF=$!
 # sample those threads' CPU around the run so the whole is accounted for.
 ksoftirqd_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(ksoftirqd/ {t += $14 + $15} END {print t + 0}'; }
 K0=$(ksoftirqd_ticks)
-"$BENCH" run --scenario latency --target "$LABEL" --ws "ws://127.0.0.1:$P/ws" --publish "$PUB" \
-  --pid "$SERVER_PID" --size 100 --conns 1000 --duration 20 --no-header --json "$OUT/result.json" >/dev/null
+"$BENCH" run --scenario "$SCENARIO" --target "$LABEL" --ws "ws://127.0.0.1:$P/ws" --publish "$PUB" \
+  --pid "$SERVER_PID" --size 100 --conns "$CONNS" --duration "$DURATION" --rate "$RATE" --no-header --json "$OUT/result.json" >/dev/null
 K1=$(ksoftirqd_ticks)
 wait "$PERF"
-python3 - "$OUT" "$LABEL" "$((K1 - K0))" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$OUT" "$LABEL" "$((K1 - K0))" "$(getconf CLK_TCK)" "$((CONNS * RATE * 10))" <<'PY'
 import csv, json, sys
 out, label = sys.argv[1], sys.argv[2]
 ksoft_us = int(sys.argv[3]) * 1e6 / int(sys.argv[4])
 r = json.load(open(f"{out}/result.json"))
 v = {row[2]: float(row[0]) for row in csv.reader(open(f"{out}/perf.csv"))
      if len(row) > 2 and row[0] not in ("", "<not counted>")}
-d = 1000 * 100 * 10  # deliveries in the 10 s window
+d = int(sys.argv[5])  # deliveries offered in the 10 s window
 print(f"{label}: server CPU µs/delivery {r['cpu_us_per_delivery']:.3f} (run), "
       f"{v['task-clock'] * 1000 / d:.3f} (window); writev/delivery "
       f"{v['syscalls:sys_enter_writev'] / d:.3f}, sendto/delivery {v['syscalls:sys_enter_sendto'] / d:.3f}, "
