@@ -11,7 +11,7 @@ use thiserror::Error;
 use tonic::{Code, Status};
 
 /// Why a call or a stream item was refused. Nothing was published.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum IngressError {
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -48,11 +48,11 @@ pub enum IngressError {
     #[error("{0} users in one call; at most {max}", max = pushgate_hub::MAX_PUBLICATION_USERS)]
     TooManyUsers(usize),
     /// The cluster broker cannot reach Redis: nothing was delivered on this node.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("cluster broker unavailable: {0}")]
+    Unavailable(#[source] pushgate_broker::Unavailable),
     /// Sent to Redis but not answered in time: it may have been delivered.
-    #[error("{0}")]
-    Uncertain(String),
+    #[error("outcome unknown: {0}; it may have been delivered: retry with the same idempotency key to deliver it at most once")]
+    Uncertain(#[source] pushgate_broker::Uncertain),
     /// A presence read: no rule for the channel, or the cluster cannot be read.
     #[error(transparent)]
     Presence(#[from] pushgate_hub::PresenceError),
@@ -62,12 +62,8 @@ impl From<pushgate_broker::BrokerError> for IngressError {
     fn from(e: pushgate_broker::BrokerError) -> IngressError {
         match e {
             pushgate_broker::BrokerError::Publish(p) => IngressError::Publish(p),
-            u @ pushgate_broker::BrokerError::Unavailable(_) => {
-                IngressError::Unavailable(u.to_string())
-            }
-            u @ pushgate_broker::BrokerError::Uncertain(_) => {
-                IngressError::Uncertain(u.to_string())
-            }
+            pushgate_broker::BrokerError::Unavailable(u) => IngressError::Unavailable(u),
+            pushgate_broker::BrokerError::Uncertain(u) => IngressError::Uncertain(u),
         }
     }
 }
@@ -136,7 +132,10 @@ mod tests {
                 Code::Unavailable,
             ),
             (IngressError::Overloaded(3), Code::ResourceExhausted),
-            (IngressError::Unavailable("redis".into()), Code::Unavailable),
+            (
+                IngressError::Unavailable(pushgate_broker::Unavailable::Connecting),
+                Code::Unavailable,
+            ),
             (IngressError::BadConnId("x".into()), Code::InvalidArgument),
             (IngressError::FirstAttemptFailed("k".into()), Code::Aborted),
             (IngressError::KeyTooLong(300), Code::InvalidArgument),
@@ -148,7 +147,12 @@ mod tests {
                 }),
                 Code::InvalidArgument,
             ),
-            (IngressError::Uncertain("t".into()), Code::DeadlineExceeded),
+            (
+                IngressError::Uncertain(pushgate_broker::Uncertain::Timeout(
+                    std::time::Duration::from_secs(2),
+                )),
+                Code::DeadlineExceeded,
+            ),
         ];
         for (e, code) in cases {
             let s = Status::from(e.clone());
