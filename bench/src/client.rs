@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub no_read: bool,
     /// Offer permessage-deflate and inflate compressed messages (`--deflate`).
     pub deflate: bool,
+    /// Speak the Pusher protocol: subscribe to `pusher::CHANNEL` after the handshake.
+    pub pusher: bool,
     /// Subscribe each connection to `per_conn` of `total` channels.
     pub channels: Option<(usize, usize)>,
     pub handshake_concurrency: usize,

@@ -59,6 +59,9 @@ pub async fn conn_task(idx: usize, cfg: Rc<WorkerConfig>, sh: Rc<Shared>, sem: R
 /// stream, e.g. pushgate's "connected" message).
 pub async fn open(idx: usize, cfg: &WorkerConfig) -> Result<(TcpStream, Vec<u8>)> {
     let (mut stream, mut leftover) = connect(idx, cfg).await?;
+    if cfg.pusher {
+        crate::pusher::subscribe(&mut stream, &mut leftover, idx).await?;
+    }
     if let Some((total, per_conn)) = cfg.channels {
         subscribe(&mut stream, &mut leftover, idx, total, per_conn).await?;
     }

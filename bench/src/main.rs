@@ -27,6 +27,7 @@ mod payload;
 mod presence;
 mod proc_stats;
 mod publisher;
+mod pusher;
 mod recovery_client;
 mod recv;
 mod report;
@@ -52,6 +53,8 @@ const USAGE: &str = "usage:
         [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
         [--payload json (pad with JSON records)] [--deflate (clients offer
         permessage-deflate and inflate what they get)]
+        [--pusher ID:KEY:SECRET (the Pusher protocol: --ws ws://…/app/KEY?protocol=7,
+        --publish http://…/apps/ID/events; broadcast scenarios)]
         recovery: [--history-channel C] [--warmup W] [--missed M]
                   [--reconnect-concurrency N (0 = all at once)]
   pushgate-bench report FILE.json...
@@ -221,6 +224,10 @@ fn cmd_run(o: Opts) -> Result<()> {
         // balancer reload or a node restart.
         reconnect_concurrency: o.get("reconnect-concurrency", 0)?,
         deflate: o.flag("deflate"),
+        pusher: o
+            .str("pusher")
+            .map(|s| pusher::App::parse(&s))
+            .transpose()?,
     };
     // `--payload json`: JSON records as padding (the compression scenario).
     payload::set_json_padding(o.str("payload").as_deref() == Some("json"));
@@ -307,6 +314,7 @@ fn cmd_worker(o: Opts) -> Result<()> {
         size: o.get("size", 0)?,
         no_read: o.flag("no-read"),
         deflate: o.flag("deflate"),
+        pusher: o.flag("pusher"),
         channels,
         handshake_concurrency: o.get("handshake-concurrency", 128)?,
         connect_timeout: Duration::from_secs(o.get("connect-timeout", 15)?),

@@ -168,6 +168,7 @@ pub async fn run(a: Args) -> Result<Report> {
                     handshake_concurrency: 1,
                     connect_timeout: Duration::from_secs(10),
                     deflate: false,
+                    pusher: false,
                 }))
             })
             .collect::<Result<_>>()?;

@@ -111,7 +111,14 @@ impl Publisher {
             answered += 1;
             if close && answered < n {
                 self.conn = None;
-                bail!("server closed the publish connection after {answered} pipelined requests");
+                if sent > answered {
+                    bail!(
+                        "server closed the publish connection after {answered} pipelined requests"
+                    );
+                }
+                // Nothing outstanding (a server that closes after each
+                // response, as sockudo's API does): go on on a new connection.
+                self.connect().await?;
             }
         }
         Ok(())

@@ -488,6 +488,7 @@ async fn worker_main(cfg: RecoveryWorkerConfig) -> Result<()> {
         size: 0,
         no_read: false,
         deflate: false,
+        pusher: false,
         channels: None,
         handshake_concurrency: cfg.handshake_concurrency,
         connect_timeout: cfg.connect_timeout,

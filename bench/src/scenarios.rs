@@ -158,6 +158,9 @@ pub struct RunConfig {
     pub reconnect_concurrency: usize,
     /// Workers offer permessage-deflate (`--deflate`).
     pub deflate: bool,
+    /// The Pusher protocol (`--pusher ID:KEY:SECRET`, pusher.rs): clients
+    /// subscribe to one public channel, publications go to the signed API.
+    pub pusher: Option<crate::pusher::App>,
 }
 
 struct WorkerHandle {
@@ -244,6 +247,9 @@ impl RunConfig {
         }
         if self.deflate {
             a.push("--deflate".into());
+        }
+        if self.pusher.is_some() {
+            a.push("--pusher".into());
         }
         if self.scenario.subscribes() {
             a.extend([
@@ -353,6 +359,9 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
         Some(_) => bail!("--grpc publishes broadcasts; the channels scenario needs HTTP"),
         None => None,
     };
+    if cfg.pusher.is_some() && (grpc_ep.is_some() || cfg.scenario.subscribes()) {
+        bail!("--pusher: broadcast scenarios over HTTP only (one channel, the signed events API)");
+    }
     let pid = cfg.pid.as_deref();
     if cfg.size < payload::MIN_SIZE {
         eprintln!(
@@ -429,6 +438,7 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
             cfg.publishers,
             cfg.pipeline,
             rate,
+            cfg.pusher.as_ref(),
         )
         .await
     } else {

@@ -39,6 +39,7 @@ impl ChurnRun {
             size: cfg.size,
             no_read: false,
             deflate: false,
+            pusher: false,
             channels: None,
             handshake_concurrency: cfg.handshake_concurrency,
             connect_timeout: Duration::from_secs(cfg.connect_timeout_s),

@@ -2,6 +2,7 @@
 //! pipelined over HTTP, or on one gRPC `PublishStream`, and what was accepted.
 
 use super::*;
+use crate::pusher;
 
 /// Outcome of the publishing phase.
 #[derive(Debug, Default)]
@@ -58,15 +59,19 @@ pub(super) async fn publish(
     publishers: usize,
     pipeline: usize,
     rate: Option<f64>,
+    pusher: Option<&pusher::App>,
 ) -> Published {
     let state = Rc::new(RefCell::new(Published {
         accepted: vec![false; paths.len()],
         ..Default::default()
     }));
     match (rate, grpc) {
-        (Some(r), _) => publish_paced(ep, paths, size, r, &state).await,
+        (Some(r), _) => publish_paced(ep, paths, size, r, pusher, &state).await,
         (None, Some(g)) => publish_grpc_stream(g, paths.len(), size, &state).await,
-        (None, None) => publish_burst(ep, paths, size, publishers, pipeline, &state).await,
+        (None, None) => {
+            let pusher = pusher.cloned();
+            publish_burst(ep, paths, size, publishers, pipeline, pusher, &state).await
+        }
     }
     let mut out = std::mem::take(&mut *state.borrow_mut());
     out.last_ns = now_ns();
@@ -96,6 +101,7 @@ pub(super) async fn publish_paced(
     paths: &[Option<String>],
     size: usize,
     rate: f64,
+    pusher: Option<&pusher::App>,
     state: &RefCell<Published>,
 ) {
     let mut p = Publisher::new(ep.clone());
@@ -113,7 +119,10 @@ pub(super) async fn publish_paced(
         }
         ticker.tick().await;
         let body = payload::encode(seq as u64, now_ns(), size);
-        let res = p.post(path.as_deref(), &body).await;
+        let res = match pusher::request(pusher, path.clone(), body) {
+            Ok((path, body)) => p.post(path.as_deref(), &body).await,
+            Err(e) => Err(e),
+        };
         note(&mut state.borrow_mut(), seq, res);
     }
 }
@@ -159,6 +168,7 @@ pub(super) async fn publish_burst(
     size: usize,
     publishers: usize,
     pipeline: usize,
+    pusher: Option<pusher::App>,
     state: &Rc<RefCell<Published>>,
 ) {
     let n = publishers.clamp(1, paths.len().max(1));
@@ -179,10 +189,12 @@ pub(super) async fn publish_burst(
             let seqs: Vec<usize> = (i..paths.len()).step_by(n).collect();
             let reqs: Vec<Option<String>> = seqs.iter().map(|&s| paths[s].clone()).collect();
             let state = state.clone();
+            let pusher = pusher.clone();
             tokio::task::spawn_local(async move {
                 let make = |k: usize| {
                     let body = payload::encode(seqs[k] as u64, now_ns(), size);
-                    (reqs[k].clone(), body)
+                    pusher::request(pusher.as_ref(), reqs[k].clone(), body)
+                        .expect("the clock is past 1970")
                 };
                 let done = |k: usize, code: u16| note(&mut state.borrow_mut(), seqs[k], Ok(code));
                 if let Err(e) = p.post_pipelined(seqs.len(), pipeline, make, done).await {

@@ -56,14 +56,34 @@ pub(super) async fn run(cfg: &RunConfig) -> Result<RunResult> {
 
     // Warm-ups, received live: each client's last position is a real offset.
     let paths = |n: usize| vec![Some(path.clone()); n];
-    let warm_pub = publish(&pub_ep, None, &paths(w), cfg.size, 1, cfg.pipeline, None).await;
+    let warm_pub = publish(
+        &pub_ep,
+        None,
+        &paths(w),
+        cfg.size,
+        1,
+        cfg.pipeline,
+        None,
+        None,
+    )
+    .await;
     let warm = phase(&mut workers, Some(&format!("warm {PHASE_MS}")), "warm", cfg).await?;
 
     // Everyone leaves; the publications are made once the gateway has seen
     // every connection go (its gauge back to 0).
     let closed = phase(&mut workers, Some("close"), "closed", cfg).await?;
     let (gauge, settle_ms) = settle(&pub_ep, 0.0).await;
-    let missed = publish(&pub_ep, None, &paths(m), cfg.size, 1, cfg.pipeline, None).await;
+    let missed = publish(
+        &pub_ep,
+        None,
+        &paths(m),
+        cfg.size,
+        1,
+        cfg.pipeline,
+        None,
+        None,
+    )
+    .await;
     if missed.count() != m as u64 {
         bail!(
             "only {} of {m} missed publications accepted: {:?}",
