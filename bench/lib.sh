@@ -100,11 +100,20 @@ start_server() {
     WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$h/publish?all=true"
     # SSE=1: the clients are Server-Sent Events streams of the same listener.
     [[ "${SSE:-}" == 1 ]] && WS_URL="http://127.0.0.1:$p/sse"
+    # PUSHER=1: Pusher clients of the app run_pusher_pair configures.
+    if [[ "${PUSHER:-}" == 1 ]]; then
+      WS_URL="ws://127.0.0.1:$p/app/$PUSHER_KEY?protocol=7&client=js&version=8.4.0"
+      PUB_URL="http://127.0.0.1:$h/apps/$PUSHER_ID/events"
+    fi
     wait_port "$h"
   else
     "$PEERS_DIR/$t/run.sh" "$p" >"$OUT/$t.server.log" 2>&1 &
     SERVER_PID=$!
     WS_URL="ws://127.0.0.1:$p/ws"; PUB_URL="http://127.0.0.1:$p/publish"
+    # A peer with its own URLs (sockudo: Pusher's /app/KEY and /apps/ID/events).
+    if [[ -x "$PEERS_DIR/$t/ws_url.sh" ]]; then
+      WS_URL="$("$PEERS_DIR/$t/ws_url.sh" "$p")"; PUB_URL="$("$PEERS_DIR/$t/publish_url.sh" "$p")"
+    fi
   fi
   wait_port "$p"
 }
@@ -258,6 +267,42 @@ PY
 run_recovery() {
   [[ -n "${HISTORY_CONFIG:-}" ]] || write_history_config
   PG_CONFIG="$HISTORY_CONFIG" TAG=hist-on run_scenario pushgate recovery "$1" --target pushgate-hist-on
+}
+
+# The Pusher app of run_pusher_pair: sockudo's (../shared/peers/sockudo/app.sh).
+PUSHER_ID=bench PUSHER_KEY=bench-key PUSHER_SECRET=bench-secret
+
+# peer_built PEER: whether a peer's binary is there already (sockudo takes ~17
+# minutes to build: run its build.sh once by hand, or PEERS_BUILD=1).
+peer_built() {
+  local d="$PEERS_DIR/$1"
+  [[ "${PEERS_BUILD:-}" == 1 ]] && "$d/build.sh" >&2
+  [[ -x "$d/bin/bin/$1" || -x "${TMPDIR:-/tmp}/pushgate-peers/$1/bin/bin/$1" ]]
+}
+
+# run_pusher_pair SCENARIO REP: a broadcast scenario (burst, idle) over the
+# Pusher protocol (issue #18): pushgate with one `[[pusher_apps]]`, then sockudo
+# when it is built, in an order that alternates with REP. The same publisher for
+# both: 16 connections, one request at a time (sockudo closes the connection
+# after each API call, so nothing can be pipelined). Targets pushgate-pusher and
+# sockudo; files $OUT/{pushgate-SCENARIO-pusher,sockudo-SCENARIO}-REP.json.
+run_pusher_pair() {
+  local s="$1" r="$2" pc="$OUT/pusher.toml" order=(pushgate)
+  printf '%s\n' '# bench/lib.sh: one Pusher app (issue #18).' '[[pusher_apps]]' \
+    "id = \"$PUSHER_ID\"" "key = \"$PUSHER_KEY\"" "secret = \"$PUSHER_SECRET\"" >"$pc"
+  if peer_built sockudo; then
+    if (( r % 2 )); then order=(pushgate sockudo); else order=(sockudo pushgate); fi
+  else
+    echo "note: sockudo is not built ($PEERS_DIR/sockudo/build.sh, ~17 min): pushgate alone" >&2
+  fi
+  local args=(--pusher "$PUSHER_ID:$PUSHER_KEY:$PUSHER_SECRET" --publishers 16 --pipeline 1) t
+  for t in "${order[@]}"; do
+    if [[ "$t" == pushgate ]]; then
+      PG_CONFIG="$pc" PUSHER=1 TAG=pusher run_scenario pushgate "$s" "$r" --target pushgate-pusher "${args[@]}"
+    else
+      SOCKUDO_LOG=warn TAG="" run_scenario sockudo "$s" "$r" "${args[@]}"
+    fi
+  done
 }
 
 # run_sse_pair SCENARIO REP: a broadcast scenario (burst, idle) with WebSocket

@@ -3,7 +3,8 @@
 # slow consumers, channels, sustained, churn, and history: the fan-out with
 # history off and on side by side, the mass-reconnect recovery, and
 # compression: 2 KB JSON to 10,000 clients, permessage-deflate off vs on (and on with plain clients); sse-burst
-# and sse-idle: WebSocket vs Server-Sent Events clients side by side), REPEAT
+# and sse-idle: WebSocket vs Server-Sent Events clients side by side; pusher-burst
+# and pusher-idle: pushgate and sockudo over the Pusher protocol), REPEAT
 # times each.
 # Env as in lib.sh, e.g. SUST_CONNS, SUST_DURATION, CHURN_RATE, CHURN_DURATION.
 #
@@ -11,7 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery compression sse-burst sse-idle}"
+SCENARIOS="${SCENARIOS:-burst latency idle slow channels sustained churn history-burst history-channels recovery compression sse-burst sse-idle pusher-burst pusher-idle}"
 mkdir -p "$OUT"
 build_bench
 build_pushgate || { echo "pushgate binary not available at $PUSHGATE" >&2; exit 1; }
@@ -30,6 +31,9 @@ for s in $SCENARIOS; do
       # WebSocket and SSE clients, one after the other (bench/lib.sh).
       sse-burst) run_sse_pair burst "$r" ;;
       sse-idle) run_sse_pair idle "$r" ;;
+      # pushgate and sockudo over the Pusher protocol (bench/lib.sh).
+      pusher-burst) run_pusher_pair burst "$r" ;;
+      pusher-idle) run_pusher_pair idle "$r" ;;
       *) run_scenario pushgate "$s" "$r" ;;
     esac || echo "!! pushgate $s: server did not start" >&2
   done
