@@ -444,3 +444,55 @@ async fn on_a_redis_cluster_every_master_holds_its_channels_presence() {
         assert_eq!(n.metric("pushgate_broker_presence_errors_total"), 0.0);
     }
 }
+
+/// A Redis Cluster master killed with SIGKILL: while its replica takes over, a member
+/// joins and another leaves one of its channels (their writes fail); once the slot
+/// map names the new master, every node puts its members again, and the one that
+/// left expires within the TTL: both nodes list exactly the members again, on every
+/// master's channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_failed_master_s_channels_are_put_back_on_its_replica() {
+    let _serial = SERIAL.lock().await;
+    // A 3 s node timeout: the join and leave below happen well before the failover.
+    let mut redis = RedisCluster::start(3000);
+    let (nodes, _dir) = start_nodes(
+        &redis.url(),
+        &["redis_mode=cluster", "redis_timeout_ms=500"],
+    );
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let rooms = redis.spread("room:f", 1);
+    let mut members: Vec<Vec<Client>> = Vec::new();
+    for (room, _) in &rooms {
+        let mut here = Vec::new();
+        for (i, user) in ["a", "b"].iter().enumerate() {
+            let mut cl = Client::connect(&nodes[i], Some(user)).await;
+            cl.subscribe(room, false).await;
+            here.push(cl);
+        }
+        members.push(here);
+    }
+    let ids = |cs: &[Client]| cs.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>();
+    for ((room, _), here) in rooms.iter().zip(&members) {
+        wait_presence(&[n1, n2], room, &ids(here), 2);
+    }
+
+    let (room, victim) = rooms[0].clone();
+    redis.node_mut(victim).kill();
+    let errors_before = n2.metric("pushgate_broker_presence_errors_total");
+    let mut late = Client::connect(n2, Some("late")).await;
+    late.subscribe(&room, false).await;
+    let gone = members[0].remove(0); // "a", on n1
+    drop(gone);
+    wait_for(|| n2.metric("pushgate_broker_presence_errors_total") > errors_before);
+    members[0].push(late);
+
+    wait_for_within(Duration::from_secs(60), || {
+        redis
+            .master_of(&format!("pushgate:ch:{{{room}}}"))
+            .is_some_and(|m| m != victim)
+    });
+    for ((room, _), here) in rooms.iter().zip(&members) {
+        let users = here.len() as u64;
+        wait_presence(&[n1, n2], room, &ids(here), users);
+    }
+}
