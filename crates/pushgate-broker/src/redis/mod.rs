@@ -13,11 +13,14 @@
 //! - the **subscriber** ([`subscriber`]) `SSUBSCRIBE`s to the broadcast channel, this
 //!   node's own channel (connection-targeted publications) and, through the hub's
 //!   [`Interest`](pushgate_hub::Interest), exactly the channels and users that have
-//!   connections here. Each message is decoded and handed to the shards, where its
-//!   frame is encoded once. History channels are kept in step with Redis by
-//!   [`follow`]: synced when followed, gaps filled after a reconnect.
+//!   connections here ([`links`]: its connections; [`deliver`]: what it does with a
+//!   message). Each message is decoded and handed to the shards, where its frame is
+//!   encoded once. History channels are kept in step with Redis by [`follow`]: synced
+//!   when followed, gaps filled after a reconnect. A channel no longer wanted stays
+//!   followed for `unfollow_linger` ([`linger`]).
 //!
-//! A third connection, [`presence`], keeps this node's presence members in Redis and
+//! A third connection (per master on a Redis Cluster, routed by [`router`] like the
+//! publisher's), [`presence`], keeps this node's presence members in Redis and
 //! answers cluster-wide presence reads and "online" lookups.
 //!
 //! When either connection is down, or Redis does not answer within the timeout, the
