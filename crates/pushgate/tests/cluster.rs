@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use support::follower::{publish, Follower};
 use support::http;
-use support::redis::{wait_for, Node, Redis, WAIT};
+use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
 
 impl Node {
     /// The gRPC health status of `pushgate.v1.Pushgate`.
@@ -589,4 +589,47 @@ async fn a_channel_left_and_joined_within_the_linger_is_never_unfollowed() {
     assert_eq!(redis.subscribers(key), Some(1));
     assert_eq!(publish(&n2, "room", "again"), 200);
     assert_eq!(f.next().await["data"], "again");
+}
+
+/// A history channel left and joined again within the linger: the node kept following
+/// it, so its copy of the stream has what was published meanwhile, and a subscribe
+/// from the last position seen recovers it from the node (no `SSUBSCRIBE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_channel_rejoined_within_the_linger_recovers_what_was_published_meanwhile() {
+    let _port = SAME_PORT.lock().await;
+    let redis = Redis::start();
+    let dir = TempDir::new("linger-history");
+    let config = dir.0.join("pushgate.toml");
+    std::fs::write(
+        &config,
+        "[[history]]\nchannels = \"chat:*\"\nsize = 1000\nttl_ms = 600000\n",
+    )
+    .unwrap();
+    let n1 = Node::start_with("h1", &redis, Some(&config), &["unfollow_linger_ms=600000"]);
+    let n2 = Node::start_with("h2", &redis, Some(&config), &[]);
+    let chat = ["chat:l".to_owned()];
+    let (mut f, reply) = Follower::start_since(&n1, &chat, None).await;
+    let epoch = reply["positions"]["chat:l"]["epoch"].clone();
+    wait_for(|| redis.subscribers("pushgate:ch:{chat:l}") == Some(1));
+    for i in 1..=3 {
+        assert_eq!(publish(&n2, "chat:l", &format!("m{i}")), 200);
+    }
+    assert_eq!(f.until_offset(3).await.len(), 3);
+    let ssubscribes = calls(&redis, "ssubscribe");
+
+    drop(f);
+    for i in 4..=5 {
+        assert_eq!(publish(&n2, "chat:l", &format!("m{i}")), 200);
+    }
+    let since = serde_json::json!({"epoch": epoch, "offset": 3});
+    let (mut f, reply) = Follower::start_since(&n1, &chat, Some(&since)).await;
+    assert_eq!(reply["recovered"], serde_json::json!(["chat:l"]), "{reply}");
+    let got = f.until("m5").await;
+    let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
+    assert_eq!(data, ["m4", "m5"]);
+    assert_eq!(
+        calls(&redis, "ssubscribe"),
+        ssubscribes,
+        "no new SSUBSCRIBE"
+    );
 }
