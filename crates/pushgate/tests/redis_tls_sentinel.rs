@@ -375,7 +375,8 @@ async fn sentinel_failover_while_publishing_loses_no_accepted_publication() {
 /// Sentinel with logins everywhere: the data nodes' ACL user (`redis_url`) and the
 /// sentinels' own ACL user (`redis_sentinel_username`/`_password`; their default user
 /// has another password, so the nodes find the primary only by logging in as that
-/// user), through a failover.
+/// user), through a failover; and a node that logs in to the sentinels with their
+/// `requirepass` only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinels_and_data_nodes_with_their_own_acl_users_through_a_failover() {
     let _one = SERIAL.lock().await;
@@ -403,6 +404,16 @@ async fn sentinels_and_data_nodes_with_their_own_acl_users_through_a_failover() 
     wait_for(|| s.primary.subscribers("pushgate:ch:{news}") == Some(1));
     assert_eq!(publish(&nodes[0], "news", "before"), 200);
     assert_eq!(data_until(&mut f, "before").await, ["before"]);
+    // The sentinels' default user with its password (`requirepass`), no user name.
+    let only_password = [
+        "redis_mode=sentinel",
+        "redis_sentinel_master=mymaster",
+        "redis_sentinel_password=sentinel-default-pw",
+    ];
+    let n3 = Node::start_url("n3", &url, None, &only_password);
+    assert_eq!(publish(&n3, "news", "through n3"), 200);
+    assert_eq!(data_until(&mut f, "through n3").await, ["through n3"]);
+    drop(n3);
 
     s.fail_over();
     // The nodes asked the sentinels again (logged in) and follow on the new primary.
