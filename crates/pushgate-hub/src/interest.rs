@@ -166,12 +166,20 @@ impl Interest {
         out
     }
 
-    /// The bus no longer follows `key` (unwanted): its waiters are released, since
-    /// whoever waited has left the channel already.
-    pub fn unconfirm(&self, key: &Key) -> Vec<Released> {
+    /// The broker is about to stop following `key`, which was unwanted: if it still
+    /// is, it is no longer confirmed and its waiters are released (whoever waited has
+    /// left the channel already); if it is wanted again, nothing changes (`None`) and
+    /// the broker keeps following it. Checked and done under one lock, so that a
+    /// subscribe either finds the key confirmed and the broker keeps following it, or
+    /// finds it unconfirmed and waits for the next confirmation: never told
+    /// `subscribed` on a key the broker is dropping.
+    pub fn unconfirm(&self, key: &Key) -> Option<Vec<Released>> {
         let mut st = self.state.lock();
+        if st.shards.contains_key(key) {
+            return None;
+        }
         st.confirmed.remove(key);
-        st.release(key)
+        Some(st.release(key))
     }
 
     /// The bus connection was lost: nothing is confirmed any more. Waiters of keys no
@@ -257,7 +265,8 @@ mod tests {
         // no longer wanted.
         i.add(|| ch("c"));
         assert!(i.hold([ch("c")], ConnId(3), f.clone()).is_none());
-        assert_eq!(i.unconfirm(&ch("c")).len(), 1);
+        i.remove(|| ch("c"));
+        assert_eq!(i.unconfirm(&ch("c")).map(|r| r.len()), Some(1));
         i.add(|| ch("d"));
         assert!(i.hold([ch("d")], ConnId(4), f.clone()).is_none());
         assert!(
@@ -270,6 +279,20 @@ mod tests {
             i.hold([ch("a")], ConnId(5), f.clone()).is_none(),
             "nothing confirmed after a reset"
         );
+    }
+
+    #[test]
+    fn a_key_wanted_again_is_not_unconfirmed() {
+        let i = Interest::new(true);
+        let f = Bytes::from_static(b"subscribed");
+        i.add(|| ch("a"));
+        i.confirm(ch("a"));
+        i.remove(|| ch("a"));
+        // A subscribe comes back before the broker drops the key: it stays confirmed
+        // (the broker keeps following it), and the reply goes at once.
+        i.add(|| ch("a"));
+        assert_eq!(i.unconfirm(&ch("a")), None);
+        assert_eq!(i.hold([ch("a")], ConnId(1), f.clone()), Some(f));
     }
 
     #[test]

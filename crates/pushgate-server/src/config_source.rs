@@ -13,7 +13,15 @@ use crate::config::{Config, ConfigError};
 
 /// Settings whose values never appear in an error message (the line is shown as
 /// `field = <hidden>`).
-const SECRETS: &[&str] = &["grpc_token", "http_token", "jwt_hs256_secret", "redis_url"];
+/// (`secret` is a `[[pusher_apps]]` table's.)
+const SECRETS: &[&str] = &[
+    "grpc_token",
+    "http_token",
+    "jwt_hs256_secret",
+    "redis_url",
+    "redis_sentinel_password",
+    "secret",
+];
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -131,6 +131,27 @@ fn config_check_exits_64_naming_the_bad_field() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("shards = 3"));
+    // ...with every secret redacted.
+    let out = Command::new(BIN)
+        .args(["config", "print"])
+        .env("PUSHGATE_HTTP_TOKEN", "http-t0ken")
+        .env("PUSHGATE_GRPC_TOKEN", "grpc-t0ken")
+        .env(
+            "PUSHGATE_JWT_HS256_SECRET",
+            "jwt-s3cret-jwt-s3cret-jwt-s3cret-xx",
+        )
+        .env("PUSHGATE_REDIS_URL", "redis://app:redis-pw@127.0.0.1:6379")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    for secret in ["http-t0ken", "grpc-t0ken", "jwt-s3cret", "redis-pw"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    assert!(
+        printed.contains("redis_url = \"redis://app:<redacted>@127.0.0.1:6379\""),
+        "{printed}"
+    );
     let out = Command::new(BIN)
         .args(["serve"])
         .env("PUSHGATE_HEARTBEAT_INTERVAL_MS", "soon")

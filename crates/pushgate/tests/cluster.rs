@@ -1,7 +1,8 @@
 //! Several `pushgate` processes joined through a real `redis-server` (Redis 7, sharded
 //! pub/sub), as docs/cluster.md describes: every target kind reaches every node
 //! exactly once, a node follows only what its clients follow, a Redis outage is an
-//! error for publishers and heals by itself, and a dead node does not stop the others.
+//! error for publishers and heals by itself, a dead node does not stop the others, and
+//! a channel left and joined again within `unfollow_linger_ms` is never unfollowed.
 //!
 //! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
 
@@ -14,8 +15,9 @@ use pushgate_grpc::pb::{self, pushgate_client::PushgateClient};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use support::follower::{publish, Follower};
 use support::http;
-use support::redis::{wait_for, Node, Redis, WAIT};
+use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
 
 impl Node {
     /// The gRPC health status of `pushgate.v1.Pushgate`.
@@ -250,8 +252,14 @@ async fn every_target_kind_reaches_every_node_exactly_once() {
     }
 }
 
+/// Held by the test that kills its Redis and starts it again on the same port, and by
+/// the linger test: a Redis started meanwhile could take that free port (seen once,
+/// when the two ran side by side).
+static SAME_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
+    let _port = SAME_PORT.lock().await;
     let mut redis = Redis::start();
     let port = redis.port;
     let n1 = Node::start("n1", &redis);
@@ -506,4 +514,122 @@ async fn subscribed_is_answered_once_the_cluster_subscription_is_in_place() {
         .into_inner();
     assert_eq!(r.nodes_accepted, 1);
     assert_eq!(c.until("first").await, vec!["first"]);
+}
+
+/// `calls` of `cmd` in Redis's `INFO commandstats` (0 before the first).
+fn calls(redis: &Redis, cmd: &str) -> u64 {
+    let stats = redis.command_full(&["INFO", "commandstats"]).unwrap();
+    let line = format!("cmdstat_{cmd}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Unsubscribes from `channel` and waits for the reply.
+async fn unsubscribe(f: &mut Follower, channel: &str) {
+    let cmd = serde_json::json!({"type": "unsubscribe", "channel": channel});
+    f.ws.send(Message::text(cmd.to_string())).await.unwrap();
+    assert_eq!(f.next().await["type"], "unsubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_left_and_joined_within_the_linger_is_never_unfollowed() {
+    let _port = SAME_PORT.lock().await;
+    let redis = Redis::start();
+    let key = "pushgate:ch:{room}";
+    let room = ["room".to_owned()];
+    // A linger far longer than the test, so that what happens inside it does not
+    // depend on timing; the publisher node unfollows at once.
+    let n1 = Node::start_with("l1", &redis, None, &["unfollow_linger_ms=600000"]);
+    let n2 = Node::start_with("l2", &redis, None, &["unfollow_linger_ms=0"]);
+    let mut f = Follower::start(&n1, &room).await;
+    wait_for(|| redis.subscribers(key) == Some(1));
+    let (ssubscribes, sunsubscribes) = (calls(&redis, "ssubscribe"), calls(&redis, "sunsubscribe"));
+
+    // Left and joined again by the same client, then by a reconnecting one.
+    unsubscribe(&mut f, "room").await;
+    let f = {
+        let cmd = serde_json::json!({"type": "subscribe", "channels": room});
+        f.ws.send(Message::text(cmd.to_string())).await.unwrap();
+        assert_eq!(f.next().await["type"], "subscribed");
+        f
+    };
+    drop(f);
+    let mut f = Follower::start(&n1, &room).await;
+    assert_eq!(publish(&n2, "room", "through redis"), 200);
+    assert_eq!(f.next().await["data"], "through redis");
+    assert_eq!(redis.subscribers(key), Some(1));
+    assert_eq!(
+        calls(&redis, "ssubscribe"),
+        ssubscribes,
+        "no new SSUBSCRIBE"
+    );
+    assert_eq!(
+        calls(&redis, "sunsubscribe"),
+        sunsubscribes,
+        "no SUNSUBSCRIBE"
+    );
+
+    // A short linger: once it is over with nobody back, the key is unfollowed.
+    drop((f, n1));
+    wait_for(|| redis.subscribers(key) == Some(0));
+    let n3 = Node::start_with("l3", &redis, None, &["unfollow_linger_ms=200"]);
+    let mut f = Follower::start(&n3, &room).await;
+    wait_for(|| redis.subscribers(key) == Some(1));
+    let sunsubscribes = calls(&redis, "sunsubscribe");
+    unsubscribe(&mut f, "room").await;
+    wait_for(|| redis.subscribers(key) == Some(0));
+    assert_eq!(calls(&redis, "sunsubscribe"), sunsubscribes + 1);
+    // ...and followed again by the next subscriber.
+    let cmd = serde_json::json!({"type": "subscribe", "channels": room});
+    f.ws.send(Message::text(cmd.to_string())).await.unwrap();
+    assert_eq!(f.next().await["type"], "subscribed");
+    assert_eq!(redis.subscribers(key), Some(1));
+    assert_eq!(publish(&n2, "room", "again"), 200);
+    assert_eq!(f.next().await["data"], "again");
+}
+
+/// A history channel left and joined again within the linger: the node kept following
+/// it, so its copy of the stream has what was published meanwhile, and a subscribe
+/// from the last position seen recovers it from the node (no `SSUBSCRIBE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_channel_rejoined_within_the_linger_recovers_what_was_published_meanwhile() {
+    let _port = SAME_PORT.lock().await;
+    let redis = Redis::start();
+    let dir = TempDir::new("linger-history");
+    let config = dir.0.join("pushgate.toml");
+    std::fs::write(
+        &config,
+        "[[history]]\nchannels = \"chat:*\"\nsize = 1000\nttl_ms = 600000\n",
+    )
+    .unwrap();
+    let n1 = Node::start_with("h1", &redis, Some(&config), &["unfollow_linger_ms=600000"]);
+    let n2 = Node::start_with("h2", &redis, Some(&config), &[]);
+    let chat = ["chat:l".to_owned()];
+    let (mut f, reply) = Follower::start_since(&n1, &chat, None).await;
+    let epoch = reply["positions"]["chat:l"]["epoch"].clone();
+    wait_for(|| redis.subscribers("pushgate:ch:{chat:l}") == Some(1));
+    for i in 1..=3 {
+        assert_eq!(publish(&n2, "chat:l", &format!("m{i}")), 200);
+    }
+    assert_eq!(f.until_offset(3).await.len(), 3);
+    let ssubscribes = calls(&redis, "ssubscribe");
+
+    drop(f);
+    for i in 4..=5 {
+        assert_eq!(publish(&n2, "chat:l", &format!("m{i}")), 200);
+    }
+    let since = serde_json::json!({"epoch": epoch, "offset": 3});
+    let (mut f, reply) = Follower::start_since(&n1, &chat, Some(&since)).await;
+    assert_eq!(reply["recovered"], serde_json::json!(["chat:l"]), "{reply}");
+    let got = f.until("m5").await;
+    let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
+    assert_eq!(data, ["m4", "m5"]);
+    assert_eq!(
+        calls(&redis, "ssubscribe"),
+        ssubscribes,
+        "no new SSUBSCRIBE"
+    );
 }

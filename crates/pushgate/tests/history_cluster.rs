@@ -7,17 +7,15 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
+use support::follower::{consecutive, got_every_accepted, Follower};
 use support::http_with;
-use support::redis::{wait_for, wait_for_within, Node, Redis, TempDir, WAIT};
+use support::redis::{wait_for, wait_for_within, Node, Redis, TempDir};
+use support::steady::{data_of, Steady};
 
 /// One test at a time: each runs Redis and three nodes (one of them 1,000 clients)
 /// on what may be a 2-core machine.
@@ -85,88 +83,9 @@ fn publish_ok(node: &Node, channel: &str, data: &str, key: Option<&str>) -> Stri
     answer
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A WebSocket client that follows one history channel; it never reconnects.
-struct Follower {
-    ws: Ws,
-    name: String,
-}
-
-impl Follower {
-    /// Connects and subscribes (from `since`, if given); returns the `subscribed` reply.
-    async fn start(node: &Node, channel: &str, since: Option<&Value>) -> (Follower, Value) {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
-            .await
-            .unwrap();
-        let mut f = Follower {
-            ws,
-            name: node.id.clone(),
-        };
-        assert_eq!(f.next().await["type"], "connected");
-        let mut cmd = json!({"type": "subscribe", "channels": [channel]});
-        if let Some(p) = since {
-            cmd["since"] = json!({ channel: p });
-        }
-        f.ws.send(Message::text(cmd.to_string())).await.unwrap();
-        let reply = f.next().await;
-        assert_eq!(reply["type"], "subscribed", "{reply}");
-        (f, reply)
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no message in time", self.name))
-                .expect("connection open (clients never reconnect)")
-                .expect("a valid frame");
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).unwrap();
-            }
-        }
-    }
-
-    /// Every message until the publication whose data is `end` (inclusive).
-    async fn until(&mut self, end: &str) -> Vec<Value> {
-        let mut got = Vec::new();
-        loop {
-            let m = self.next().await;
-            let done = m["data"] == end;
-            got.push(m);
-            if done {
-                return got;
-            }
-        }
-    }
-
-    /// Every publication until offset `last` (inclusive).
-    async fn until_offset(&mut self, last: u64) -> Vec<Value> {
-        let mut got = Vec::new();
-        loop {
-            let m = self.next().await;
-            let done = m["offset"] == last;
-            got.push(m);
-            if done {
-                return got;
-            }
-        }
-    }
-}
-
-/// Checks that publications carry consecutive offsets: each exactly once, in order.
-fn consecutive(who: &str, msgs: &[Value]) {
-    for w in msgs.windows(2) {
-        let (a, b) = (w[0]["offset"].as_u64(), w[1]["offset"].as_u64());
-        assert_eq!(
-            b,
-            a.map(|a| a + 1),
-            "{who}: offsets not consecutive: {} then {}",
-            w[0],
-            w[1]
-        );
-    }
+/// A client of one history channel (from `since`, if given) and its `subscribed` reply.
+async fn follow(node: &Node, channel: &str, since: Option<&Value>) -> (Follower, Value) {
+    Follower::start_since(node, &[channel.to_owned()], since).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,65 +95,29 @@ async fn redis_killed_during_a_steady_publish_loses_and_duplicates_nothing() {
     let mut followers = Vec::new();
     for n in &c.nodes {
         for _ in 0..2 {
-            followers.push(Follower::start(n, "chat:steady", None).await.0);
+            followers.push(follow(n, "chat:steady", None).await.0);
         }
     }
     wait_for(|| c.followers("chat:steady") == Some(3));
 
     // A steady publisher, one publication at a time, through the three nodes in turn.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answers: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (stop, answers, accepted) = (stop.clone(), answers.clone(), accepted.clone());
-        let http: Vec<_> = c.nodes.iter().map(|n| n.http).collect();
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let data = format!("p{i}");
-                let path = "/publish?channel=chat:steady";
-                let status =
-                    http_with(http[i % 3], "POST", path, &[], data.as_bytes()).map_or(0, |r| r.0);
-                if status == 200 {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                answers.lock().unwrap().push((data, status));
-                i += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let accepted_more = |n: usize| {
-        let target = accepted.load(Ordering::Relaxed) + n;
-        wait_for_within(Duration::from_secs(30), || {
-            accepted.load(Ordering::Relaxed) >= target
-        });
-    };
-    accepted_more(100);
+    let channel = ["chat:steady".to_owned()];
+    let steady = Steady::start(&c.nodes, &channel);
+    steady.accepted_more(100, Duration::from_secs(30));
     for outage in [Duration::from_secs(2), Duration::from_secs(6)] {
         c.redis.kill();
         // The outage's length is the scenario, not a synchronisation.
         std::thread::sleep(outage);
         c.redis.restart();
         wait_for(|| c.all_ready());
-        accepted_more(100);
+        steady.accepted_more(100, Duration::from_secs(30));
     }
-    stop.store(true, Ordering::Relaxed);
-    publisher.join().unwrap();
+    let answers = steady.stop();
     publish_ok(&c.nodes[0], "chat:steady", "end", None);
 
-    let answers = answers.lock().unwrap().clone();
-    let ok: Vec<&str> = answers
-        .iter()
-        .filter(|a| a.1 == 200)
-        .map(|a| a.0.as_str())
-        .chain(["end"])
-        .collect();
-    let refused: HashSet<&str> = answers
-        .iter()
-        .filter(|a| a.1 == 503)
-        .map(|a| a.0.as_str())
-        .collect();
+    let mut ok = data_of(&answers, "chat:steady", 200);
+    ok.push("end");
+    let refused = data_of(&answers, "chat:steady", 503);
     assert!(!refused.is_empty(), "the outages refused publications");
     let mut first: Option<Vec<Value>> = None;
     for (i, f) in followers.iter_mut().enumerate() {
@@ -245,19 +128,14 @@ async fn redis_killed_during_a_steady_publish_loses_and_duplicates_nothing() {
         let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
         // Accepted publications, each once, in the order they were accepted; the
         // others only if their outcome was uncertain (504), never if refused (503).
-        let delivered_ok: Vec<&str> = data.iter().copied().filter(|d| ok.contains(d)).collect();
-        assert_eq!(delivered_ok, ok, "{who}: accepted publications");
-        assert!(
-            data.iter().all(|d| !refused.contains(d)),
-            "{who}: a refused publication was delivered"
-        );
+        got_every_accepted(&who, &data, &ok, &refused);
         match &first {
             None => first = Some(got),
             Some(f) => assert_eq!(&got, f, "{who}: not what the first follower got"),
         }
     }
     let statuses: HashMap<u16, usize> = answers.iter().fold(HashMap::new(), |mut m, a| {
-        *m.entry(a.1).or_default() += 1;
+        *m.entry(a.status).or_default() += 1;
         m
     });
     let filled = "pushgate_broker_history_gap_publications_total";
@@ -271,7 +149,7 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
     let mut c = Cluster::start(false);
     let mut followers = Vec::new();
     for n in &c.nodes {
-        followers.push(Follower::start(n, "chat:lost", None).await);
+        followers.push(follow(n, "chat:lost", None).await);
     }
     wait_for(|| c.followers("chat:lost") == Some(3));
     let old_epoch = followers[0].1["positions"]["chat:lost"]["epoch"].clone();
@@ -327,10 +205,10 @@ async fn redis_restarted_without_its_data_tells_subscribers_unrecoverable() {
     }
     // A client resuming from the lost history is told so; one from the new resumes.
     let old = json!({"epoch": old_epoch, "offset": 5});
-    let (_, reply) = Follower::start(&c.nodes[1], "chat:lost", Some(&old)).await;
+    let (_, reply) = follow(&c.nodes[1], "chat:lost", Some(&old)).await;
     assert_eq!(reply["unrecovered"], json!(["chat:lost"]), "{reply}");
     let new = json!({"epoch": new_epoch.unwrap(), "offset": 0});
-    let (mut f, reply) = Follower::start(&c.nodes[2], "chat:lost", Some(&new)).await;
+    let (mut f, reply) = follow(&c.nodes[2], "chat:lost", Some(&new)).await;
     assert_eq!(reply["recovered"], json!(["chat:lost"]), "{reply}");
     assert_eq!(f.next().await["data"], "after");
 }
@@ -341,7 +219,7 @@ async fn a_paused_redis_is_not_ready_and_a_keyed_retry_is_delivered_once() {
     let c = Cluster::start(false);
     let mut followers = Vec::new();
     for n in &c.nodes {
-        followers.push(Follower::start(n, "chat:pause", None).await.0);
+        followers.push(follow(n, "chat:pause", None).await.0);
     }
     wait_for(|| c.followers("chat:pause") == Some(3));
     publish_ok(&c.nodes[0], "chat:pause", "before", Some("before"));
@@ -451,7 +329,7 @@ async fn a_thousand_clients_resume_at_once_while_publishing_goes_on() {
         (vec![297, 298, 299, 300], &json!(300))
     );
     assert_eq!(page["publications"][0]["data"], "m297");
-    let (_probe, reply) = Follower::start(&c.nodes[0], "chat:mass", None).await;
+    let (_probe, reply) = follow(&c.nodes[0], "chat:mass", None).await;
     let position = &reply["positions"]["chat:mass"];
     assert_eq!(position["offset"], 300);
     assert_eq!(position["epoch"], page["epoch"]);
@@ -474,7 +352,7 @@ async fn a_thousand_clients_resume_at_once_while_publishing_goes_on() {
     let clients = (0..CLIENTS).map(|i| {
         let (node, since) = (&c.nodes[i % 3], since.clone());
         async move {
-            let (mut f, reply) = Follower::start(node, "chat:mass", Some(&since)).await;
+            let (mut f, reply) = follow(node, "chat:mass", Some(&since)).await;
             assert_eq!(
                 reply["recovered"],
                 json!(["chat:mass"]),

@@ -1,8 +1,10 @@
-//! Presence across nodes, as docs/presence.md says: a real `redis-server`, two
-//! `pushgate` processes with a `[[presence]]` rule, WebSocket clients
-//! (tokio-tungstenite) joining and leaving on both, and a node killed with SIGKILL.
+//! Presence across nodes, as docs/presence.md says: a real `redis-server` (and a real
+//! Redis Cluster of three masters), two `pushgate` processes with a `[[presence]]`
+//! rule, WebSocket clients (tokio-tungstenite) joining and leaving on both, and a node
+//! killed with SIGKILL.
 //!
-//! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
+//! `redis-server` and `redis-cli` must be on the PATH: `make test` installs them
+//! (tests/deps.sh).
 
 mod support;
 
@@ -19,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::http;
 use support::redis::{wait_for, wait_for_within, Node, Redis, TempDir, WAIT};
+use support::redis_cluster::RedisCluster;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -37,22 +40,29 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = TempDir::new("presence-cluster");
-        let config = dir.0.join("pushgate.toml");
-        std::fs::write(&config, "[[presence]]\nchannels = \"room:*\"\n").unwrap();
         let redis = Redis::start();
-        let ttl = format!("presence_ttl_ms={TTL_MS}");
-        let set = [ttl.as_str(), "max_inbound_messages_per_sec=0"];
-        let nodes = ["n1", "n2"]
-            .iter()
-            .map(|id| Node::start_with(id, &redis, Some(&config), &set))
-            .collect();
+        let (nodes, dir) = start_nodes(&redis.url(), &[]);
         Cluster {
             nodes,
             redis,
             _dir: dir,
         }
     }
+}
+
+/// Two nodes with the `room:*` presence rule, joined through `url`.
+fn start_nodes(url: &str, more: &[&str]) -> (Vec<Node>, TempDir) {
+    let dir = TempDir::new("presence-cluster");
+    let config = dir.0.join("pushgate.toml");
+    std::fs::write(&config, "[[presence]]\nchannels = \"room:*\"\n").unwrap();
+    let ttl = format!("presence_ttl_ms={TTL_MS}");
+    let mut set = vec![ttl.as_str(), "max_inbound_messages_per_sec=0"];
+    set.extend(more);
+    let nodes = ["n1", "n2"]
+        .iter()
+        .map(|id| Node::start_url(id, url, Some(&config), &set))
+        .collect();
+    (nodes, dir)
 }
 
 /// A client, its connection id, and whether it asked for events.
@@ -339,4 +349,150 @@ async fn a_redis_restarted_without_its_data_gets_every_member_back() {
     // its members again at once (and every presence_ttl_ms / 3 after).
     wait_presence(&nodes, "room:3", &both, 2);
     assert!(c.nodes[0].metric("pushgate_broker_presence_refreshes_total") >= 2.0);
+}
+
+/// Presence on a Redis Cluster of three masters: each channel's keys live on its own
+/// master (checked there), every command goes where its slot is, and counts are exact
+/// on both nodes through joins and leaves; `Online` asks each user's master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_every_master_holds_its_channels_presence() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisCluster::start(5000);
+    let (nodes, _dir) = start_nodes(&redis.url(), &["redis_mode=cluster"]);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    // One channel per master, and users whose bus keys are on every master.
+    let rooms = redis.spread("room:p", 1);
+    let users = redis.spread_keys("user", 2, |u| format!("pushgate:user:{{{u}}}"));
+    let masters: BTreeSet<u16> = rooms.iter().map(|r| r.1).collect();
+    assert_eq!(masters.len(), 3, "{rooms:?}");
+
+    // Per room: a watcher on n1 with events, and every user joining, alternately on
+    // n1 and n2 (so each room has members of both nodes).
+    let mut watchers = Vec::new();
+    let mut members: Vec<Vec<Client>> = Vec::new();
+    for (room, _) in &rooms {
+        let mut w = Client::connect(n1, Some("watcher")).await;
+        w.subscribe(room, true).await;
+        let mut here = Vec::new();
+        for (i, (user, _)) in users.iter().enumerate() {
+            let mut cl = Client::connect(&nodes[i % 2], Some(user)).await;
+            cl.subscribe(room, false).await;
+            w.expect_event("join", room, &cl.id, Some(user)).await;
+            here.push(cl);
+        }
+        watchers.push(w);
+        members.push(here);
+    }
+    for ((room, master), (w, here)) in rooms.iter().zip(watchers.iter().zip(&members)) {
+        let want: BTreeSet<String> = std::iter::once(w.id.clone())
+            .chain(here.iter().map(|c| c.id.clone()))
+            .collect();
+        wait_presence(&[n1, n2], room, &want, users.len() as u64 + 1);
+        // The entries are on the room's own master.
+        let key = format!("pushgate:ch:{{{room}}}:presence");
+        let hlen = redis.node(*master).command(&["HLEN", &key]);
+        assert_eq!(
+            hlen,
+            Some(format!(":{}\r\n", want.len())),
+            "{room} on {master}"
+        );
+    }
+    let names: Vec<&str> = users.iter().map(|u| u.0.as_str()).collect();
+    let mut asked = names.clone();
+    asked.push("nobody");
+    let mut all_on = vec![true; names.len()];
+    all_on.push(false);
+    assert_eq!(online(n2, &asked).await, all_on);
+
+    // Every member leaves: those on n2 by closing, those on n1 by unsubscribing (their
+    // connections stay open).
+    for (((room, _), w), here) in rooms.iter().zip(watchers.iter_mut()).zip(&mut members) {
+        let mut stay = Vec::new();
+        for (i, mut cl) in std::mem::take(here).into_iter().enumerate() {
+            if i % 2 == 1 {
+                drop(cl);
+                continue;
+            }
+            cl.send(json!({"type":"unsubscribe","channel":room})).await;
+            assert_eq!(cl.next().await["type"], "unsubscribed");
+            stay.push(cl);
+        }
+        // The leaves of the clients that closed, on n2, and of those that
+        // unsubscribed, on n1: one event each.
+        for _ in 0..users.len() {
+            let e = w.next().await;
+            assert_eq!(
+                (e["type"].as_str(), e["channel"].as_str()),
+                (Some("leave"), Some(room.as_str())),
+                "{e}"
+            );
+        }
+        wait_presence(&[n1, n2], room, &[w.id.clone()].into(), 1);
+        *here = stay;
+    }
+    // Users of n2 closed every connection: offline on every master.
+    let want: Vec<bool> = (0..names.len()).map(|i| i % 2 == 0).collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while online(n1, &names).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "online never became {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in [n1, n2] {
+        assert_eq!(n.metric("pushgate_broker_presence_errors_total"), 0.0);
+    }
+}
+
+/// A Redis Cluster master killed with SIGKILL: while its replica takes over, a member
+/// joins and another leaves one of its channels (their writes fail); once the slot
+/// map names the new master, every node puts its members again, and the one that
+/// left expires within the TTL: both nodes list exactly the members again, on every
+/// master's channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_failed_master_s_channels_are_put_back_on_its_replica() {
+    let _serial = SERIAL.lock().await;
+    // A 3 s node timeout: the join and leave below happen well before the failover.
+    let mut redis = RedisCluster::start(3000);
+    let (nodes, _dir) = start_nodes(
+        &redis.url(),
+        &["redis_mode=cluster", "redis_timeout_ms=500"],
+    );
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let rooms = redis.spread("room:f", 1);
+    let mut members: Vec<Vec<Client>> = Vec::new();
+    for (room, _) in &rooms {
+        let mut here = Vec::new();
+        for (i, user) in ["a", "b"].iter().enumerate() {
+            let mut cl = Client::connect(&nodes[i], Some(user)).await;
+            cl.subscribe(room, false).await;
+            here.push(cl);
+        }
+        members.push(here);
+    }
+    let ids = |cs: &[Client]| cs.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>();
+    for ((room, _), here) in rooms.iter().zip(&members) {
+        wait_presence(&[n1, n2], room, &ids(here), 2);
+    }
+
+    let (room, victim) = rooms[0].clone();
+    redis.node_mut(victim).kill();
+    let errors_before = n2.metric("pushgate_broker_presence_errors_total");
+    let mut late = Client::connect(n2, Some("late")).await;
+    late.subscribe(&room, false).await;
+    let gone = members[0].remove(0); // "a", on n1
+    drop(gone);
+    wait_for(|| n2.metric("pushgate_broker_presence_errors_total") > errors_before);
+    members[0].push(late);
+
+    wait_for_within(Duration::from_secs(60), || {
+        redis
+            .master_of(&format!("pushgate:ch:{{{room}}}"))
+            .is_some_and(|m| m != victim)
+    });
+    for ((room, _), here) in rooms.iter().zip(&members) {
+        let users = here.len() as u64;
+        wait_presence(&[n1, n2], room, &ids(here), users);
+    }
 }

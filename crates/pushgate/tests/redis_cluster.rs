@@ -9,17 +9,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::Value;
 
-use support::http_with;
-use support::redis::{wait_for, wait_for_within, Node, TempDir, WAIT};
+use support::follower::{got_every_accepted, offsets_increase, publish, Follower};
+use support::redis::{wait_for, wait_for_within, Node, TempDir};
 use support::redis_cluster::RedisCluster;
+use support::steady::{data_of, Steady};
 
 /// One test at a time: each runs six Redis processes and three nodes.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -56,103 +53,22 @@ impl Gateway {
             _dir: dir,
         }
     }
-
-    /// `per` channel names `<prefix><i>` for each master, by where their bus key lands.
-    fn spread(&self, prefix: &str, per: usize) -> Vec<(String, u16)> {
-        let masters = self.redis.masters();
-        assert_eq!(masters.len(), 3, "{masters:?}");
-        let mut count: HashMap<u16, usize> = HashMap::new();
-        let mut out = Vec::new();
-        for i in 0.. {
-            let name = format!("{prefix}{i}");
-            let master = self.redis.master_of(&bus_key(&name)).expect("a master");
-            let n = count.entry(master).or_default();
-            if *n < per {
-                *n += 1;
-                out.push((name, master));
-            }
-            if out.len() == per * 3 {
-                return out;
-            }
-        }
-        unreachable!()
-    }
 }
 
 fn bus_key(channel: &str) -> String {
     format!("pushgate:ch:{{{channel}}}")
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A WebSocket client that follows some channels; it never reconnects.
-struct Client {
-    ws: Ws,
-    name: String,
-}
-
-impl Client {
-    async fn start(node: &Node, channels: &[String]) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.ws))
-            .await
-            .unwrap();
-        let mut c = Client {
-            ws,
-            name: node.id.clone(),
-        };
-        assert_eq!(c.next().await["type"], "connected");
-        let cmd = json!({"type": "subscribe", "channels": channels});
-        c.ws.send(Message::text(cmd.to_string())).await.unwrap();
-        let reply = c.next().await;
-        assert_eq!(reply["type"], "subscribed", "{reply}");
-        c
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no message in time", self.name))
-                .expect("connection open (clients never reconnect)")
-                .expect("a valid frame");
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).unwrap();
-            }
-        }
-    }
-
-    /// Publications until one whose data is `end` has arrived on each of `channels`.
-    async fn until_each(&mut self, channels: &[String], end: &str) -> Vec<Value> {
-        let mut got = Vec::new();
-        let mut left: Vec<&String> = channels.iter().collect();
-        while !left.is_empty() {
-            let m = self.next().await;
-            if m["data"] == end {
-                left.retain(|c| m["channel"] != c.as_str());
-            } else {
-                got.push(m);
-            }
-        }
-        got
-    }
-}
-
-fn publish(node: &Node, channel: &str, data: &str) -> u16 {
-    let path = format!("/publish?channel={channel}");
-    http_with(node.http, "POST", &path, &[], data.as_bytes()).map_or(0, |r| r.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_spread_over_every_master_and_each_publication_arrives_once() {
     let _one = SERIAL.lock().await;
     let g = Gateway::start();
-    let spread = g.spread("room:", 2);
+    let spread = g.redis.spread("room:", 2);
     let channels: Vec<String> = spread.iter().map(|(c, _)| c.clone()).collect();
     let mut clients = Vec::new();
     for n in &g.nodes {
         for _ in 0..2 {
-            clients.push(Client::start(n, &channels).await);
+            clients.push(Follower::start(n, &channels).await);
         }
     }
     // Each channel is followed on its own master by all three nodes, on no other.
@@ -200,11 +116,11 @@ async fn channels_spread_over_every_master_and_each_publication_arrives_once() {
 async fn a_master_killed_while_publishing_loses_no_accepted_publication_of_a_history_channel() {
     let _one = SERIAL.lock().await;
     let mut g = Gateway::start();
-    let spread = g.spread("chat:", 1);
+    let spread = g.redis.spread("chat:", 1);
     let channels: Vec<String> = spread.iter().map(|(c, _)| c.clone()).collect();
     let mut clients = Vec::new();
     for n in &g.nodes {
-        clients.push(Client::start(n, &channels).await);
+        clients.push(Follower::start(n, &channels).await);
     }
     for (ch, master) in &spread {
         wait_for(|| g.redis.node(*master).subscribers(&bus_key(ch)) == Some(3));
@@ -212,37 +128,8 @@ async fn a_master_killed_while_publishing_loses_no_accepted_publication_of_a_his
 
     // A steady publisher, one publication at a time, through the nodes in turn, to the
     // channels in turn.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answers: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (stop, answers, accepted) = (stop.clone(), answers.clone(), accepted.clone());
-        let http: Vec<_> = g.nodes.iter().map(|n| n.http).collect();
-        let channels = channels.clone();
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let ch = &channels[i % channels.len()];
-                let data = format!("p{i}");
-                let path = format!("/publish?channel={ch}");
-                let status =
-                    http_with(http[i % 3], "POST", &path, &[], data.as_bytes()).map_or(0, |r| r.0);
-                if status == 200 {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                answers.lock().unwrap().push((ch.clone(), data, status));
-                i += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let accepted_more = |n: usize| {
-        let target = accepted.load(Ordering::Relaxed) + n;
-        wait_for_within(Duration::from_secs(60), || {
-            accepted.load(Ordering::Relaxed) >= target
-        });
-    };
-    accepted_more(60);
+    let steady = Steady::start(&g.nodes, &channels);
+    steady.accepted_more(60, Duration::from_secs(60));
     // kill -9 the master of the first channel; its replica takes over.
     let victim = spread[0].1;
     g.redis.node_mut(victim).kill();
@@ -257,21 +144,18 @@ async fn a_master_killed_while_publishing_loses_no_accepted_publication_of_a_his
         g.redis.node(promoted).subscribers(&bus_key(&channels[0])) == Some(3)
     });
     // ...and publications to it are accepted again.
-    let before: usize = count_ok(&answers, &channels[0]);
+    let before = steady.accepted_on(&channels[0]);
     wait_for_within(Duration::from_secs(30), || {
-        count_ok(&answers, &channels[0]) >= before + 20
+        steady.accepted_on(&channels[0]) >= before + 20
     });
-    accepted_more(30);
-    stop.store(true, Ordering::Relaxed);
-    publisher.join().unwrap();
+    steady.accepted_more(30, Duration::from_secs(60));
+    let answers = steady.stop();
     for ch in &channels {
         wait_for(|| publish(&g.nodes[0], ch, "end") == 200);
     }
 
-    let answers = answers.lock().unwrap().clone();
-    let refused = answers.iter().filter(|a| a.2 == 503).count();
     assert!(
-        refused > 0,
+        answers.iter().any(|a| a.status == 503),
         "the failover refused publications to the dead master's slots"
     );
     for c in &mut clients {
@@ -279,44 +163,14 @@ async fn a_master_killed_while_publishing_loses_no_accepted_publication_of_a_his
         for ch in &channels {
             let who = format!("client on {} for {ch}", c.name);
             let mine: Vec<&Value> = got.iter().filter(|m| m["channel"] == ch.as_str()).collect();
-            // Offsets strictly increase: nothing twice, in order.
-            for w in mine.windows(2) {
-                assert!(
-                    w[0]["offset"].as_u64() < w[1]["offset"].as_u64(),
-                    "{who}: {} then {}",
-                    w[0],
-                    w[1]
-                );
-            }
+            offsets_increase(&who, &mine);
             let data: Vec<&str> = mine.iter().map(|m| m["data"].as_str().unwrap()).collect();
             // Every accepted publication, in the order accepted; a refused one never.
-            let ok: Vec<&str> = answers
-                .iter()
-                .filter(|a| a.0 == *ch && a.2 == 200)
-                .map(|a| a.1.as_str())
-                .collect();
-            let delivered_ok: Vec<&str> = data.iter().copied().filter(|d| ok.contains(d)).collect();
-            assert_eq!(delivered_ok, ok, "{who}: accepted publications");
-            let refused: Vec<&str> = answers
-                .iter()
-                .filter(|a| a.0 == *ch && a.2 == 503)
-                .map(|a| a.1.as_str())
-                .collect();
-            assert!(
-                data.iter().all(|d| !refused.contains(d)),
-                "{who}: a refused publication was delivered"
-            );
+            let ok = data_of(&answers, ch, 200);
+            let refused = data_of(&answers, ch, 503);
+            got_every_accepted(&who, &data, &ok, &refused);
         }
     }
-}
-
-fn count_ok(answers: &Mutex<Vec<(String, String, u16)>>, ch: &str) -> usize {
-    answers
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|a| a.0 == ch && a.2 == 200)
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +190,7 @@ async fn a_slot_moved_to_another_master_is_followed_there_without_losing_history
         .unwrap();
     let mut clients = Vec::new();
     for n in &g.nodes {
-        clients.push(Client::start(n, std::slice::from_ref(&ch)).await);
+        clients.push(Follower::start(n, std::slice::from_ref(&ch)).await);
     }
     wait_for(|| g.redis.node(src).subscribers(&key) == Some(3));
     let mut ok = Vec::new();
@@ -409,15 +263,7 @@ async fn a_slot_moved_to_another_master_is_followed_there_without_losing_history
     wait_for(|| publish(&g.nodes[0], &ch, "end") == 200);
     for c in &mut clients {
         let got = c.until_each(std::slice::from_ref(&ch), "end").await;
-        for w in got.windows(2) {
-            assert!(
-                w[0]["offset"].as_u64() < w[1]["offset"].as_u64(),
-                "{}: {} then {}",
-                c.name,
-                w[0],
-                w[1]
-            );
-        }
+        offsets_increase(&c.name, &got.iter().collect::<Vec<_>>());
         let data: Vec<&str> = got.iter().map(|m| m["data"].as_str().unwrap()).collect();
         let delivered_ok: Vec<&str> = data
             .iter()

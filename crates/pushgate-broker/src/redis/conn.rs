@@ -90,12 +90,18 @@ pub struct Dialer {
 impl Dialer {
     /// A data node: connects, logs in, checks that it serves (see [`Conn::open`]).
     pub async fn open(&self, addr: &str) -> Result<Conn, ConnError> {
-        Conn::open(self, addr, true).await
+        let d = &self.deployment;
+        Conn::open(self, addr, d.username.as_deref(), d.password.as_deref()).await
     }
 
-    /// A sentinel: the same TLS, no login.
+    /// A sentinel: the same TLS, the sentinels' own login.
     pub async fn open_sentinel(&self, addr: &str) -> Result<Conn, ConnError> {
-        Conn::open(self, addr, false).await
+        let d = &self.deployment;
+        let (user, pw) = (
+            d.sentinel_username.as_deref(),
+            d.sentinel_password.as_deref(),
+        );
+        Conn::open(self, addr, user, pw).await
     }
 }
 
@@ -117,10 +123,15 @@ fn server_name(addr: &str) -> Option<ServerName<'static>> {
 }
 
 impl Conn {
-    /// Connects, logs in (AUTH, with `login`) and checks that Redis serves (`PING`
-    /// answered `PONG`: a Redis still loading its data answers `LOADING`), all within
-    /// the timeout.
-    pub async fn open(d: &Dialer, addr: &str, login: bool) -> Result<Conn, ConnError> {
+    /// Connects, logs in (`AUTH [user] password`, with a password) and checks that
+    /// Redis serves (`PING` answered `PONG`: a Redis still loading its data answers
+    /// `LOADING`), all within the timeout.
+    pub async fn open(
+        d: &Dialer,
+        addr: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Conn, ConnError> {
         let ep = &d.deployment;
         let attempt = async {
             let tcp = TcpStream::connect(addr)
@@ -145,9 +156,9 @@ impl Conn {
                 addr: addr.to_owned(),
                 buf: BytesMut::with_capacity(64 * 1024),
             };
-            if let Some(pw) = ep.password.as_ref().filter(|_| login) {
+            if let Some(pw) = password {
                 let mut cmd = Vec::new();
-                match &ep.username {
+                match username {
                     Some(u) => resp::command(&mut cmd, [&b"AUTH"[..], u.as_bytes(), pw.as_bytes()]),
                     None => resp::command(&mut cmd, [&b"AUTH"[..], pw.as_bytes()]),
                 }

@@ -6,6 +6,14 @@
 //! `redis://` or `rediss://` (TLS), with the login: `redis[s]://[[user]:password@]host[:port]`.
 //! The others are either whole URLs of the same scheme and login, or `host[:port]`,
 //! which take the first one's. A standalone deployment has exactly one.
+//!
+//! The login of `redis_url` is the data nodes' (the primary and replicas, or the
+//! cluster's nodes). Sentinels have a login of their own (`redis_sentinel_username`,
+//! `redis_sentinel_password`): Redis configures theirs apart (a sentinel's
+//! `requirepass` or ACL users are its own, and sentinels authenticate to each other
+//! with `sentinel sentinel-user/sentinel-pass`, to the data nodes with `auth-user/
+//! auth-pass`), and an operator may well give the application a data-node user that
+//! the sentinels do not know.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +40,9 @@ pub struct Deployment {
     pub seeds: Vec<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The sentinels' login (Sentinel mode), apart from the data nodes'.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
     /// `rediss://`: every connection (nodes and sentinels) is TLS, verified against
     /// the CA file.
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -44,6 +55,7 @@ impl std::fmt::Debug for Deployment {
             .field("mode", &self.mode)
             .field("seeds", &self.seeds)
             .field("username", &self.username)
+            .field("sentinel_username", &self.sentinel_username)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -66,6 +78,12 @@ pub enum DeploymentError {
     Ca(PathBuf, String),
     #[error("redis_sentinel_master must not be empty with redis_mode = \"sentinel\"")]
     NoMaster,
+    #[error("redis_sentinel_username and redis_sentinel_password are for redis_mode = \"sentinel\" only")]
+    SentinelLoginWithoutSentinel,
+    #[error(
+        "redis_sentinel_username needs redis_sentinel_password (AUTH takes a user and a password)"
+    )]
+    SentinelUserWithoutPassword,
 }
 
 /// One seed URL, split.
@@ -77,7 +95,7 @@ struct Seed {
 }
 
 fn parse_seed(url: &str, default_port: u16) -> Result<Seed, DeploymentError> {
-    let bad = || DeploymentError::Url(redacted(url));
+    let bad = || DeploymentError::Url(redact_url(url));
     let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
         (Some(r), _) => (true, r),
         (None, Some(r)) => (false, r),
@@ -124,14 +142,33 @@ fn host_port(host: &str, default_port: u16) -> Option<String> {
     }
 }
 
-/// The URL without its password, for error messages (`redis_url` is a secret).
-fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_owned(),
-        },
-        None => "***".to_owned(),
+/// What stands for a password in [`redact_url`].
+pub const REDACTED: &str = "<redacted>";
+
+/// `redis_url` without its passwords (every seed's), for error messages and `config
+/// print` (`redis_url` is a secret): `redis://app:<redacted>@a:7000,b:7001`.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(redact_seed)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_seed(seed: &str) -> String {
+    let (scheme, rest) = match seed.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, seed),
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return seed.to_owned();
+    };
+    let login = match auth.split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => REDACTED.to_owned(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{login}@{host}"),
+        None => format!("{login}@{host}"),
     }
 }
 
@@ -165,7 +202,7 @@ impl Deployment {
                 seeds.push(s.addr);
             } else {
                 let addr = host_port(p, default_port)
-                    .ok_or_else(|| DeploymentError::Url(redacted(url)))?;
+                    .ok_or_else(|| DeploymentError::Url(redact_url(url)))?;
                 seeds.push(addr);
             }
         }
@@ -183,8 +220,30 @@ impl Deployment {
             seeds,
             username: first.username,
             password: first.password,
+            sentinel_username: None,
+            sentinel_password: None,
             tls,
         })
+    }
+
+    /// Sets the sentinels' login (each `None` or empty: not given).
+    pub fn with_sentinel_login(
+        mut self,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Deployment, DeploymentError> {
+        let given = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+        let (username, password) = (given(username), given(password));
+        if (username.is_some() || password.is_some()) && !matches!(self.mode, Mode::Sentinel { .. })
+        {
+            return Err(DeploymentError::SentinelLoginWithoutSentinel);
+        }
+        if username.is_some() && password.is_none() {
+            return Err(DeploymentError::SentinelUserWithoutPassword);
+        }
+        self.sentinel_username = username;
+        self.sentinel_password = password;
+        Ok(self)
     }
 }
 
@@ -240,6 +299,25 @@ mod tests {
         };
         let d = Deployment::parse("redis://s1,s2:5000", m, None).unwrap();
         assert_eq!(d.seeds, ["s1:26379", "s2:5000"]);
+        let d = d.with_sentinel_login(Some("watch"), Some("pw")).unwrap();
+        assert_eq!(d.sentinel_username.as_deref(), Some("watch"));
+        assert!(!format!("{d:?}").contains("pw"), "{d:?}");
+    }
+
+    #[test]
+    fn a_sentinel_login_needs_sentinel_mode_and_a_password() {
+        let d = || Deployment::parse("redis://a", Mode::Cluster, None).unwrap();
+        assert_eq!(
+            d().with_sentinel_login(None, Some("pw")).unwrap_err(),
+            DeploymentError::SentinelLoginWithoutSentinel
+        );
+        assert!(d().with_sentinel_login(Some(""), Some("")).is_ok());
+        let m = Mode::Sentinel { master: "m".into() };
+        let s = Deployment::parse("redis://a", m, None).unwrap();
+        assert_eq!(
+            s.with_sentinel_login(Some("u"), None).unwrap_err(),
+            DeploymentError::SentinelUserWithoutPassword
+        );
     }
 
     #[test]
@@ -281,5 +359,17 @@ mod tests {
         // The password never shows in the error.
         let e = p("redis://u:hunter2@", Mode::Standalone).to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn redacts_every_seeds_password_and_keeps_the_rest() {
+        assert_eq!(
+            redact_url("rediss://app:pw@a:7000, b:7001,redis://app:pw@c"),
+            "rediss://app:<redacted>@a:7000, b:7001,redis://app:<redacted>@c"
+        );
+        assert_eq!(redact_url("redis://:pw@a/0"), "redis://:<redacted>@a/0");
+        assert_eq!(redact_url("redis://pw@a"), "redis://<redacted>@a");
+        assert_eq!(redact_url("u:pw@a"), "u:<redacted>@a");
+        assert_eq!(redact_url("redis://a:6379"), "redis://a:6379");
     }
 }

@@ -13,11 +13,14 @@
 //! - the **subscriber** ([`subscriber`]) `SSUBSCRIBE`s to the broadcast channel, this
 //!   node's own channel (connection-targeted publications) and, through the hub's
 //!   [`Interest`](pushgate_hub::Interest), exactly the channels and users that have
-//!   connections here. Each message is decoded and handed to the shards, where its
-//!   frame is encoded once. History channels are kept in step with Redis by
-//!   [`follow`]: synced when followed, gaps filled after a reconnect.
+//!   connections here ([`links`]: its connections; [`deliver`]: what it does with a
+//!   message). Each message is decoded and handed to the shards, where its frame is
+//!   encoded once. History channels are kept in step with Redis by [`follow`]: synced
+//!   when followed, gaps filled after a reconnect. A channel no longer wanted stays
+//!   followed for `unfollow_linger` ([`linger`]).
 //!
-//! A third connection, [`presence`], keeps this node's presence members in Redis and
+//! A third connection (per master on a Redis Cluster, routed by [`router`] like the
+//! publisher's), [`presence`], keeps this node's presence members in Redis and
 //! answers cluster-wide presence reads and "online" lookups.
 //!
 //! When either connection is down, or Redis does not answer within the timeout, the
@@ -26,9 +29,13 @@
 //! the subscriber re-subscribes to everything wanted at that moment.
 
 pub mod conn;
+mod deliver;
 pub mod deployment;
 mod follow;
+mod linger;
+mod links;
 mod presence;
+mod presence_ops;
 mod publisher;
 mod request;
 pub mod resp;
@@ -69,6 +76,9 @@ pub struct RedisConfig {
     pub mode: Mode,
     /// The CA that signed Redis's certificate (`rediss://`).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The sentinels' own login (Sentinel mode; [`deployment`] says why apart).
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
     /// Prefix of every Redis channel and key, so that deployments can share a Redis.
     pub prefix: String,
     /// How long Redis may take to answer (a round trip, a probe, a connection)
@@ -79,6 +89,10 @@ pub struct RedisConfig {
     /// How long this node's presence entries live in Redis unless refreshed (every
     /// third of it).
     pub presence_ttl: Duration,
+    /// How long a channel key no longer wanted here stays followed before it is
+    /// unfollowed (zero: at once), so that a client that comes back soon costs no
+    /// `SUNSUBSCRIBE`/`SSUBSCRIBE` pair ([`linger`]; user keys never linger).
+    pub unfollow_linger: Duration,
 }
 
 impl Default for RedisConfig {
@@ -87,10 +101,13 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             mode: Mode::Standalone,
             tls_ca_file: None,
+            sentinel_username: None,
+            sentinel_password: None,
             prefix: "pushgate".into(),
             timeout: Duration::from_secs(2),
             idempotency_window: Duration::from_secs(60),
             presence_ttl: Duration::from_secs(30),
+            unfollow_linger: Duration::ZERO,
         }
     }
 }
@@ -100,6 +117,7 @@ impl Default for RedisConfig {
 pub(crate) struct Settings {
     pub(crate) timeout: Duration,
     pub(crate) idempotency_window: Duration,
+    pub(crate) unfollow_linger: Duration,
 }
 
 impl Settings {
@@ -128,7 +146,11 @@ impl RedisBroker {
         config: RedisConfig,
     ) -> Result<Arc<RedisBroker>, DeploymentError> {
         let deployment =
-            Deployment::parse(&config.url, config.mode, config.tls_ca_file.as_deref())?;
+            Deployment::parse(&config.url, config.mode, config.tls_ca_file.as_deref())?
+                .with_sentinel_login(
+                    config.sentinel_username.as_deref(),
+                    config.sentinel_password.as_deref(),
+                )?;
         let dialer = Dialer {
             deployment: Arc::new(deployment),
             timeout: config.timeout,
@@ -137,6 +159,7 @@ impl RedisBroker {
         let settings = Settings {
             timeout: config.timeout,
             idempotency_window: config.idempotency_window,
+            unfollow_linger: config.unfollow_linger,
         };
         let state = Arc::new(State::new());
         let stop = CancellationToken::new();

@@ -17,15 +17,18 @@
 //! time has passed, then returns the hash: a node killed with `-9` drops out within
 //! `ttl` without anyone cleaning up, and its keys expire with the channel.
 //!
-//! Each join and leave is also `SPUBLISH`ed on the channel's bus key (`wire`,
-//! [`PresenceNote`]), so that every node following the channel sends the event to its
-//! own watchers. "Online" is `PUBSUB SHARDNUMSUB` on the users' bus keys: a node
-//! follows a user's key exactly while it has a connection of that user, and Redis
-//! drops the subscriptions of a connection that dies, so no key is kept for it.
+//! Each join and leave is also `SPUBLISH`ed on the channel's bus key
+//! ([`PresenceNote`](crate::wire::PresenceNote)), so that every node following the
+//! channel sends the event to its own watchers. "Online" is `PUBSUB SHARDNUMSUB` on
+//! each user's bus key: a node follows a user's key exactly while it has a connection
+//! of that user, and Redis drops the subscriptions of a connection that dies, so no
+//! key is kept for it.
 //!
-//! The task has a connection of its own, so that a large read or refresh never
-//! delays publications. It uses two things of the connection layer: [`Dialer::open`]
-//! and [`exchange`] (commands out in one write, their replies in order).
+//! The task has connections of its own (a [`Pool`], like the publisher's: one per
+//! primary, on a Redis Cluster one per master, each command sent to the master of its
+//! key's slot, `MOVED`/`ASK` followed, the slot map read again), so that a large read
+//! or refresh never delays publications. The scripts, commands and replies are in
+//! [`presence_ops`](super::presence_ops).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,66 +36,25 @@ use std::time::Duration;
 use pushgate_hub::presence::{BoxFuture, Change, PresenceCluster};
 use pushgate_hub::{Hub, PresenceError};
 use pushgate_protocol::PresenceClient;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, ConnError, Dialer};
-use super::resp::{self, Value};
-use super::topology;
+use super::conn::Dialer;
+use super::presence_ops::{self as ops, Ctx, Op, Shas, SCRIPTS};
+use super::router::{Pool, Routed, Scripts};
 use super::Backoff;
-use crate::wire::{self, Keys, PresenceNote};
+use crate::error::Unavailable;
+use crate::wire::Keys;
 
 /// Operations taken in one round trip.
 const MAX_BATCH: usize = 512;
 /// Members per `PUT` when refreshing a large channel.
 const PUT_CHUNK: usize = 500;
-/// Expired members a `PUT` removes on its way (a `READ` removes all of them).
-const PRUNE_ON_PUT: usize = 64;
-
-/// `KEYS`: hash, sorted set. `ARGV`: ttl ms, then connection id, value pairs.
-const PUT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-for _, c in ipairs(dead) do
-  redis.call('HDEL', KEYS[1], c)
-  redis.call('ZREM', KEYS[2], c)
-end
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-return #dead
-";
-
-/// `KEYS`: hash, sorted set. Removes the expired members, returns the others.
-const READ: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, c in ipairs(dead) do
-  redis.call('HDEL', KEYS[1], c)
-  redis.call('ZREM', KEYS[2], c)
-end
-return redis.call('HGETALL', KEYS[1])
-";
-
-/// What the task is asked to do.
-pub(crate) enum Op {
-    Change(Change),
-    Read {
-        channel: String,
-        reply: oneshot::Sender<Result<Vec<PresenceClient>, PresenceError>>,
-    },
-    Online {
-        users: Vec<String>,
-        reply: oneshot::Sender<Result<Vec<bool>, PresenceError>>,
-    },
-}
+/// A Redis Cluster's slot map is read again this often, whatever happens...
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// ...and after a `MOVED`, a failed node or an error reply, at most this often.
+const REFRESH_MIN: Duration = Duration::from_millis(100);
 
 /// The handle the hub's presence and the broker use; the task does the work.
 pub(crate) struct RedisPresence {
@@ -150,17 +112,10 @@ struct Metrics {
     errors: metrics::Counter,
 }
 
-/// Both scripts' SHA1s, as `EVALSHA` names them.
-struct Shas {
-    put: String,
-    read: String,
-}
-
 pub(crate) async fn run(
     hub: Hub,
     dialer: Dialer,
     keys: Keys,
-    timeout: Duration,
     ttl: Duration,
     mut rx: mpsc::UnboundedReceiver<Op>,
     stop: CancellationToken,
@@ -169,27 +124,46 @@ pub(crate) async fn run(
         refreshes: metrics::counter!("pushgate_broker_presence_refreshes_total"),
         errors: metrics::counter!("pushgate_broker_presence_errors_total"),
     };
+    let shas = Shas::computed();
+    let node = hub.config().node_id.clone();
     let ctx = Ctx {
-        hub: &hub,
         keys: &keys,
-        node: hub.config().node_id.clone(),
-        ttl,
+        shas: &shas,
+        node: &node,
+        ttl_ms: ttl.as_millis().to_string(),
     };
     let mut backoff = Backoff::new();
-    let mut conn: Option<(Conn, Shas)> = None;
+    let mut pool = Pool::new(dialer, Scripts::new(&SCRIPTS));
+    let mut up = false;
+    // Something was not written (a node failed, an error reply): every member is put
+    // again once the slot map (or the primary) is read again.
+    let mut refill = false;
+    let mut refreshed = Instant::now();
     let mut refresh = tokio::time::interval(ttl / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let Some((c, shas)) = conn.as_mut() else {
-            match connect(&dialer, timeout).await {
-                Ok(c) => {
-                    backoff.reset();
-                    conn = Some(c);
-                    // Puts every member now: Redis may have lost them meanwhile.
-                    refresh.reset_immediately();
+        let due = pool.topology.is_none()
+            || (pool.stale && refreshed.elapsed() >= REFRESH_MIN)
+            || (pool.is_cluster() && refreshed.elapsed() >= REFRESH_EVERY);
+        if due {
+            refreshed = Instant::now();
+            match pool.refresh().await {
+                Ok(()) => {
+                    if !up || refill {
+                        // Puts every member now: Redis may have lost them meanwhile.
+                        refresh.reset_immediately();
+                    }
+                    if !up {
+                        up = true;
+                        backoff.reset();
+                    }
+                    refill = false;
                 }
                 Err(e) => {
+                    up = false;
+                    pool.reset();
+                    m.errors.increment(1);
                     tracing::warn!(error = %e, "broker presence cannot reach redis; retrying");
                     let pause = tokio::time::sleep(backoff.next());
                     tokio::pin!(pause);
@@ -206,57 +180,45 @@ pub(crate) async fn run(
                             },
                         }
                     }
+                    continue;
                 }
             }
-            continue;
-        };
-        let result = tokio::select! {
+        }
+        let ok = tokio::select! {
             _ = stop.cancelled() => {
                 // What is queued (the leaves of a draining node) goes out if Redis
                 // takes it within a second; the rest expires.
                 while let Ok(op) = rx.try_recv() {
                     batch.push(op);
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), round_trip(c, shas, &ctx, &mut batch)).await;
+                let flush = round_trip(&mut pool, &ctx, &mut batch, &m);
+                let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
                 return;
             }
             _ = refresh.tick() => {
                 m.refreshes.increment(1);
-                tokio::time::timeout(timeout.max(Duration::from_secs(5)), put_all(c, shas, &ctx)).await
+                put_all(&mut pool, &ctx, &hub, &m).await
             }
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     return;
                 }
-                tokio::time::timeout(timeout, round_trip(c, shas, &ctx, &mut batch)).await
+                round_trip(&mut pool, &ctx, &mut batch, &m).await
+            }
+            // Nothing is expected while idle: this notices a node that went away.
+            (addr, r) = pool.idle_read() => {
+                tracing::warn!(%addr, reply = ?r, "broker presence: a redis connection failed");
+                pool.drop_conn(&addr);
+                false
             }
         };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "broker presence lost redis");
-                conn = None;
-            }
-            Err(_) => {
-                tracing::warn!(?timeout, "broker presence: redis did not answer in time");
-                conn = None;
-            }
-        }
-        if conn.is_none() {
-            m.errors.increment(1);
-            for op in batch.drain(..) {
-                fail(op, &m);
-            }
+        if !ok {
+            // The pool dropped what failed and reads the slot map (or finds the
+            // primary) again within REFRESH_MIN; every member is put then.
+            refill = true;
+            pool.stale = true;
         }
     }
-}
-
-/// What a round trip needs besides the connection.
-struct Ctx<'a> {
-    hub: &'a Hub,
-    keys: &'a Keys,
-    node: String,
-    ttl: Duration,
 }
 
 fn fail(op: Op, m: &Metrics) {
@@ -267,267 +229,71 @@ fn fail(op: Op, m: &Metrics) {
     }
 }
 
-/// Opens the connection and loads both scripts. The connection goes to the primary
-/// (standalone or found through the sentinels); on a Redis Cluster, to the master of
-/// slot 0 only, so presence there covers the channels whose slots that master serves
-/// (docs/presence.md, "Not guaranteed").
-async fn connect(dialer: &Dialer, timeout: Duration) -> Result<(Conn, Shas), ConnError> {
-    let topo = topology::discover(dialer, None).await?;
-    let addr = topo
-        .node(0)
-        .ok_or_else(|| ConnError::Refused("no node serves slot 0".into()))?
-        .to_owned();
-    let mut c = dialer.open(&addr).await?;
-    let mut load = Vec::new();
-    for script in [PUT, READ] {
-        let mut cmd = Vec::new();
-        resp::command(&mut cmd, [&b"SCRIPT"[..], b"LOAD", script.as_bytes()]);
-        load.push(cmd);
+/// Sends the commands through the pool and answers every operation from its replies.
+/// Returns false if anything was not written (a node failed, an error reply).
+async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &Metrics) -> bool {
+    let mut failed: Vec<(String, Unavailable)> = Vec::new();
+    let replies = pool.round_trip(cmds, &mut failed).await;
+    for (addr, why) in &failed {
+        tracing::warn!(error = %why, %addr, "broker presence: a redis node failed");
     }
-    let replies = tokio::time::timeout(timeout, exchange(&mut c, &load))
-        .await
-        .map_err(|_| ConnError::Timeout(addr.clone(), timeout))??;
-    let sha = |v: &Value| {
-        v.as_bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    };
-    match (replies.first().and_then(sha), replies.get(1).and_then(sha)) {
-        (Some(put), Some(read)) => Ok((c, Shas { put, read })),
-        _ => Err(ConnError::Refused(format!("SCRIPT LOAD: {replies:?}"))),
+    let mut replies = replies.into_iter();
+    let mut ok = failed.is_empty();
+    let mut first_error = None;
+    for e in expects {
+        if let Err(why) = e.answer(&mut replies) {
+            m.errors.increment(1);
+            ok = false;
+            first_error.get_or_insert(why);
+        }
     }
-}
-
-/// Writes commands (one per buffer) at once and reads their replies.
-pub(crate) async fn exchange(c: &mut Conn, cmds: &[Vec<u8>]) -> Result<Vec<Value>, ConnError> {
-    let mut out = Vec::with_capacity(cmds.iter().map(Vec::len).sum());
-    for cmd in cmds {
-        out.extend_from_slice(cmd);
+    if let Some(why) = first_error {
+        tracing::warn!(error = %why, "broker presence: redis did not take every operation");
     }
-    c.stream.write_all(&out).await?;
-    let mut replies = Vec::with_capacity(cmds.len());
-    for _ in 0..cmds.len() {
-        replies.push(c.read().await?);
-    }
-    Ok(replies)
-}
-
-/// A member's value in the hash.
-fn member_value(user: Option<&str>, info: Option<&str>) -> String {
-    format!("{}\n{}", user.unwrap_or_default(), info.unwrap_or_default())
-}
-
-fn put_cmd(
-    out: &mut Vec<Vec<u8>>,
-    shas: &Shas,
-    ctx: &Ctx<'_>,
-    channel: &str,
-    members: &[(String, String)],
-) {
-    let (h, z) = (
-        ctx.keys.presence(channel),
-        ctx.keys.presence_expiry(channel),
-    );
-    let ttl = ctx.ttl.as_millis().to_string();
-    let prune = PRUNE_ON_PUT.to_string();
-    let mut args: Vec<&[u8]> = vec![
-        b"EVALSHA",
-        shas.put.as_bytes(),
-        b"2",
-        h.as_bytes(),
-        z.as_bytes(),
-        ttl.as_bytes(),
-        prune.as_bytes(),
-    ];
-    for (conn, value) in members {
-        args.push(conn.as_bytes());
-        args.push(value.as_bytes());
-    }
-    let mut cmd = Vec::new();
-    resp::command(&mut cmd, args);
-    out.push(cmd);
-}
-
-/// Checks the replies of commands whose answer is not needed: an error reply
-/// (`NOSCRIPT` after a `SCRIPT FLUSH`, `OOM`...) drops the connection, which loads
-/// the scripts again and puts every member.
-fn check(replies: &[Value]) -> Result<(), ConnError> {
-    match replies.iter().find(|v| matches!(v, Value::Error(_))) {
-        Some(Value::Error(e)) => Err(ConnError::Refused(e.clone())),
-        _ => Ok(()),
-    }
+    ok
 }
 
 /// Puts every local member of every presence channel again, in chunks.
-async fn put_all(c: &mut Conn, shas: &Shas, ctx: &Ctx<'_>) -> Result<(), ConnError> {
-    let Some(presence) = ctx.hub.presence() else {
-        return Ok(());
+async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool {
+    let Some(presence) = hub.presence() else {
+        return true;
     };
+    let mut ok = true;
     let mut cmds = Vec::new();
     for (channel, members) in presence.local_rooms() {
         let members: Vec<(String, String)> = members
             .iter()
-            .map(|(id, m)| {
-                let v = member_value(m.user.as_deref(), m.info.as_deref());
-                (id.display(&ctx.node).to_string(), v)
+            .map(|(id, mb)| {
+                let v = ops::member_value(mb.user.as_deref(), mb.info.as_deref());
+                (id.display(ctx.node).to_string(), v)
             })
             .collect();
         for chunk in members.chunks(PUT_CHUNK) {
-            put_cmd(&mut cmds, shas, ctx, &channel, chunk);
+            ops::put(&mut cmds, ctx, &channel, chunk);
         }
         if cmds.len() >= MAX_BATCH {
-            check(&exchange(c, &cmds).await?)?;
+            let expects = vec![ops::Expect::Ignore(cmds.len())];
+            ok &= send(pool, &cmds, expects, m).await;
             cmds.clear();
         }
     }
     if !cmds.is_empty() {
-        check(&exchange(c, &cmds).await?)?;
+        let expects = vec![ops::Expect::Ignore(cmds.len())];
+        ok &= send(pool, &cmds, expects, m).await;
     }
-    Ok(())
+    ok
 }
 
-/// What each operation of a batch expects back.
-enum Expect {
-    /// This many replies, checked for errors only.
-    Ignore(usize),
-    Read(oneshot::Sender<Result<Vec<PresenceClient>, PresenceError>>),
-    Online(usize, oneshot::Sender<Result<Vec<bool>, PresenceError>>),
-}
-
-/// Writes every operation of the batch in one write, reads the replies and answers.
-/// The batch is emptied; if the connection fails, the callers waiting for an answer
-/// are told it is unavailable (their reply channel is dropped).
-async fn round_trip(
-    c: &mut Conn,
-    shas: &Shas,
-    ctx: &Ctx<'_>,
-    batch: &mut Vec<Op>,
-) -> Result<(), ConnError> {
-    let mut cmds: Vec<Vec<u8>> = Vec::with_capacity(batch.len() * 2);
-    let mut expects = Vec::with_capacity(batch.len());
-    for op in batch.drain(..) {
-        let before = cmds.len();
-        match op {
-            Op::Change(ch) => {
-                let conn = ch.conn.display(&ctx.node).to_string();
-                if ch.joined {
-                    let v = member_value(ch.member.user.as_deref(), ch.member.info.as_deref());
-                    put_cmd(&mut cmds, shas, ctx, &ch.channel, &[(conn, v)]);
-                } else {
-                    // The hash first: a member is listed only while it is in the hash.
-                    let h = ctx.keys.presence(&ch.channel);
-                    let z = ctx.keys.presence_expiry(&ch.channel);
-                    cmds.push(command([b"HDEL", h.as_bytes(), conn.as_bytes()]));
-                    cmds.push(command([b"ZREM", z.as_bytes(), conn.as_bytes()]));
-                }
-                let note = PresenceNote {
-                    joined: ch.joined,
-                    conn: ch.conn,
-                    user: ch.member.user.as_deref().map(Into::into),
-                    info: ch.member.info.as_deref().map(Into::into),
-                };
-                let body = wire::encode_presence(&ctx.node, &note);
-                let bus = ctx.keys.channel(&ch.channel);
-                cmds.push(command([b"SPUBLISH", bus.as_bytes(), &body]));
-                expects.push(Expect::Ignore(cmds.len() - before));
-            }
-            Op::Read { channel, reply } => {
-                let (h, z) = (
-                    ctx.keys.presence(&channel),
-                    ctx.keys.presence_expiry(&channel),
-                );
-                cmds.push(command([
-                    b"EVALSHA",
-                    shas.read.as_bytes(),
-                    b"2",
-                    h.as_bytes(),
-                    z.as_bytes(),
-                ]));
-                expects.push(Expect::Read(reply));
-            }
-            Op::Online { users, reply } => {
-                let keys: Vec<String> = users.iter().map(|u| ctx.keys.user(u)).collect();
-                let mut cmd = Vec::new();
-                resp::command(
-                    &mut cmd,
-                    [&b"PUBSUB"[..], b"SHARDNUMSUB"]
-                        .into_iter()
-                        .chain(keys.iter().map(|k| k.as_bytes())),
-                );
-                cmds.push(cmd);
-                expects.push(Expect::Online(users.len(), reply));
-            }
-        }
-    }
-    let mut replies = exchange(c, &cmds).await?.into_iter();
-    let mut failed = None;
-    for expect in expects {
-        match expect {
-            Expect::Ignore(n) => {
-                let got: Vec<Value> = replies.by_ref().take(n).collect();
-                if let Err(e) = check(&got) {
-                    failed = Some(e);
-                }
-            }
-            Expect::Read(reply) => {
-                let r = match replies.next() {
-                    Some(Value::Array(Some(items))) => Ok(parse_members(&items)),
-                    Some(Value::Error(e)) => {
-                        failed = Some(ConnError::Refused(e));
-                        Err(PresenceError::Unavailable)
-                    }
-                    _ => Err(PresenceError::Unavailable),
-                };
-                let _ = reply.send(r);
-            }
-            Expect::Online(n, reply) => {
-                let r = match replies.next() {
-                    Some(Value::Array(Some(items))) => Ok(parse_online(&items, n)),
-                    _ => Err(PresenceError::Unavailable),
-                };
-                let _ = reply.send(r);
-            }
-        }
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// One command of fixed arity.
-fn command<const N: usize>(args: [&[u8]; N]) -> Vec<u8> {
-    let mut cmd = Vec::new();
-    resp::command(&mut cmd, args);
-    cmd
-}
-
-/// `HGETALL` of the hash: connection id, `<user>\n<info>` pairs, sorted by id.
-fn parse_members(items: &[Value]) -> Vec<PresenceClient> {
-    let mut out: Vec<PresenceClient> = items
-        .chunks(2)
-        .filter_map(|kv| {
-            let conn = String::from_utf8(kv.first()?.as_bytes()?.to_vec()).ok()?;
-            let v = std::str::from_utf8(kv.get(1)?.as_bytes()?).ok()?;
-            let (user, info) = v.split_once('\n').unwrap_or((v, ""));
-            Some(PresenceClient {
-                conn,
-                user: (!user.is_empty()).then(|| user.to_owned()),
-                info: (!info.is_empty()).then(|| info.to_owned()),
-            })
-        })
+/// Writes every operation of the batch (one write per node), reads the replies and
+/// answers. The batch is emptied; a caller whose command did not get a reply is told
+/// presence is unavailable.
+async fn round_trip(pool: &mut Pool, ctx: &Ctx<'_>, batch: &mut Vec<Op>, m: &Metrics) -> bool {
+    let mut cmds: Vec<Routed> = Vec::with_capacity(batch.len() * 3);
+    let expects: Vec<ops::Expect> = batch
+        .drain(..)
+        .map(|op| ops::encode(op, ctx, &mut cmds))
         .collect();
-    out.sort();
-    out
-}
-
-/// `PUBSUB SHARDNUMSUB`: key, count pairs in the order asked.
-fn parse_online(items: &[Value], n: usize) -> Vec<bool> {
-    let mut out: Vec<bool> = items
-        .chunks(2)
-        .map(|kv| matches!(kv.get(1), Some(Value::Int(c)) if *c > 0))
-        .collect();
-    out.resize(n, false);
-    out
+    send(pool, &cmds, expects, m).await
 }
 
 /// Starts the task and installs it in the hub's presence (if the node has rules).
@@ -544,30 +310,6 @@ pub(crate) fn start(
     if let Some(p) = hub.presence() {
         p.install(handle.clone());
     }
-    let task = tokio::spawn(run(hub.clone(), dialer, keys, timeout, ttl, rx, stop));
+    let task = tokio::spawn(run(hub.clone(), dialer, keys, ttl, rx, stop));
     (handle, task)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    #[test]
-    fn members_parse_back_sorted_with_user_and_info() {
-        let b = |s: &str| Value::Bulk(Some(Bytes::from(s.to_owned())));
-        let items = [
-            b("n2-1"),
-            b(&member_value(None, None)),
-            b("n1-9"),
-            b(&member_value(Some("alice"), Some(r#"{"a":1}"#))),
-        ];
-        let got = parse_members(&items);
-        assert_eq!(got[0].conn, "n1-9");
-        assert_eq!(got[0].user.as_deref(), Some("alice"));
-        assert_eq!(got[0].info.as_deref(), Some(r#"{"a":1}"#));
-        assert_eq!((got[1].user.as_ref(), got[1].info.as_ref()), (None, None));
-        let online = [b("k1"), Value::Int(2), b("k2"), Value::Int(0)];
-        assert_eq!(parse_online(&online, 2), vec![true, false]);
-    }
 }

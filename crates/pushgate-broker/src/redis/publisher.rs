@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::Dialer;
 use super::request::{Ctx, ErrorCounters, Request};
 use super::resp::{self, Value};
-use super::router::{Pool, Reply};
+use super::router::{Pool, Reply, Scripts};
+use super::script::{self, Shas};
 use super::topology;
 use super::{Backoff, Settings, State};
 use crate::control::NodeStats;
@@ -70,7 +71,8 @@ pub(crate) async fn run(
     let errors = &state.errors;
     let node = hub.config().node_id.clone();
     let mut backoff = Backoff::new();
-    let mut pool = Pool::new(dialer);
+    let mut pool = Pool::new(dialer, Scripts::new(&script::ALL));
+    let shas = Shas::computed();
     let mut up = false;
     let mut ever_up = false;
     let mut refreshed = Instant::now();
@@ -172,7 +174,7 @@ pub(crate) async fn run(
             let ctx = Ctx {
                 keys: &keys,
                 hub: &hub,
-                shas: &pool.shas,
+                shas: &shas,
                 idempotency_window: settings.idempotency_window,
             };
             for r in &batch {

@@ -10,6 +10,9 @@
 //! Each command ends as one [`Reply`]: Redis's answer, not sent (its node could not be
 //! reached: it ran nowhere), or lost (written, but the answer did not come back: it
 //! may have run).
+//!
+//! Two tasks have a pool of their own: the publisher and presence, each with its Lua
+//! scripts ([`Scripts`]), loaded on every connection it opens.
 
 use std::sync::Arc;
 
@@ -19,8 +22,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::conn::{Conn, ConnError, Dialer};
 use super::deployment::Mode;
-use super::resp::Value;
-use super::script::{self, Shas};
+use super::resp::{self, Value};
+use super::script;
 use super::topology::{self, Redirect, Topology};
 use crate::error::{Unavailable, Uncertain};
 
@@ -41,24 +44,63 @@ pub(crate) struct Routed {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// The publisher's view of the deployment.
+/// The Lua scripts a pool's connections load, and the digests (SHA1 of the text, as
+/// Redis computes them) that `EVALSHA` calls them by: the same on every node, known
+/// before any connects.
+pub(crate) struct Scripts {
+    texts: &'static [&'static str],
+    digests: Vec<String>,
+}
+
+impl Scripts {
+    pub(crate) fn new(texts: &'static [&'static str]) -> Scripts {
+        let digests = texts
+            .iter()
+            .map(|t| sha1_smol::Sha1::from(t).digest().to_string())
+            .collect();
+        Scripts { texts, digests }
+    }
+
+    /// `SCRIPT LOAD` of every script, one command each.
+    fn load(&self) -> Vec<Vec<u8>> {
+        self.texts
+            .iter()
+            .map(|t| {
+                let mut out = Vec::new();
+                resp::command(&mut out, [&b"SCRIPT"[..], b"LOAD", t.as_bytes()]);
+                out
+            })
+            .collect()
+    }
+
+    /// Whether the replies to [`Scripts::load`] are the expected digests.
+    fn loaded(&self, replies: &[Value]) -> bool {
+        replies.len() == self.digests.len()
+            && replies
+                .iter()
+                .zip(&self.digests)
+                .all(|(v, d)| v.as_bytes().is_some_and(|b| &b[..] == d.as_bytes()))
+    }
+}
+
+/// A task's view of the deployment: its connections, one per primary.
 pub(crate) struct Pool {
     pub(crate) dialer: Dialer,
     pub(crate) topology: Option<Topology>,
     /// A `MOVED` was seen or a node failed: refresh the slot map before the next batch.
     pub(crate) stale: bool,
     conns: AHashMap<String, Conn>,
-    pub(crate) shas: Shas,
+    scripts: Scripts,
 }
 
 impl Pool {
-    pub(crate) fn new(dialer: Dialer) -> Pool {
+    pub(crate) fn new(dialer: Dialer, scripts: Scripts) -> Pool {
         Pool {
             dialer,
             topology: None,
             stale: true,
             conns: AHashMap::new(),
-            shas: Shas::computed(),
+            scripts,
         }
     }
 
@@ -98,16 +140,11 @@ impl Pool {
             topology::check_primary(&mut c, &self.dialer).await?;
         }
         let timeout = self.dialer.timeout;
-        let load = async {
-            let replies = exchange(&mut c, &script::load()).await?;
-            script::shas(&replies)
-                .ok_or_else(|| ConnError::Refused(format!("SCRIPT LOAD: {replies:?}")))
-        };
-        let loaded = tokio::time::timeout(timeout, load)
+        let replies = tokio::time::timeout(timeout, exchange(&mut c, &self.scripts.load()))
             .await
             .map_err(|_| ConnError::Timeout(addr.to_owned(), timeout))??;
-        if loaded.0 != self.shas.0 {
-            return Err(ConnError::Refused(format!("SCRIPT LOAD gave {loaded:?}")));
+        if !self.scripts.loaded(&replies) {
+            return Err(ConnError::Refused(format!("SCRIPT LOAD gave {replies:?}")));
         }
         Ok(c)
     }
@@ -182,7 +219,7 @@ impl Pool {
                 parts.push((node, idx, conn));
             }
             let timeout = self.dialer.timeout;
-            let shas = &self.shas;
+            let scripts = &self.scripts;
             let results = join_all(parts.into_iter().map(|(node, idx, conn)| async move {
                 let mut conn = match conn {
                     Ok(c) => c,
@@ -192,12 +229,12 @@ impl Pool {
                 for &(i, asking) in &idx {
                     if asking {
                         let mut b = Vec::new();
-                        super::resp::command(&mut b, [&b"ASKING"[..]]);
+                        resp::command(&mut b, [&b"ASKING"[..]]);
                         bufs.push(b);
                     }
                     bufs.push(cmds[i].bytes.clone());
                 }
-                let io = exchange_scripts(&mut conn, shas, &bufs);
+                let io = exchange_scripts(&mut conn, scripts, &bufs);
                 match tokio::time::timeout(timeout, io).await {
                     Ok(Ok(vals)) => (node, idx, Some(conn), Ok(Ok(vals))),
                     Ok(Err(e)) => (node, idx, None, Ok(Err(Uncertain::Lost(Arc::new(e))))),
@@ -284,7 +321,7 @@ fn down_reason(u: &Uncertain) -> Unavailable {
 /// and those commands sent again, in order.
 async fn exchange_scripts(
     c: &mut Conn,
-    shas: &Shas,
+    scripts: &Scripts,
     cmds: &[Vec<u8>],
 ) -> Result<Vec<Value>, ConnError> {
     let mut replies = exchange(c, cmds).await?;
@@ -292,9 +329,9 @@ async fn exchange_scripts(
         .filter(|&i| script::is_noscript(&replies[i]))
         .collect();
     if !again.is_empty() {
-        let loaded = exchange(c, &script::load()).await?;
+        let loaded = exchange(c, &scripts.load()).await?;
         // The digests depend on the scripts' text only: the same on every node.
-        if script::shas(&loaded).is_none_or(|s| s.0 != shas.0) {
+        if !scripts.loaded(&loaded) {
             return Err(ConnError::Refused(format!("SCRIPT LOAD: {loaded:?}")));
         }
         let retried: Vec<Vec<u8>> = again.iter().map(|&i| cmds[i].clone()).collect();

@@ -176,26 +176,6 @@ impl Shas {
     }
 }
 
-/// `SCRIPT LOAD` of every script, one command each.
-pub(crate) fn load() -> Vec<Vec<u8>> {
-    ALL.iter()
-        .map(|s| {
-            let mut out = Vec::new();
-            resp::command(&mut out, [&b"SCRIPT"[..], b"LOAD", s.as_bytes()]);
-            out
-        })
-        .collect()
-}
-
-/// Reads the digests from the replies to [`load`].
-pub(crate) fn shas(replies: &[Value]) -> Option<Shas> {
-    let mut out = Shas::default();
-    for (i, v) in replies.iter().enumerate().take(ALL.len()) {
-        out.0[i] = String::from_utf8(v.as_bytes()?.to_vec()).ok()?;
-    }
-    Some(out)
-}
-
 /// Whether Redis answered that it does not know the script (after `SCRIPT FLUSH`).
 pub(crate) fn is_noscript(v: &Value) -> bool {
     matches!(v, Value::Error(e) if e.starts_with("NOSCRIPT"))

@@ -24,27 +24,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{AHashMap, AHashSet};
-use bytes::Bytes;
-use pushgate_hub::{Hub, Publication, Target};
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use pushgate_hub::Hub;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{ConnError, Dialer, Stream};
+use super::conn::{ConnError, Dialer};
+use super::deliver::{deliver, Received};
 use super::deployment::Mode;
-use super::follow::{Follow, Positioned, SOURCE};
+use super::follow::Follow;
+use super::linger::{self, Linger};
+use super::links::{send_grouped, Event, Links};
 use super::request::Request;
-use super::resp::{self, Value};
-use super::topology::{self, Topology};
+use super::resp::Value;
+use super::topology;
 use super::{Backoff, Settings, State};
 use crate::error::Unavailable;
-use crate::local::{apply, Local};
-use crate::wire::{self, KeyKind, Keys, What};
+use crate::wire::{KeyKind, Keys};
 
-/// Keys per `SSUBSCRIBE` command when re-subscribing many at once.
-const CHUNK: usize = 512;
 /// A subscriber connection on which Redis stays silent this long is made again.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Values read from the connections and not yet handled; beyond, the readers wait
@@ -56,28 +53,15 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 struct Metrics {
-    all: metrics::Counter,
-    channel: metrics::Counter,
-    user: metrics::Counter,
-    conn: metrics::Counter,
-    control: metrics::Counter,
-    echoes: metrics::Counter,
-    undecodable: metrics::Counter,
+    received: Received,
     subscriptions: metrics::Gauge,
     reconnects: metrics::Counter,
 }
 
 impl Metrics {
     fn new() -> Metrics {
-        let received = |kind: &'static str| metrics::counter!("pushgate_broker_received_total", "target" => kind);
         Metrics {
-            all: received("all"),
-            channel: received("channel"),
-            user: received("user"),
-            conn: received("conn"),
-            control: received("control"),
-            echoes: metrics::counter!("pushgate_broker_echoes_total"),
-            undecodable: metrics::counter!("pushgate_broker_undecodable_total"),
+            received: Received::new(),
             subscriptions: metrics::gauge!("pushgate_broker_subscriptions"),
             reconnects: metrics::counter!("pushgate_broker_reconnects_total", "connection" => "subscriber"),
         }
@@ -138,168 +122,6 @@ pub(crate) async fn run(
     }
 }
 
-/// What a connection's reader hands the session: its node, its number, and a value
-/// or why the connection ended.
-type Event = (String, u64, Result<Value, ConnError>);
-
-/// One subscriber connection (one per master on a Redis Cluster).
-struct Link {
-    id: u64,
-    write: WriteHalf<Stream>,
-    reader: JoinHandle<()>,
-    /// When the oldest unanswered PING was sent.
-    unanswered: Option<Instant>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// A session's connections and where each key is followed.
-struct Links {
-    cluster: bool,
-    topology: Topology,
-    /// The slot map must be read again (a node failed, Redis unsubscribed a key).
-    stale: bool,
-    links: AHashMap<String, Link>,
-    next_id: u64,
-    events: mpsc::Sender<Event>,
-    /// The node each followed key was subscribed on.
-    route: AHashMap<String, String>,
-    /// Keys wanted but followed nowhere now (their node failed): subscribed again
-    /// once the slot map names a node that answers.
-    pending: AHashSet<String>,
-}
-
-impl Links {
-    /// Opens the connection to `node` (if not open), its reader feeding `events`.
-    async fn link(&mut self, dialer: &Dialer, node: &str) -> Result<&mut Link, ConnError> {
-        if !self.links.contains_key(node) {
-            let mut conn = dialer.open(node).await?;
-            if matches!(dialer.deployment.mode, Mode::Sentinel { .. }) {
-                topology::check_primary(&mut conn, dialer).await?;
-            }
-            let (mut read, write) = conn.split();
-            self.next_id += 1;
-            let id = self.next_id;
-            let (events, addr) = (self.events.clone(), node.to_owned());
-            let reader = tokio::spawn(async move {
-                loop {
-                    let r = read.read().await;
-                    let end = r.is_err();
-                    if events.send((addr.clone(), id, r)).await.is_err() || end {
-                        return;
-                    }
-                }
-            });
-            let link = Link {
-                id,
-                write,
-                reader,
-                unanswered: None,
-            };
-            self.links.insert(node.to_owned(), link);
-        }
-        Ok(self.links.get_mut(node).expect("inserted above"))
-    }
-
-    /// `SSUBSCRIBE`s keys on the nodes that serve them. On a single primary a failure
-    /// ends the session; on a cluster the keys of a node that cannot be reached wait
-    /// in `pending`.
-    async fn subscribe(&mut self, dialer: &Dialer, keys: Vec<String>) -> Result<(), ConnError> {
-        let cluster = self.cluster;
-        for (node, keys) in self.by_node(keys) {
-            let Some(node) = node else {
-                self.pending.extend(keys);
-                continue;
-            };
-            let sent = match self.link(dialer, &node).await {
-                Ok(l) => send_grouped(&mut l.write, "SSUBSCRIBE", &keys, cluster).await,
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok(()) => {
-                    for k in keys {
-                        self.pending.remove(&k);
-                        self.route.insert(k, node.clone());
-                    }
-                }
-                Err(e) if !self.cluster => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, %node, "broker subscriber: a redis cluster master cannot be reached");
-                    self.lose(&node);
-                    self.pending.extend(keys);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `SUNSUBSCRIBE`s keys where they were subscribed.
-    async fn unsubscribe(&mut self, keys: &[String]) -> Result<(), ConnError> {
-        let mut by_node: Vec<(String, Vec<String>)> = Vec::new();
-        for k in keys {
-            self.pending.remove(k);
-            let Some(node) = self.route.remove(k) else {
-                continue;
-            };
-            match by_node.iter_mut().find(|(n, _)| *n == node) {
-                Some((_, v)) => v.push(k.clone()),
-                None => by_node.push((node, vec![k.clone()])),
-            }
-        }
-        for (node, keys) in by_node {
-            if let Some(l) = self.links.get_mut(&node) {
-                if let Err(e) =
-                    send_grouped(&mut l.write, "SUNSUBSCRIBE", &keys, self.cluster).await
-                {
-                    if !self.cluster {
-                        return Err(e);
-                    }
-                    self.lose(&node);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Keys grouped by the node that serves their slot now.
-    fn by_node(&self, keys: Vec<String>) -> Vec<(Option<String>, Vec<String>)> {
-        let mut out: Vec<(Option<String>, Vec<String>)> = Vec::new();
-        for k in keys {
-            let node = self
-                .topology
-                .node(topology::slot(k.as_bytes()))
-                .map(str::to_owned);
-            match out.iter_mut().find(|(n, _)| *n == node) {
-                Some((_, v)) => v.push(k),
-                None => out.push((node, vec![k])),
-            }
-        }
-        out
-    }
-
-    /// Drops the connection to `node`: the keys followed there become pending.
-    /// Returns them.
-    fn lose(&mut self, node: &str) -> Vec<String> {
-        self.links.remove(node);
-        self.stale = true;
-        let lost: Vec<String> = self
-            .route
-            .iter()
-            .filter(|(_, n)| n.as_str() == node)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &lost {
-            self.route.remove(k);
-            self.pending.insert(k.clone());
-        }
-        lost
-    }
-}
-
 /// One session's life: subscribe to everything wanted, then follow changes and
 /// deliver messages until the connection (on a Redis Cluster: the slot map) fails.
 async fn session(
@@ -347,6 +169,7 @@ async fn session(
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refreshed = Instant::now();
     let mut stalled = false;
+    let mut linger = Linger::new(settings.unfollow_linger);
     loop {
         tokio::select! {
             Some((addr, id, v)) = events.recv() => {
@@ -373,10 +196,10 @@ async fn session(
                                 items.get(1).and_then(Value::as_bytes),
                                 items.get(2).and_then(Value::as_bytes),
                             ) else {
-                                m.undecodable.increment(1);
+                                m.received.undecodable.increment(1);
                                 continue;
                             };
-                            deliver(hub, keys, m, &mut follow, &confirmed, key, body.clone()).await;
+                            deliver(hub, keys, &m.received, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
                             // Still followed, and on this node: replies waiting for
@@ -443,31 +266,37 @@ async fn session(
                 }
             },
             _ = interest.changed() => {
-                let (mut add, mut remove) = (Vec::new(), Vec::new());
+                let mut add = Vec::new();
+                let mut remove = Vec::new();
+                let now = Instant::now();
                 for (k, wanted) in interest.take_changes() {
                     let key = keys.for_interest(&k);
                     match (wanted, actual.contains(&key)) {
                         (true, false) => add.push(key),
+                        // Back within its linger (or never gone): still followed.
+                        (true, true) => linger.cancel(&key),
+                        // A channel lingers; a user key goes at once, so that
+                        // "online" (its subscriber count) stays exact.
+                        (false, true) if linger.is_on() && matches!(k, pushgate_hub::Key::Channel(_)) => {
+                            linger.start(key, now)
+                        }
                         (false, true) => remove.push(key),
                         _ => {}
                     }
                 }
-                for k in &remove {
-                    actual.remove(k);
-                    confirmed.remove(k);
-                    if let Some(k) = interest_key(keys, k.as_bytes()) {
-                        if let pushgate_hub::Key::Channel(c) = &k {
-                            follow.unfollowed(c);
-                        }
-                        send_released(hub, interest.unconfirm(&k));
-                    }
-                }
+                let remove = release(ctx, &mut follow, &mut actual, &mut confirmed, remove);
                 links.unsubscribe(&remove).await?;
                 if !up {
                     unconfirmed += add.len();
                 }
                 actual.extend(add.iter().cloned());
                 links.subscribe(dialer, add).await?;
+            }
+            // Keys whose linger is over, unfollowed if still unwanted.
+            _ = linger::until(linger.next()) => {
+                let expired = linger.expired(Instant::now());
+                let remove = release(ctx, &mut follow, &mut actual, &mut confirmed, expired);
+                links.unsubscribe(&remove).await?;
             }
             (channel, id, snap) = follow.next_read(), if follow.busy() => {
                 follow.apply(channel, id, snap).await;
@@ -558,6 +387,36 @@ async fn session(
     }
 }
 
+/// Stops following the keys that are still unwanted (a subscribe may have come back
+/// since: that key stays followed): they leave `actual` and `confirmed`, history
+/// channels are unfollowed, and replies still waiting on them are sent. Returns the
+/// keys to unsubscribe.
+fn release(
+    ctx: &Ctx<'_>,
+    follow: &mut Follow,
+    actual: &mut AHashSet<String>,
+    confirmed: &mut AHashSet<String>,
+    keys: Vec<String>,
+) -> Vec<String> {
+    let interest = ctx.hub.interest();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(k) = interest_key(ctx.keys, key.as_bytes()) {
+            let Some(released) = interest.unconfirm(&k) else {
+                continue;
+            };
+            send_released(ctx.hub, released);
+            if let pushgate_hub::Key::Channel(c) = &k {
+                follow.unfollowed(c);
+            }
+        }
+        actual.remove(&key);
+        confirmed.remove(&key);
+        out.push(key);
+    }
+    out
+}
+
 /// A key no longer followed where it was (its node failed or its slot moved): not
 /// confirmed until followed again; a history channel's stream is read again then,
 /// from the last offset delivered here, which fills the gap.
@@ -576,49 +435,6 @@ async fn sync_requested(history: Option<&pushgate_hub::History>) {
     }
 }
 
-/// Sends `cmd` with `keys` (in chunks; on a Redis Cluster one command per slot, as
-/// sharded pub/sub requires); `PING` is sent without arguments, the other commands
-/// not at all without keys.
-async fn send_grouped(
-    w: &mut WriteHalf<Stream>,
-    cmd: &str,
-    keys: &[String],
-    by_slot: bool,
-) -> Result<(), ConnError> {
-    if keys.is_empty() && cmd != "PING" {
-        return Ok(());
-    }
-    let mut out = Vec::new();
-    if keys.is_empty() {
-        resp::command(&mut out, [cmd.as_bytes()]);
-    } else if by_slot {
-        let mut groups: AHashMap<u16, Vec<&str>> = AHashMap::new();
-        for k in keys {
-            groups
-                .entry(topology::slot(k.as_bytes()))
-                .or_default()
-                .push(k);
-        }
-        for group in groups.values() {
-            for chunk in group.chunks(CHUNK) {
-                resp::command(
-                    &mut out,
-                    std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
-                );
-            }
-        }
-    } else {
-        for chunk in keys.chunks(CHUNK) {
-            resp::command(
-                &mut out,
-                std::iter::once(cmd.as_bytes()).chain(chunk.iter().map(|k| k.as_bytes())),
-            );
-        }
-    }
-    w.write_all(&out).await?;
-    Ok(())
-}
-
 /// The interest key a bus key stands for (channel and user keys only).
 fn interest_key(keys: &Keys, key: &[u8]) -> Option<pushgate_hub::Key> {
     match keys.parse(std::str::from_utf8(key).ok()?)? {
@@ -632,109 +448,5 @@ fn interest_key(keys: &Keys, key: &[u8]) -> Option<pushgate_hub::Key> {
 fn send_released(hub: &Hub, released: Vec<pushgate_hub::Released>) {
     for (conn, frame) in released {
         hub.send_to(conn, frame);
-    }
-}
-
-/// Decodes a message from the bus and hands it to this node's shards.
-async fn deliver(
-    hub: &Hub,
-    keys: &Keys,
-    m: &Metrics,
-    follow: &mut Follow,
-    confirmed: &AHashSet<String>,
-    key: &Bytes,
-    body: Bytes,
-) {
-    let node = hub.config().node_id.as_str();
-    let Some(kind) = std::str::from_utf8(key).ok().and_then(|k| keys.parse(k)) else {
-        m.undecodable.increment(1);
-        return;
-    };
-    let body = match wire::decode(body, matches!(kind, KeyKind::Node(_))) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "broker: dropped a bus message");
-            m.undecodable.increment(1);
-            return;
-        }
-    };
-    if body.origin == node && !body.echo {
-        // Our own publication, already delivered here when Redis took it.
-        m.echoes.increment(1);
-        return;
-    }
-    let payload = match body.what {
-        What::Publication(p) => p,
-        What::Presence(note) => {
-            // Sent to this node's watchers of the channel; the origin sent its own.
-            if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {
-                m.control.increment(1);
-                let client = pushgate_protocol::PresenceClient {
-                    conn: note.conn.display(&body.origin).to_string(),
-                    user: note.user,
-                    info: note.info,
-                };
-                let event = if note.joined {
-                    pushgate_protocol::PresenceEvent::Join
-                } else {
-                    pushgate_protocol::PresenceEvent::Leave
-                };
-                p.send_event(hub, event, c, &client, None);
-            }
-            return;
-        }
-        What::Control(c) => {
-            let who = match kind {
-                KeyKind::User(u) => Local::User(u),
-                KeyKind::Node(n) if n == node => Local::Conns(&body.conns),
-                _ => return,
-            };
-            m.control.increment(1);
-            apply(hub, who, &c);
-            return;
-        }
-    };
-    let exclude = body.exclude.filter(|x| x.node == node).map(|x| x.id);
-    if let (KeyKind::Channel(c), Some(position)) = (&kind, body.position) {
-        m.channel.increment(1);
-        // A message that crossed an unsubscribe: the stream is not followed now.
-        if std::str::from_utf8(key).is_ok_and(|k| confirmed.contains(k)) {
-            let p = Positioned {
-                position,
-                payload,
-                exclude,
-            };
-            follow.deliver(c, p).await;
-        }
-        return;
-    }
-    let target = match kind {
-        KeyKind::All => {
-            m.all.increment(1);
-            Target::All
-        }
-        KeyKind::Channel(c) => {
-            m.channel.increment(1);
-            Target::Channels(vec![c.to_owned()])
-        }
-        KeyKind::User(u) => {
-            m.user.increment(1);
-            Target::Users(vec![u.to_owned()])
-        }
-        KeyKind::Node(n) if n == node && !body.conns.is_empty() => {
-            m.conn.increment(1);
-            Target::Conns(body.conns)
-        }
-        KeyKind::Node(_) => return,
-    };
-    let p = Publication {
-        target,
-        payload,
-        exclude,
-    };
-    // Not awaiting the report: shards take it in order; a full shard queue makes
-    // this wait, and Redis buffers behind it.
-    if let Err(e) = hub.submit(p, SOURCE).await {
-        tracing::debug!(error = %e, "broker: publication from another node refused here");
     }
 }

@@ -15,6 +15,7 @@
 //! - `pusher`: the `[[pusher_apps]]` (the Pusher surface);
 //! - `internal`: the internal ports (HTTP and gRPC): tokens, limits, deadlines;
 //! - `jwt`: connection tokens;
+//! - `print`: the effective configuration as TOML, secrets redacted;
 //! - `kinds`: the settings held as enums.
 
 mod compression;
@@ -25,6 +26,7 @@ mod jwt;
 mod kinds;
 mod load;
 mod presence;
+mod print;
 mod pusher;
 mod redis;
 #[cfg(test)]
@@ -148,6 +150,13 @@ pub struct Config {
     pub redis_mode: RedisMode,
     /// The master name the sentinels know (`redis_mode = "sentinel"`).
     pub redis_sentinel_master: String,
+    /// The sentinels' ACL user (`redis_mode = "sentinel"`; needs
+    /// `redis_sentinel_password`). Empty: the default user. `redis_url`'s login is the
+    /// data nodes'; sentinels have their own (docs/cluster.md, "Redis deployments").
+    pub redis_sentinel_username: String,
+    /// The sentinels' password (their `requirepass`, or the ACL user's). Empty: the
+    /// sentinels ask for none.
+    pub redis_sentinel_password: String,
     /// A PEM file with the CA certificate(s) that signed Redis's (and the sentinels')
     /// TLS certificates; required with `rediss://`, refused without it.
     pub redis_tls_ca_file: String,
@@ -162,6 +171,12 @@ pub struct Config {
     /// is remembered, in milliseconds: a retry with the same key within it is not
     /// delivered again (cluster-wide with Redis).
     pub idempotency_window_ms: u64,
+    /// With `broker = "redis"`: how long a channel with no subscriber left on this
+    /// node stays followed on Redis before it is unfollowed, in milliseconds, so that a
+    /// client that comes back soon (a reconnect, a quick unsubscribe and subscribe)
+    /// costs no `SUNSUBSCRIBE`/`SSUBSCRIBE` pair. 0: unfollowed at once. User keys
+    /// never linger ("online" reads their subscriber count).
+    pub unfollow_linger_ms: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Most bytes one client may send per second, as read from the socket (close 1008
@@ -260,10 +275,13 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_mode: RedisMode::Standalone,
             redis_sentinel_master: String::new(),
+            redis_sentinel_username: String::new(),
+            redis_sentinel_password: String::new(),
             redis_tls_ca_file: String::new(),
             redis_prefix: "pushgate".into(),
             redis_timeout_ms: 2_000,
             idempotency_window_ms: 60_000,
+            unfollow_linger_ms: 2_000,
             log_format: LogFormat::Text,
             max_inbound_bytes_per_sec: 256 * 1024,
             grpc_idempotency_max_bytes: 32 << 20,
@@ -322,11 +340,14 @@ impl Config {
         pushgate_broker::RedisConfig {
             mode,
             tls_ca_file: ca.map(std::path::Path::to_path_buf),
+            sentinel_username: Some(self.redis_sentinel_username.clone()),
+            sentinel_password: Some(self.redis_sentinel_password.clone()),
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),
             idempotency_window: self.idempotency_window(),
             presence_ttl: Duration::from_millis(self.presence_ttl_ms),
+            unfollow_linger: Duration::from_millis(self.unfollow_linger_ms),
         }
     }
 
@@ -356,10 +377,5 @@ impl Config {
             },
             compression: self.compression == Compression::On,
         }
-    }
-
-    /// The effective configuration as TOML.
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("the config always serializes")
     }
 }

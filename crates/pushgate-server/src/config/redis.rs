@@ -1,5 +1,5 @@
 //! The Redis deployment behind `broker = "redis"`: `redis_url`, `redis_mode`,
-//! `redis_sentinel_master`, `redis_tls_ca_file` (docs/cluster.md, "Redis deployments").
+//! `redis_sentinel_master`, the sentinels' login, `redis_tls_ca_file` (docs/cluster.md, "Redis deployments").
 
 use super::error::invalid;
 use super::{Config, ConfigError, RedisMode};
@@ -26,10 +26,22 @@ impl Config {
     pub(super) fn validate_redis_deployment(&self) -> Result<(), ConfigError> {
         use pushgate_broker::DeploymentError as E;
         let (url, mode, ca) = self.redis_deployment();
-        if let Err(e) = pushgate_broker::redis::deployment::Deployment::parse(url, mode, ca) {
+        let parsed =
+            pushgate_broker::redis::deployment::Deployment::parse(url, mode, ca).and_then(|d| {
+                d.with_sentinel_login(
+                    Some(&self.redis_sentinel_username),
+                    Some(&self.redis_sentinel_password),
+                )
+            });
+        if let Err(e) = parsed {
             let field = match e {
                 E::NoMaster => "redis_sentinel_master",
                 E::Ca(..) | E::CaWithoutTls => "redis_tls_ca_file",
+                E::SentinelUserWithoutPassword => "redis_sentinel_password",
+                E::SentinelLoginWithoutSentinel if self.redis_sentinel_password.is_empty() => {
+                    "redis_sentinel_username"
+                }
+                E::SentinelLoginWithoutSentinel => "redis_sentinel_password",
                 _ => "redis_url",
             };
             return Err(invalid(field, e.to_string()));

@@ -211,3 +211,57 @@ fn sse_path_is_a_path_other_than_ws_path_or_empty() {
         }
     }
 }
+
+#[test]
+fn printing_redacts_every_secret() {
+    let mut c = Config::from_toml(
+        r#"
+jwt_hs256_secret = "jwt-secret-0123456789-0123456789-abc"
+http_token = "http-tok"
+grpc_token = "grpc-tok"
+redis_url = "rediss://app:redis-pw@a:7000,redis://app:redis-pw@b:7001"
+redis_sentinel_password = "sentinel-pw"
+
+[[pusher_apps]]
+id = "1"
+key = "k"
+secret = "pusher-secret"
+"#,
+    )
+    .unwrap();
+    let shown = c.to_toml();
+    for secret in [
+        "jwt-secret",
+        "http-tok",
+        "grpc-tok",
+        "redis-pw",
+        "sentinel-pw",
+        "pusher-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+    }
+    assert!(
+        shown.contains(
+            "redis_url = \"rediss://app:<redacted>@a:7000,redis://app:<redacted>@b:7001\""
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("http_token = \"<redacted>\""), "{shown}");
+    // What is not secret stays, and an empty secret shows as empty.
+    c.http_token.clear();
+    let shown = c.to_toml();
+    assert!(shown.contains("http_token = \"\""), "{shown}");
+    assert!(shown.contains("key = \"k\""), "{shown}");
+}
+
+#[test]
+fn unfollow_linger_is_bounded_and_reaches_the_broker() {
+    let mut c = Config::default();
+    assert_eq!(c.redis().unfollow_linger, Duration::from_secs(2));
+    c.set("unfollow_linger_ms", "0").unwrap();
+    c.validate().unwrap();
+    assert!(c.redis().unfollow_linger.is_zero());
+    c.set("unfollow_linger_ms", "600001").unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("unfollow_linger_ms"), "{e}");
+}

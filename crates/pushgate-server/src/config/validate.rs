@@ -151,6 +151,12 @@ impl Config {
                 "1000 (1 s) to 604800000 (7 days)",
             ));
         }
+        if self.unfollow_linger_ms > 600_000 {
+            return Err(invalid(
+                "unfollow_linger_ms",
+                "0 (off) to 600000 (10 minutes)",
+            ));
+        }
         Ok(())
     }
 }

@@ -56,6 +56,9 @@ impl Drop for TempDir {
 pub struct Redis {
     child: Option<Killed>,
     pub port: u16,
+    /// The user and password the test's own commands log in with (a sentinel whose
+    /// default user has a password); `None`: the default user, no password.
+    pub login: Option<(String, String)>,
     /// With persistence: every write is in the append-only file in this directory
     /// before Redis answers it (`appendfsync always`).
     dir: Option<PathBuf>,
@@ -98,6 +101,7 @@ impl Redis {
         Redis {
             child: Some(Killed(child)),
             port,
+            login: None,
             dir: dir.map(Path::to_path_buf),
         }
     }
@@ -115,6 +119,7 @@ impl Redis {
         Redis {
             child: Some(Killed(child)),
             port,
+            login: None,
             dir: None,
         }
     }
@@ -127,15 +132,25 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Sends one command, returns the raw reply.
-    pub fn command(&self, args: &[&str]) -> Option<String> {
+    /// A connection to it, logged in with [`Redis::login`] if set.
+    fn connect(&self) -> Option<TcpStream> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut cmd = format!("*{}\r\n", args.len());
-        for a in args {
-            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        if let Some((user, pw)) = &self.login {
+            s.write_all(&encode(&["AUTH", user, pw])).ok()?;
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).ok()?;
+            if !buf[..n].starts_with(b"+OK") {
+                return None;
+            }
         }
-        s.write_all(cmd.as_bytes()).ok()?;
+        Some(s)
+    }
+
+    /// Sends one command, returns the raw reply.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = self.connect()?;
+        s.write_all(&encode(args)).ok()?;
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
@@ -143,13 +158,8 @@ impl Redis {
 
     /// Sends one command whose reply is a bulk string and returns that string whole.
     pub fn command_full(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut cmd = format!("*{}\r\n", args.len());
-        for a in args {
-            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(cmd.as_bytes()).ok()?;
+        let mut s = self.connect()?;
+        s.write_all(&encode(args)).ok()?;
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -196,6 +206,15 @@ impl Redis {
     pub fn resume(&self) {
         signal(self.pid(), "-CONT");
     }
+}
+
+/// A command in RESP.
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    cmd.into_bytes()
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -24,13 +24,19 @@ impl RedisCluster {
     /// Three masters and three replicas; a node is marked failed after
     /// `node_timeout_ms` of silence (its replica then takes over).
     pub fn start(node_timeout_ms: u64) -> RedisCluster {
+        RedisCluster::start_with(node_timeout_ms, |_| Vec::new())
+    }
+
+    /// The same, node `i` started with `extra(i)` arguments too (TLS, ACL users...);
+    /// the cluster is made through the plain ports, which stay the test's own view.
+    pub fn start_with(node_timeout_ms: u64, extra: impl Fn(usize) -> Vec<String>) -> RedisCluster {
         let dir = TempDir::new("redis-cluster");
         let nodes: Vec<Redis> = (0..6)
             .map(|i| {
                 let (port, bus) = (free_port(), free_port());
                 let d = dir.0.join(format!("n{i}"));
                 std::fs::create_dir_all(&d).unwrap();
-                let args: Vec<String> = [
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-port",
@@ -53,6 +59,7 @@ impl RedisCluster {
                 ]
                 .map(String::from)
                 .to_vec();
+                args.extend(extra(i));
                 Redis::spawn(port, &args, Some(&d))
             })
             .collect();
@@ -162,6 +169,39 @@ impl RedisCluster {
             .find_map(|n| n.command(&["CLUSTER", "KEYSLOT", key]));
         r.and_then(|s| s.trim().strip_prefix(':')?.parse().ok())
             .expect("CLUSTER KEYSLOT")
+    }
+
+    /// `per` names `<prefix><i>` for each of the three masters, by where the bus key
+    /// of a channel of that name lands (its hash tag: every key of the channel is on
+    /// the same master), with that master's port.
+    pub fn spread(&self, prefix: &str, per: usize) -> Vec<(String, u16)> {
+        self.spread_keys(prefix, per, |name| format!("pushgate:ch:{{{name}}}"))
+    }
+
+    /// The same for names whose key is `key(name)` (a user's bus key...).
+    pub fn spread_keys(
+        &self,
+        prefix: &str,
+        per: usize,
+        key: impl Fn(&str) -> String,
+    ) -> Vec<(String, u16)> {
+        let masters = self.masters();
+        assert_eq!(masters.len(), 3, "{masters:?}");
+        let mut count = std::collections::HashMap::<u16, usize>::new();
+        let mut out = Vec::new();
+        for i in 0.. {
+            let name = format!("{prefix}{i}");
+            let master = self.master_of(&key(&name)).expect("a master");
+            let n = count.entry(master).or_default();
+            if *n < per {
+                *n += 1;
+                out.push((name, master));
+            }
+            if out.len() == per * 3 {
+                break;
+            }
+        }
+        out
     }
 
     /// The master port serving `key`.
