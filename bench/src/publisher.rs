@@ -20,6 +20,7 @@ pub struct Publisher {
     conn: Option<TcpStream>,
     buf: Vec<u8>,
     req: Vec<u8>,
+    content_type: &'static str,
 }
 
 impl Publisher {
@@ -29,7 +30,14 @@ impl Publisher {
             conn: None,
             buf: Vec::with_capacity(4096),
             req: Vec::with_capacity(1024),
+            content_type: "text/plain",
         }
+    }
+
+    /// Bodies are JSON (`application/json`: Pusher's API refuses others with 415).
+    pub fn json(mut self) -> Self {
+        self.content_type = "application/json";
+        self
     }
 
     /// POST `body` to `path` (the endpoint's own path if None); returns the
@@ -138,8 +146,9 @@ impl Publisher {
         let path = path.unwrap_or(&self.ep.path);
         self.req.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
                 self.ep.host,
+                self.content_type,
                 body.len()
             )
             .as_bytes(),

@@ -131,6 +131,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A publisher of the API: JSON bodies for Pusher's, as they are.
+pub fn publisher(app: Option<&App>, ep: &crate::target::Endpoint) -> crate::publisher::Publisher {
+    let p = crate::publisher::Publisher::new(ep.clone());
+    if app.is_some() {
+        p.json()
+    } else {
+        p
+    }
+}
+
 /// The app from `--pusher`, and the publication's request for it.
 pub fn request(
     app: Option<&App>,

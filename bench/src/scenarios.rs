@@ -20,7 +20,6 @@ use crate::grpc;
 use crate::metrics::{self, Scrape};
 use crate::payload;
 use crate::proc_stats::{self, ProcSample};
-use crate::publisher::Publisher;
 use crate::recv::{new_histogram, now_ns};
 use crate::report::{ChurnReport, RunResult, TimelinePoint, PERCENTILES};
 use crate::target::Endpoint;

@@ -104,7 +104,7 @@ pub(super) async fn publish_paced(
     pusher: Option<&pusher::App>,
     state: &RefCell<Published>,
 ) {
-    let mut p = Publisher::new(ep.clone());
+    let mut p = pusher::publisher(pusher, ep);
     if let Err(e) = p.connect().await {
         note(&mut state.borrow_mut(), 0, Err(e));
         return;
@@ -174,7 +174,7 @@ pub(super) async fn publish_burst(
     let n = publishers.clamp(1, paths.len().max(1));
     let mut pubs = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut p = Publisher::new(ep.clone());
+        let mut p = pusher::publisher(pusher.as_ref(), ep);
         match p.connect().await {
             Ok(()) => pubs.push(p),
             Err(e) => note(&mut state.borrow_mut(), 0, Err(e)),
