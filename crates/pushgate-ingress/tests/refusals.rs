@@ -27,6 +27,7 @@ async fn serve(hub: Hub, limits: HttpLimits) -> (SocketAddr, CancellationToken) 
         render_metrics: Box::new(String::new),
         limits,
         token: String::new(),
+        mounts: Vec::new(),
     });
     let stop = CancellationToken::new();
     tokio::spawn(serve_http(listener, state, stop.clone()));

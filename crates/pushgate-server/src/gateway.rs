@@ -113,6 +113,7 @@ impl Gateway {
             }),
             limits: config.http_limits(),
             token: config.http_token.clone(),
+            mounts: Vec::new(),
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
         tokio::spawn(telemetry::upkeep(stop_all.clone()));
