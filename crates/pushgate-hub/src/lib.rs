@@ -49,7 +49,7 @@ pub use history::{
     Synced,
 };
 pub use hub::{Hub, Stats, Submitted};
-pub use interest::{Interest, Key, Released};
+pub use interest::{ChannelObserver, Interest, Key, Released};
 pub use metrics::ShardMetrics;
 pub use presence::{Presence, PresenceError, PresenceRule};
 pub use publication::{

@@ -343,6 +343,34 @@ fn interest_follows_the_first_and_last_local_connection_of_each_key() {
     assert!(hub.interest().snapshot().is_empty());
 }
 
+#[test]
+fn the_channel_observer_sees_a_channel_occupied_once_and_vacated_once_on_one_node() {
+    let hub = Hub::new(HubConfig {
+        shards: 4,
+        ..HubConfig::default()
+    });
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    assert!(hub
+        .interest()
+        .observe_channels(Box::new(move |c, on| s.lock().push((c.to_owned(), on))))
+        .is_ok());
+    // Several shards hold "news": still one transition each way.
+    let conns: Vec<ConnHandle> = (0..16).map(|_| connect(&hub, None)).collect();
+    for c in &conns {
+        c.subscribe(&["news".into()]).unwrap();
+    }
+    assert_eq!(*seen.lock(), [("news".to_owned(), true)]);
+    let mut conns = conns.into_iter();
+    conns.next().unwrap().unsubscribe(&["news".into()]);
+    assert_eq!(seen.lock().len(), 1, "15 subscribers left");
+    drop(conns);
+    assert_eq!(
+        *seen.lock(),
+        [("news".to_owned(), true), ("news".to_owned(), false)]
+    );
+}
+
 #[tokio::test]
 async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain() {
     let hub = hub(3);
