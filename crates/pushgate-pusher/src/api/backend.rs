@@ -1,6 +1,6 @@
 //! What the HTTP API needs from the rest of the gateway: publish Pusher events, read
-//! channel occupancy and presence members, disconnect a user. [`crate::PusherHub`]
-//! implements it over the hub and the broker; the API's unit tests use a fake.
+//! subscription counts and presence members, disconnect a user. `gateway.rs`
+//! implements it over [`crate::Pusher`]; the API's unit tests use a fake.
 
 use std::future::Future;
 
@@ -20,18 +20,16 @@ pub struct Event {
     pub socket_id: Option<String>,
 }
 
-/// A channel's occupancy, as the API reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Occupancy {
-    /// Subscriptions (connections) to the channel.
-    pub subscriptions: u64,
-    /// Distinct users, for a presence channel; `None` for the others.
-    pub users: Option<u64>,
-}
-
 /// Why the gateway could not do what a valid request asked.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The gateway refused what the API let through (a channel name too long once
+    /// mapped, ...): 400, or the status the gateway gives it.
+    #[error("{source}")]
+    Refused {
+        status: StatusCode,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("Payload exceeds the gateway's limit of {0} bytes")]
     TooLarge(usize),
     #[error("Gateway overloaded, retry later")]
@@ -43,6 +41,7 @@ pub enum BackendError {
 impl BackendError {
     pub fn status(&self) -> StatusCode {
         match self {
+            BackendError::Refused { status, .. } => *status,
             BackendError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BackendError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,18 +58,20 @@ pub trait Backend: Send + Sync + 'static {
         event: Event,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    /// The app's occupied channels (at least one subscription), with their occupancy.
+    /// The app's channels with subscribers whose names start with `prefix`, each
+    /// with its subscription count.
     fn channels(
         &self,
         app: &PusherApp,
-    ) -> impl Future<Output = Result<Vec<(String, Occupancy)>, BackendError>> + Send;
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, BackendError>> + Send;
 
-    /// One channel's occupancy (zero subscriptions: vacant).
-    fn channel(
+    /// One channel's subscription count (0: vacant).
+    fn subscriptions(
         &self,
         app: &PusherApp,
         channel: &str,
-    ) -> impl Future<Output = Result<Occupancy, BackendError>> + Send;
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
     /// The distinct user ids of a presence channel's members.
     fn users(

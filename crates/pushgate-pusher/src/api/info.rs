@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value};
 
-use super::backend::Occupancy;
 use super::error::Invalid;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +29,20 @@ impl Info {
         !self.user_count && !self.subscription_count
     }
 
-    /// The requested attributes of one channel, as a JSON object.
-    pub fn render(&self, o: &Occupancy) -> Map<String, Value> {
+    /// The requested attributes of one channel, as a JSON object: `users` is read
+    /// only when `user_count` was asked for (it is a cluster-wide presence read).
+    pub async fn render<F, E>(&self, subscriptions: u64, users: F) -> Result<Map<String, Value>, E>
+    where
+        F: std::future::Future<Output = Result<u64, E>>,
+    {
         let mut m = Map::new();
         if self.user_count {
-            m.insert("user_count".into(), o.users.unwrap_or(0).into());
+            m.insert("user_count".into(), users.await?.into());
         }
         if self.subscription_count {
-            m.insert("subscription_count".into(), o.subscriptions.into());
+            m.insert("subscription_count".into(), subscriptions.into());
         }
-        m
+        Ok(m)
     }
 }
 
@@ -47,17 +50,17 @@ impl Info {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_and_renders() {
+    #[tokio::test]
+    async fn parses_and_renders() {
         let i = Info::parse("user_count,subscription_count").unwrap();
-        let o = Occupancy {
-            subscriptions: 3,
-            users: Some(2),
-        };
+        let m = i.render(3, async { Ok::<_, ()>(2) }).await.unwrap();
         assert_eq!(
-            Value::Object(i.render(&o)),
+            Value::Object(m),
             serde_json::json!({"user_count":2,"subscription_count":3})
         );
+        let none = Info::parse("subscription_count").unwrap();
+        let m = none.render(3, async { Err::<u64, _>("not read") }).await;
+        assert_eq!(m.unwrap().len(), 1, "users not read");
         assert!(Info::parse("").unwrap().is_empty());
         assert_eq!(
             Info::parse("cache").unwrap_err(),

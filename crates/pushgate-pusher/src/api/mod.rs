@@ -39,7 +39,7 @@ use hyper::{Method, Response, StatusCode};
 use pushgate_ingress::{Mount, MountFuture, Resp};
 use serde_json::{json, Map, Value};
 
-pub use backend::{Backend, BackendError, Event, Occupancy};
+pub use backend::{Backend, BackendError, Event};
 pub use error::{ApiError, Invalid};
 pub use signature::{body_md5, sign, AuthError, SignedQuery};
 
@@ -165,8 +165,8 @@ impl<B: Backend> PusherApi<B> {
             }
             let mut per_channel = Map::new();
             for c in channels.unwrap_or_default() {
-                let o = self.backend.channel(app, &c).await?;
-                per_channel.insert(c, Value::Object(t.info.render(&o)));
+                let attrs = self.attributes(app, &c, t.info, None).await?;
+                per_channel.insert(c, Value::Object(attrs));
             }
             answer.push(per_channel);
         }
@@ -180,9 +180,10 @@ impl<B: Backend> PusherApi<B> {
             return Err(Invalid::UserCountNotPresence.into());
         }
         let mut channels = Map::new();
-        for (name, o) in self.backend.channels(app).await? {
-            if name.starts_with(prefix) && o.subscriptions > 0 {
-                channels.insert(name, Value::Object(info.render(&o)));
+        for (name, n) in self.backend.channels(app, prefix).await? {
+            if name.starts_with(prefix) && n > 0 {
+                let attrs = self.attributes(app, &name, info, Some(n)).await?;
+                channels.insert(name, Value::Object(attrs));
             }
         }
         Ok(json!({ "channels": channels }))
@@ -201,10 +202,32 @@ impl<B: Backend> PusherApi<B> {
         if info.user_count && !is_presence(name) {
             return Err(Invalid::UserCountNotPresence.into());
         }
-        let o = self.backend.channel(app, name).await?;
-        let mut m = info.render(&o);
-        m.insert("occupied".into(), (o.subscriptions > 0).into());
+        let n = self.backend.subscriptions(app, name).await?;
+        let mut m = self.attributes(app, name, info, Some(n)).await?;
+        m.insert("occupied".into(), (n > 0).into());
         Ok(Value::Object(m))
+    }
+
+    /// The `info` attributes of one channel (`subscriptions`: when already known).
+    async fn attributes(
+        &self,
+        app: &PusherApp,
+        channel: &str,
+        info: Info,
+        subscriptions: Option<u64>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let n = match subscriptions {
+            Some(n) => n,
+            None if info.subscription_count => self.backend.subscriptions(app, channel).await?,
+            None => 0,
+        };
+        let users = async {
+            if !is_presence(channel) {
+                return Ok(0);
+            }
+            Ok::<_, BackendError>(self.backend.users(app, channel).await?.len() as u64)
+        };
+        Ok(info.render(n, users).await?)
     }
 
     async fn users(&self, app: &PusherApp, name: &str) -> Result<Value, ApiError> {

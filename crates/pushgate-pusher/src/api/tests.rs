@@ -18,19 +18,18 @@ impl Backend for Fake {
         self.published.lock().unwrap().push(e);
         Ok(())
     }
-    async fn channels(&self, _: &PusherApp) -> Result<Vec<(String, Occupancy)>, BackendError> {
+    async fn channels(&self, _: &PusherApp, _: &str) -> Result<Vec<(String, u64)>, BackendError> {
         Ok(vec![
-            ("news".into(), occ(3, None)),
-            ("presence-room".into(), occ(4, Some(2))),
-            ("gone".into(), occ(0, None)),
+            ("news".into(), 3),
+            ("presence-room".into(), 4),
+            ("gone".into(), 0),
         ])
     }
-    async fn channel(&self, _: &PusherApp, c: &str) -> Result<Occupancy, BackendError> {
+    async fn subscriptions(&self, _: &PusherApp, c: &str) -> Result<u64, BackendError> {
         Ok(match c {
-            "news" => occ(3, None),
-            "presence-room" => occ(4, Some(2)),
-            c if is_presence(c) => occ(0, Some(0)),
-            _ => occ(0, None),
+            "news" => 3,
+            "presence-room" => 4,
+            _ => 0,
         })
     }
     async fn users(&self, _: &PusherApp, c: &str) -> Result<Vec<String>, BackendError> {
@@ -43,13 +42,6 @@ impl Backend for Fake {
     async fn terminate(&self, _: &PusherApp, user: &str) -> Result<(), BackendError> {
         self.terminated.lock().unwrap().push(user.into());
         Ok(())
-    }
-}
-
-fn occ(subscriptions: u64, users: Option<u64>) -> Occupancy {
-    Occupancy {
-        subscriptions,
-        users,
     }
 }
 
