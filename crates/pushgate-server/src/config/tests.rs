@@ -211,3 +211,17 @@ fn sse_path_is_a_path_other_than_ws_path_or_empty() {
         }
     }
 }
+
+#[test]
+fn a_pusher_webhook_url_must_be_plain_http() {
+    let app = |url: &str| {
+        format!(
+            "[[pusher_apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nwebhook_url = \"{url}\"\n"
+        )
+    };
+    let ok = Config::from_toml(&app("http://127.0.0.1:9000/hooks")).unwrap();
+    assert_eq!(ok.pusher_apps().unwrap().iter().count(), 1);
+    let tls = Config::from_toml(&app("https://example.com/hooks")).unwrap();
+    let e = tls.pusher_apps().unwrap_err().to_string();
+    assert!(e.contains("pusher_apps") && e.contains("http://"), "{e}");
+}
