@@ -197,7 +197,14 @@ fn process(
 
 fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Result<(), End> {
     match msg {
+        Message::Text(text) if handle.is_dialect() => {
+            if let Some(s) = &edge.surface {
+                s.on_text(text, handle);
+            }
+        }
         Message::Text(text) => on_command(text, handle, edge),
+        // The dialect (Pusher) has no binary messages: ignored, as by Pusher.
+        Message::Binary(_) if handle.is_dialect() => {}
         Message::Binary(_) => reply_error(handle, &CommandError::Binary, None),
         Message::Ping(p) => handle.send(encode_frame(OpCode::Pong, p)),
         Message::Pong(_) => {}

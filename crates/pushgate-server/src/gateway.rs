@@ -11,6 +11,7 @@ use pushgate_edge::{Anonymous, Authenticator, JwtAuthenticator};
 use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
 use pushgate_ingress::{serve_http, HttpState};
+use pushgate_pusher::Pusher;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
@@ -51,6 +52,8 @@ pub struct Gateway {
     grpc: GrpcServer,
     hub: Hub,
     broker: Broker,
+    /// The Pusher surface, when `[[pusher_apps]]` are configured.
+    pusher: Option<Arc<Pusher>>,
     ready: Arc<AtomicBool>,
     /// Stops the WebSocket accept loop (first step of shutdown).
     stop_accepting: CancellationToken,
@@ -92,6 +95,11 @@ impl Gateway {
             BrokerKind::Memory => Broker::in_process(hub.clone(), config.idempotency_window()),
         };
 
+        let apps = config.pusher_apps()?;
+        let pusher = (!apps.is_empty()).then(|| Pusher::new(apps, broker.clone()));
+
+        // The Pusher protocol on the WebSocket listener (`/app/{key}`), on the same hub.
+        let surface = pusher.as_ref().map(|p| p.install());
         let connections = TaskTracker::new();
         tokio::spawn(pushgate_edge::serve(
             ws,
@@ -101,6 +109,7 @@ impl Gateway {
             runtimes,
             connections.clone(),
             stop_accepting.clone(),
+            surface,
         ));
 
         let ready = Arc::new(AtomicBool::new(true));
@@ -126,6 +135,7 @@ impl Gateway {
             grpc,
             hub,
             broker,
+            pusher,
             ready,
             stop_accepting,
             stop_all,
@@ -157,6 +167,11 @@ impl Gateway {
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// The Pusher surface (`None` without `[[pusher_apps]]`).
+    pub fn pusher(&self) -> Option<&Arc<Pusher>> {
+        self.pusher.as_ref()
     }
 
     /// Stops the node: not ready at once, stop accepting, close every client with 1001

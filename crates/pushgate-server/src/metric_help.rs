@@ -23,6 +23,11 @@ pub fn describe() {
         Unit::Count,
         "Open Server-Sent Events streams (also counted in pushgate_connections)."
     );
+    describe_gauge!(
+        "pushgate_protocol_connections",
+        Unit::Count,
+        "Open connections of a second protocol (protocol=\"pusher\"; also counted in pushgate_connections)."
+    );
     describe_counter!(
         "pushgate_connections_opened_total",
         Unit::Count,
@@ -59,6 +64,26 @@ pub fn describe() {
         "pushgate_sse_deliveries_total",
         Unit::Count,
         "Publication events enqueued to SSE streams (also counted in pushgate_deliveries_total)."
+    );
+    describe_counter!(
+        "pushgate_protocol_deliveries_total",
+        Unit::Count,
+        "Publication frames enqueued to connections of a second protocol (protocol=\"pusher\"; also counted in pushgate_deliveries_total)."
+    );
+    describe_counter!(
+        "pushgate_pusher_errors_total",
+        Unit::Count,
+        "Pusher connections refused or sent pusher:error, by Pusher code (4100 over capacity, 4301 client-event rate)."
+    );
+    describe_counter!(
+        "pushgate_pusher_auth_refused_total",
+        Unit::Count,
+        "Pusher subscriptions and sign-ins refused for a missing, malformed or forged signature."
+    );
+    describe_counter!(
+        "pushgate_pusher_client_events_total",
+        Unit::Count,
+        "Pusher client events accepted for publication."
     );
     describe_counter!(
         "pushgate_bytes_written_total",
