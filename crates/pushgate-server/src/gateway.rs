@@ -10,8 +10,10 @@ use pushgate_broker::Broker;
 use pushgate_edge::{Anonymous, Authenticator, JwtAuthenticator};
 use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
+use pushgate_ingress::Mount;
 use pushgate_ingress::{serve_http, HttpState};
-use pushgate_pusher::Pusher;
+use pushgate_pusher::webhook::{Backoff, WebhookError};
+use pushgate_pusher::{Pusher, PusherApi, Webhooks};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
@@ -39,6 +41,8 @@ pub enum StartError {
     Grpc(#[from] pushgate_grpc::server::ServeError),
     #[error("cannot set up the broker: {0}")]
     Broker(#[from] pushgate_broker::DeploymentError),
+    #[error("cannot set up Pusher webhooks: {0}")]
+    Webhooks(#[from] WebhookError),
 }
 
 /// Longest wait for gRPC calls in flight when the node stops.
@@ -97,6 +101,21 @@ impl Gateway {
 
         let apps = config.pusher_apps()?;
         let pusher = (!apps.is_empty()).then(|| Pusher::new(apps, broker.clone()));
+        // Pusher webhooks: one sender task per app with a webhook_url, fed by the
+        // WebSocket side and the hub's channel observer (docs/pusher.md, "Webhooks").
+        let mut mounts: Vec<Arc<dyn Mount>> = Vec::new();
+        if let Some(p) = &pusher {
+            let hooks = Webhooks::start(p.apps(), Backoff::default(), &stop_all)?;
+            hooks.observe(&hub);
+            p.set_events(Arc::new(hooks));
+            // The Pusher HTTP API on the internal port (`/apps/...`).
+            let api = PusherApi::new(
+                Arc::new(p.apps().clone()),
+                p.clone(),
+                config.max_payload_bytes,
+            );
+            mounts.push(Arc::new(api));
+        }
 
         // The Pusher protocol on the WebSocket listener (`/app/{key}`), on the same hub.
         let surface = pusher.as_ref().map(|p| p.install());
@@ -122,7 +141,7 @@ impl Gateway {
             }),
             limits: config.http_limits(),
             token: config.http_token.clone(),
-            mounts: Vec::new(),
+            mounts,
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
         tokio::spawn(telemetry::upkeep(stop_all.clone()));

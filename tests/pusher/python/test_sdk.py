@@ -52,7 +52,9 @@ class Hooks:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                hooks.got.put((self.path, dict(self.headers), body.decode()))
+                # Header names are case-insensitive (hyper sends them lower-cased).
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                hooks.got.put((self.path, headers, body.decode()))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -80,8 +82,8 @@ class Hooks:
             except queue.Empty:
                 return None, False
             validated = client.validate_webhook(
-                key=headers.get("X-Pusher-Key", ""),
-                signature=headers.get("X-Pusher-Signature", ""),
+                key=headers.get("x-pusher-key", ""),
+                signature=headers.get("x-pusher-signature", ""),
                 body=body)
             ok = validated is not None and path == "/pusher/webhooks"
             for e in json.loads(body)["events"]:

@@ -17,7 +17,8 @@
 //! - `events`: the bodies of `events` and `batch_events`, checked with Pusher's limits.
 //! - `info`: the `info=` attribute lists.
 //! - `names`: Pusher's channel, socket id and user id rules.
-//! - `backend`: what the API asks of the gateway ([`Backend`]).
+//! - `backend`: what the API asks of the gateway ([`Backend`]); `over_pusher`: it,
+//!   over the node's [`crate::Pusher`].
 //! - `error`: every refusal and its status.
 
 mod backend;
@@ -25,6 +26,7 @@ mod error;
 mod events;
 mod info;
 mod names;
+mod over_pusher;
 mod signature;
 
 use std::borrow::Cow;

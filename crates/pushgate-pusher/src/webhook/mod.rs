@@ -11,10 +11,12 @@
 //! - `event`: one event's JSON.
 //! - `sender`: one app's task: batches, signs, POSTs, retries.
 //! - `backoff`: the retry schedule.
+//! - `sink`: where the events come from (the WebSocket side, the hub's channel observer).
 
 mod backoff;
 mod event;
 mod sender;
+mod sink;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,6 +120,11 @@ impl Webhooks {
         Ok(Webhooks {
             apps: Arc::new(queues),
         })
+    }
+
+    /// Whether any app has webhooks.
+    pub fn any(&self) -> bool {
+        !self.apps.is_empty()
     }
 
     /// Queues `event` for app `app_id` if it wants it; never waits.
