@@ -86,6 +86,31 @@ pub fn describe() {
         "Pusher client events accepted for publication."
     );
     describe_counter!(
+        "pushgate_pusher_api_events_total",
+        Unit::Count,
+        "Events published through the Pusher HTTP API (events and batch_events)."
+    );
+    describe_counter!(
+        "pushgate_pusher_api_refusals_total",
+        Unit::Count,
+        "Pusher HTTP API requests refused, by kind (signature, timestamp, body_md5, auth, unknown_app, invalid, too_large, route, unavailable)."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_requests_total",
+        Unit::Count,
+        "Pusher webhook POSTs, by app and outcome (ok, retry)."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_events_failed_total",
+        Unit::Count,
+        "Pusher webhook events dropped after their batch's last attempt failed, by app."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_events_dropped_total",
+        Unit::Count,
+        "Pusher webhook events dropped because the app's queue was full, by app."
+    );
+    describe_counter!(
         "pushgate_bytes_written_total",
         Unit::Bytes,
         "Bytes written to client sockets."
