@@ -79,6 +79,11 @@ impl ConnHandle {
         self.dialect.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the connection has a token grant (its channel permissions).
+    pub fn has_grant(&self) -> bool {
+        self.shard.state.lock().grants.contains_key(&self.slot)
+    }
+
     /// Whether this is a connection of the dialect (`Shard::register_dialect`).
     pub fn is_dialect(&self) -> bool {
         self.dialect.load(Ordering::Relaxed)
