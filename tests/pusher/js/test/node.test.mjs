@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import PusherJs from "pusher-js";
 import WebSocket from "ws";
-import { startGateway, startAuthServer, clientOptions, mapped, once, within, waitFor } from "./support.mjs";
+import { startGateway, startAuthServer, clientOptions, mapped, once, within, waitFor, v1Token } from "./support.mjs";
 
 const Pusher = PusherJs.default ?? PusherJs;
 const WAIT = 10000;
@@ -16,7 +16,7 @@ let auth;
 const clients = [];
 
 before(async () => {
-  gw = await startGateway({ settings: { drain_window_ms: 0 } });
+  gw = await startGateway();
   auth = await startAuthServer();
 });
 
@@ -45,7 +45,7 @@ async function subscribed(c, name) {
 
 /** A pushgate.v1 client (ws) subscribed to `channels`; `messages` collects its publications. */
 async function v1(channels) {
-  const ws = new WebSocket(gw.wsUrl, "pushgate.v1");
+  const ws = new WebSocket(`${gw.wsUrl}?token=${v1Token()}`, "pushgate.v1");
   const messages = [];
   await new Promise((resolve, reject) => {
     ws.on("error", reject);
@@ -153,7 +153,7 @@ test("reconnects and resubscribes after the node drains and comes back on the sa
   const ports = gw.ports;
   await gw.drain();
   await gw.stop();
-  gw = await startGateway({ ports, settings: { drain_window_ms: 0 } });
+  gw = await startGateway({ ports });
   await waitFor("pusher-js connected again", () => c.connection.state === "connected" && states.includes("connecting"), 30000);
   // Resubscribed by pusher-js: a publication reaches it (retried until the subscribe is in).
   let got;

@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import PusherServer from "pusher";
 import { Gateway, waitFor, freePort } from "../../../../clients/js/test/support/gateway.mjs";
+import { mintHs256, nowSec, SECRET } from "../../../../clients/js/test/support/jwt.mjs";
 
 export { Gateway, waitFor, freePort };
 
@@ -24,10 +25,18 @@ client_events = true
 client_events_per_second = 100
 `;
 
-/** A gateway serving the test app (one shard, free ports). */
+/**
+ * A gateway serving the test app (one shard, free ports). pushgate.v1 clients need a
+ * token (auth_mode jwt): the mapped private channels are guarded from anonymous ones
+ * (docs/pusher.md); Pusher clients need none.
+ */
 export function startGateway(opts = {}) {
-  return Gateway.start({ toml: APP_TOML, ...opts });
+  const settings = { auth_mode: "jwt", jwt_hs256_secret: SECRET, drain_window_ms: 0, ...opts.settings };
+  return Gateway.start({ toml: APP_TOML, ...opts, settings });
 }
+
+/** A pushgate.v1 connection token allowing every channel of the test app. */
+export const v1Token = () => mintHs256({ sub: "backend", exp: nowSec() + 600, channels: [`pusher/${APP.id}/*`] });
 
 /** The pushgate channel a Pusher channel of the test app maps to (docs/pusher.md). */
 export const mapped = (channel) => `pusher/${APP.id}/${channel}`;
