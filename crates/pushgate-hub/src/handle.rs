@@ -71,10 +71,6 @@ impl ConnHandle {
         }
     }
 
-    pub(crate) fn slot(&self) -> usize {
-        self.slot
-    }
-
     pub(crate) fn mark_dialect(&self) {
         self.dialect.store(true, Ordering::Relaxed);
     }
