@@ -124,6 +124,12 @@ impl EdgeShared {
             .increment(1);
     }
 
+    /// The first of `channels` that the second protocol guards (`Surface::guarded`).
+    pub(crate) fn guarded<'a>(&self, channels: &'a [String]) -> Option<&'a str> {
+        let s = self.surface.as_ref()?;
+        channels.iter().find(|c| s.guarded(c)).map(String::as_str)
+    }
+
     /// Whether the request's `Origin` (if any) may connect.
     pub(crate) fn origin_allowed(&self, req: &UpgradeRequest) -> bool {
         let allowed = &self.config.allowed_origins;

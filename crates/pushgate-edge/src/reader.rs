@@ -250,6 +250,18 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
             presence_events,
             id,
         }) => {
+            if let Some(ch) = edge.guarded(&channels) {
+                if !handle.has_grant() {
+                    let e = SubscribeError::NotAllowed(ch.to_owned());
+                    let message = crate::surface::guarded_message(ch);
+                    let reply = Reply::Error {
+                        code: e.code(),
+                        message,
+                        id: id.as_ref(),
+                    };
+                    return handle.send(reply.to_frame());
+                }
+            }
             let reply = subscribe_reply(channels.clone(), id);
             let req = SubscribeRequest {
                 channels,

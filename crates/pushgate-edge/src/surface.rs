@@ -10,6 +10,11 @@ use pushgate_protocol::ConnId;
 
 use crate::handshake::UpgradeRequest;
 
+/// Why a pushgate.v1 subscribe of a guarded channel is refused.
+pub(crate) fn guarded_message(channel: &str) -> String {
+    format!("channel {channel:?} is guarded by the Pusher surface: follow it with a token that allows it")
+}
+
 /// The protocol's side of its connections.
 pub trait Surface: Send + Sync + 'static {
     /// Whether upgrade requests for `path` are this surface's (checked before the
@@ -36,4 +41,9 @@ pub trait Surface: Send + Sync + 'static {
 
     /// The connection is gone (or was never registered after an `open`).
     fn closed(&self, conn: ConnId);
+
+    /// Whether `channel` is one of the protocol's guarded channels (Pusher's private,
+    /// encrypted, presence and user channels, mapped): a pushgate.v1 connection or SSE
+    /// stream follows it only with a token grant that allows it, never anonymously.
+    fn guarded(&self, channel: &str) -> bool;
 }

@@ -71,12 +71,13 @@ impl ConnHandle {
         }
     }
 
-    pub(crate) fn slot(&self) -> usize {
-        self.slot
-    }
-
     pub(crate) fn mark_dialect(&self) {
         self.dialect.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has a token grant (its channel permissions).
+    pub fn has_grant(&self) -> bool {
+        self.shard.state.lock().grants.contains_key(&self.slot)
     }
 
     /// Whether this is a connection of the dialect (`Shard::register_dialect`).

@@ -47,6 +47,15 @@ impl AdminReport {
     }
 }
 
+/// What a connection gets publications as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    WebSocket,
+    Sse,
+    /// The dialect's frames (`dialect.rs`).
+    Dialect,
+}
+
 /// One shard of the hub.
 pub struct Shard {
     id: usize,
@@ -174,7 +183,7 @@ impl Shard {
         grant: Option<Grant>,
         subscribe: &[String],
     ) -> ConnHandle {
-        self.register_conn(id, user, grant, subscribe, false)
+        self.register_conn(id, user, grant, subscribe, Form::WebSocket)
     }
 
     /// Registers a Server-Sent Events stream: publications reach it as SSE events
@@ -187,7 +196,7 @@ impl Shard {
         grant: Option<Grant>,
     ) -> ConnHandle {
         self.metrics.sse_connections.increment(1.0);
-        self.register_conn(id, user, grant, &[], true)
+        self.register_conn(id, user, grant, &[], Form::Sse)
     }
 
     /// Registers a connection of the node's dialect (Pusher, `dialect.rs`): it gets
@@ -196,10 +205,7 @@ impl Shard {
     /// [`ConnHandle::set_user`].
     pub fn register_dialect(self: &Arc<Self>, id: ConnId) -> ConnHandle {
         self.metrics.dialect_connections.increment(1.0);
-        let handle = self.register_conn(id, None, None, &[], false);
-        let mut st = self.state.lock();
-        st.conns[handle.slot()].alt = true;
-        drop(st);
+        let handle = self.register_conn(id, None, None, &[], Form::Dialect);
         handle.mark_dialect();
         handle
     }
@@ -210,7 +216,7 @@ impl Shard {
         user: Option<&str>,
         grant: Option<Grant>,
         subscribe: &[String],
-        sse: bool,
+        form: Form,
     ) -> ConnHandle {
         let mut st = self.state.lock();
         let slot = st.conns.insert(Conn {
@@ -220,8 +226,8 @@ impl Shard {
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
             deflate: 0,
-            sse,
-            alt: false,
+            sse: form == Form::Sse,
+            alt: form == Form::Dialect,
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {

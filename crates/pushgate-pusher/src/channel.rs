@@ -15,6 +15,8 @@ use thiserror::Error;
 pub const PREFIX: &str = "pusher/";
 /// The longest Pusher channel name (Pusher's own limit).
 pub const MAX_NAME_LEN: usize = 164;
+/// The prefix of a signed-in user's own channel (Pusher's "send to user").
+pub const SERVER_TO_USER: &str = "#server-to-user-";
 
 /// What kind of channel a name is, by its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +29,15 @@ pub enum ChannelKind {
     PrivateEncrypted,
     /// `presence-`: a signature over the member's `channel_data`; members are shared.
     Presence,
+    /// `#server-to-user-<id>`: only the connection signed in as `<id>` may follow it.
+    ServerToUser,
 }
 
 impl ChannelKind {
     pub fn of(name: &str) -> ChannelKind {
-        if name.starts_with("private-encrypted-") {
+        if name.starts_with(SERVER_TO_USER) {
+            ChannelKind::ServerToUser
+        } else if name.starts_with("private-encrypted-") {
             ChannelKind::PrivateEncrypted
         } else if name.starts_with("private-") {
             ChannelKind::Private
@@ -42,9 +48,12 @@ impl ChannelKind {
         }
     }
 
-    /// Whether subscribing needs a signature.
+    /// Whether subscribing needs a signature (a user's channel needs a sign-in instead).
     pub fn needs_auth(self) -> bool {
-        self != ChannelKind::Public
+        matches!(
+            self,
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence
+        )
     }
 
     /// Whether `client-*` events may be sent on it (with the app's `client_events`).
@@ -70,17 +79,23 @@ pub enum NameError {
     EmptyUser,
 }
 
-/// Checks a Pusher channel name: 1-164 of `A-Z a-z 0-9 _ - = @ , . ;`. Names starting
-/// with `#` (Pusher's `#server-to-user-`) are the server's and refused here.
+/// Checks a Pusher channel name: 1-164 of `A-Z a-z 0-9 _ - = @ , . ;`, or a user's
+/// `#server-to-user-<id>` (any non-empty id); other `#` names are refused.
 pub fn validate(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if name.starts_with('#') {
-        return Err(NameError::Reserved(name.to_owned()));
-    }
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong);
+    }
+    if let Some(user) = name.strip_prefix(SERVER_TO_USER) {
+        return match user.is_empty() {
+            true => Err(NameError::Reserved(name.to_owned())),
+            false => Ok(()),
+        };
+    }
+    if name.starts_with('#') {
+        return Err(NameError::Reserved(name.to_owned()));
     }
     match name
         .chars()
@@ -198,10 +213,21 @@ mod tests {
         assert_eq!(validate(&"a".repeat(165)), Err(NameError::TooLong));
         assert_eq!(validate("a b"), Err(NameError::BadChar(' ')));
         assert_eq!(validate("a/b"), Err(NameError::BadChar('/')));
-        assert!(matches!(
-            validate("#server-to-user-1"),
-            Err(NameError::Reserved(_))
-        ));
+        assert_eq!(validate("#server-to-user-a b"), Ok(()));
+        assert_eq!(
+            ChannelKind::of("#server-to-user-1"),
+            ChannelKind::ServerToUser
+        );
+        for bad in ["#server-to-user-", "#other"] {
+            assert!(
+                matches!(validate(bad), Err(NameError::Reserved(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            to_pushgate("1", "#server-to-user-u").unwrap(),
+            "pusher/1/=23server-to-user-u"
+        );
     }
 
     #[test]

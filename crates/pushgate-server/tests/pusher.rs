@@ -235,6 +235,28 @@ async fn private_channels_need_the_apps_signature() {
     assert_eq!(r["event"], "pusher_internal:subscription_succeeded", "{r}");
     publish(&gw, "channel=pusher/1/private-a", "now").await;
     assert_eq!(next_json(&mut p.ws).await.unwrap()["data"], "now");
+
+    // Without a token, pushgate.v1 and SSE cannot follow it around the signature.
+    let mut v1 = connect(&gw).await;
+    for ch in [
+        "pusher/1/private-a",
+        "pusher/1/presence-r",
+        "pusher/1/private-encrypted-x",
+    ] {
+        send_json(
+            &mut v1.ws,
+            json!({"type":"subscribe","channels":["news", ch],"id":5}),
+        )
+        .await;
+        let r = next_json(&mut v1.ws).await.unwrap();
+        assert_eq!(
+            (r["type"].as_str(), r["code"].as_str()),
+            (Some("error"), Some("forbidden")),
+            "{ch}: {r}"
+        );
+    }
+    let (status, _) = http(gw.ws_addr(), "GET", "/sse?channel=pusher/1/private-a", b"").await;
+    assert_eq!(status, 403);
     gw.shutdown().await;
 }
 

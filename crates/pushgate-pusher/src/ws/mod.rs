@@ -22,6 +22,7 @@ use pushgate_protocol::frame::encode_close;
 use pushgate_protocol::{CloseCode, ConnId};
 
 use crate::app::PusherApp;
+use crate::channel::{self, ChannelKind};
 use crate::service::Pusher;
 use crate::wire::{self, ClientMessage};
 
@@ -192,6 +193,11 @@ impl Surface for PusherSurface {
             wire::error(Some(code), text),
             encode_close(CloseCode(code), text),
         ]
+    }
+
+    fn guarded(&self, pg: &str) -> bool {
+        channel::from_pushgate(pg)
+            .is_some_and(|(_, name)| ChannelKind::of(&name) != ChannelKind::Public)
     }
 
     fn closed(&self, conn: ConnId) {

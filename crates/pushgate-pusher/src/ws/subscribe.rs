@@ -40,10 +40,9 @@ impl PusherSurface {
         channel_data: Option<String>,
     ) {
         let conn = handle.id();
-        let Some((app, socket_id)) = self
-            .sessions
-            .with(conn, |s| (s.app.clone(), s.socket_id.clone()))
-        else {
+        let Some((app, socket_id, signed_in)) = self.sessions.with(conn, |s| {
+            (s.app.clone(), s.socket_id.clone(), s.user.clone())
+        }) else {
             return;
         };
         let error = |kind: &str, message: &str, status: u16| {
@@ -55,7 +54,16 @@ impl PusherSurface {
         };
         let kind = ChannelKind::of(&channel);
         let mut member = None;
-        if kind.needs_auth() {
+        if kind == ChannelKind::ServerToUser {
+            let own = channel.strip_prefix(channel::SERVER_TO_USER) == signed_in.as_deref();
+            if !own {
+                return error(
+                    "AuthError",
+                    "a user's channel is for its signed-in connections",
+                    403,
+                );
+            }
+        } else if kind.needs_auth() {
             let data = channel_data
                 .as_deref()
                 .filter(|_| kind == ChannelKind::Presence);
