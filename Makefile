@@ -1,7 +1,7 @@
 # pushgate: the commands a newcomer and CI need.
 CARGO ?= cargo
 
-.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance compression test-js demo fuzz soak
+.PHONY: run build build-lto test lint fmt bench bench-peers bench-cluster clean deploy-check e2e conformance compression test-js pusher pusher-sdk demo fuzz soak
 
 ## Run a single-node gateway on embedded defaults (ws://127.0.0.1:8080/ws, HTTP API on 127.0.0.1:8081).
 ## The release profile is tuned for build time (no LTO); benchmarks and the image use
@@ -27,6 +27,13 @@ test: lint
 	$(MAKE) conformance
 	$(MAKE) compression
 	$(MAKE) test-js
+	$(MAKE) pusher
+	$(MAKE) pusher-sdk
+
+## The Pusher HTTP API and webhooks with Pusher's Python server SDK (`pusher`, PyPI, in a
+## venv under tests/pusher/) against the release binary (tests/pusher/sdk.sh, docs/pusher.md).
+pusher-sdk:
+	bash tests/pusher/sdk.sh
 
 ## The JS client (clients/js, docs/clients.md): dist/ rebuilt from src/ must equal the
 ## committed one, then unit tests, Node and headless-Chromium tests against the release
@@ -36,6 +43,12 @@ test-js:
 	bash clients/js/test/deps.sh
 	cd clients/js && npm run build --silent && git diff --exit-code --stat -- dist/
 	cd clients/js && npm test
+
+## The Pusher protocol with clients we did not write (docs/pusher.md): pusher-js in Node
+## and headless Chromium, Laravel Echo in Chromium, the pusher server SDK's signatures,
+## against the release binary. tests/pusher/run.sh installs chromium and the npm packages.
+pusher:
+	bash tests/pusher/run.sh
 
 ## The live-feed example page and a gateway on 127.0.0.1 (page: http://127.0.0.1:8090/).
 demo:

@@ -52,6 +52,7 @@ async fn accept(
     let upgraded = timeout(edge.config.handshake_timeout, upgrade(&mut stream, &edge)).await;
     let up = match upgraded {
         Ok(Ok(Head::WebSocket(v))) => v,
+        Ok(Ok(Head::Surface(up))) => return accept_surface(stream, id, shard, edge, up).await,
         Ok(Ok(Head::Sse(head))) => {
             // An event stream runs in a box of its own: this one (the handshake's
             // buffers and timer) is freed now.
@@ -123,6 +124,65 @@ async fn accept(
     }))
 }
 
+/// Answers an upgrade for the second protocol (`surface.rs`): no pushgate.v1
+/// authentication (the protocol has its own), no compression; refusals (its own, or
+/// the node's connection limit) are sent as the protocol's frames after the upgrade.
+async fn accept_surface(
+    mut stream: TcpStream,
+    id: ConnId,
+    shard: Arc<Shard>,
+    edge: Arc<EdgeShared>,
+    up: Upgrade,
+) -> Option<Accepted> {
+    let surface = edge.surface.clone()?;
+    let first = match surface.open(&up.req, id) {
+        Ok(first) => first,
+        Err(frames) => {
+            refuse_after_upgrade(&mut stream, &up, &frames, &edge).await;
+            return None;
+        }
+    };
+    if edge.admission.admit(None, &edge.limit_metrics).is_err() {
+        surface.closed(id);
+        edge.count_refusal(503);
+        refuse_after_upgrade(&mut stream, &up, &surface.over_capacity(), &edge).await;
+        return None;
+    }
+    // Register before answering, as for pushgate.v1.
+    let handle = shard.register_dialect(id);
+    if handshake::write_switching(&mut stream, &up.key, &up.req, None, &first)
+        .await
+        .is_err()
+    {
+        edge.admission.release(None);
+        surface.closed(id);
+        return None;
+    }
+    Some(Accepted::WebSocket(Connection {
+        stream,
+        handle,
+        read: ReadState::with_leftover(up.leftover),
+        out: VecDeque::new(),
+        edge,
+    }))
+}
+
+/// Upgrades, sends the protocol's refusal (ending with a close frame) and waits
+/// briefly for the client's close.
+async fn refuse_after_upgrade(
+    stream: &mut TcpStream,
+    up: &Upgrade,
+    frames: &[u8],
+    edge: &EdgeShared,
+) {
+    if handshake::write_switching(stream, &up.key, &up.req, None, frames)
+        .await
+        .is_ok()
+    {
+        let _ = timeout(edge.config.close_timeout, linger(stream)).await;
+    }
+}
+
 /// An accepted upgrade request, not yet answered.
 struct Upgrade {
     req: handshake::UpgradeRequest,
@@ -143,6 +203,8 @@ enum Head {
     WebSocket(Upgrade),
     /// A request for the SSE path (`sse.rs`), checked and answered by the stream.
     Sse(crate::sse::SseHead),
+    /// An upgrade for the second protocol's paths (`surface.rs`), not authenticated.
+    Surface(Upgrade),
 }
 
 /// Reads and checks the upgrade request (path, origin, token) and authenticates it.
@@ -160,11 +222,21 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Head, Opti
         if let Some(sse) = crate::sse::parse(&buf, &edge.config.sse_path).map_err(Some)? {
             return Ok(Head::Sse(sse));
         }
-        match handshake::parse(&buf, &edge.config.ws_path).map_err(Some)? {
+        let served = |p: &str| edge.surface.as_ref().is_some_and(|s| s.serves(p));
+        match handshake::parse_for(&buf, &edge.config.ws_path, served).map_err(Some)? {
             Parsed::Partial => continue,
             Parsed::Complete(req, key, n) => {
                 if !edge.origin_allowed(&req) {
                     return Err(Some(Refusal::new(403, "origin not allowed")));
+                }
+                if req.path != edge.config.ws_path {
+                    buf.drain(..n);
+                    return Ok(Head::Surface(Upgrade {
+                        req,
+                        key,
+                        identity: Identity::default(),
+                        leftover: buf,
+                    }));
                 }
                 let identity = edge.auth.authenticate(&req).map_err(Some)?;
                 let max = edge.hub.config().max_subscriptions_per_conn;
@@ -376,12 +448,21 @@ impl Connection {
             (None, CloseReason::Disconnected) => self.handle.take_close_note(),
             _ => None,
         };
-        let frame = match (echo, note) {
-            (Some(code), _) => encode_close(code, reason.label()),
-            (None, Some((code, text))) => encode_close(CloseCode(code), &text),
-            (None, None) => encode_close(reason.code(), reason.label()),
-        };
-        self.out.push_back(frame);
+        match (&self.edge.surface, echo) {
+            // The second protocol closes its own way (its codes, a last message).
+            (Some(s), None) if self.handle.is_dialect() => {
+                let note = note.as_ref().map(|(c, t)| (*c, &**t));
+                self.out.extend(s.closing(reason, note));
+            }
+            _ => {
+                let frame = match (echo, note) {
+                    (Some(code), _) => encode_close(code, reason.label()),
+                    (None, Some((code, text))) => encode_close(CloseCode(code), &text),
+                    (None, None) => encode_close(reason.code(), reason.label()),
+                };
+                self.out.push_back(frame);
+            }
+        }
         let flushed = timeout(grace, async {
             loop {
                 match flush(&self.stream, &mut self.out, self.handle.shard().metrics()) {
@@ -412,7 +493,13 @@ impl Drop for Connection {
     /// Gives back the connection's place in the node and user counts.
     fn drop(&mut self) {
         let admission = &self.edge.admission;
-        if admission.counts_users() {
+        if self.handle.is_dialect() {
+            // Admitted without a user (its sign-in comes later).
+            admission.release(None);
+            if let Some(s) = &self.edge.surface {
+                s.closed(self.handle.id());
+            }
+        } else if admission.counts_users() {
             admission.release(self.handle.user().as_deref());
         } else {
             admission.release(None);

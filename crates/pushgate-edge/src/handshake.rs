@@ -92,6 +92,15 @@ pub enum Parsed {
 /// Parses a request head and checks it is a WebSocket upgrade for `path`.
 /// On success also returns the `Sec-WebSocket-Key`. (Public for the fuzz target.)
 pub fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
+    parse_for(buf, ws_path, |_| false)
+}
+
+/// [`parse`], also accepting the paths `other` says are served (a second protocol's).
+pub fn parse_for(
+    buf: &[u8],
+    ws_path: &str,
+    other: impl Fn(&str) -> bool,
+) -> Result<Parsed, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
@@ -122,7 +131,7 @@ pub fn parse(buf: &[u8], ws_path: &str) -> Result<Parsed, Refusal> {
             })
             .collect(),
     };
-    if up.path != ws_path {
+    if up.path != ws_path && !other(&up.path) {
         return Err(Refusal::new(
             404,
             format!("no WebSocket endpoint at {}; use {ws_path}", up.path),

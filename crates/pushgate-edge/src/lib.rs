@@ -17,6 +17,8 @@
 //! - `presence`: the `presence` command, answered once the (cluster-wide) read ends.
 //! - `sse`, `sse_stream`, `sse_writer`: Server-Sent Events on the same listener (the
 //!   request and its answers; one stream's task; what it writes and its event ids).
+//! - `surface`: the [`Surface`] seam, a second protocol (Pusher) on the same listener
+//!   and connection machinery.
 
 mod acceptor;
 mod auth;
@@ -32,6 +34,7 @@ mod refresh;
 mod sse;
 mod sse_stream;
 mod sse_writer;
+mod surface;
 mod writer;
 
 use std::sync::Arc;
@@ -47,6 +50,7 @@ pub use auth::{Anonymous, Authenticator, Identity};
 pub use handshake::{Refusal, UpgradeRequest};
 pub use inbound::InboundLimits;
 pub use jwt::{token_from, JwtAuthenticator, JwtConfig, JwtSetupError, TokenError};
+pub use surface::Surface;
 
 use limits::{Admission, LimitMetrics};
 
@@ -110,12 +114,20 @@ pub(crate) struct EdgeShared {
     pub(crate) verifier: refresh::Verifier,
     /// Every connection task, so that shutdown can wait for the last one to end.
     pub(crate) tasks: TaskTracker,
+    /// The second protocol on this listener (Pusher), if any.
+    pub(crate) surface: Option<Arc<dyn Surface>>,
 }
 
 impl EdgeShared {
     fn count_refusal(&self, status: u16) {
         metrics::counter!("pushgate_handshake_refused_total", "status" => status.to_string())
             .increment(1);
+    }
+
+    /// The first of `channels` that the second protocol guards (`Surface::guarded`).
+    pub(crate) fn guarded<'a>(&self, channels: &'a [String]) -> Option<&'a str> {
+        let s = self.surface.as_ref()?;
+        channels.iter().find(|c| s.guarded(c)).map(String::as_str)
     }
 
     /// Whether the request's `Origin` (if any) may connect.
@@ -136,7 +148,9 @@ impl EdgeShared {
 ///
 /// `runtimes[i]` must be the runtime that drives shard `i` of `hub`. Each connection's
 /// task is tracked by `tasks`: once `stop` is cancelled and the tracker closed,
-/// `tasks.wait()` returns when the last connection has ended.
+/// `tasks.wait()` returns when the last connection has ended. `surface`: a second
+/// protocol served on the same listener (its paths, its connections).
+#[allow(clippy::too_many_arguments)] // each is one of the node's parts
 pub async fn serve(
     listener: TcpListener,
     hub: Hub,
@@ -145,6 +159,7 @@ pub async fn serve(
     runtimes: Vec<Handle>,
     tasks: TaskTracker,
     stop: CancellationToken,
+    surface: Option<Arc<dyn Surface>>,
 ) {
     assert_eq!(runtimes.len(), hub.shards().len(), "one runtime per shard");
     let admission = Admission::new(config.max_connections, config.max_connections_per_user);
@@ -159,6 +174,7 @@ pub async fn serve(
         admission,
         limit_metrics: LimitMetrics::new(),
         tasks,
+        surface,
     });
     acceptor::accept_loop(listener, edge, stop).await;
 }

@@ -197,7 +197,14 @@ fn process(
 
 fn on_message(msg: Message<'_>, handle: &ConnHandle, edge: &EdgeShared) -> Result<(), End> {
     match msg {
+        Message::Text(text) if handle.is_dialect() => {
+            if let Some(s) = &edge.surface {
+                s.on_text(text, handle);
+            }
+        }
         Message::Text(text) => on_command(text, handle, edge),
+        // The dialect (Pusher) has no binary messages: ignored, as by Pusher.
+        Message::Binary(_) if handle.is_dialect() => {}
         Message::Binary(_) => reply_error(handle, &CommandError::Binary, None),
         Message::Ping(p) => handle.send(encode_frame(OpCode::Pong, p)),
         Message::Pong(_) => {}
@@ -243,6 +250,18 @@ fn on_command(text: &str, handle: &ConnHandle, edge: &EdgeShared) {
             presence_events,
             id,
         }) => {
+            if let Some(ch) = edge.guarded(&channels) {
+                if !handle.has_grant() {
+                    let e = SubscribeError::NotAllowed(ch.to_owned());
+                    let message = crate::surface::guarded_message(ch);
+                    let reply = Reply::Error {
+                        code: e.code(),
+                        message,
+                        id: id.as_ref(),
+                    };
+                    return handle.send(reply.to_frame());
+                }
+            }
             let reply = subscribe_reply(channels.clone(), id);
             let req = SubscribeRequest {
                 channels,

@@ -131,6 +131,11 @@ fn admit(req: &UpgradeRequest, edge: &EdgeShared) -> Result<(crate::Identity, Wa
     let identity = edge.auth.authenticate(req)?;
     let max = edge.hub.config().max_subscriptions_per_conn;
     let wanted = Wanted::from_request(req, &identity.subscribe, identity.grant.as_ref(), max)?;
+    if identity.grant.is_none() {
+        if let Some(ch) = edge.guarded(&wanted.subscribe.channels) {
+            return Err(Refusal::new(403, crate::surface::guarded_message(ch)));
+        }
+    }
     Ok((identity, wanted))
 }
 

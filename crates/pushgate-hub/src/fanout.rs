@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::compressed::{Compressor, Deflated};
+use crate::dialect::{Dialect, DialectFrames};
 use crate::history::Stream;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
@@ -77,6 +78,10 @@ pub(crate) struct Job {
     pub duration: metrics::Histogram,
     /// The publication's SSE events, built for the first SSE recipient (`sse.rs`).
     pub sse: SseFrames,
+    /// The node's second protocol, if installed, and the publication's frames in it,
+    /// built for its first recipient (`dialect.rs`).
+    pub dialect: Option<Arc<dyn Dialect>>,
+    pub alt: DialectFrames,
 }
 
 impl Job {
@@ -104,6 +109,8 @@ struct Tally {
     dropped: u64,
     /// Of `enqueued`, to SSE connections.
     sse: u64,
+    /// Of `enqueued`, to connections of the dialect.
+    alt: u64,
 }
 
 impl Tally {
@@ -123,17 +130,25 @@ impl Tally {
         }
     }
 
-    /// Offers a connection its transport's form of the frame: the WebSocket frame, or
-    /// the SSE event `sse` builds once for every SSE recipient.
+    /// Offers a connection its transport's form of the frame: the WebSocket frame, the
+    /// SSE event `sse` builds once for every SSE recipient, or the dialect's frame `alt`
+    /// builds once for its recipients (none: the connection does not get it).
     #[inline]
     fn push_to<'a>(
         &mut self,
         c: &mut Conn,
         frame: &'a Bytes,
         sse: impl FnOnce() -> &'a Bytes,
+        alt: impl FnOnce() -> Option<&'a Bytes>,
         limits: &Limits,
     ) {
-        if c.sse {
+        if c.alt {
+            if let Some(f) = alt() {
+                let before = self.enqueued;
+                self.push(&mut c.outbound, f, limits);
+                self.alt += self.enqueued - before;
+            }
+        } else if c.sse {
             let before = self.enqueued;
             self.push(&mut c.outbound, sse(), limits);
             self.sse += self.enqueued - before;
@@ -162,7 +177,8 @@ impl ShardState {
                 for (_, c) in conns.iter_mut() {
                     if Some(c.id) != exclude {
                         let ws = deflated.pick(frame, c.deflate, z);
-                        t.push_to(c, ws, || job.sse.one(frame), limits);
+                        let alt = || job.alt.one(&job.dialect, frame);
+                        t.push_to(c, ws, || job.sse.one(frame), alt, limits);
                     }
                 }
             }
@@ -192,7 +208,8 @@ impl ShardState {
                         if Some(c.id) != exclude {
                             let ws = deflated.pick(frame, c.deflate, z);
                             let sse = || job.sse.channel(i, n, frame, epoch);
-                            t.push_to(c, ws, sse, limits);
+                            let alt = || job.alt.channel(&job.dialect, i, n, name, frame);
+                            t.push_to(c, ws, sse, alt, limits);
                         }
                     }
                 }
@@ -206,7 +223,8 @@ impl ShardState {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {
                             let ws = deflated.pick(frame, c.deflate, z);
-                            t.push_to(c, ws, || job.sse.one(frame), limits);
+                            let alt = || job.alt.one(&job.dialect, frame);
+                            t.push_to(c, ws, || job.sse.one(frame), alt, limits);
                         }
                     }
                 }
@@ -219,7 +237,8 @@ impl ShardState {
                     if let Some(&slot) = by_id.get(id) {
                         let c = &mut conns[slot];
                         let ws = deflated.pick(frame, c.deflate, z);
-                        t.push_to(c, ws, || job.sse.one(frame), limits);
+                        let alt = || job.alt.one(&job.dialect, frame);
+                        t.push_to(c, ws, || job.sse.one(frame), alt, limits);
                     }
                 }
             }
@@ -228,7 +247,11 @@ impl ShardState {
                 if let Some(slots) = channels.get(name.as_str()) {
                     for frame in frames {
                         for &slot in slots {
-                            t.push(&mut conns[slot].outbound, frame, limits);
+                            // Gap fills and notices are pushgate.v1's: the dialect's
+                            // connections do not recover history.
+                            if !conns[slot].alt {
+                                t.push(&mut conns[slot].outbound, frame, limits);
+                            }
                         }
                     }
                 }
@@ -300,10 +323,11 @@ impl Shard {
             }
             waiting = !st.waiting.is_empty();
         }
-        let (mut delivered, mut slow, mut dropped, mut sse) = (0, 0, 0, 0);
+        let (mut delivered, mut slow, mut dropped, mut sse, mut alt) = (0, 0, 0, 0, 0);
         for (job, t) in batch.drain(..).zip(results) {
             delivered += t.enqueued;
             sse += t.sse;
+            alt += t.alt;
             slow += t.slow;
             dropped += t.dropped;
             job.finish_shard(t.enqueued, t.skipped);
@@ -311,6 +335,9 @@ impl Shard {
         self.metrics.deliveries.increment(delivered);
         if sse > 0 {
             self.metrics.sse_deliveries.increment(sse);
+        }
+        if alt > 0 {
+            self.metrics.dialect_deliveries.increment(alt);
         }
         if slow > 0 {
             self.metrics.slow_disconnects.increment(slow);

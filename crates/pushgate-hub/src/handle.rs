@@ -54,6 +54,9 @@ pub struct ConnHandle {
     /// permessage-deflate was negotiated (its reader accepts compressed messages).
     /// In what was padding after `reason`: the handle stays 32 bytes.
     deflate: AtomicBool,
+    /// A connection of the dialect (Pusher): its reader hands text to the dialect's
+    /// surface. Also in padding.
+    dialect: AtomicBool,
 }
 
 impl ConnHandle {
@@ -64,7 +67,40 @@ impl ConnHandle {
             id,
             reason: AtomicU8::new(CloseReason::ConnectionLost.index() as u8),
             deflate: AtomicBool::new(false),
+            dialect: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_dialect(&self) {
+        self.dialect.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has a token grant (its channel permissions).
+    pub fn has_grant(&self) -> bool {
+        self.shard.state.lock().grants.contains_key(&self.slot)
+    }
+
+    /// Whether this is a connection of the dialect (`Shard::register_dialect`).
+    pub fn is_dialect(&self) -> bool {
+        self.dialect.load(Ordering::Relaxed)
+    }
+
+    /// Follows channels (already validated), joining presence channels as `member`
+    /// (user id, `info` JSON text) and watching their events, rather than as the
+    /// connection's user: the dialect's presence has a member per subscription.
+    pub fn subscribe_member(
+        &self,
+        channels: &[String],
+        member: Option<(&str, Option<&Arc<str>>)>,
+    ) -> Result<(), SubscribeError> {
+        self.shard
+            .client_subscribe_member(self.slot, channels, member)
+    }
+
+    /// Gives the connection a user (publications to it, `disconnect` of it), replacing
+    /// any it had: the dialect's sign-in.
+    pub fn set_user(&self, user: &str) {
+        self.shard.set_user(self.slot, user);
     }
 
     pub fn id(&self) -> ConnId {

@@ -1,7 +1,7 @@
 //! The hub: the shards, connection ids, and the entry point for publications.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use pushgate_protocol::{
@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::close::CloseReason;
 use crate::config::HubConfig;
+use crate::dialect::Dialect;
 use crate::fanout::{ChannelFrame, Job, Route, Stamp};
 use crate::handle::SubscribeError;
 use crate::history::{History, Rules};
@@ -51,6 +52,8 @@ struct Inner {
     interest: Arc<Interest>,
     history: Option<Arc<History>>,
     presence: Option<Arc<Presence>>,
+    /// The second client protocol, once installed (`dialect.rs`).
+    dialect: OnceLock<Arc<dyn Dialect>>,
 }
 
 impl Hub {
@@ -100,8 +103,21 @@ impl Hub {
                 interest,
                 history,
                 presence,
+                dialect: OnceLock::new(),
             }),
         }
+    }
+
+    /// Installs the node's second client protocol (Pusher): its connections get
+    /// publications and presence events in its form. Only the first one counts; install
+    /// it before serving its connections.
+    pub fn install_dialect(&self, dialect: Arc<dyn Dialect>) {
+        let _ = self.inner.dialect.set(dialect);
+    }
+
+    /// The installed second protocol, if any.
+    pub fn dialect(&self) -> Option<&Arc<dyn Dialect>> {
+        self.inner.dialect.get()
     }
 
     /// The node's presence (`None` without presence rules). Its events task
@@ -273,6 +289,8 @@ impl Hub {
             done: Mutex::new(Some(tx)),
             duration: self.inner.fanout_duration.clone(),
             sse: Default::default(),
+            dialect: self.inner.dialect.get().cloned(),
+            alt: Default::default(),
         };
         (job, rx)
     }
@@ -425,6 +443,25 @@ impl Hub {
         for (shard, ids) in self.inner.shards.iter().zip(by_shard) {
             if !ids.is_empty() {
                 shard.send_to_each(&ids, frame);
+            }
+        }
+    }
+
+    /// Queues `frame` for each of these connections and `alt` (if any) for those of
+    /// the dialect instead, taking each involved shard's lock once.
+    pub fn send_to_each_alt(
+        &self,
+        ids: &[ConnId],
+        frame: &bytes::Bytes,
+        alt: Option<&bytes::Bytes>,
+    ) {
+        let mut by_shard: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.shards.len()];
+        for &id in ids {
+            by_shard[self.shard_for(id).id()].push(id);
+        }
+        for (shard, ids) in self.inner.shards.iter().zip(by_shard) {
+            if !ids.is_empty() {
+                shard.send_to_each_alt(&ids, frame, alt);
             }
         }
     }

@@ -13,9 +13,18 @@
 //! subscribed receives what any node publishes from then on.
 //!
 //! Disabled (the single-node default), it costs one branch per index change.
+//!
+//! A [`ChannelObserver`] ([`Interest::observe_channels`]) is told of the same node-wide
+//! transitions of channels (first local subscriber, last one), with or without a
+//! cluster broker: the Pusher surface sends its `channel_occupied` and
+//! `channel_vacated` webhooks from it. It is called under the registry's lock, so
+//! the calls for one channel come in the order of the transitions; it must not block
+//! (a `try_send` on a queue is what it is for).
 
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
+use std::sync::OnceLock;
+
 use parking_lot::Mutex;
 use pushgate_protocol::ConnId;
 use slab::Slab;
@@ -28,10 +37,15 @@ pub enum Key {
     User(Box<str>),
 }
 
+/// Told `(channel, true)` when a channel gets its first subscriber on this node,
+/// `(channel, false)` when it loses its last one.
+pub type ChannelObserver = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// The node-wide interest registry, shared by the shards.
 #[derive(Default)]
 pub struct Interest {
     enabled: bool,
+    observer: OnceLock<ChannelObserver>,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -68,17 +82,42 @@ impl Interest {
         }
     }
 
+    /// Sets the node's channel observer; only the first call takes effect (the
+    /// others give theirs back). Set it before the first connection: a channel
+    /// occupied before is never reported.
+    pub fn observe_channels(&self, observer: ChannelObserver) -> Result<(), ChannelObserver> {
+        self.observer.set(observer)
+    }
+
+    /// The key to count, if anything follows its changes.
+    fn tracked(&self, key: impl FnOnce() -> Key) -> Option<Key> {
+        if self.enabled {
+            return Some(key());
+        }
+        self.observer.get()?;
+        Some(key()).filter(|k| matches!(k, Key::Channel(_)))
+    }
+
+    /// A node-wide transition of `key` (now wanted or not), under the lock.
+    fn transition(&self, st: &mut State, key: Key, wanted: bool) {
+        if let (Some(observe), Key::Channel(c)) = (self.observer.get(), &key) {
+            observe(c, wanted);
+        }
+        if self.enabled {
+            st.dirty.insert(key);
+        }
+    }
+
     /// A shard's index gained `key`.
     pub(crate) fn add(&self, key: impl FnOnce() -> Key) {
-        if !self.enabled {
+        let Some(key) = self.tracked(key) else {
             return;
-        }
-        let key = key();
+        };
         let mut st = self.state.lock();
         let n = st.shards.entry(key.clone()).or_insert(0);
         *n += 1;
         if *n == 1 {
-            st.dirty.insert(key);
+            self.transition(&mut st, key, true);
             drop(st);
             self.changed.notify_one();
         }
@@ -86,10 +125,9 @@ impl Interest {
 
     /// A shard's index lost `key`.
     pub(crate) fn remove(&self, key: impl FnOnce() -> Key) {
-        if !self.enabled {
+        let Some(key) = self.tracked(key) else {
             return;
-        }
-        let key = key();
+        };
         let mut st = self.state.lock();
         let Some(n) = st.shards.get_mut(&key) else {
             return;
@@ -97,7 +135,7 @@ impl Interest {
         *n -= 1;
         if *n == 0 {
             st.shards.remove(&key);
-            st.dirty.insert(key);
+            self.transition(&mut st, key, false);
             drop(st);
             self.changed.notify_one();
         }
@@ -293,6 +331,36 @@ mod tests {
         i.add(|| ch("a"));
         assert_eq!(i.unconfirm(&ch("a")), None);
         assert_eq!(i.hold([ch("a")], ConnId(1), f.clone()), Some(f));
+    }
+
+    #[test]
+    fn the_observer_sees_node_wide_channel_transitions_in_order() {
+        use std::sync::Arc;
+        for enabled in [false, true] {
+            let i = Interest::new(enabled);
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            assert!(i
+                .observe_channels(Box::new(move |c, on| s.lock().push((c.to_owned(), on))))
+                .is_ok());
+            assert!(i.observe_channels(Box::new(|_, _| {})).is_err(), "set once");
+            i.add(|| ch("a"));
+            i.add(|| ch("a")); // a second shard: no transition
+            i.add(|| Key::User("u".into())); // users are not channels
+            i.remove(|| ch("a"));
+            i.remove(|| ch("a"));
+            i.remove(|| ch("never added"));
+            assert_eq!(
+                *seen.lock(),
+                [("a".to_owned(), true), ("a".to_owned(), false)],
+                "enabled: {enabled}"
+            );
+            assert_eq!(
+                i.take_changes().len(),
+                if enabled { 2 } else { 0 },
+                "the broker's changes (a and u) only when tracking"
+            );
+        }
     }
 
     #[test]

@@ -19,12 +19,15 @@
 //! - [`presence`]: who is subscribed to presence channels, `join` / `leave` events.
 //! - [`sse`]: a publication's Server-Sent Events bytes, encoded once for every SSE
 //!   recipient.
+//! - [`dialect`]: a second client protocol (Pusher) on the same shards: its frames of
+//!   a publication, built once per frame of the job.
 //! - [`grant`]: what a token allows a connection (channel patterns, expiry), kept in
 //!   a side table so that anonymous connections pay nothing for it.
 
 mod close;
 mod compressed;
 mod config;
+pub mod dialect;
 mod fanout;
 mod grant;
 mod handle;
@@ -42,6 +45,7 @@ mod sse;
 pub use close::CloseReason;
 pub use compressed::CompressionConfig;
 pub use config::{HubConfig, SlowPolicy};
+pub use dialect::Dialect;
 pub use grant::{Grant, PatternError, Permissions, RefreshError};
 pub use handle::{ConnHandle, Outgoing, SubscribeError};
 pub use history::{
@@ -49,7 +53,7 @@ pub use history::{
     Synced,
 };
 pub use hub::{Hub, Stats, Submitted};
-pub use interest::{Interest, Key, Released};
+pub use interest::{ChannelObserver, Interest, Key, Released};
 pub use metrics::ShardMetrics;
 pub use presence::{Presence, PresenceError, PresenceRule};
 pub use publication::{

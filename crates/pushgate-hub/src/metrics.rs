@@ -16,6 +16,10 @@ pub struct ShardMetrics {
     pub sse_deliveries: Counter,
     /// Open SSE connections (also counted in `connections`).
     pub sse_connections: Gauge,
+    /// Of `deliveries`, to the dialect's (Pusher) connections.
+    pub dialect_deliveries: Counter,
+    /// Open connections of the dialect (also counted in `connections`).
+    pub dialect_connections: Gauge,
     pub dropped: Counter,
     pub slow_disconnects: Counter,
     pub heartbeat_reaped: Counter,
@@ -39,6 +43,8 @@ impl ShardMetrics {
             deliveries: counter!("pushgate_deliveries_total", "shard" => s.clone()),
             sse_deliveries: counter!("pushgate_sse_deliveries_total", "shard" => s.clone()),
             sse_connections: gauge!("pushgate_sse_connections", "shard" => s.clone()),
+            dialect_deliveries: counter!("pushgate_protocol_deliveries_total", "shard" => s.clone(), "protocol" => crate::dialect::DIALECT_LABEL),
+            dialect_connections: gauge!("pushgate_protocol_connections", "shard" => s.clone(), "protocol" => crate::dialect::DIALECT_LABEL),
             dropped: counter!("pushgate_outbound_dropped_total", "shard" => s.clone()),
             slow_disconnects: counter!("pushgate_slow_consumer_disconnects_total", "shard" => s.clone()),
             heartbeat_reaped: counter!("pushgate_heartbeat_reaped_total", "shard" => s.clone()),

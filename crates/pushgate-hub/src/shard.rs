@@ -47,6 +47,15 @@ impl AdminReport {
     }
 }
 
+/// What a connection gets publications as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    WebSocket,
+    Sse,
+    /// The dialect's frames (`dialect.rs`).
+    Dialect,
+}
+
 /// One shard of the hub.
 pub struct Shard {
     id: usize,
@@ -79,6 +88,8 @@ pub(crate) struct Conn {
     pub(crate) deflate: u8,
     /// A Server-Sent Events stream: gets SSE events instead of WebSocket frames.
     pub(crate) sse: bool,
+    /// A connection of the dialect (Pusher): gets the dialect's frames (`dialect.rs`).
+    pub(crate) alt: bool,
 }
 
 /// Everything a shard owns. Slab slots are dense and reused; indexes store slots.
@@ -172,7 +183,7 @@ impl Shard {
         grant: Option<Grant>,
         subscribe: &[String],
     ) -> ConnHandle {
-        self.register_conn(id, user, grant, subscribe, false)
+        self.register_conn(id, user, grant, subscribe, Form::WebSocket)
     }
 
     /// Registers a Server-Sent Events stream: publications reach it as SSE events
@@ -185,7 +196,18 @@ impl Shard {
         grant: Option<Grant>,
     ) -> ConnHandle {
         self.metrics.sse_connections.increment(1.0);
-        self.register_conn(id, user, grant, &[], true)
+        self.register_conn(id, user, grant, &[], Form::Sse)
+    }
+
+    /// Registers a connection of the node's dialect (Pusher, `dialect.rs`): it gets
+    /// publications and presence events in the dialect's form; it joins channels
+    /// through [`ConnHandle::subscribe_member`] and gets a user through
+    /// [`ConnHandle::set_user`].
+    pub fn register_dialect(self: &Arc<Self>, id: ConnId) -> ConnHandle {
+        self.metrics.dialect_connections.increment(1.0);
+        let handle = self.register_conn(id, None, None, &[], Form::Dialect);
+        handle.mark_dialect();
+        handle
     }
 
     fn register_conn(
@@ -194,7 +216,7 @@ impl Shard {
         user: Option<&str>,
         grant: Option<Grant>,
         subscribe: &[String],
-        sse: bool,
+        form: Form,
     ) -> ConnHandle {
         let mut st = self.state.lock();
         let slot = st.conns.insert(Conn {
@@ -204,7 +226,8 @@ impl Shard {
             outbound: Outbound::default(),
             last_seen: self.millis(Instant::now()),
             deflate: 0,
-            sse,
+            sse: form == Form::Sse,
+            alt: form == Form::Dialect,
         });
         st.by_id.insert(id, slot);
         if let Some(u) = user {
@@ -265,6 +288,9 @@ impl Shard {
         if conn.sse {
             self.metrics.sse_connections.decrement(1.0);
         }
+        if conn.alt {
+            self.metrics.dialect_connections.decrement(1.0);
+        }
         self.metrics.closed(reason).increment(1);
     }
 
@@ -291,6 +317,20 @@ impl Shard {
         for id in ids {
             if let Some(&slot) = st.by_id.get(id) {
                 self.send_locked(&mut st, slot, frame.clone());
+            }
+        }
+    }
+
+    /// [`Shard::send_to_each`], with `alt` (if any) for the dialect's connections
+    /// instead of `frame`.
+    pub(crate) fn send_to_each_alt(&self, ids: &[ConnId], frame: &Bytes, alt: Option<&Bytes>) {
+        let mut st = self.state.lock();
+        for id in ids {
+            if let Some(&slot) = st.by_id.get(id) {
+                let f = if st.conns[slot].alt { alt } else { Some(frame) };
+                if let Some(f) = f {
+                    self.send_locked(&mut st, slot, f.clone());
+                }
             }
         }
     }
@@ -486,6 +526,19 @@ impl ShardState {
         channels: &[String],
         max: usize,
     ) -> Result<usize, usize> {
+        self.subscribe_as(slot, channels, max, None)
+    }
+
+    /// [`ShardState::subscribe`], joining presence channels as `member` (user and info)
+    /// rather than as the connection's user and token `info`, and watching their
+    /// events (the dialect's presence: a member per subscription).
+    pub(crate) fn subscribe_as(
+        &mut self,
+        slot: usize,
+        channels: &[String],
+        max: usize,
+        member: Option<(&str, Option<&Arc<str>>)>,
+    ) -> Result<usize, usize> {
         let conn = &mut self.conns[slot];
         let new: Vec<&String> = channels
             .iter()
@@ -514,9 +567,19 @@ impl ShardState {
         }
         if let Some(p) = &self.presence {
             let conn = &self.conns[slot];
-            let info = self.grants.get(&slot).and_then(|g| g.grant.info.as_ref());
-            for ch in &uniq {
-                p.join(ch, conn.id, conn.user.as_deref(), info);
+            match member {
+                Some((user, info)) => {
+                    for ch in &uniq {
+                        p.join(ch, conn.id, Some(user), info);
+                        p.watch(ch, conn.id);
+                    }
+                }
+                None => {
+                    let info = self.grants.get(&slot).and_then(|g| g.grant.info.as_ref());
+                    for ch in &uniq {
+                        p.join(ch, conn.id, conn.user.as_deref(), info);
+                    }
+                }
             }
         }
         self.subscriptions += uniq.len();

@@ -343,6 +343,34 @@ fn interest_follows_the_first_and_last_local_connection_of_each_key() {
     assert!(hub.interest().snapshot().is_empty());
 }
 
+#[test]
+fn the_channel_observer_sees_a_channel_occupied_once_and_vacated_once_on_one_node() {
+    let hub = Hub::new(HubConfig {
+        shards: 4,
+        ..HubConfig::default()
+    });
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    assert!(hub
+        .interest()
+        .observe_channels(Box::new(move |c, on| s.lock().push((c.to_owned(), on))))
+        .is_ok());
+    // Several shards hold "news": still one transition each way.
+    let conns: Vec<ConnHandle> = (0..16).map(|_| connect(&hub, None)).collect();
+    for c in &conns {
+        c.subscribe(&["news".into()]).unwrap();
+    }
+    assert_eq!(*seen.lock(), [("news".to_owned(), true)]);
+    let mut conns = conns.into_iter();
+    conns.next().unwrap().unsubscribe(&["news".into()]);
+    assert_eq!(seen.lock().len(), 1, "15 subscribers left");
+    drop(conns);
+    assert_eq!(
+        *seen.lock(),
+        [("news".to_owned(), true), ("news".to_owned(), false)]
+    );
+}
+
 #[tokio::test]
 async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain() {
     let hub = hub(3);
@@ -375,4 +403,75 @@ async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain()
             "the compressed frame inflates to the plain payload"
         );
     }
+}
+
+/// A dialect that tags each publication's frame with the channel it names, and counts
+/// how many frames it built.
+struct Tagging(std::sync::atomic::AtomicUsize);
+
+impl crate::Dialect for Tagging {
+    fn publication(&self, channel: Option<&str>, frame: &Bytes) -> Option<Bytes> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let payload = pushgate_protocol::decode_publication(frame)?;
+        let Payload::Text(t) = payload else {
+            return None; // binary: no form in the dialect
+        };
+        Some(Bytes::from(format!("{}|{t}", channel.unwrap_or("-"))))
+    }
+
+    fn presence_event(
+        &self,
+        _: pushgate_protocol::PresenceEvent,
+        _: &str,
+        _: &pushgate_protocol::PresenceClient,
+        _: bool,
+    ) -> Option<Bytes> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn dialect_connections_get_its_frame_built_once_per_channel() {
+    let hub = hub(2);
+    let tagging = std::sync::Arc::new(Tagging(Default::default()));
+    hub.install_dialect(tagging.clone());
+    let ws = connect(&hub, None);
+    let dialect: Vec<ConnHandle> = (0..4)
+        .map(|_| {
+            let (id, shard) = hub.next_conn();
+            shard.register_dialect(id)
+        })
+        .collect();
+    assert!(dialect.iter().all(ConnHandle::is_dialect) && !ws.is_dialect());
+    ws.subscribe(&["a".into()]).unwrap();
+    for d in &dialect {
+        d.subscribe_member(&["a".into(), "b".into()], None).unwrap();
+    }
+    let target = Target::Channels(vec!["a".into(), "b".into()]);
+    assert_eq!(publish(&hub, target, "x").await, 9);
+    // Two channels with dialect recipients: two frames built, whatever their number.
+    assert_eq!(tagging.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let (frames, _) = drain(&ws);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        pushgate_protocol::decode_publication(&frames[0]),
+        Some(text("x"))
+    );
+    let mut first: Option<Bytes> = None;
+    for d in &dialect {
+        let (frames, _) = drain(d);
+        assert_eq!(frames, [Bytes::from("a|x"), Bytes::from("b|x")]);
+        // Shared, not copied: every recipient holds the same bytes.
+        match &first {
+            None => first = Some(frames[0].clone()),
+            Some(f) => assert_eq!(f.as_ptr(), frames[0].as_ptr()),
+        }
+    }
+    // A binary publication has no dialect form: only the WebSocket connection gets it.
+    let bin = Publication {
+        target: Target::Channels(vec!["a".into()]),
+        payload: Payload::Binary(Bytes::from_static(b"\x01")),
+        exclude: None,
+    };
+    assert_eq!(hub.publish(bin, "test").await.unwrap().enqueued, 1);
 }

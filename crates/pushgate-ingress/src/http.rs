@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bearer::check_bearer;
 use crate::guard::Gate;
+use crate::mount::Mount;
 use crate::refusal::Refusal;
 
 /// Longest `Idempotency-Key` accepted.
@@ -49,9 +50,11 @@ pub struct HttpState {
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// Connections and deadlines of the port.
     pub limits: HttpLimits,
-    /// Bearer token every request must carry, except `/livez`, `/readyz` and
-    /// `/metrics`; empty: no authentication.
+    /// Bearer token every request must carry, except `/livez`, `/readyz`,
+    /// `/metrics` and the mounts' paths; empty: no authentication.
     pub token: String,
+    /// Other APIs on this port (the Pusher HTTP API), tried before pushgate's routes.
+    pub mounts: Vec<Arc<dyn Mount>>,
 }
 
 /// What bounds the internal HTTP port: a client reachable by mistake must not hold its
@@ -119,7 +122,11 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
                 let state = state.clone();
                 let in_flight = in_flight.clone();
                 async move {
-                    Ok::<_, Infallible>(match unauthorized(&req, &state) {
+                    let path = req.uri().path();
+                    if let Some(m) = state.mounts.iter().find(|m| m.serves(path)).cloned() {
+                        return Ok::<_, Infallible>(mounted(req, &*m, &state, &in_flight).await);
+                    }
+                    Ok(match unauthorized(&req, &state) {
                         Some(refused) => refused,
                         None => route(req, &state, &in_flight).await,
                     })
@@ -145,7 +152,7 @@ pub async fn serve_http(listener: TcpListener, state: Arc<HttpState>, stop: Canc
     }
 }
 
-pub(crate) type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 /// The 401 answer to a request without the port's bearer token, if one is configured
 /// and the path is not one of the open ones (probes and Prometheus). Every other path,
@@ -214,6 +221,74 @@ async fn route(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphore)
         .increment(1);
     metrics::histogram!("pushgate_http_request_duration_seconds", "path" => label)
         .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A request for a mount: its body read within the mount's limit and the port's body
+/// timeout, at most `max_in_flight` at once like publications, then handed over.
+async fn mounted(
+    req: Request<Incoming>,
+    m: &dyn Mount,
+    state: &HttpState,
+    in_flight: &Semaphore,
+) -> Resp {
+    let started = Instant::now();
+    let resp = match read_body(req, m.max_body(), state.limits.body_timeout).await {
+        Err(refused) => refused,
+        Ok((head, body)) => match in_flight.try_acquire() {
+            Ok(_permit) => m.call(&head, body).await,
+            Err(_) => overloaded(state.limits.max_in_flight),
+        },
+    };
+    let label = m.label();
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("pushgate_http_requests_total", "path" => label, "status" => status)
+        .increment(1);
+    metrics::histogram!("pushgate_http_request_duration_seconds", "path" => label)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A request's head and body, or the refusal: 408 if the body is slower than
+/// `timeout`, 413 beyond `max` bytes, 400 if it cannot be read.
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<(hyper::http::request::Parts, Bytes), Resp> {
+    let (head, body) = req.into_parts();
+    let Ok(body) = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await else {
+        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "body")
+            .increment(1);
+        return Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "request body not received within {} ms",
+                timeout.as_millis()
+            ),
+        ));
+    };
+    match body {
+        Ok(b) => Ok((head, b.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            Refusal::TooLarge.http_status(),
+            &format!("payload exceeds {max} bytes"),
+        )),
+        Err(_) => Err(error(
+            Refusal::Invalid.http_status(),
+            "could not read the body",
+        )),
+    }
+}
+
+/// 429 with `Retry-After`: `max` requests are in flight already.
+fn overloaded(max: usize) -> Resp {
+    let mut resp = error(
+        Refusal::Overloaded.http_status(),
+        &format!("gateway overloaded: {max} publications in flight; retry later"),
+    );
+    resp.headers_mut()
+        .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
     resp
 }
 
@@ -298,29 +373,9 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
         }
     };
     let max = state.broker.hub().config().max_payload;
-    let body_timeout = state.limits.body_timeout;
-    let Ok(body) =
-        tokio::time::timeout(body_timeout, Limited::new(req.into_body(), max).collect()).await
-    else {
-        metrics::counter!("pushgate_internal_timeouts_total", "port" => "http", "kind" => "body")
-            .increment(1);
-        return error(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!(
-                "request body not received within {} ms",
-                body_timeout.as_millis()
-            ),
-        );
-    };
-    let body = match body {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(
-                Refusal::TooLarge.http_status(),
-                &format!("payload exceeds {max} bytes"),
-            )
-        }
-        Err(_) => return error(invalid, "could not read the body"),
+    let body = match read_body(req, max, state.limits.body_timeout).await {
+        Ok((_, body)) => body,
+        Err(refused) => return refused,
     };
     let payload = if query.binary {
         Payload::Binary(body)
@@ -342,16 +397,7 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
         idempotency_key,
     };
     let Ok(_permit) = in_flight.try_acquire() else {
-        let mut resp = error(
-            Refusal::Overloaded.http_status(),
-            &format!(
-                "gateway overloaded: {} publications in flight; retry later",
-                state.limits.max_in_flight
-            ),
-        );
-        resp.headers_mut()
-            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
-        return resp;
+        return overloaded(state.limits.max_in_flight);
     };
     match state.broker.publish(m, "http").await {
         Ok(d) => {

@@ -27,6 +27,7 @@ async fn serve(hub: Hub, limits: HttpLimits) -> (SocketAddr, CancellationToken) 
         render_metrics: Box::new(String::new),
         limits,
         token: String::new(),
+        mounts: Vec::new(),
     });
     let stop = CancellationToken::new();
     tokio::spawn(serve_http(listener, state, stop.clone()));
@@ -101,5 +102,54 @@ async fn a_closing_hub_answers_503_and_too_large_answers_413() {
     let r = post(addr, "/publish?all=true", "late").await;
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.body.contains("shutting down"), "{}", r.body);
+    stop.cancel();
+}
+
+/// A mount that answers 200 with the body it was handed, under `/apps/`.
+struct Echo;
+
+impl pushgate_ingress::Mount for Echo {
+    fn serves(&self, path: &str) -> bool {
+        path.starts_with("/apps/")
+    }
+    fn max_body(&self) -> usize {
+        8
+    }
+    fn label(&self) -> &'static str {
+        "echo"
+    }
+    fn call<'a>(
+        &'a self,
+        _: &'a hyper::http::request::Parts,
+        body: bytes::Bytes,
+    ) -> pushgate_ingress::MountFuture<'a> {
+        Box::pin(async move { hyper::Response::new(http_body_util::Full::new(body)) })
+    }
+}
+
+#[tokio::test]
+async fn a_mount_gets_its_paths_without_the_bearer_token_and_within_its_body_limit() {
+    let hub = Hub::new(HubConfig::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(HttpState {
+        broker: Broker::in_process(hub, Duration::from_secs(60)),
+        ready: Arc::new(AtomicBool::new(true)),
+        render_metrics: Box::new(String::new),
+        limits: HttpLimits::default(),
+        token: "secret-token".into(),
+        mounts: vec![Arc::new(Echo)],
+    });
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_http(listener, state, stop.clone()));
+    let r = post(addr, "/apps/1/events", "hello").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "hello"), "{r:?}");
+    let r = post(addr, "/apps/1/events", "more than 8 bytes").await;
+    assert_eq!(r.status, 413, "{r:?}");
+    let r = post(addr, "/publish?all=true", "x").await;
+    assert_eq!(
+        r.status, 401,
+        "pushgate's own routes still need the token: {r:?}"
+    );
     stop.cancel();
 }

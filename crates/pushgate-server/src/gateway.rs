@@ -10,7 +10,10 @@ use pushgate_broker::Broker;
 use pushgate_edge::{Anonymous, Authenticator, JwtAuthenticator};
 use pushgate_grpc::GrpcServer;
 use pushgate_hub::{CloseReason, Hub};
+use pushgate_ingress::Mount;
 use pushgate_ingress::{serve_http, HttpState};
+use pushgate_pusher::webhook::{Backoff, WebhookError};
+use pushgate_pusher::{Pusher, PusherApi, Webhooks};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
@@ -38,6 +41,8 @@ pub enum StartError {
     Grpc(#[from] pushgate_grpc::server::ServeError),
     #[error("cannot set up the broker: {0}")]
     Broker(#[from] pushgate_broker::DeploymentError),
+    #[error("cannot set up Pusher webhooks: {0}")]
+    Webhooks(#[from] WebhookError),
 }
 
 /// Longest wait for gRPC calls in flight when the node stops.
@@ -51,6 +56,8 @@ pub struct Gateway {
     grpc: GrpcServer,
     hub: Hub,
     broker: Broker,
+    /// The Pusher surface, when `[[pusher_apps]]` are configured.
+    pusher: Option<Arc<Pusher>>,
     ready: Arc<AtomicBool>,
     /// Stops the WebSocket accept loop (first step of shutdown).
     stop_accepting: CancellationToken,
@@ -92,6 +99,26 @@ impl Gateway {
             BrokerKind::Memory => Broker::in_process(hub.clone(), config.idempotency_window()),
         };
 
+        let apps = config.pusher_apps()?;
+        let pusher = (!apps.is_empty()).then(|| Pusher::new(apps, broker.clone()));
+        // Pusher webhooks: one sender task per app with a webhook_url, fed by the
+        // WebSocket side and the hub's channel observer (docs/pusher.md, "Webhooks").
+        let mut mounts: Vec<Arc<dyn Mount>> = Vec::new();
+        if let Some(p) = &pusher {
+            let hooks = Webhooks::start(p.apps(), Backoff::default(), &stop_all)?;
+            hooks.observe(&hub);
+            p.set_events(Arc::new(hooks));
+            // The Pusher HTTP API on the internal port (`/apps/...`).
+            let api = PusherApi::new(
+                Arc::new(p.apps().clone()),
+                p.clone(),
+                config.max_payload_bytes,
+            );
+            mounts.push(Arc::new(api));
+        }
+
+        // The Pusher protocol on the WebSocket listener (`/app/{key}`), on the same hub.
+        let surface = pusher.as_ref().map(|p| p.install());
         let connections = TaskTracker::new();
         tokio::spawn(pushgate_edge::serve(
             ws,
@@ -101,6 +128,7 @@ impl Gateway {
             runtimes,
             connections.clone(),
             stop_accepting.clone(),
+            surface,
         ));
 
         let ready = Arc::new(AtomicBool::new(true));
@@ -113,6 +141,7 @@ impl Gateway {
             }),
             limits: config.http_limits(),
             token: config.http_token.clone(),
+            mounts,
         });
         tokio::spawn(serve_http(http, state, stop_all.clone()));
         tokio::spawn(telemetry::upkeep(stop_all.clone()));
@@ -125,6 +154,7 @@ impl Gateway {
             grpc,
             hub,
             broker,
+            pusher,
             ready,
             stop_accepting,
             stop_all,
@@ -156,6 +186,11 @@ impl Gateway {
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// The Pusher surface (`None` without `[[pusher_apps]]`).
+    pub fn pusher(&self) -> Option<&Arc<Pusher>> {
+        self.pusher.as_ref()
     }
 
     /// Stops the node: not ready at once, stop accepting, close every client with 1001

@@ -23,6 +23,11 @@ pub fn describe() {
         Unit::Count,
         "Open Server-Sent Events streams (also counted in pushgate_connections)."
     );
+    describe_gauge!(
+        "pushgate_protocol_connections",
+        Unit::Count,
+        "Open connections of a second protocol (protocol=\"pusher\"; also counted in pushgate_connections)."
+    );
     describe_counter!(
         "pushgate_connections_opened_total",
         Unit::Count,
@@ -59,6 +64,51 @@ pub fn describe() {
         "pushgate_sse_deliveries_total",
         Unit::Count,
         "Publication events enqueued to SSE streams (also counted in pushgate_deliveries_total)."
+    );
+    describe_counter!(
+        "pushgate_protocol_deliveries_total",
+        Unit::Count,
+        "Publication frames enqueued to connections of a second protocol (protocol=\"pusher\"; also counted in pushgate_deliveries_total)."
+    );
+    describe_counter!(
+        "pushgate_pusher_errors_total",
+        Unit::Count,
+        "Pusher connections refused or sent pusher:error, by Pusher code (4100 over capacity, 4301 client-event rate)."
+    );
+    describe_counter!(
+        "pushgate_pusher_auth_refused_total",
+        Unit::Count,
+        "Pusher subscriptions and sign-ins refused for a missing, malformed or forged signature."
+    );
+    describe_counter!(
+        "pushgate_pusher_client_events_total",
+        Unit::Count,
+        "Pusher client events accepted for publication."
+    );
+    describe_counter!(
+        "pushgate_pusher_api_events_total",
+        Unit::Count,
+        "Events published through the Pusher HTTP API (events and batch_events)."
+    );
+    describe_counter!(
+        "pushgate_pusher_api_refusals_total",
+        Unit::Count,
+        "Pusher HTTP API requests refused, by kind (signature, timestamp, body_md5, auth, unknown_app, invalid, too_large, route, unavailable)."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_requests_total",
+        Unit::Count,
+        "Pusher webhook POSTs, by app and outcome (ok, retry)."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_events_failed_total",
+        Unit::Count,
+        "Pusher webhook events dropped after their batch's last attempt failed, by app."
+    );
+    describe_counter!(
+        "pushgate_pusher_webhook_events_dropped_total",
+        Unit::Count,
+        "Pusher webhook events dropped because the app's queue was full, by app."
     );
     describe_counter!(
         "pushgate_bytes_written_total",

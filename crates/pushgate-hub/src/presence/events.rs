@@ -25,22 +25,29 @@ impl Presence {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             let cluster = self.cluster.get();
+            let dialect = hub.dialect();
             for c in batch.drain(..) {
                 if let Some(cluster) = cluster {
                     cluster.changed(&c);
+                }
+                if let Some(d) = dialect {
+                    d.presence_changed(&c, c.user_edge);
                 }
                 let kind = if c.joined {
                     PresenceEvent::Join
                 } else {
                     PresenceEvent::Leave
                 };
-                self.send_event(&hub, kind, &c.channel, &c.client(&node), Some(c.conn));
+                let client = c.client(&node);
+                self.send_event_as(&hub, kind, &c.channel, &client, Some(c.conn), c.user_edge);
             }
         }
     }
 
     /// Sends an event to this node's watchers of `channel`, except `skip` (the
-    /// connection the event is about). The frame is encoded once.
+    /// connection the event is about). The frame is encoded once (and once in the
+    /// dialect's form, for its watchers). For an event of another node: whether it is
+    /// its user's first join or last leave is judged from this node's members.
     pub fn send_event(
         &self,
         hub: &Hub,
@@ -49,13 +56,32 @@ impl Presence {
         client: &PresenceClient,
         skip: Option<ConnId>,
     ) {
+        let edge = match &client.user {
+            Some(u) => !self.has_user(channel, u),
+            None => false,
+        };
+        self.send_event_as(hub, kind, channel, client, skip, edge);
+    }
+
+    fn send_event_as(
+        &self,
+        hub: &Hub,
+        kind: PresenceEvent,
+        channel: &str,
+        client: &PresenceClient,
+        skip: Option<ConnId>,
+        user_edge: bool,
+    ) {
         let mut watchers = self.watchers(channel);
         watchers.retain(|w| Some(*w) != skip);
         if watchers.is_empty() {
             return;
         }
         let frame = encode_event(kind, channel, client);
+        let alt = hub
+            .dialect()
+            .and_then(|d| d.presence_event(kind, channel, client, user_edge));
         self.metrics.events.increment(watchers.len() as u64);
-        hub.send_to_each(&watchers, &frame);
+        hub.send_to_each_alt(&watchers, &frame, alt.as_ref());
     }
 }

@@ -46,6 +46,9 @@ pub struct Change {
     pub conn: ConnId,
     pub member: Member,
     pub joined: bool,
+    /// The member's user had no other connection in the channel on this node before
+    /// this join, or has none left after this leave (always false without a user).
+    pub user_edge: bool,
 }
 
 impl Change {

@@ -25,6 +25,8 @@ struct Room {
     members: AHashMap<ConnId, Member>,
     /// Members that asked for events (a subset of `members`).
     watchers: AHashSet<ConnId>,
+    /// Members per user: whether a join or leave is its user's first or last.
+    users: AHashMap<Arc<str>, u32>,
 }
 
 pub(crate) struct Metrics {
@@ -105,6 +107,14 @@ impl Presence {
         if room.members.insert(conn, member.clone()).is_some() {
             return;
         }
+        let user_edge = match &member.user {
+            Some(u) => {
+                let n = room.users.entry(u.clone()).or_default();
+                *n += 1;
+                *n == 1
+            }
+            None => false,
+        };
         drop(rooms);
         self.metrics.joins.increment(1);
         self.metrics.members.increment(1.0);
@@ -113,6 +123,7 @@ impl Presence {
             conn,
             member,
             joined: true,
+            user_edge,
         });
     }
 
@@ -129,6 +140,16 @@ impl Presence {
             return;
         };
         room.watchers.remove(&conn);
+        let mut user_edge = false;
+        if let Some(u) = &member.user {
+            if let Some(n) = room.users.get_mut(u) {
+                *n -= 1;
+                if *n == 0 {
+                    room.users.remove(u);
+                    user_edge = true;
+                }
+            }
+        }
         if room.members.is_empty() {
             rooms.remove(channel);
         }
@@ -140,6 +161,7 @@ impl Presence {
             conn,
             member,
             joined: false,
+            user_edge,
         });
     }
 
@@ -178,6 +200,14 @@ impl Presence {
                 info: m.info.as_deref().map(Into::into),
             })
             .collect()
+    }
+
+    /// Whether a local member of `channel` has `user`.
+    pub fn has_user(&self, channel: &str, user: &str) -> bool {
+        self.stripe(channel)
+            .lock()
+            .get(channel)
+            .is_some_and(|r| r.users.contains_key(user))
     }
 
     /// Local connections that want `channel`'s events.

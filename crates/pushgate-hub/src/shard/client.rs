@@ -78,6 +78,39 @@ impl Shard {
         Ok(())
     }
 
+    /// `ConnHandle::subscribe_member` for the connection in `slot`.
+    pub(crate) fn client_subscribe_member(
+        &self,
+        slot: usize,
+        channels: &[String],
+        member: Option<(&str, Option<&Arc<str>>)>,
+    ) -> Result<(), SubscribeError> {
+        let max = self.config.max_subscriptions_per_conn;
+        let mut st = self.state.lock();
+        st.subscribe_as(slot, channels, max, member)
+            .map_err(SubscribeError::TooMany)?;
+        self.update_gauges(st);
+        Ok(())
+    }
+
+    /// `ConnHandle::set_user` for the connection in `slot`: joins the user index (and
+    /// leaves the previous user's).
+    pub(crate) fn set_user(&self, slot: usize, user: &str) {
+        let mut st = self.state.lock();
+        if let Some(old) = st.conns[slot].user.take() {
+            if super::remove_from_index(&mut st.users, &old, slot) {
+                st.interest
+                    .remove(|| crate::interest::Key::User(old.clone()));
+            }
+        }
+        st.conns[slot].user = Some(user.into());
+        let set = st.users.entry(user.into()).or_default();
+        set.insert(slot);
+        if set.len() == 1 {
+            st.interest.add(|| crate::interest::Key::User(user.into()));
+        }
+    }
+
     /// `ConnHandle::subscribe_with` for the connection `id` in `slot`.
     pub(crate) fn client_subscribe_with(
         &self,

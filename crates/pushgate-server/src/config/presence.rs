@@ -16,13 +16,18 @@ pub struct PresenceConfig {
 }
 
 impl Config {
-    /// The hub's form of the rules.
+    /// The hub's form of the rules, with one for each Pusher app's presence channels
+    /// (`pusher/<app>/presence-*`, docs/pusher.md).
     pub(super) fn presence_rules(&self) -> Vec<PresenceRule> {
+        let pusher = self
+            .pusher_apps
+            .iter()
+            .map(|a| pushgate_pusher::channel::presence_pattern(&a.id));
         self.presence
             .iter()
-            .map(|p| PresenceRule {
-                channels: p.channels.clone(),
-            })
+            .map(|p| p.channels.clone())
+            .chain(pusher)
+            .map(|channels| PresenceRule { channels })
             .collect()
     }
 

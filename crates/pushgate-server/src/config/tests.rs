@@ -265,3 +265,17 @@ fn unfollow_linger_is_bounded_and_reaches_the_broker() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("unfollow_linger_ms"), "{e}");
 }
+
+#[test]
+fn a_pusher_webhook_url_must_be_plain_http() {
+    let app = |url: &str| {
+        format!(
+            "[[pusher_apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nwebhook_url = \"{url}\"\n"
+        )
+    };
+    let ok = Config::from_toml(&app("http://127.0.0.1:9000/hooks")).unwrap();
+    assert_eq!(ok.pusher_apps().unwrap().iter().count(), 1);
+    let tls = Config::from_toml(&app("https://example.com/hooks")).unwrap();
+    let e = tls.pusher_apps().unwrap_err().to_string();
+    assert!(e.contains("pusher_apps") && e.contains("http://"), "{e}");
+}
