@@ -258,7 +258,7 @@ fn has_subscribed(buf: &[u8]) -> Result<bool> {
     Ok(false)
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 

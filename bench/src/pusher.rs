@@ -12,6 +12,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::conn::contains;
 use crate::frame;
 
 /// The channel every bench client subscribes to and every publication goes to.
@@ -125,10 +126,6 @@ fn scan(buf: &[u8]) -> Result<(bool, bool, usize)> {
         }
     }
     Ok((established, false, 0))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A publisher of the API: JSON bodies for Pusher's, as they are.

@@ -8,11 +8,12 @@
 //! SSE events are (`sse.rs`): encoded once per frame of the job, never per recipient.
 //! A publication with no dialect recipient costs an empty `OnceLock` per job.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pushgate_protocol::{PresenceClient, PresenceEvent};
 
+use crate::per_frame::PerFrame;
 use crate::presence::Change;
 
 /// The `protocol` label of the dialect's metrics.
@@ -43,10 +44,7 @@ pub trait Dialect: Send + Sync + 'static {
 
 /// The dialect's frames of one job: one per frame of its route.
 #[derive(Default)]
-pub(crate) struct DialectFrames {
-    one: OnceLock<Option<Bytes>>,
-    many: OnceLock<Box<[OnceLock<Option<Bytes>>]>>,
-}
+pub(crate) struct DialectFrames(PerFrame<Option<Bytes>>);
 
 impl DialectFrames {
     /// The frame of a route's single frame (all, users, connections).
@@ -57,7 +55,7 @@ impl DialectFrames {
         frame: &Bytes,
     ) -> Option<&'a Bytes> {
         let d = d.as_deref()?;
-        self.one.get_or_init(|| d.publication(None, frame)).as_ref()
+        self.0.one(|| d.publication(None, frame)).as_ref()
     }
 
     /// The frame of channel `i` of `n`, named `name`.
@@ -71,11 +69,8 @@ impl DialectFrames {
         frame: &Bytes,
     ) -> Option<&'a Bytes> {
         let d = d.as_deref()?;
-        let cells = self
-            .many
-            .get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
-        cells[i]
-            .get_or_init(|| d.publication(Some(name), frame))
+        self.0
+            .channel(i, n, || d.publication(Some(name), frame))
             .as_ref()
     }
 }

@@ -37,6 +37,7 @@ mod hub;
 mod interest;
 mod metrics;
 mod outbound;
+mod per_frame;
 pub mod presence;
 mod publication;
 mod shard;

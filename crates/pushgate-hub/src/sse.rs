@@ -6,28 +6,25 @@
 //! refcount clone. A publication with no SSE recipient costs an empty `OnceLock` per
 //! job and nothing else (the per-channel cells are allocated only when needed).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pushgate_protocol::sse;
+
+use crate::per_frame::PerFrame;
 
 /// Sent in place of a frame that has no event form (never expected for a publication).
 const NO_EVENT: &[u8] = b": unsupported publication\n\n";
 
 /// The SSE events of one job: one per frame of its route.
 #[derive(Default)]
-pub(crate) struct SseFrames {
-    /// The single frame of an `All`, `Users` or `Conns` route.
-    one: OnceLock<Bytes>,
-    /// One per channel of a `Channels` route (allocated by the first SSE recipient).
-    many: OnceLock<Box<[OnceLock<Bytes>]>>,
-}
+pub(crate) struct SseFrames(PerFrame<Bytes>);
 
 impl SseFrames {
     /// The event of a route's single frame.
     #[inline]
     pub(crate) fn one(&self, frame: &Bytes) -> &Bytes {
-        self.one.get_or_init(|| convert(frame, None))
+        self.0.one(|| convert(frame, None))
     }
 
     /// The event of channel `i` of `n`, from its frame; `epoch` is its stream's for a
@@ -40,10 +37,7 @@ impl SseFrames {
         frame: &Bytes,
         epoch: Option<&Arc<str>>,
     ) -> &Bytes {
-        let cells = self
-            .many
-            .get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
-        cells[i].get_or_init(|| convert(frame, epoch.map(|e| &**e)))
+        self.0.channel(i, n, || convert(frame, epoch.map(|e| &**e)))
     }
 }
 
