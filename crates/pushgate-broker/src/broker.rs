@@ -8,6 +8,7 @@ use std::time::Duration;
 use pushgate_hub::{Hub, PublishError, PublishReport, Submitted};
 use tokio::sync::{oneshot, watch};
 
+use crate::census::{self, Census, CensusError, CensusQuery, MAX_NAMES};
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
@@ -200,6 +201,24 @@ impl Broker {
                 .map(|u| !hub.user_conns(u).is_empty())
                 .collect()),
             Broker::Redis(r) => r.online(users).await,
+        }
+    }
+
+    /// Subscribers of the channels `q` names, on every node that follows the bus,
+    /// summed; in process, this node's. With Redis a census either counts every
+    /// node that heard it or fails ([`CensusError`]): docs/cluster.md, "Census".
+    pub async fn census(&self, q: CensusQuery) -> Result<Census, CensusError> {
+        if let CensusQuery::Channels(names) = &q {
+            if names.len() > MAX_NAMES {
+                return Err(CensusError::TooManyNames(names.len()));
+            }
+        }
+        match self {
+            Broker::InProcess(hub, _) => Ok(Census {
+                channels: census::local(hub, &q, None).channels,
+                nodes: 1,
+            }),
+            Broker::Redis(r) => r.census(q).await,
         }
     }
 

@@ -520,6 +520,16 @@ impl Hub {
             .sum()
     }
 
+    /// Subscribers on this node of each channel whose name starts with `prefix`
+    /// (only channels with at least one).
+    pub fn channel_counts(&self, prefix: &str) -> ahash::AHashMap<Box<str>, usize> {
+        let mut out = ahash::AHashMap::new();
+        for s in &self.inner.shards {
+            s.channel_counts_into(prefix, &mut out);
+        }
+        out
+    }
+
     /// Subscribers of `channel` on this node.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
         self.inner

@@ -467,6 +467,16 @@ impl Shard {
         self.state.lock().conns.iter().map(|(_, c)| c.id).collect()
     }
 
+    /// Adds the subscribers of each channel of this shard whose name starts with
+    /// `prefix` to `out`: one pass under the lock, copying only the matching names
+    /// (cluster-wide channel counts, docs/pusher.md).
+    pub fn channel_counts_into(&self, prefix: &str, out: &mut AHashMap<Box<str>, usize>) {
+        let st = self.state.lock();
+        for (name, subs) in st.channels.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            *out.entry(name.clone()).or_default() += subs.len();
+        }
+    }
+
     /// Subscribers of `channel` on this shard.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
         self.state

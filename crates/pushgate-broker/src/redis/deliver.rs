@@ -1,12 +1,15 @@
 //! What arrives on the bus, decoded and handed to this node's shards: publications
 //! (history channels' through [`Follow`], in offset order), presence events for this
-//! node's watchers, and operators' calls. Each message's frame is encoded once, in
+//! node's watchers, operators' calls, and census queries and answers. Each message's frame is encoded once, in
 //! the shards.
+
+use std::sync::Arc;
 
 use ahash::AHashSet;
 use bytes::Bytes;
 use pushgate_hub::{Hub, Publication, Target};
 
+use super::census::Desk;
 use super::follow::{Follow, Positioned, SOURCE};
 use crate::local::{apply, Local};
 use crate::wire::{self, KeyKind, Keys, What};
@@ -42,6 +45,7 @@ pub(super) async fn deliver(
     hub: &Hub,
     keys: &Keys,
     m: &Received,
+    census: &Arc<Desk>,
     follow: &mut Follow,
     confirmed: &AHashSet<String>,
     key: &Bytes,
@@ -60,6 +64,12 @@ pub(super) async fn deliver(
             return;
         }
     };
+    // Census messages (this node's own queries included: it answers them too).
+    if let What::Census(msg) = body.what {
+        m.control.increment(1);
+        census.receive(&kind, body.origin, msg);
+        return;
+    }
     if body.origin == node && !body.echo {
         // Our own publication, already delivered here when Redis took it.
         m.echoes.increment(1);
@@ -67,6 +77,8 @@ pub(super) async fn deliver(
     }
     let payload = match body.what {
         What::Publication(p) => p,
+        // Handled above, before the echo check.
+        What::Census(_) => return,
         What::Presence(note) => {
             // Sent to this node's watchers of the channel; the origin sent its own.
             if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {

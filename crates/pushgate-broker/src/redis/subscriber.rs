@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::census::Desk;
 use super::conn::{ConnError, Dialer};
 use super::deliver::{deliver, Received};
 use super::deployment::Mode;
@@ -76,6 +77,8 @@ pub(crate) struct Ctx<'a> {
     settings: Settings,
     state: &'a State,
     queue: &'a mpsc::Sender<Request>,
+    /// Where census messages go (queries to count, answers to sum).
+    census: &'a Arc<Desk>,
     m: &'a Metrics,
 }
 
@@ -86,6 +89,7 @@ pub(crate) async fn run(
     settings: Settings,
     state: Arc<State>,
     queue: mpsc::Sender<Request>,
+    census: Arc<Desk>,
     stop: CancellationToken,
 ) {
     let m = Metrics::new();
@@ -98,6 +102,7 @@ pub(crate) async fn run(
         settings,
         state: &state,
         queue: &queue,
+        census: &census,
         m: &m,
     };
     loop {
@@ -199,7 +204,7 @@ async fn session(
                                 m.received.undecodable.increment(1);
                                 continue;
                             };
-                            deliver(hub, keys, &m.received, &mut follow, &confirmed, key, body.clone()).await;
+                            deliver(hub, keys, &m.received, ctx.census, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
                             // Still followed, and on this node: replies waiting for
