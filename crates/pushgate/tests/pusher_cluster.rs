@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::http;
 use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
+use support::redis_cluster::RedisCluster;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -344,4 +345,42 @@ async fn channel_lists_and_counts_sum_every_node_and_refuse_without_one() {
         n1.metric(r#"pushgate_broker_census_total{outcome="incomplete"}"#),
         1.0
     );
+}
+
+#[tokio::test]
+async fn channel_counts_sum_every_node_on_a_redis_cluster() {
+    let redis = RedisCluster::start(1000);
+    let dir = TempDir::new("pusher-census-cluster");
+    let config = dir.0.join("pushgate.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    // Node ids whose node keys (where answers go) live on other masters than the
+    // broadcast key (where queries go): both paths cross the cluster.
+    let all = redis.master_of("pushgate:{all}").unwrap();
+    let ids: Vec<String> = (0..200)
+        .map(|i| format!("n{i}"))
+        .filter(|id| redis.master_of(&format!("pushgate:node:{{{id}}}")) != Some(all))
+        .take(2)
+        .collect();
+    let set = ["redis_mode=cluster", "redis_timeout_ms=1000"];
+    let n1 = Node::start_url(&ids[0], &redis.url(), Some(&config), &set);
+    let n2 = Node::start_url(&ids[1], &redis.url(), Some(&config), &set);
+    let mut a = connect(&n1).await;
+    subscribe(&mut a, "news", None).await;
+    let mut b = connect(&n2).await;
+    subscribe(&mut b, "news", None).await;
+    subscribe(&mut b, "presence-far", Some("bob")).await;
+    for n in [&n1, &n2] {
+        assert_eq!(
+            channel_info(n, "news"),
+            json!({"occupied": true, "subscription_count": 2}),
+            "on {}",
+            n.id
+        );
+        assert_eq!(
+            channel_list(n, ""),
+            pairs(&[("news", 2), ("presence-far", 1)]),
+            "on {}",
+            n.id
+        );
+    }
 }
