@@ -3,16 +3,14 @@
 //! node's watchers, operators' calls, and census queries and answers. Each message's frame is encoded once, in
 //! the shards.
 
-use std::sync::Arc;
-
 use ahash::AHashSet;
 use bytes::Bytes;
-use pushgate_hub::{Hub, Publication, Target};
+use pushgate_hub::{Publication, Target};
 
-use super::census::Desk;
 use super::follow::{Follow, Positioned, SOURCE};
+use super::subscriber::Ctx;
 use crate::local::{apply, Local};
-use crate::wire::{self, KeyKind, Keys, What};
+use crate::wire::{self, KeyKind, What};
 
 /// Messages received, by what they carry.
 pub(super) struct Received {
@@ -42,15 +40,13 @@ impl Received {
 
 /// Decodes a message from the bus and hands it to this node's shards.
 pub(super) async fn deliver(
-    hub: &Hub,
-    keys: &Keys,
-    m: &Received,
-    census: &Arc<Desk>,
+    ctx: &Ctx<'_>,
     follow: &mut Follow,
     confirmed: &AHashSet<String>,
     key: &Bytes,
     body: Bytes,
 ) {
+    let (hub, keys, m) = (ctx.hub, ctx.keys, &ctx.m.received);
     let node = hub.config().node_id.as_str();
     let Some(kind) = std::str::from_utf8(key).ok().and_then(|k| keys.parse(k)) else {
         m.undecodable.increment(1);
@@ -67,7 +63,7 @@ pub(super) async fn deliver(
     // Census messages (this node's own queries included: it answers them too).
     if let What::Census(msg) = body.what {
         m.control.increment(1);
-        census.receive(&kind, body.origin, msg);
+        ctx.census.receive(&kind, body.origin, msg);
         return;
     }
     if body.origin == node && !body.echo {

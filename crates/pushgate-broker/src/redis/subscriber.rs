@@ -53,8 +53,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 /// On a Redis Cluster, the slot map is read again this often in any case.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
-struct Metrics {
-    received: Received,
+pub(super) struct Metrics {
+    pub(super) received: Received,
     subscriptions: metrics::Gauge,
     reconnects: metrics::Counter,
 }
@@ -71,17 +71,18 @@ impl Metrics {
 
 /// What a session needs.
 pub(crate) struct Ctx<'a> {
-    hub: &'a Hub,
+    pub(super) hub: &'a Hub,
     dialer: &'a Dialer,
-    keys: &'a Keys,
+    pub(super) keys: &'a Keys,
     settings: Settings,
     state: &'a State,
     queue: &'a mpsc::Sender<Request>,
     /// Where census messages go (queries to count, answers to sum).
-    census: &'a Arc<Desk>,
-    m: &'a Metrics,
+    pub(super) census: &'a Arc<Desk>,
+    pub(super) m: &'a Metrics,
 }
 
+#[allow(clippy::too_many_arguments)] // each is one of the broker's parts
 pub(crate) async fn run(
     hub: Hub,
     dialer: Dialer,
@@ -204,7 +205,7 @@ async fn session(
                                 m.received.undecodable.increment(1);
                                 continue;
                             };
-                            deliver(hub, keys, &m.received, ctx.census, &mut follow, &confirmed, key, body.clone()).await;
+                            deliver(ctx, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
                             // Still followed, and on this node: replies waiting for
