@@ -116,8 +116,13 @@ impl Desk {
     /// Asks every node for its counts and sums them (the broker checked it is up).
     pub(crate) async fn ask(&self, q: CensusQuery) -> Result<Census, CensusError> {
         let r = self.gather(q).await;
-        self.m.count(&r);
+        self.count(&r);
         r
+    }
+
+    /// Counts a census's outcome in the metrics (the broker's refusals too).
+    pub(crate) fn count(&self, r: &Result<Census, CensusError>) {
+        self.m.count(r);
     }
 
     async fn gather(&self, q: CensusQuery) -> Result<Census, CensusError> {

@@ -1,7 +1,7 @@
 //! What arrives on the bus, decoded and handed to this node's shards: publications
 //! (history channels' through [`Follow`], in offset order), presence events for this
-//! node's watchers, operators' calls, and census queries and answers. Each message's frame is encoded once, in
-//! the shards.
+//! node's watchers, and operators' calls; census queries and answers go to the
+//! census desk. Each message's frame is encoded once, in the shards.
 
 use ahash::AHashSet;
 use bytes::Bytes;

@@ -426,8 +426,9 @@ impl RedisBroker {
         q: crate::census::CensusQuery,
     ) -> Result<crate::census::Census, crate::census::CensusError> {
         if !self.is_up() {
-            let e = BrokerError::from(self.state.reason());
-            return Err(e.into());
+            let e = crate::census::CensusError::from(BrokerError::from(self.state.reason()));
+            self.census.count(&Err(e.clone()));
+            return Err(e);
         }
         self.census.ask(q).await
     }
