@@ -98,13 +98,15 @@ pub struct Counts {
     pub truncated: bool,
 }
 
-/// This node's counts for `q`, at most `cap` channels (the first by name) when set.
-/// Names longer than a channel name can be match nothing.
+/// This node's counts for `q`. With a `cap`, a node with more matching channels
+/// answers none, flagged `truncated` (the census is then refused, so the list is not
+/// sent). Names longer than a channel name can be match nothing.
 pub(crate) fn local(hub: &Hub, q: &CensusQuery, cap: Option<usize>) -> Counts {
     let mut channels: Vec<(String, u64)> = match q {
         CensusQuery::Prefix(p) if p.len() > MAX_CHANNEL_LEN => Vec::new(),
+        // With a cap, the node stops scanning past it: a longer list is refused anyway.
         CensusQuery::Prefix(p) => hub
-            .channel_counts(p)
+            .channel_counts(p, cap.unwrap_or(usize::MAX))
             .into_iter()
             .map(|(n, c)| (n.into(), c as u64))
             .collect(),
@@ -118,8 +120,9 @@ pub(crate) fn local(hub: &Hub, q: &CensusQuery, cap: Option<usize>) -> Counts {
     channels.sort_unstable();
     channels.dedup_by(|a, b| a.0 == b.0);
     let truncated = cap.is_some_and(|cap| channels.len() > cap);
-    if let Some(cap) = cap {
-        channels.truncate(cap);
+    if truncated {
+        // Not summed by the asker (it refuses the census): sent empty, not cut.
+        channels.clear();
     }
     Counts {
         channels,
@@ -236,7 +239,11 @@ mod tests {
             local(&hub, &q, None),
             counts(&[("p/a", 2), ("p/b", 1)], false)
         );
-        assert_eq!(local(&hub, &q, Some(1)), counts(&[("p/a", 2)], true));
+        assert_eq!(local(&hub, &q, Some(1)), counts(&[], true));
+        assert_eq!(
+            local(&hub, &q, Some(2)),
+            counts(&[("p/a", 2), ("p/b", 1)], false)
+        );
         let names = CensusQuery::Channels(vec!["q".into(), "none".into(), "q".into()]);
         assert_eq!(local(&hub, &names, None), counts(&[("q", 1)], false));
         let long = CensusQuery::Prefix("x".repeat(MAX_CHANNEL_LEN + 1));
