@@ -8,6 +8,7 @@ use std::time::Duration;
 use pushgate_hub::{Hub, PublishError, PublishReport, Submitted};
 use tokio::sync::{oneshot, watch};
 
+use crate::census::{self, Census, CensusError, CensusQuery, MAX_NAMES};
 use crate::control::{ControlReport, NodeStats, Subject};
 use crate::delivery::Delivery;
 use crate::error::BrokerError;
@@ -203,6 +204,24 @@ impl Broker {
         }
     }
 
+    /// Subscribers of the channels `q` names, on every node that follows the bus,
+    /// summed; in process, this node's. With Redis a census either counts every
+    /// node that heard it or fails ([`CensusError`]): docs/cluster.md, "Census".
+    pub async fn census(&self, q: CensusQuery) -> Result<Census, CensusError> {
+        if let CensusQuery::Channels(names) = &q {
+            if names.len() > MAX_NAMES {
+                return Err(CensusError::TooManyNames(names.len()));
+            }
+        }
+        match self {
+            Broker::InProcess(hub, _) => Ok(Census {
+                channels: census::local(hub, &q, None).channels,
+                nodes: 1,
+            }),
+            Broker::Redis(r) => r.census(q).await,
+        }
+    }
+
     /// Counts of every live node (just this one, in process).
     pub async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {
         match self {
@@ -359,6 +378,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_process_a_census_is_this_nodes_counts() {
+        let hub = hub(false);
+        let (id, shard) = hub.next_conn();
+        let conn = shard.register(id, None);
+        conn.subscribe(&["a".into(), "b".into()]).unwrap();
+        let b = Broker::in_process(hub, Duration::from_secs(60));
+        let c = b.census(CensusQuery::Prefix(String::new())).await.unwrap();
+        assert_eq!(c.nodes, 1);
+        assert_eq!(c.channels, vec![("a".into(), 1), ("b".into(), 1)]);
+        let c = b
+            .census(CensusQuery::Channels(vec!["b".into(), "z".into()]))
+            .await
+            .unwrap();
+        assert_eq!((c.get("b"), c.get("z")), (1, 0));
+        let many = CensusQuery::Channels((0..101).map(|i| i.to_string()).collect());
+        assert!(matches!(
+            b.census(many).await,
+            Err(CensusError::TooManyNames(101))
+        ));
+    }
+
+    #[tokio::test]
     async fn in_process_a_key_is_published_once_within_the_window() {
         let hub = hub(false);
         let (id, shard) = hub.next_conn();
@@ -401,6 +442,12 @@ mod tests {
             Err(BrokerError::Unavailable(why)) => assert!(!why.to_string().is_empty()),
             other => panic!("{other:?}"),
         }
+        // A census is refused too, never answered with this node's counts alone.
+        let e = b.census(CensusQuery::Prefix(String::new())).await;
+        assert!(
+            matches!(e, Err(CensusError::Broker(BrokerError::Unavailable(_)))),
+            "{e:?}"
+        );
         // Bad input is still the publisher's mistake, whatever the broker's state.
         let e = b.publish(to(Target::Channels(vec![]), "x"), "test").await;
         assert!(matches!(

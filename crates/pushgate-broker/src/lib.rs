@@ -6,6 +6,8 @@
 //! - [`message`]: what a publisher hands it ([`Message`], [`Target`]); [`delivery`]:
 //!   what it answers ([`Delivery`]); [`control`]: operators' calls ([`Subject`],
 //!   [`ControlReport`], [`NodeStats`]); [`error`]: why it refuses ([`BrokerError`]).
+//! - [`census`]: cluster-wide channel counts ([`Census`]): every node's subscribers
+//!   of some channels, summed (over the bus with Redis).
 //! - `local`: this node's share of a publication or a call, used by both brokers.
 //! - `idempotency`: the in-process broker's window of idempotency keys (with Redis,
 //!   the window is kept in Redis).
@@ -18,6 +20,7 @@
 //! docs/cluster.md describes the topology and the failure behaviour.
 
 pub mod broker;
+pub mod census;
 pub mod control;
 pub mod delivery;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod redis;
 pub mod wire;
 
 pub use broker::{Broker, Pending};
+pub use census::{Census, CensusError, CensusQuery};
 pub use control::{ControlReport, NodeStats, Subject};
 pub use delivery::Delivery;
 pub use error::{BrokerError, Unavailable, Uncertain};

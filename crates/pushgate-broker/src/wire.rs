@@ -19,6 +19,8 @@
 //!   u8 4 / 5 (presence join / leave, on a channel's key), u16 LE 0, u64 LE connection
 //!   number (of the origin node), u8 user length, user (empty: none), info JSON (the
 //!   rest; empty: none)
+//!   u8 6 / 7 (a channel count's query, on the broadcast key / a node's answer, on
+//!   the asker's node key): `census::wire`
 //! ```
 //!
 //! Every bus channel carries its name in a Redis Cluster hash tag
@@ -33,7 +35,7 @@ use thiserror::Error;
 const VERSION: u8 = 1;
 const BINARY: u8 = 1;
 const HAS_EXCLUDE: u8 = 2;
-const CONTROL: u8 = 4;
+pub(crate) const CONTROL: u8 = 4;
 const POSITIONED: u8 = 8;
 const ECHO: u8 = 16;
 
@@ -176,6 +178,8 @@ pub enum What {
     Publication(Payload),
     Control(Control),
     Presence(PresenceNote),
+    /// A channel count asked of every node, or a node's answer (`census::wire`).
+    Census(crate::census::wire::Msg),
 }
 
 /// A decoded bus message.
@@ -195,7 +199,7 @@ pub struct Body {
 /// A bus message this version cannot read.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("undecodable bus message: {0}")]
-pub struct DecodeError(&'static str);
+pub struct DecodeError(pub(crate) &'static str);
 
 /// Encodes a publication's body. `conns` is written only for node keys; `echo`: the
 /// origin delivers it from the bus too.
@@ -278,7 +282,7 @@ pub fn encode_presence(origin: &str, n: &PresenceNote) -> Bytes {
     out.freeze()
 }
 
-fn header(
+pub(crate) fn header(
     origin: &str,
     flags: u8,
     exclude: Option<&NodeConn>,
@@ -304,13 +308,13 @@ fn header(
 }
 
 /// Node ids are at most 64 bytes (checked by the config), so a u8 length suffices.
-fn put_name(out: &mut BytesMut, s: &str) {
+pub(crate) fn put_name(out: &mut BytesMut, s: &str) {
     let s = &s.as_bytes()[..s.len().min(255)];
     out.put_u8(s.len() as u8);
     out.put_slice(s);
 }
 
-fn get_name(b: &mut Bytes) -> Result<String, DecodeError> {
+pub(crate) fn get_name(b: &mut Bytes) -> Result<String, DecodeError> {
     if b.remaining() < 1 {
         return Err(DecodeError("truncated name"));
     }
@@ -420,6 +424,7 @@ fn decode_control(mut b: Bytes) -> Result<What, DecodeError> {
                 info: (!info.is_empty()).then_some(info),
             }))
         }
+        6 | 7 => Ok(What::Census(crate::census::wire::decode(op, n, b)?)),
         _ => Err(DecodeError("unknown control")),
     }
 }

@@ -520,6 +520,21 @@ impl Hub {
             .sum()
     }
 
+    /// Subscribers on this node of each channel whose name starts with `prefix`
+    /// (only channels with at least one). Past `max` names it stops: the map then
+    /// holds more than `max` names, some with partial counts (a bounded way to learn
+    /// that there are too many).
+    pub fn channel_counts(&self, prefix: &str, max: usize) -> ahash::AHashMap<Box<str>, usize> {
+        let mut out = ahash::AHashMap::new();
+        for s in &self.inner.shards {
+            if out.len() > max {
+                break;
+            }
+            s.channel_counts_into(prefix, max, &mut out);
+        }
+        out
+    }
+
     /// Subscribers of `channel` on this node.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
         self.inner

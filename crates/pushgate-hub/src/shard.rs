@@ -467,6 +467,25 @@ impl Shard {
         self.state.lock().conns.iter().map(|(_, c)| c.id).collect()
     }
 
+    /// Adds the subscribers of each channel of this shard whose name starts with
+    /// `prefix` to `out`: one pass under the lock, copying only the matching names
+    /// (cluster-wide channel counts, docs/cluster.md "Census"). Stops once `out`
+    /// holds more than `max` names: the caller only needs to know there are more.
+    pub fn channel_counts_into(
+        &self,
+        prefix: &str,
+        max: usize,
+        out: &mut AHashMap<Box<str>, usize>,
+    ) {
+        let st = self.state.lock();
+        for (name, subs) in st.channels.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            if out.len() > max && !out.contains_key(name) {
+                return;
+            }
+            *out.entry(name.clone()).or_default() += subs.len();
+        }
+    }
+
     /// Subscribers of `channel` on this shard.
     pub fn channel_subscribers(&self, channel: &str) -> usize {
         self.state

@@ -159,6 +159,14 @@ pub fn to_pushgate(app_id: &str, name: &str) -> Result<String, NameError> {
     Ok(m)
 }
 
+/// The start of the pushgate names of app `app_id`'s channels whose Pusher names
+/// start with `prefix` (any text, unchecked): escaping maps each byte on its own and
+/// always escapes `=`, so a name starts with `prefix` exactly when its mapped name
+/// starts with this.
+pub fn prefix_to_pushgate(app_id: &str, prefix: &str) -> String {
+    mapped(app_id, prefix)
+}
+
 /// The app id and Pusher channel name of a mapped pushgate channel; `None` if it is
 /// not one.
 pub fn from_pushgate(channel: &str) -> Option<(String, String)> {
@@ -189,6 +197,31 @@ pub fn presence_pattern(app_id: &str) -> String {
 mod tests {
     use super::*;
     use pushgate_protocol::{validate_channel, validate_user};
+
+    #[test]
+    fn a_mapped_prefix_matches_exactly_the_mapped_names_it_should() {
+        for (prefix, name, starts) in [
+            ("", "news", true),
+            ("presence-", "presence-room", true),
+            ("a=", "a=b", true),
+            ("a", "=3Db", false),
+            ("a=3", "a=3b", true),
+            ("a=3", "a=b", false),
+            ("#server-to-user-", "#server-to-user-1", true),
+            ("b", "ab", false),
+        ] {
+            let m = to_pushgate("1", name).unwrap();
+            assert_eq!(
+                m.starts_with(&prefix_to_pushgate("1", prefix)),
+                starts,
+                "{prefix:?} {name:?}"
+            );
+            assert_eq!(name.starts_with(prefix), starts);
+        }
+        assert!(!to_pushgate("10", "x")
+            .unwrap()
+            .starts_with(&prefix_to_pushgate("1", "")));
+    }
 
     #[test]
     fn kinds_follow_the_prefix() {

@@ -13,6 +13,8 @@
 //! - [`socket_id`]: Pusher socket ids (`<node number>.<connection>`).
 //! - [`wire`]: Pusher frames in and out, and the envelope of an event in the hub.
 //! - `service`: [`Pusher`], the node's surface (publish, lookups, terminate).
+//! - `counts`: its channel lists and subscription counts, cluster-wide (the
+//!   broker's census).
 //! - `dialect`: the hub's [`Dialect`](pushgate_hub::Dialect): publications and
 //!   presence events as Pusher frames, encoded once per channel.
 //! - [`ws`]: the WebSocket side (`/app/{key}`), a [`Surface`](pushgate_edge::Surface)
@@ -26,6 +28,7 @@ pub mod api;
 mod app;
 pub mod auth;
 pub mod channel;
+mod counts;
 mod dialect;
 mod metrics;
 mod service;

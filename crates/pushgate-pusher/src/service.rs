@@ -6,7 +6,8 @@
 use std::sync::{Arc, OnceLock};
 
 use pushgate_broker::{
-    Broker, BrokerError, Control, ControlReport, Delivery, Message, NodeConn, Subject, Target,
+    Broker, BrokerError, CensusError, Control, ControlReport, Delivery, Message, NodeConn, Subject,
+    Target,
 };
 use pushgate_hub::{Hub, PresenceError};
 use pushgate_protocol::{ConnId, Payload};
@@ -43,14 +44,16 @@ pub enum PusherError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    #[error(transparent)]
+    Census(#[from] CensusError),
 }
 
-/// One occupied channel of an app on this node.
+/// One occupied channel of an app, cluster-wide (`counts.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
     /// The Pusher channel name.
     pub name: String,
-    /// Subscribers on this node (pushgate.v1 subscribers of the mapped channel too).
+    /// Subscribers on every node (pushgate.v1 subscribers of the mapped channel too).
     pub subscription_count: usize,
 }
 
@@ -231,39 +234,6 @@ impl Pusher {
                 node: n.node,
                 id: id.conn,
             })
-    }
-
-    /// The occupied channels of `app` on this node whose name starts with `prefix`
-    /// (Pusher's `filter_by_prefix`), by name. With Redis, other nodes' channels are
-    /// not listed (docs/pusher.md).
-    pub fn channels(&self, app: &PusherApp, prefix: &str) -> Vec<ChannelInfo> {
-        let hub = self.hub();
-        let mut names = ahash::AHashSet::new();
-        for shard in hub.shards() {
-            shard.counts_into(&mut names);
-        }
-        let mut out: Vec<ChannelInfo> = names
-            .iter()
-            .filter_map(|pg| {
-                let (app_id, name) = channel::from_pushgate(pg)?;
-                (app_id == app.id && name.starts_with(prefix)).then(|| ChannelInfo {
-                    subscription_count: hub.channel_subscribers(pg),
-                    name,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
-    }
-
-    /// Subscribers of one channel of `app` on this node.
-    pub fn subscription_count(&self, app: &PusherApp, channel: &str) -> Result<usize, PusherError> {
-        let pg =
-            channel::to_pushgate(&app.id, channel).map_err(|error| PusherError::BadChannel {
-                name: channel.to_owned(),
-                error,
-            })?;
-        Ok(self.hub().channel_subscribers(&pg))
     }
 
     /// Every member (connection) of a presence channel of `app`, on every node.

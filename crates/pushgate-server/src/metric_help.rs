@@ -285,6 +285,26 @@ pub fn describe() {
         Unit::Count,
         "Reconnections to Redis, by connection (publisher, subscriber)."
     );
+    describe_counter!(
+        "pushgate_broker_census_total",
+        Unit::Count,
+        "Cluster-wide channel counts this node asked for, by outcome (complete, incomplete, refused, too_many)."
+    );
+    describe_counter!(
+        "pushgate_broker_census_missing_total",
+        Unit::Count,
+        "Nodes that heard a channel count of this node and did not answer it in time."
+    );
+    describe_counter!(
+        "pushgate_broker_census_answers_total",
+        Unit::Count,
+        "Channel counts of other nodes this node answered."
+    );
+    describe_counter!(
+        "pushgate_broker_census_late_total",
+        Unit::Count,
+        "Answers to channel counts that arrived after their asker stopped waiting."
+    );
 
     // Channel history.
     describe_gauge!(

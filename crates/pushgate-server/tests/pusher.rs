@@ -194,8 +194,8 @@ async fn public_channels_meet_pushgate_v1_both_ways() {
     assert_eq!(next(&mut p.ws).await["event"], "pusher:pong");
     publish(&gw, "channel=pusher/1/news", "marker").await;
     assert_eq!(next_json(&mut p.ws).await.unwrap()["data"], "marker");
-    assert_eq!(pusher.channels(&app(), "").len(), 1);
-    assert_eq!(pusher.subscription_count(&app(), "news").unwrap(), 2);
+    assert_eq!(pusher.channels(&app(), "").await.unwrap().len(), 1);
+    assert_eq!(pusher.subscription_count(&app(), "news").await.unwrap(), 2);
     gw.shutdown().await;
 }
 

@@ -1,15 +1,16 @@
 //! What arrives on the bus, decoded and handed to this node's shards: publications
 //! (history channels' through [`Follow`], in offset order), presence events for this
-//! node's watchers, and operators' calls. Each message's frame is encoded once, in
-//! the shards.
+//! node's watchers, and operators' calls; census queries and answers go to the
+//! census desk. Each message's frame is encoded once, in the shards.
 
 use ahash::AHashSet;
 use bytes::Bytes;
-use pushgate_hub::{Hub, Publication, Target};
+use pushgate_hub::{Publication, Target};
 
 use super::follow::{Follow, Positioned, SOURCE};
+use super::subscriber::Ctx;
 use crate::local::{apply, Local};
-use crate::wire::{self, KeyKind, Keys, What};
+use crate::wire::{self, KeyKind, What};
 
 /// Messages received, by what they carry.
 pub(super) struct Received {
@@ -39,14 +40,13 @@ impl Received {
 
 /// Decodes a message from the bus and hands it to this node's shards.
 pub(super) async fn deliver(
-    hub: &Hub,
-    keys: &Keys,
-    m: &Received,
+    ctx: &Ctx<'_>,
     follow: &mut Follow,
     confirmed: &AHashSet<String>,
     key: &Bytes,
     body: Bytes,
 ) {
+    let (hub, keys, m) = (ctx.hub, ctx.keys, &ctx.m.received);
     let node = hub.config().node_id.as_str();
     let Some(kind) = std::str::from_utf8(key).ok().and_then(|k| keys.parse(k)) else {
         m.undecodable.increment(1);
@@ -60,6 +60,12 @@ pub(super) async fn deliver(
             return;
         }
     };
+    // Census messages (this node's own queries included: it answers them too).
+    if let What::Census(msg) = body.what {
+        m.control.increment(1);
+        ctx.census.receive(&kind, body.origin, msg);
+        return;
+    }
     if body.origin == node && !body.echo {
         // Our own publication, already delivered here when Redis took it.
         m.echoes.increment(1);
@@ -67,6 +73,8 @@ pub(super) async fn deliver(
     }
     let payload = match body.what {
         What::Publication(p) => p,
+        // Handled above, before the echo check.
+        What::Census(_) => return,
         What::Presence(note) => {
             // Sent to this node's watchers of the channel; the origin sent its own.
             if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {

@@ -19,6 +19,10 @@
 //!   when followed, gaps filled after a reconnect. A channel no longer wanted stays
 //!   followed for `unfollow_linger` ([`linger`]).
 //!
+//! Channel counts of every node (the Pusher API's channel lists) are a scatter/gather
+//! over the same two connections ([`census`]): a query on the broadcast key, answers
+//! on the asker's node key.
+//!
 //! A third connection (per master on a Redis Cluster, routed by [`router`] like the
 //! publisher's), [`presence`], keeps this node's presence members in Redis and
 //! answers cluster-wide presence reads and "online" lookups.
@@ -28,6 +32,7 @@
 //! accepted and lost), clients stay connected, and both tasks reconnect with backoff;
 //! the subscriber re-subscribes to everything wanted at that moment.
 
+mod census;
 pub mod conn;
 mod deliver;
 pub mod deployment;
@@ -138,6 +143,7 @@ pub struct RedisBroker {
     stop: CancellationToken,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     presence: Arc<presence::RedisPresence>,
+    census: Arc<census::Desk>,
 }
 
 impl RedisBroker {
@@ -181,6 +187,7 @@ impl RedisBroker {
             config.presence_ttl,
             stop.clone(),
         );
+        let census = census::Desk::new(hub.clone(), keys.clone(), tx.clone(), config.timeout);
         let subscriber = tokio::spawn(subscriber::run(
             hub.clone(),
             dialer,
@@ -188,6 +195,7 @@ impl RedisBroker {
             settings,
             state.clone(),
             tx.clone(),
+            census.clone(),
             stop.clone(),
         ));
         Ok(Arc::new(RedisBroker {
@@ -198,6 +206,7 @@ impl RedisBroker {
             stop,
             tasks: parking_lot::Mutex::new(vec![publisher, subscriber, presence_task]),
             presence,
+            census,
         }))
     }
 
@@ -409,6 +418,19 @@ impl RedisBroker {
         users: Vec<String>,
     ) -> Result<Vec<bool>, pushgate_hub::PresenceError> {
         self.presence.online(users).await
+    }
+
+    /// Every node's counts for `q`, summed ([`census`]).
+    pub(crate) async fn census(
+        &self,
+        q: crate::census::CensusQuery,
+    ) -> Result<crate::census::Census, crate::census::CensusError> {
+        if !self.is_up() {
+            let e = crate::census::CensusError::from(BrokerError::from(self.state.reason()));
+            self.census.count(&Err(e.clone()));
+            return Err(e);
+        }
+        self.census.ask(q).await
     }
 
     pub(crate) async fn cluster_stats(&self) -> Result<Vec<NodeStats>, BrokerError> {

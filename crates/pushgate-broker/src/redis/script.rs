@@ -285,7 +285,7 @@ fn entry(v: &Value, now_ms: i64) -> Option<SnapshotEntry> {
     }
     let payload = match wire::decode(body?, false).ok()?.what {
         What::Publication(p) => p,
-        What::Control(_) | What::Presence(_) => return None,
+        What::Control(_) | What::Presence(_) | What::Census(_) => return None,
     };
     Some(SnapshotEntry {
         offset,

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::census::Desk;
 use super::conn::{ConnError, Dialer};
 use super::deliver::{deliver, Received};
 use super::deployment::Mode;
@@ -52,8 +53,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 /// On a Redis Cluster, the slot map is read again this often in any case.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
-struct Metrics {
-    received: Received,
+pub(super) struct Metrics {
+    pub(super) received: Received,
     subscriptions: metrics::Gauge,
     reconnects: metrics::Counter,
 }
@@ -70,15 +71,18 @@ impl Metrics {
 
 /// What a session needs.
 pub(crate) struct Ctx<'a> {
-    hub: &'a Hub,
+    pub(super) hub: &'a Hub,
     dialer: &'a Dialer,
-    keys: &'a Keys,
+    pub(super) keys: &'a Keys,
     settings: Settings,
     state: &'a State,
     queue: &'a mpsc::Sender<Request>,
-    m: &'a Metrics,
+    /// Where census messages go (queries to count, answers to sum).
+    pub(super) census: &'a Arc<Desk>,
+    pub(super) m: &'a Metrics,
 }
 
+#[allow(clippy::too_many_arguments)] // each is one of the broker's parts
 pub(crate) async fn run(
     hub: Hub,
     dialer: Dialer,
@@ -86,6 +90,7 @@ pub(crate) async fn run(
     settings: Settings,
     state: Arc<State>,
     queue: mpsc::Sender<Request>,
+    census: Arc<Desk>,
     stop: CancellationToken,
 ) {
     let m = Metrics::new();
@@ -98,6 +103,7 @@ pub(crate) async fn run(
         settings,
         state: &state,
         queue: &queue,
+        census: &census,
         m: &m,
     };
     loop {
@@ -199,7 +205,7 @@ async fn session(
                                 m.received.undecodable.increment(1);
                                 continue;
                             };
-                            deliver(hub, keys, &m.received, &mut follow, &confirmed, key, body.clone()).await;
+                            deliver(ctx, &mut follow, &confirmed, key, body.clone()).await;
                         }
                         Some(b"ssubscribe") => {
                             // Still followed, and on this node: replies waiting for

@@ -1,5 +1,5 @@
 //! What the HTTP API needs from the rest of the gateway: publish Pusher events, read
-//! subscription counts and presence members, disconnect a user. `gateway.rs`
+//! subscription counts (cluster-wide) and presence members, disconnect a user. `gateway.rs`
 //! implements it over [`crate::Pusher`]; the API's unit tests use a fake.
 
 use std::future::Future;
@@ -59,19 +59,21 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// The app's channels with subscribers whose names start with `prefix`, each
-    /// with its subscription count.
+    /// with its subscription count, on every node (or an error: never a count that
+    /// leaves a node out).
     fn channels(
         &self,
         app: &PusherApp,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<(String, u64)>, BackendError>> + Send;
 
-    /// One channel's subscription count (0: vacant).
+    /// The subscription count of each of `channels` (1 to 100; 0: vacant), in order,
+    /// on every node.
     fn subscriptions(
         &self,
         app: &PusherApp,
-        channel: &str,
-    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+        channels: &[String],
+    ) -> impl Future<Output = Result<Vec<u64>, BackendError>> + Send;
 
     /// The distinct user ids of a presence channel's members.
     fn users(

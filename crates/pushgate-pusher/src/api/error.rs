@@ -92,6 +92,8 @@ impl ApiError {
             ApiError::Auth(_) => "auth",
             ApiError::Json(_) | ApiError::Invalid(_) => "invalid",
             ApiError::DataTooLarge { .. } | ApiError::BodyTooLarge(_) => "too_large",
+            // A count the gateway refuses as too wide (400) is the caller's to narrow.
+            ApiError::Backend(e) if e.status() == StatusCode::BAD_REQUEST => "invalid",
             ApiError::Backend(_) => "unavailable",
         }
     }

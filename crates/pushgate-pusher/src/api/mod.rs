@@ -166,8 +166,14 @@ impl<B: Backend> PusherApi<B> {
                 continue;
             }
             let mut per_channel = Map::new();
-            for c in channels.unwrap_or_default() {
-                let attrs = self.attributes(app, &c, t.info, None).await?;
+            let channels = channels.unwrap_or_default();
+            // One count for every channel of the event (a census, with Redis).
+            let counts = match t.info.subscription_count && !channels.is_empty() {
+                true => self.backend.subscriptions(app, &channels).await?,
+                false => vec![0; channels.len()],
+            };
+            for (c, n) in channels.into_iter().zip(counts) {
+                let attrs = self.attributes(app, &c, t.info, n).await?;
                 per_channel.insert(c, Value::Object(attrs));
             }
             answer.push(per_channel);
@@ -184,7 +190,7 @@ impl<B: Backend> PusherApi<B> {
         let mut channels = Map::new();
         for (name, n) in self.backend.channels(app, prefix).await? {
             if name.starts_with(prefix) && n > 0 {
-                let attrs = self.attributes(app, &name, info, Some(n)).await?;
+                let attrs = self.attributes(app, &name, info, n).await?;
                 channels.insert(name, Value::Object(attrs));
             }
         }
@@ -204,25 +210,24 @@ impl<B: Backend> PusherApi<B> {
         if info.user_count && !is_presence(name) {
             return Err(Invalid::UserCountNotPresence.into());
         }
-        let n = self.backend.subscriptions(app, name).await?;
-        let mut m = self.attributes(app, name, info, Some(n)).await?;
+        let counts = self
+            .backend
+            .subscriptions(app, std::slice::from_ref(&name.to_owned()))
+            .await?;
+        let n = counts.first().copied().unwrap_or(0);
+        let mut m = self.attributes(app, name, info, n).await?;
         m.insert("occupied".into(), (n > 0).into());
         Ok(Value::Object(m))
     }
 
-    /// The `info` attributes of one channel (`subscriptions`: when already known).
+    /// The `info` attributes of one channel whose subscription count is `n`.
     async fn attributes(
         &self,
         app: &PusherApp,
         channel: &str,
         info: Info,
-        subscriptions: Option<u64>,
+        n: u64,
     ) -> Result<Map<String, Value>, ApiError> {
-        let n = match subscriptions {
-            Some(n) => n,
-            None if info.subscription_count => self.backend.subscriptions(app, channel).await?,
-            None => 0,
-        };
         let users = async {
             if !is_presence(channel) {
                 return Ok(0);

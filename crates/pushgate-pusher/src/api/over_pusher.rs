@@ -1,10 +1,12 @@
 //! The API's [`Backend`] over the node's [`Pusher`] surface (pusher-ws's `service.rs`):
-//! publications through the broker (cluster-wide), this node's subscription counts,
+//! publications through the broker (cluster-wide), subscription counts through its
+//! census (cluster-wide),
 //! presence users cluster-wide, `terminate_user` through a broker control.
 
 use std::sync::Arc;
 
 use hyper::StatusCode;
+use pushgate_broker::CensusError;
 use pushgate_hub::PresenceError;
 use pushgate_ingress::Refusal;
 
@@ -18,6 +20,17 @@ impl From<PusherError> for BackendError {
             PusherError::Broker(b) => Refusal::of_broker(b).http_status(),
             PusherError::Presence(PresenceError::NoRule(_)) => StatusCode::BAD_REQUEST,
             PusherError::Presence(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A count that would leave a node out is refused, as an unreachable
+            // broker is; a prefix too wide to list is the caller's to narrow.
+            PusherError::Census(c) => match c {
+                CensusError::Broker(b) => Refusal::of_broker(b).http_status(),
+                CensusError::Incomplete { .. } | CensusError::NotHeard => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                CensusError::TooMany { .. } | CensusError::TooManyNames(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+            },
             // Names the API let through but the mapping refuses (too long once
             // mapped), and the rest of what a caller got wrong.
             _ => StatusCode::BAD_REQUEST,
@@ -49,13 +62,19 @@ impl Backend for Arc<Pusher> {
         prefix: &str,
     ) -> Result<Vec<(String, u64)>, BackendError> {
         Ok(Pusher::channels(self, app, prefix)
+            .await?
             .into_iter()
             .map(|c| (c.name, c.subscription_count as u64))
             .collect())
     }
 
-    async fn subscriptions(&self, app: &PusherApp, channel: &str) -> Result<u64, BackendError> {
-        Ok(self.subscription_count(app, channel)? as u64)
+    async fn subscriptions(
+        &self,
+        app: &PusherApp,
+        channels: &[String],
+    ) -> Result<Vec<u64>, BackendError> {
+        let counts = self.subscription_counts(app, channels).await?;
+        Ok(counts.into_iter().map(|n| n as u64).collect())
     }
 
     async fn users(&self, app: &PusherApp, channel: &str) -> Result<Vec<String>, BackendError> {

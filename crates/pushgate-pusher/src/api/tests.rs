@@ -11,6 +11,10 @@ const NOW: i64 = 1_700_000_000;
 struct Fake {
     published: Mutex<Vec<Event>>,
     terminated: Mutex<Vec<String>>,
+    /// Every `subscriptions` call: one per event or channel read, whatever its width.
+    counted: Mutex<Vec<Vec<String>>>,
+    /// The census fails (a node did not answer).
+    no_census: bool,
 }
 
 impl Backend for Fake {
@@ -25,12 +29,22 @@ impl Backend for Fake {
             ("gone".into(), 0),
         ])
     }
-    async fn subscriptions(&self, _: &PusherApp, c: &str) -> Result<u64, BackendError> {
-        Ok(match c {
-            "news" => 3,
-            "presence-room" => 4,
-            _ => 0,
-        })
+    async fn subscriptions(&self, _: &PusherApp, cs: &[String]) -> Result<Vec<u64>, BackendError> {
+        self.counted.lock().unwrap().push(cs.to_vec());
+        if self.no_census {
+            return Err(BackendError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                source: "1 of 2 nodes did not answer the channel count".into(),
+            });
+        }
+        Ok(cs
+            .iter()
+            .map(|c| match c.as_str() {
+                "news" => 3,
+                "presence-room" => 4,
+                _ => 0,
+            })
+            .collect())
     }
     async fn users(&self, _: &PusherApp, c: &str) -> Result<Vec<String>, BackendError> {
         Ok(if c == "presence-room" {
@@ -46,6 +60,10 @@ impl Backend for Fake {
 }
 
 fn api() -> PusherApi<Fake> {
+    api_over(Fake::default())
+}
+
+fn api_over(fake: Fake) -> PusherApi<Fake> {
     let apps = PusherApps::new(vec![PusherApp {
         id: "7".into(),
         key: "k7".into(),
@@ -53,7 +71,7 @@ fn api() -> PusherApi<Fake> {
         ..PusherApp::default()
     }])
     .unwrap();
-    PusherApi::new(Arc::new(apps), Fake::default(), 1000)
+    PusherApi::new(Arc::new(apps), fake, 1000)
 }
 
 /// A query string signed as the SDKs sign it.
@@ -270,4 +288,53 @@ async fn refusals_have_pushers_statuses() {
     let e = call(&api, Method::POST, path, &[], &big).await.unwrap_err();
     assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(api.backend.published.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_event_with_info_counts_its_channels_in_one_call() {
+    let api = api();
+    let body = r#"{"name":"e","channels":["news","quiet","presence-room"],"data":"d","info":"subscription_count"}"#;
+    let v = call(&api, Method::POST, "/apps/7/events", &[], body)
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        json!({"channels":{
+            "news":{"subscription_count":3},
+            "quiet":{"subscription_count":0},
+            "presence-room":{"subscription_count":4},
+        }})
+    );
+    let counted = api.backend.counted.lock().unwrap();
+    assert_eq!(*counted, [vec!["news", "quiet", "presence-room"]]);
+}
+
+#[tokio::test]
+async fn a_count_the_cluster_cannot_complete_is_a_503_never_a_smaller_number() {
+    let api = api_over(Fake {
+        no_census: true,
+        ..Fake::default()
+    });
+    for (method, path, params, body) in [
+        (Method::GET, "/apps/7/channels/news", vec![], ""),
+        (
+            Method::GET,
+            "/apps/7/channels/news",
+            vec![("info", "subscription_count")],
+            "",
+        ),
+        (
+            Method::POST,
+            "/apps/7/events",
+            vec![],
+            r#"{"name":"e","channel":"news","data":"d","info":"subscription_count"}"#,
+        ),
+    ] {
+        let e = call(&api, method, path, &params, body).await.unwrap_err();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(e.kind(), "unavailable");
+        assert!(e.to_string().contains("did not answer"), "{e}");
+    }
+    // The event itself was published before its info was asked for.
+    assert_eq!(api.backend.published.lock().unwrap().len(), 1);
 }
