@@ -1,7 +1,9 @@
 //! The Pusher protocol across nodes joined through a real `redis-server`: a pushgate.v1
 //! publication on one node reaches Pusher subscribers of the other; a client event
 //! crosses nodes (and is not echoed); presence members are listed and announced across
-//! nodes (docs/pusher.md). Clients are tokio-tungstenite speaking Pusher's frames.
+//! nodes; `channel_occupied` / `channel_vacated` webhooks are sent once for the
+//! cluster, also for a node killed with its channel (docs/pusher.md). Clients are
+//! tokio-tungstenite speaking Pusher's frames; webhooks go to a test receiver.
 //!
 //! `redis-server` must be on the PATH: `make test` installs it (tests/deps.sh).
 
@@ -16,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::http;
 use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
+use support::webhook::Receiver;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -171,5 +174,99 @@ async fn publications_client_events_and_presence_cross_nodes() {
         (m["event"].as_str(), m["data"]["user_id"].as_str()),
         (Some("pusher_internal:member_removed"), Some("bob")),
         "{m}"
+    );
+}
+
+/// A node whose app sends its webhooks to `hooks` at `/<id>` (so that each event says
+/// which node sent it), with the shortest presence TTL (which occupancy entries use).
+fn hooked_node(id: &str, redis: &Redis, hooks: &Receiver, dir: &TempDir) -> Node {
+    let config = dir.0.join(format!("{id}.toml"));
+    let url = hooks.url(&format!("/{id}"));
+    std::fs::write(&config, format!("{CONFIG}webhook_url = \"{url}\"\n")).unwrap();
+    Node::start_with(id, redis, Some(&config), &["presence_ttl_ms=3000"])
+}
+
+/// Proves that every event `c` (a client of node `node`) caused before now has been
+/// received: its queue to the receiver is in order, so once the `channel_occupied` of
+/// a fresh channel subscribed now arrives, nothing earlier from that node is on its way.
+async fn sentinel(c: &mut Pc, node: &str, hooks: &Receiver, n: u32) {
+    let channel = format!("sentinel-{node}-{n}");
+    subscribe(c, &channel, None).await;
+    let want = (format!("/{node}"), "channel_occupied".to_owned());
+    wait_for(|| hooks.of(&channel).contains(&want));
+}
+
+fn hook(node: &str, name: &str) -> (String, String) {
+    (format!("/{node}"), name.to_owned())
+}
+
+#[tokio::test]
+async fn channel_occupied_and_vacated_are_sent_once_for_the_cluster() {
+    let dir = TempDir::new("pusher-occupancy");
+    let hooks = Receiver::start("k", "s");
+    let redis = Redis::start();
+    let n1 = hooked_node("n1", &redis, &hooks, &dir);
+    let n2 = hooked_node("n2", &redis, &hooks, &dir);
+    let (mut a, mut b) = (connect(&n1).await, connect(&n2).await);
+
+    // The first subscriber in the cluster (on n1): channel_occupied, from n1.
+    subscribe(&mut a, "news", None).await;
+    wait_for(|| !hooks.of("news").is_empty());
+    // A second one on n2: nothing (n2's queue proves it).
+    subscribe(&mut b, "news", None).await;
+    sentinel(&mut b, "n2", &hooks, 1).await;
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    assert_eq!(hooks.of("news"), [hook("n1", "channel_occupied")]);
+
+    // The first leaves (n1): nothing.
+    send(
+        &mut a,
+        json!({"event":"pusher:unsubscribe","data":{"channel":"news"}}),
+    )
+    .await;
+    sentinel(&mut a, "n1", &hooks, 2).await;
+    assert_eq!(hooks.of("news"), [hook("n1", "channel_occupied")]);
+
+    // The last leaves (n2): channel_vacated, once, from n2.
+    send(
+        &mut b,
+        json!({"event":"pusher:unsubscribe","data":{"channel":"news"}}),
+    )
+    .await;
+    wait_for(|| hooks.of("news").len() == 2);
+    sentinel(&mut b, "n2", &hooks, 2).await;
+    sentinel(&mut a, "n1", &hooks, 3).await;
+    assert_eq!(
+        hooks.of("news"),
+        [
+            hook("n1", "channel_occupied"),
+            hook("n2", "channel_vacated")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_killed_nodes_channel_is_vacated_once_after_the_ttl() {
+    let dir = TempDir::new("pusher-occupancy-kill");
+    let hooks = Receiver::start("k", "s");
+    let redis = Redis::start();
+    let n1 = hooked_node("n1", &redis, &hooks, &dir);
+    let n2 = hooked_node("n2", &redis, &hooks, &dir);
+    let mut a = connect(&n1).await;
+    let mut b = connect(&n2).await;
+    subscribe(&mut b, "lonely", None).await;
+    wait_for(|| hooks.of("lonely") == [hook("n2", "channel_occupied")]);
+
+    // SIGKILL: n2 says nothing; its entry expires (3 s) and n1's sweep finds it.
+    drop(b);
+    drop(n2);
+    wait_for(|| hooks.of("lonely").len() == 2);
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    assert_eq!(
+        hooks.of("lonely"),
+        [
+            hook("n2", "channel_occupied"),
+            hook("n1", "channel_vacated")
+        ]
     );
 }
