@@ -270,3 +270,75 @@ async fn a_killed_nodes_channel_is_vacated_once_after_the_ttl() {
         ]
     );
 }
+
+#[tokio::test]
+async fn redis_losing_its_data_repeats_nothing() {
+    let dir = TempDir::new("pusher-occupancy-flush");
+    let hooks = Receiver::start("k", "s");
+    let redis = Redis::start();
+    let n1 = hooked_node("n1", &redis, &hooks, &dir);
+    let n2 = hooked_node("n2", &redis, &hooks, &dir);
+    let (mut a, mut b) = (connect(&n1).await, connect(&n2).await);
+    subscribe(&mut a, "kept", None).await;
+    subscribe(&mut b, "kept", None).await;
+    wait_for(|| !hooks.of("kept").is_empty());
+
+    // Both nodes put their entries again (two refreshes each: one began after the
+    // flush) without reporting the channel occupied again.
+    let refreshes = "pushgate_broker_occupancy_refreshes_total";
+    let before = (n1.metric(refreshes), n2.metric(refreshes));
+    assert!(redis.command(&["FLUSHALL"]).unwrap().starts_with("+OK"));
+    wait_for(|| n1.metric(refreshes) >= before.0 + 2.0 && n2.metric(refreshes) >= before.1 + 2.0);
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    sentinel(&mut b, "n2", &hooks, 1).await;
+    assert_eq!(hooks.of("kept").len(), 1, "{:?}", hooks.of("kept"));
+
+    // The counts were rebuilt: the first to leave says nothing, the last vacates.
+    let leave = json!({"event":"pusher:unsubscribe","data":{"channel":"kept"}});
+    send(&mut a, leave.clone()).await;
+    sentinel(&mut a, "n1", &hooks, 2).await;
+    assert_eq!(hooks.of("kept").len(), 1, "{:?}", hooks.of("kept"));
+    send(&mut b, leave).await;
+    wait_for(|| hooks.of("kept").len() == 2);
+    sentinel(&mut b, "n2", &hooks, 2).await;
+    sentinel(&mut a, "n1", &hooks, 3).await;
+    assert_eq!(hooks.of("kept")[1], hook("n2", "channel_vacated"));
+    assert_eq!(hooks.of("kept").len(), 2);
+}
+
+#[tokio::test]
+async fn a_stalled_node_is_vacated_then_occupied_again_when_it_resumes() {
+    let dir = TempDir::new("pusher-occupancy-stall");
+    let hooks = Receiver::start("k", "s");
+    let redis = Redis::start();
+    let n1 = hooked_node("n1", &redis, &hooks, &dir);
+    let n2 = hooked_node("n2", &redis, &hooks, &dir);
+    let mut a = connect(&n1).await;
+    let mut b = connect(&n2).await;
+    subscribe(&mut b, "stalled", None).await;
+    wait_for(|| hooks.of("stalled") == [hook("n2", "channel_occupied")]);
+
+    // n2 stopped past the TTL: n1's sweep vacates the channel. Resumed, n2's refresh
+    // finds its entry swept and reports the channel occupied again.
+    n2.pause();
+    wait_for(|| hooks.of("stalled").len() == 2);
+    n2.resume();
+    wait_for(|| hooks.of("stalled").len() == 3);
+    send(
+        &mut b,
+        json!({"event":"pusher:unsubscribe","data":{"channel":"stalled"}}),
+    )
+    .await;
+    wait_for(|| hooks.of("stalled").len() == 4);
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    sentinel(&mut b, "n2", &hooks, 1).await;
+    assert_eq!(
+        hooks.of("stalled"),
+        [
+            hook("n2", "channel_occupied"),
+            hook("n1", "channel_vacated"),
+            hook("n2", "channel_occupied"),
+            hook("n2", "channel_vacated"),
+        ]
+    );
+}

@@ -280,6 +280,15 @@ impl Node {
         http(self.http, "GET", "/readyz", b"").map(|r| r.0) == Some(200)
     }
 
+    /// SIGSTOP / SIGCONT: a node that holds its connections but does nothing.
+    pub fn pause(&self) {
+        signal(self._process.child.0.id(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self._process.child.0.id(), "-CONT");
+    }
+
     /// The value of one metric line (`name{labels}` exactly as exported), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
         let (_, text) = http(self.http, "GET", "/metrics", b"").expect("metrics");
