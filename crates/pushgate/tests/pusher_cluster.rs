@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::http;
 use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
+use support::redis_cluster::RedisCluster;
 use support::webhook::Receiver;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -180,10 +181,17 @@ async fn publications_client_events_and_presence_cross_nodes() {
 /// A node whose app sends its webhooks to `hooks` at `/<id>` (so that each event says
 /// which node sent it), with the shortest presence TTL (which occupancy entries use).
 fn hooked_node(id: &str, redis: &Redis, hooks: &Receiver, dir: &TempDir) -> Node {
+    hooked_node_on(id, &redis.url(), &[], hooks, dir)
+}
+
+/// The same, joined to the Redis deployment `url` names, with more `--set` settings.
+fn hooked_node_on(id: &str, url: &str, set: &[&str], hooks: &Receiver, dir: &TempDir) -> Node {
     let config = dir.0.join(format!("{id}.toml"));
-    let url = hooks.url(&format!("/{id}"));
-    std::fs::write(&config, format!("{CONFIG}webhook_url = \"{url}\"\n")).unwrap();
-    Node::start_with(id, redis, Some(&config), &["presence_ttl_ms=3000"])
+    let hook_url = hooks.url(&format!("/{id}"));
+    std::fs::write(&config, format!("{CONFIG}webhook_url = \"{hook_url}\"\n")).unwrap();
+    let mut set = set.to_vec();
+    set.push("presence_ttl_ms=3000");
+    Node::start_url(id, url, Some(&config), &set)
 }
 
 /// Proves that every event `c` (a client of node `node`) caused before now has been
@@ -341,4 +349,40 @@ async fn a_stalled_node_is_vacated_then_occupied_again_when_it_resumes() {
             hook("n2", "channel_vacated"),
         ]
     );
+}
+
+#[tokio::test]
+async fn occupancy_works_on_a_redis_cluster_on_the_apps_master() {
+    let dir = TempDir::new("pusher-occupancy-cluster");
+    let hooks = Receiver::start("k", "s");
+    let redis = RedisCluster::start(1000);
+    redis.wait_ok();
+    let set = ["redis_mode=cluster"];
+    let n1 = hooked_node_on("n1", &redis.url(), &set, &hooks, &dir);
+    let n2 = hooked_node_on("n2", &redis.url(), &set, &hooks, &dir);
+    let (mut a, mut b) = (connect(&n1).await, connect(&n2).await);
+    // The app's keys live on the master of its hash tag, and only while occupied.
+    let count = "pushgate:occupancy:{1}:count";
+    let master = redis.node(redis.master_of(count).unwrap());
+    let news = || master.command(&["HEXISTS", count, "news"]);
+
+    subscribe(&mut a, "news", None).await;
+    wait_for(|| !hooks.of("news").is_empty());
+    subscribe(&mut b, "news", None).await;
+    assert_eq!(news().as_deref(), Some(":1\r\n"));
+    let leave = json!({"event":"pusher:unsubscribe","data":{"channel":"news"}});
+    send(&mut b, leave.clone()).await;
+    sentinel(&mut b, "n2", &hooks, 1).await;
+    send(&mut a, leave).await;
+    wait_for(|| hooks.of("news").len() == 2);
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    sentinel(&mut b, "n2", &hooks, 2).await;
+    assert_eq!(
+        hooks.of("news"),
+        [
+            hook("n1", "channel_occupied"),
+            hook("n1", "channel_vacated")
+        ]
+    );
+    assert_eq!(news().as_deref(), Some(":0\r\n"), "no longer occupied");
 }
