@@ -386,3 +386,30 @@ async fn occupancy_works_on_a_redis_cluster_on_the_apps_master() {
     );
     assert_eq!(news().as_deref(), Some(":0\r\n"), "no longer occupied");
 }
+
+#[tokio::test]
+async fn one_node_without_redis_reports_its_own_transitions() {
+    let dir = TempDir::new("pusher-occupancy-alone");
+    let hooks = Receiver::start("k", "s");
+    let config = dir.0.join("n1.toml");
+    let url = hooks.url("/n1");
+    std::fs::write(&config, format!("{CONFIG}webhook_url = \"{url}\"\n")).unwrap();
+    let n1 = Node::start_alone("n1", Some(&config));
+    let (mut a, mut b) = (connect(&n1).await, connect(&n1).await);
+    subscribe(&mut a, "news", None).await;
+    subscribe(&mut b, "news", None).await;
+    let leave = json!({"event":"pusher:unsubscribe","data":{"channel":"news"}});
+    send(&mut a, leave.clone()).await;
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    assert_eq!(hooks.of("news"), [hook("n1", "channel_occupied")]);
+    send(&mut b, leave).await;
+    wait_for(|| hooks.of("news").len() == 2);
+    sentinel(&mut a, "n1", &hooks, 2).await;
+    assert_eq!(
+        hooks.of("news"),
+        [
+            hook("n1", "channel_occupied"),
+            hook("n1", "channel_vacated")
+        ]
+    );
+}
