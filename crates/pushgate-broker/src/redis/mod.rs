@@ -23,7 +23,7 @@
 //! publisher's), [`presence`], keeps this node's presence members in Redis and
 //! answers cluster-wide presence reads and "online" lookups. Another, started only
 //! on request ([`RedisBroker::occupancy`]), keeps which nodes have each channel of a
-//! group, for cluster-wide `channel_occupied` / `channel_vacated` ([`occupancy`]).
+//! group, for cluster-wide `channel_occupied` / `channel_vacated` (`occupancy.rs`).
 //!
 //! When either connection is down, or Redis does not answer within the timeout, the
 //! broker is down: publications are refused with [`BrokerError::Unavailable`] (never
@@ -211,7 +211,7 @@ impl RedisBroker {
         }))
     }
 
-    /// Starts cluster-wide channel occupancy ([`occupancy`]): a task with its own
+    /// Starts cluster-wide channel occupancy (`occupancy.rs`): a task with its own
     /// connections that reports each cluster-wide transition of a channel this node
     /// makes to `report`; `groups` are swept for the entries of dead nodes. Entries
     /// live `presence_ttl` unless refreshed. Stops with the broker.
