@@ -420,3 +420,31 @@ async fn one_node_without_redis_reports_its_own_transitions() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_channel_got_while_redis_was_down_is_reported_when_it_is_back() {
+    let dir = TempDir::new("pusher-occupancy-down");
+    let hooks = Receiver::start("k", "s");
+    let mut redis = Redis::start();
+    let n1 = hooked_node("n1", &redis, &hooks, &dir);
+    let mut a = connect(&n1).await;
+    subscribe(&mut a, "before", None).await;
+    wait_for(|| hooks.of("before") == [hook("n1", "channel_occupied")]);
+
+    // Redis killed; a subscribe meanwhile (its reply waits for Redis); Redis back
+    // without its data: the new channel is reported, the old one not again.
+    let errors = "pushgate_broker_occupancy_errors_total";
+    let e0 = n1.metric(errors);
+    redis.kill();
+    // The occupancy task found Redis gone (a failed reconnection is counted).
+    wait_for(|| n1.metric(errors) > e0);
+    let d = json!({"channel": "during"});
+    send(&mut a, json!({"event":"pusher:subscribe","data":d})).await;
+    redis.restart();
+    let m = next(&mut a.ws).await;
+    assert_eq!(m["event"], "pusher_internal:subscription_succeeded", "{m}");
+    wait_for(|| hooks.of("during") == [hook("n1", "channel_occupied")]);
+    sentinel(&mut a, "n1", &hooks, 1).await;
+    assert_eq!(hooks.of("before"), [hook("n1", "channel_occupied")]);
+    assert_eq!(hooks.of("during"), [hook("n1", "channel_occupied")]);
+}
