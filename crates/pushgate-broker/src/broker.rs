@@ -56,6 +56,20 @@ impl Broker {
         }
     }
 
+    /// Cluster-wide channel occupancy (`redis::occupancy`) for `groups`, reported to
+    /// `report`; `None` in process, where the hub's own transitions are the node's and
+    /// the cluster's.
+    pub fn occupancy(
+        &self,
+        groups: Vec<String>,
+        report: crate::redis::OccupancyReport,
+    ) -> Option<crate::redis::Occupancy> {
+        match self {
+            Broker::InProcess(..) => None,
+            Broker::Redis(r) => Some(r.occupancy(groups, report)),
+        }
+    }
+
     /// Whether publications can be accepted now (always, in process).
     pub fn is_up(&self) -> bool {
         match self {

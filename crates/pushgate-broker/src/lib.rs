@@ -14,7 +14,9 @@
 //! - [`wire`]: the bus channel names and the compact body of a publication on the bus.
 //! - [`redis`]: the Redis broker: a publisher connection that pipelines publications
 //!   in batches, and a subscriber connection that follows only the channels and users
-//!   this node has connections for, re-subscribing after a reconnect.
+//!   this node has connections for, re-subscribing after a reconnect; presence kept in
+//!   Redis; and, on request, cluster-wide channel occupancy ([`redis::Occupancy`]) for
+//!   the Pusher surface's `channel_occupied` / `channel_vacated` webhooks.
 //!
 //! Dependencies point one way: `broker` -> `redis` -> `local` -> the types.
 //! docs/cluster.md describes the topology and the failure behaviour.

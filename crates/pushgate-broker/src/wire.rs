@@ -110,6 +110,13 @@ impl Keys {
         format!("{}:nodes", self.prefix)
     }
 
+    /// Which nodes have each channel of a group (a Pusher app), for cluster-wide
+    /// `channel_occupied` / `channel_vacated` (sorted set; `:count` and `:swept` are
+    /// its companions, `redis::occupancy`). The group is the hash tag.
+    pub fn occupancy(&self, group: &str) -> String {
+        format!("{}:occupancy:{{{group}}}", self.prefix)
+    }
+
     pub fn for_interest(&self, k: &pushgate_hub::Key) -> String {
         match k {
             pushgate_hub::Key::Channel(c) => self.channel(c),

@@ -106,7 +106,7 @@ impl Gateway {
         let mut mounts: Vec<Arc<dyn Mount>> = Vec::new();
         if let Some(p) = &pusher {
             let hooks = Webhooks::start(p.apps(), Backoff::default(), &stop_all)?;
-            hooks.observe(&hub);
+            hooks.observe(&broker);
             p.set_events(Arc::new(hooks));
             // The Pusher HTTP API on the internal port (`/apps/...`).
             let api = PusherApi::new(

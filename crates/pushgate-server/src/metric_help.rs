@@ -381,4 +381,14 @@ pub fn describe() {
         Unit::Count,
         "Presence joins and leaves not written to Redis, and presence round trips that failed."
     );
+    describe_counter!(
+        "pushgate_broker_occupancy_refreshes_total",
+        Unit::Count,
+        "Times this node put its Pusher channel occupancy entries into Redis again and swept expired ones (every presence_ttl_ms / 3, and after a reconnection)."
+    );
+    describe_counter!(
+        "pushgate_broker_occupancy_errors_total",
+        Unit::Count,
+        "Occupancy operations (occupy, vacate, refresh, sweep) Redis did not take, and failed connections of the occupancy task."
+    );
 }

@@ -25,7 +25,9 @@
 //!
 //! A third connection (per master on a Redis Cluster, routed by [`router`] like the
 //! publisher's), [`presence`], keeps this node's presence members in Redis and
-//! answers cluster-wide presence reads and "online" lookups.
+//! answers cluster-wide presence reads and "online" lookups. Another, started only
+//! on request ([`RedisBroker::occupancy`]), keeps which nodes have each channel of a
+//! group, for cluster-wide `channel_occupied` / `channel_vacated` (`occupancy.rs`).
 //!
 //! When either connection is down, or Redis does not answer within the timeout, the
 //! broker is down: publications are refused with [`BrokerError::Unavailable`] (never
@@ -39,6 +41,8 @@ pub mod deployment;
 mod follow;
 mod linger;
 mod links;
+mod occupancy;
+mod occupancy_ops;
 mod presence;
 mod presence_ops;
 mod publisher;
@@ -65,6 +69,7 @@ use crate::message::{Message, Target};
 use crate::wire::{self, Keys};
 use conn::Dialer;
 use deployment::{Deployment, DeploymentError, Mode};
+pub use occupancy::{Occupancy, OccupancyReport};
 pub(crate) use request::PublishOutcome;
 use request::{BusCmd, Count, ErrorCounters, Publish, Request};
 
@@ -144,6 +149,9 @@ pub struct RedisBroker {
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     presence: Arc<presence::RedisPresence>,
     census: Arc<census::Desk>,
+    /// For tasks started on request ([`RedisBroker::occupancy`]).
+    dialer: Dialer,
+    entry_ttl: Duration,
 }
 
 impl RedisBroker {
@@ -190,7 +198,7 @@ impl RedisBroker {
         let census = census::Desk::new(hub.clone(), keys.clone(), tx.clone(), config.timeout);
         let subscriber = tokio::spawn(subscriber::run(
             hub.clone(),
-            dialer,
+            dialer.clone(),
             keys.clone(),
             settings,
             state.clone(),
@@ -207,7 +215,27 @@ impl RedisBroker {
             tasks: parking_lot::Mutex::new(vec![publisher, subscriber, presence_task]),
             presence,
             census,
+            dialer,
+            entry_ttl: config.presence_ttl,
         }))
+    }
+
+    /// Starts cluster-wide channel occupancy (`occupancy.rs`): a task with its own
+    /// connections that reports each cluster-wide transition of a channel this node
+    /// makes to `report`; `groups` are swept for the entries of dead nodes. Entries
+    /// live `presence_ttl` unless refreshed. Stops with the broker.
+    pub fn occupancy(&self, groups: Vec<String>, report: OccupancyReport) -> Occupancy {
+        let (occupancy, task) = occupancy::start(
+            self.dialer.clone(),
+            self.keys.clone(),
+            self.hub.config().node_id.clone(),
+            self.entry_ttl,
+            groups,
+            report,
+            self.stop.clone(),
+        );
+        self.tasks.lock().push(task);
+        occupancy
     }
 
     pub fn hub(&self) -> &Hub {

@@ -11,7 +11,8 @@
 //! - `event`: one event's JSON.
 //! - `sender`: one app's task: batches, signs, POSTs, retries.
 //! - `backoff`: the retry schedule.
-//! - `sink`: where the events come from (the WebSocket side, the hub's channel observer).
+//! - `sink`: where the events come from (the WebSocket side, the hub's channel
+//!   observer, and with a Redis broker the cluster-wide occupancy it feeds).
 
 mod backoff;
 mod event;
@@ -125,6 +126,25 @@ impl Webhooks {
     /// Whether any app has webhooks.
     pub fn any(&self) -> bool {
         !self.apps.is_empty()
+    }
+
+    /// Whether app `app_id` has a webhook that sends events named `name`.
+    pub fn wants(&self, app_id: &str, name: &str) -> bool {
+        self.apps
+            .get(app_id)
+            .is_some_and(|q| q.wanted.is_empty() || q.wanted.iter().any(|w| w == name))
+    }
+
+    /// The apps whose webhook sends `channel_occupied` or `channel_vacated`.
+    pub fn occupancy_apps(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .apps
+            .keys()
+            .filter(|id| self.wants(id, "channel_occupied") || self.wants(id, "channel_vacated"))
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Queues `event` for app `app_id` if it wants it; never waits.

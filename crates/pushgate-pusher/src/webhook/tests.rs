@@ -191,3 +191,21 @@ fn batches_take_what_is_queued_up_to_the_limit() {
         r#"{"time_ms":7,"events":[{"name":"channel_occupied","channel":"c1"}]}"#
     );
 }
+
+#[tokio::test]
+async fn only_apps_that_send_channel_events_are_tracked_cluster_wide() {
+    let stop = CancellationToken::new();
+    let url = "http://127.0.0.1:9/hook";
+    let tracked = |events: &[&str]| {
+        Webhooks::start(&apps(url, events), FAST, &stop)
+            .unwrap()
+            .occupancy_apps()
+    };
+    assert_eq!(tracked(&[]), ["1"], "every event");
+    assert_eq!(tracked(&["channel_vacated"]), ["1"]);
+    assert_eq!(tracked(&["member_added", "channel_occupied"]), ["1"]);
+    assert!(tracked(&["member_added", "client_event"]).is_empty());
+    let none = Webhooks::start(&PusherApps::new(vec![]).unwrap(), FAST, &stop).unwrap();
+    assert!(none.occupancy_apps().is_empty(), "no webhook_url");
+    stop.cancel();
+}

@@ -222,7 +222,9 @@ pub struct Config {
     pub presence: Vec<PresenceConfig>,
     /// With `broker = "redis"`: how long a node's presence entries stay in Redis
     /// without being refreshed, in milliseconds (the node refreshes them every third
-    /// of it). A node that dies drops out of presence within it.
+    /// of it). A node that dies drops out of presence within it. The same TTL applies
+    /// to the Pusher occupancy entries behind cluster-wide `channel_occupied` /
+    /// `channel_vacated` webhooks (docs/pusher.md).
     pub presence_ttl_ms: u64,
     /// Pusher Channels apps served beside `pushgate.v1`, as `[[pusher_apps]]` tables
     /// (TOML only): `id`, `key`, `secret`, `client_events`, `client_events_per_second`,

@@ -276,6 +276,29 @@ impl Node {
         node
     }
 
+    /// A node on its own (`broker = "memory"`), for the single-node side of a test.
+    pub fn start_alone(id: &str, config: Option<&Path>) -> Node {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if let Some(c) = config {
+            cmd.args(["--config", c.to_str().unwrap()]);
+        }
+        cmd.args(PORT_0)
+            .args(["--shards", "2"])
+            .args(["--set", &format!("node_id={id}")])
+            .args(["--set", "drain_window_ms=0"]);
+        let p = Served::start(cmd);
+        let node = Node {
+            id: id.into(),
+            ws: p.ws,
+            http: p.http,
+            grpc: p.grpc,
+            _process: p,
+        };
+        wait_for(|| node.ready());
+        node
+    }
+
     pub fn ready(&self) -> bool {
         http(self.http, "GET", "/readyz", b"").map(|r| r.0) == Some(200)
     }
