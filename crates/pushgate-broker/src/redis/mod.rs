@@ -36,6 +36,7 @@ mod linger;
 mod links;
 mod presence;
 mod presence_ops;
+mod presence_scripts;
 mod publisher;
 mod request;
 pub mod resp;

@@ -41,7 +41,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Dialer;
-use super::presence_ops::{self as ops, Ctx, Op, Shas, SCRIPTS};
+use super::presence_ops::{self as ops, Ctx, Edge, Op};
+use super::presence_scripts::{Shas, SCRIPTS};
 use super::router::{Pool, Routed, Scripts};
 use super::Backoff;
 use crate::error::Unavailable;
@@ -138,6 +139,9 @@ pub(crate) async fn run(
     // Something was not written (a node failed, an error reply): every member is put
     // again once the slot map (or the primary) is read again.
     let mut refill = false;
+    // The next refresh puts back members missing in Redis (set when Redis or a
+    // connection failed); a plain refresh only moves the expiry of those there.
+    let mut restore = true;
     let mut refreshed = Instant::now();
     let mut refresh = tokio::time::interval(ttl / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,6 +157,7 @@ pub(crate) async fn run(
                     if !up || refill {
                         // Puts every member now: Redis may have lost them meanwhile.
                         refresh.reset_immediately();
+                        restore = true;
                     }
                     if !up {
                         up = true;
@@ -191,19 +196,19 @@ pub(crate) async fn run(
                 while let Ok(op) = rx.try_recv() {
                     batch.push(op);
                 }
-                let flush = round_trip(&mut pool, &ctx, &mut batch, &m);
+                let flush = round_trip(&mut pool, &ctx, &hub, &mut batch, &m);
                 let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
                 return;
             }
             _ = refresh.tick() => {
                 m.refreshes.increment(1);
-                put_all(&mut pool, &ctx, &hub, &m).await
+                put_all(&mut pool, &ctx, &hub, &m, std::mem::take(&mut restore)).await
             }
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     return;
                 }
-                round_trip(&mut pool, &ctx, &mut batch, &m).await
+                round_trip(&mut pool, &ctx, &hub, &mut batch, &m).await
             }
             // Nothing is expected while idle: this notices a node that went away.
             (addr, r) = pool.idle_read() => {
@@ -229,9 +234,16 @@ fn fail(op: Op, m: &Metrics) {
     }
 }
 
-/// Sends the commands through the pool and answers every operation from its replies.
+/// Sends the commands through the pool and answers every operation from its replies;
+/// the edges the scripts judged are reported (once for the cluster: here).
 /// Returns false if anything was not written (a node failed, an error reply).
-async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &Metrics) -> bool {
+async fn send(
+    pool: &mut Pool,
+    hub: &Hub,
+    cmds: &[Routed],
+    expects: Vec<ops::Expect>,
+    m: &Metrics,
+) -> bool {
     let mut failed: Vec<(String, Unavailable)> = Vec::new();
     let replies = pool.round_trip(cmds, &mut failed).await;
     for (addr, why) in &failed {
@@ -240,8 +252,9 @@ async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &M
     let mut replies = replies.into_iter();
     let mut ok = failed.is_empty();
     let mut first_error = None;
+    let mut edges: Vec<Edge> = Vec::new();
     for e in expects {
-        if let Err(why) = e.answer(&mut replies) {
+        if let Err(why) = e.answer(&mut replies, &mut edges) {
             m.errors.increment(1);
             ok = false;
             first_error.get_or_insert(why);
@@ -250,16 +263,23 @@ async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &M
     if let Some(why) = first_error {
         tracing::warn!(error = %why, "broker presence: redis did not take every operation");
     }
+    if let Some(p) = hub.presence() {
+        for e in &edges {
+            p.cluster_edge(hub, &e.channel, &e.user, e.joined);
+        }
+    }
     ok
 }
 
-/// Puts every local member of every presence channel again, in chunks.
-async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool {
+/// Puts every local member of every presence channel again, in chunks (`restore`:
+/// members missing in Redis too).
+async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics, restore: bool) -> bool {
     let Some(presence) = hub.presence() else {
         return true;
     };
     let mut ok = true;
     let mut cmds = Vec::new();
+    let mut expects = Vec::new();
     for (channel, members) in presence.local_rooms() {
         let members: Vec<(String, String)> = members
             .iter()
@@ -269,17 +289,16 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool
             })
             .collect();
         for chunk in members.chunks(PUT_CHUNK) {
-            ops::put(&mut cmds, ctx, &channel, chunk);
+            ops::put(&mut cmds, ctx, &channel, chunk, restore);
+            expects.push(ops::Expect::Put(channel.clone()));
         }
         if cmds.len() >= MAX_BATCH {
-            let expects = vec![ops::Expect::Ignore(cmds.len())];
-            ok &= send(pool, &cmds, expects, m).await;
+            ok &= send(pool, hub, &cmds, std::mem::take(&mut expects), m).await;
             cmds.clear();
         }
     }
     if !cmds.is_empty() {
-        let expects = vec![ops::Expect::Ignore(cmds.len())];
-        ok &= send(pool, &cmds, expects, m).await;
+        ok &= send(pool, hub, &cmds, expects, m).await;
     }
     ok
 }
@@ -287,13 +306,19 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool
 /// Writes every operation of the batch (one write per node), reads the replies and
 /// answers. The batch is emptied; a caller whose command did not get a reply is told
 /// presence is unavailable.
-async fn round_trip(pool: &mut Pool, ctx: &Ctx<'_>, batch: &mut Vec<Op>, m: &Metrics) -> bool {
-    let mut cmds: Vec<Routed> = Vec::with_capacity(batch.len() * 3);
+async fn round_trip(
+    pool: &mut Pool,
+    ctx: &Ctx<'_>,
+    hub: &Hub,
+    batch: &mut Vec<Op>,
+    m: &Metrics,
+) -> bool {
+    let mut cmds: Vec<Routed> = Vec::with_capacity(batch.len());
     let expects: Vec<ops::Expect> = batch
         .drain(..)
         .map(|op| ops::encode(op, ctx, &mut cmds))
         .collect();
-    send(pool, &cmds, expects, m).await
+    send(pool, hub, &cmds, expects, m).await
 }
 
 /// Starts the task and installs it in the hub's presence (if the node has rules).

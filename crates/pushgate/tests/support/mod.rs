@@ -1,11 +1,12 @@
 //! What the binary's tests share beyond pushgate-test-support: a free port for a
 //! `redis-server` (which cannot be told to pick one: `--port 0` turns TCP off), the
 //! cluster tests' Redis and nodes ([`redis`], [`redis_cluster`]), their clients and
-//! checks ([`follower`]), a steady publisher ([`steady`]) and a test-made CA ([`tls`]).
+//! checks ([`follower`]), a webhook receiver ([`hooks`]), a steady publisher ([`steady`]) and a test-made CA ([`tls`]).
 
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 
 pub mod follower;
+pub mod hooks;
 pub mod redis;
 pub mod redis_cluster;
 pub mod steady;
