@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use support::hooks::Hooks;
 use support::http;
 use support::redis::{wait_for, wait_for_within, Node, Redis, TempDir, WAIT};
+use support::redis_cluster::RedisCluster;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -185,13 +186,18 @@ const BUS_ROOM: &str = "pushgate:ch:{pusher/1/presence-room}";
 
 /// Three nodes on one Redis whose app sends webhooks to `hooks`.
 fn three_nodes(redis: &Redis, hooks: &Hooks, set: &[&str]) -> (Vec<Node>, TempDir) {
+    three_nodes_url(&redis.url(), hooks, set)
+}
+
+/// Three nodes joined through the Redis deployment `url` names.
+fn three_nodes_url(url: &str, hooks: &Hooks, set: &[&str]) -> (Vec<Node>, TempDir) {
     let dir = TempDir::new("pusher-members");
     let config = dir.0.join("pushgate.toml");
     let text = format!("{CONFIG}webhook_url = \"{}\"\n", hooks.url);
     std::fs::write(&config, text).unwrap();
     let nodes = ["n1", "n2", "n3"]
         .iter()
-        .map(|id| Node::start_with(id, redis, Some(&config), set))
+        .map(|id| Node::start_url(id, url, Some(&config), set))
         .collect();
     (nodes, dir)
 }
@@ -299,10 +305,27 @@ async fn last_leaves_on_two_nodes_at_once_remove_the_user_once() {
     let hooks = Hooks::start();
     let redis = Redis::start();
     let (nodes, _dir) = three_nodes(&redis, &hooks, &[]);
+    last_leaves_at_once(&nodes, &hooks, || redis.subscribers(BUS_ROOM)).await;
+}
+
+/// The same on a Redis Cluster of three masters: the room's keys and its bus key are
+/// on one master, where its scripts run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_last_leaves_at_once_remove_the_user_once() {
+    let hooks = Hooks::start();
+    let cluster = RedisCluster::start(5000);
+    let (nodes, _dir) = three_nodes_url(&cluster.url(), &hooks, &["redis_mode=cluster"]);
+    let master = cluster.node(cluster.master_of(BUS_ROOM).expect("a master"));
+    last_leaves_at_once(&nodes, &hooks, || master.subscribers(BUS_ROOM)).await;
+}
+
+/// u on n1 and n2, a subscriber on n3; both of u's connections close together: the
+/// scripts judge one of them the last.
+async fn last_leaves_at_once(nodes: &[Node], hooks: &Hooks, followers: impl Fn() -> Option<u32>) {
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut w = connect(n3).await;
     subscribe(&mut w, ROOM, Some("w")).await;
-    wait_for(|| redis.subscribers(BUS_ROOM) == Some(1));
+    wait_for(|| followers() == Some(1));
     let (mut s1, mut s2) = (sentinel(n1).await, sentinel(n2).await);
     let mut u1 = connect(n1).await;
     subscribe(&mut u1, ROOM, Some("u")).await;
@@ -311,7 +334,6 @@ async fn last_leaves_on_two_nodes_at_once_remove_the_user_once() {
     subscribe(&mut u2, ROOM, Some("u")).await;
     wait_for(|| members(n3, PG_ROOM) == 3);
 
-    // Both close together; the scripts judge one of them the last.
     let (a, b) = tokio::join!(u1.ws.close(None), u2.ws.close(None));
     a.unwrap();
     b.unwrap();
@@ -319,8 +341,8 @@ async fn last_leaves_on_two_nodes_at_once_remove_the_user_once() {
     wait_for(|| members(n3, PG_ROOM) == 1);
     expect_marker(&mut w, n1, "after both leaves").await;
     wait_for(|| hooks.count("member_removed", "u") == 1);
-    webhook_sentinel(&mut s1, &hooks, "after-1").await;
-    webhook_sentinel(&mut s2, &hooks, "after-2").await;
+    webhook_sentinel(&mut s1, hooks, "after-1").await;
+    webhook_sentinel(&mut s2, hooks, "after-2").await;
     assert_eq!(
         (
             hooks.count("member_added", "u"),
