@@ -18,7 +18,8 @@
 //!   u8 2 / 3 (subscribe / unsubscribe), u16 LE count, count × (u8 length, channel)
 //!   u8 4 / 5 (presence join / leave, on a channel's key), u16 LE flags (1 = judged:
 //!   the next bit is the cluster's judgement, 2 = the user's first join / last leave
-//!   in the cluster, 4 = expired: a dead node's member removed by a cleanup; older
+//!   in the cluster, 4 = swept: not a subscribe or unsubscribe that happened but a
+//!   dead node's member removed, or a member put back, by a presence script; older
 //!   nodes write 0), u64 LE connection number (of the origin node), u8 user length,
 //!   user (empty: none), info JSON (the rest; empty: none). The Redis presence
 //!   scripts write the flags (presence_ops.rs), between the two parts of
@@ -181,14 +182,15 @@ pub struct PresenceNote {
     /// Whether it is its user's first join / last leave in the whole cluster, as the
     /// script that wrote it judged; `None`: not judged (a node of an older version).
     pub user_edge: Option<bool>,
-    /// A dead node's member removed by a cleanup (not a leave that happened).
-    pub expired: bool,
+    /// Not a join or leave that happened: a dead node's member removed (expired), or
+    /// a member put back, by a presence script. It has no pushgate.v1 event.
+    pub swept: bool,
 }
 
 /// Presence note flags (the u16 after the op).
 pub const NOTE_JUDGED: u8 = 1;
 pub const NOTE_EDGE: u8 = 2;
-pub const NOTE_EXPIRED: u8 = 4;
+pub const NOTE_SWEPT: u8 = 4;
 
 impl PresenceNote {
     fn flags(&self) -> u8 {
@@ -196,7 +198,7 @@ impl PresenceNote {
             Some(e) => NOTE_JUDGED | (u8::from(e) * NOTE_EDGE),
             None => 0,
         };
-        judged | (u8::from(self.expired) * NOTE_EXPIRED)
+        judged | (u8::from(self.swept) * NOTE_SWEPT)
     }
 }
 
@@ -461,7 +463,7 @@ fn decode_control(mut b: Bytes) -> Result<What, DecodeError> {
                 user: (!user.is_empty()).then_some(user),
                 info: (!info.is_empty()).then_some(info),
                 user_edge: (flags & NOTE_JUDGED != 0).then_some(flags & NOTE_EDGE != 0),
-                expired: flags & NOTE_EXPIRED != 0,
+                swept: flags & NOTE_SWEPT != 0,
             }))
         }
         _ => Err(DecodeError("unknown control")),
@@ -529,7 +531,7 @@ mod tests {
                 user: Some("alice".into()),
                 info: Some(r#"{"name":"A"}"#.into()),
                 user_edge: Some(true),
-                expired: false,
+                swept: false,
             },
             PresenceNote {
                 joined: false,
@@ -537,7 +539,7 @@ mod tests {
                 user: None,
                 info: None,
                 user_edge: None,
-                expired: false,
+                swept: false,
             },
             PresenceNote {
                 joined: false,
@@ -545,7 +547,7 @@ mod tests {
                 user: Some("bob".into()),
                 info: None,
                 user_edge: Some(false),
-                expired: true,
+                swept: true,
             },
         ] {
             let b = encode_presence("n2", &n);
@@ -565,7 +567,7 @@ mod tests {
             user: Some("u".into()),
             info: None,
             user_edge: None,
-            expired: false,
+            swept: false,
         };
         let (head, tail) = presence_parts("n1", &n);
         // What the join script writes: head, flags (judged, edge), 0, tail.
@@ -583,7 +585,7 @@ mod tests {
         let lua = [
             &[1, CONTROL, 2][..],
             b"n2",
-            &[5, NOTE_JUDGED | NOTE_EDGE | NOTE_EXPIRED, 0],
+            &[5, NOTE_JUDGED | NOTE_EDGE | NOTE_SWEPT, 0],
             &17u64.to_le_bytes(),
             &[3],
             b"bob",
@@ -600,7 +602,7 @@ mod tests {
                 user: Some("bob".into()),
                 info: Some(r#"{"a":1}"#.into()),
                 user_edge: Some(true),
-                expired: true,
+                swept: true,
             })
         );
     }

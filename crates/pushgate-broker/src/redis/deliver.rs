@@ -155,7 +155,7 @@ fn announce(hub: &Hub, p: &Presence, channel: &str, origin: &str, note: Presence
         client: &client,
         own,
         user_edge: note.user_edge,
-        expired: note.expired,
+        swept: note.swept,
     };
     p.announce(hub, &a);
 }

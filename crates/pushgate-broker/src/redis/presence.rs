@@ -139,9 +139,6 @@ pub(crate) async fn run(
     // Something was not written (a node failed, an error reply): every member is put
     // again once the slot map (or the primary) is read again.
     let mut refill = false;
-    // The next refresh puts back members missing in Redis (set when Redis or a
-    // connection failed); a plain refresh only moves the expiry of those there.
-    let mut restore = true;
     let mut refreshed = Instant::now();
     let mut refresh = tokio::time::interval(ttl / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,7 +154,6 @@ pub(crate) async fn run(
                     if !up || refill {
                         // Puts every member now: Redis may have lost them meanwhile.
                         refresh.reset_immediately();
-                        restore = true;
                     }
                     if !up {
                         up = true;
@@ -202,7 +198,7 @@ pub(crate) async fn run(
             }
             _ = refresh.tick() => {
                 m.refreshes.increment(1);
-                put_all(&mut pool, &ctx, &hub, &m, std::mem::take(&mut restore)).await
+                put_all(&mut pool, &ctx, &hub, &m).await
             }
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
@@ -271,9 +267,8 @@ async fn send(
     ok
 }
 
-/// Puts every local member of every presence channel again, in chunks (`restore`:
-/// members missing in Redis too).
-async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics, restore: bool) -> bool {
+/// Puts every local member of every presence channel again, in chunks.
+async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool {
     let Some(presence) = hub.presence() else {
         return true;
     };
@@ -289,7 +284,7 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics, restore
             })
             .collect();
         for chunk in members.chunks(PUT_CHUNK) {
-            ops::put(&mut cmds, ctx, &channel, chunk, restore);
+            ops::put(&mut cmds, ctx, &channel, chunk);
             expects.push(ops::Expect::Put(channel.clone()));
         }
         if cmds.len() >= MAX_BATCH {

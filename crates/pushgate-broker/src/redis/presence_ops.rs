@@ -113,8 +113,15 @@ impl Expect {
         match self {
             Expect::Put(channel) => {
                 if let Some(v) = values.first().filter(|_| whole) {
-                    match scripts::users(v) {
-                        Some(gone) => expired(&channel, gone, edges),
+                    match scripts::put_reply(v) {
+                        Some((gone, back)) => {
+                            expired(&channel, gone, edges);
+                            edges.extend(back.into_iter().map(|user| Edge {
+                                channel: channel.clone(),
+                                user,
+                                joined: true,
+                            }));
+                        }
                         None => trouble = unexpected(),
                     }
                 }
@@ -175,7 +182,7 @@ pub(crate) fn encode(op: Op, ctx: &Ctx<'_>, out: &mut Vec<Routed>) -> Expect {
                 user: ch.member.user.as_deref().map(Into::into),
                 info: ch.member.info.as_deref().map(Into::into),
                 user_edge: None,
-                expired: false,
+                swept: false,
             };
             // The script writes the flags between the two parts, with its judgement.
             let (head, tail) = wire::presence_parts(ctx.node, &note);
@@ -251,26 +258,19 @@ impl ChannelKeys {
     }
 }
 
-/// Appends a `PUT` of `members` (connection id, value) to `channel` (the refresh);
-/// with `restore`, members missing in Redis are put back too.
+/// Appends a `PUT` of `members` (connection id, value) to `channel` (the refresh).
 pub(crate) fn put(
     out: &mut Vec<Routed>,
     ctx: &Ctx<'_>,
     channel: &str,
     members: &[(String, String)],
-    restore: bool,
 ) {
     let k = ChannelKeys::new(ctx.keys, channel);
     let bus = ctx.keys.channel(channel);
     let prune = PRUNE_ON_PUT.to_string();
     let mut args: Vec<&[u8]> = vec![b"EVALSHA", ctx.shas.put.as_bytes(), b"3"];
     args.extend(k.all());
-    args.extend([
-        ctx.ttl_ms.as_bytes(),
-        prune.as_bytes(),
-        bus.as_bytes(),
-        if restore { b"1" } else { b"0" },
-    ]);
+    args.extend([ctx.ttl_ms.as_bytes(), prune.as_bytes(), bus.as_bytes()]);
     for (conn, value) in members {
         args.push(conn.as_bytes());
         args.push(value.as_bytes());
@@ -380,7 +380,6 @@ mod tests {
             &ctx,
             "room:1",
             &[("n1-1".into(), member_value(None, None))],
-            false,
         );
         let slots: Vec<u16> = out.iter().map(|r| r.slot).collect();
         let ch = topology::slot(b"room:1");
@@ -425,8 +424,8 @@ mod tests {
         // A leave that was not u's last.
         let mut r = vec![arr(vec![Value::Int(0), list(vec![])])].into_iter();
         change(false).answer(&mut r, &mut edges).unwrap();
-        // A refresh that cleaned up nothing.
-        let mut r = vec![arr(vec![])].into_iter();
+        // A refresh that put back ann's first member.
+        let mut r = vec![arr(vec![list(vec![]), list(vec![b("ann")])])].into_iter();
         Expect::Put("room".into())
             .answer(&mut r, &mut edges)
             .unwrap();
@@ -435,10 +434,13 @@ mod tests {
             user: user.into(),
             joined,
         };
-        assert_eq!(edges, [edge("eve", false), edge("u", true)]);
+        assert_eq!(
+            edges,
+            [edge("eve", false), edge("u", true), edge("ann", true)]
+        );
         // A reply of another shape reports nothing and is trouble.
         let mut r = vec![Reply::Got(Value::Int(1))].into_iter();
         assert!(change(false).answer(&mut r, &mut edges).is_err());
-        assert_eq!(edges.len(), 2);
+        assert_eq!(edges.len(), 3);
     }
 }

@@ -8,18 +8,19 @@
 //!   change's note is `SPUBLISH`ed by the script with the judgement in its flags
 //!   (`wire::presence_parts`), so notes are in the order of the changes in Redis.
 //! - `LEAVE`: `HDEL`, −1 only if the field existed, 0 removes the user (an edge).
-//! - `PUT` (the periodic refresh): moves the expiry of members already there; with
-//!   `restore` (after Redis or the node's connection failed) it also puts missing
-//!   members back, +1 each, without announcing them. A plain refresh never adds a
-//!   member: a member recorded on the node whose `JOIN` is still queued is left to
-//!   its `JOIN`, which must see the field as new to judge its edge.
+//! - `PUT` (the periodic refresh): moves the expiry of members already there and puts
+//!   missing ones back (after Redis lost them, or ahead of their own `JOIN`, still
+//!   queued behind the refresh), +1 each; a user that gets its first member so is
+//!   announced by a join note flagged swept (no pushgate.v1 event: that is per
+//!   connection) and returned, and the member's own `JOIN` then finds its field.
 //! - `READ`: the members.
 //!
 //! Each script but `LEAVE` first removes expired members (a dead node's; `PUT` and
-//! `JOIN` at most [`PRUNE_ON_PUT`](super::presence_ops) of them): −1 for each one's user,
-//! and for a user whose last member expired, a leave note flagged expired (built here,
-//! byte for byte as `wire::encode_presence` would) and the user in the reply, for the
-//! node that ran the script to report once.
+//! `JOIN` at most [`PRUNE_ON_PUT`](super::presence_ops::PRUNE_ON_PUT) of them): −1 for
+//! each one's user, and for a user whose last member expired, a leave note flagged
+//! swept and the user in the reply. Swept notes are built here, byte for byte as
+//! `wire::encode_presence` writes them; the users returned are reported once for the
+//! cluster by the node that ran the script.
 
 use bytes::Bytes;
 
@@ -63,6 +64,19 @@ local function tidy()
     redis.call('DEL', KEYS[3])
   end
 end
+-- A swept note (op 4 join, 5 leave) of member c with value v, on bus: judged, an edge,
+-- no pushgate.v1 event. c is `<node>-<n>`, the note's origin and connection number.
+local function swept(op, c, v, bus)
+  local node, n = string.match(c, '^(.+)%-(%d+)$')
+  if not node then
+    return
+  end
+  node = string.sub(node, 1, 255)
+  local u = string.sub(user_of(v), 1, 255)
+  local info = string.match(v, '^[^\n]*\n(.*)$') or ''
+  redis.call('SPUBLISH', bus, string.char(1, 4, #node) .. node .. string.char(op, 7, 0)
+    .. struct.pack('<I8', tonumber(n)) .. string.char(#u) .. u .. info)
+end
 -- Removes expired members (at most limit; 0: all); announces each user whose last
 -- member expired on bus and returns those users.
 local function expire(now, limit, bus)
@@ -76,14 +90,7 @@ local function expire(now, limit, bus)
   for _, c in ipairs(dead) do
     local user, v = drop(c)
     if user then
-      local node, n = string.match(c, '^(.+)%-(%d+)$')
-      if node then
-        node = string.sub(node, 1, 255)
-        local u = string.sub(user, 1, 255)
-        local info = string.match(v, '^[^\n]*\n(.*)$') or ''
-        redis.call('SPUBLISH', bus, string.char(1, 4, #node) .. node .. string.char(5, 7, 0)
-          .. struct.pack('<I8', tonumber(n)) .. string.char(#u) .. u .. info)
-      end
+      swept(5, c, v, bus)
       gone[#gone + 1] = user
     end
   end
@@ -96,29 +103,28 @@ end
     };
 }
 
-/// The periodic refresh. ARGV: ttl ms, prune limit, bus channel, restore (`1`/`0`),
-/// then connection id, value pairs. Returns the users whose last member expired.
+/// The periodic refresh. ARGV: ttl ms, prune limit, bus channel, then connection id,
+/// value pairs. Returns `{users whose last member expired, users whose first member
+/// was put back}`.
 pub(crate) const PUT: &str = concat!(
     prelude!(),
     r#"
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
 local gone = expire(now, tonumber(ARGV[2]), ARGV[3])
-local restore = ARGV[4] == '1'
-for i = 5, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
-  elseif restore then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
+local back = {}
+for i = 4, #ARGV, 2 do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     local user = user_of(ARGV[i + 1])
-    if user ~= '' then
-      redis.call('HINCRBY', KEYS[3], user, 1)
+    if user ~= '' and redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
+      swept(4, ARGV[i], ARGV[i + 1], ARGV[3])
+      back[#back + 1] = user
     end
   end
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
 end
 keep(ttl)
-return gone
+return {gone, back}
 "#
 );
 
@@ -216,7 +222,16 @@ pub(crate) fn read_reply(v: &Value) -> Option<(&[Value], Vec<String>)> {
     }
 }
 
-/// A list of user names (`PUT`'s reply, the second item of the others).
+/// A `PUT` reply: the users whose last member expired, and those whose first member
+/// it put back.
+pub(crate) fn put_reply(v: &Value) -> Option<(Vec<String>, Vec<String>)> {
+    let Value::Array(Some(items)) = v else {
+        return None;
+    };
+    Some((users(items.first()?)?, users(items.get(1)?)?))
+}
+
+/// A list of user names.
 pub(crate) fn users(v: &Value) -> Option<Vec<String>> {
     let Value::Array(Some(items)) = v else {
         return None;
@@ -248,7 +263,10 @@ mod tests {
         assert_eq!(change_reply(&r), Some((true, vec!["bob".to_owned()])));
         let r = arr(vec![Value::Int(0), arr(vec![])]);
         assert_eq!(change_reply(&r), Some((false, vec![])));
-        assert_eq!(change_reply(&Value::Int(1)), None, "a PUT's reply shape");
+        assert_eq!(change_reply(&Value::Int(1)), None);
+        let r = arr(vec![arr(vec![]), arr(vec![b("ann")])]);
+        assert_eq!(put_reply(&r), Some((vec![], vec!["ann".to_owned()])));
+        assert_eq!(put_reply(&arr(vec![b("x")])), None);
         assert_eq!(change_reply(&Value::Error("NOSCRIPT".into())), None);
         let r = arr(vec![arr(vec![b("n1-1"), b("u\n")]), arr(vec![b("eve")])]);
         let (members, gone) = read_reply(&r).unwrap();

@@ -29,9 +29,10 @@ pub struct Announced<'a> {
     /// cluster judged it; `None`: a note that carries no judgement (a node of an older
     /// version), judged from this node's members as before.
     pub user_edge: Option<bool>,
-    /// A member of a dead node that a cleanup removed: no pushgate.v1 event (those are
-    /// per connection and only sent for joins and leaves that happened).
-    pub expired: bool,
+    /// Not a join or leave that happened but a member the cluster swept (a dead node's
+    /// removed, one put back after the cluster lost it): no pushgate.v1 event (those
+    /// are per connection and only sent for joins and leaves that happened).
+    pub swept: bool,
 }
 
 impl Presence {
@@ -41,7 +42,7 @@ impl Presence {
             Some(u) => !self.has_user(a.channel, u),
             None => false,
         });
-        let per_conn = a.own.is_none() && !a.expired;
+        let per_conn = a.own.is_none() && !a.swept;
         self.send_event_as(
             hub,
             a.kind,
