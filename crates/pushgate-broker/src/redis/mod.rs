@@ -37,6 +37,8 @@ mod links;
 mod presence;
 mod presence_ops;
 mod presence_scripts;
+#[cfg(test)]
+mod presence_scripts_redis;
 mod publisher;
 mod request;
 pub mod resp;
