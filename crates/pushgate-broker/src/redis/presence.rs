@@ -2,24 +2,29 @@
 //! Redis with a TTL that their node refreshes, and `join` / `leave` events on the
 //! channel's bus key. It also answers "is this user online anywhere".
 //!
-//! Per presence channel `C`, two keys that share `C`'s hash tag with its bus channel
-//! (so a script may touch both, on Redis Cluster too):
+//! Per presence channel `C`, three keys that share `C`'s hash tag with its bus channel
+//! (so a script may touch them all, on Redis Cluster too):
 //!
 //! - `<prefix>:ch:{C}:presence`, a hash: connection id -> `<user>\n<info>`;
 //! - `<prefix>:ch:{C}:presence:exp`, a sorted set: connection id scored by the Unix
-//!   millisecond at which it expires unless its node refreshes it.
+//!   millisecond at which it expires unless its node refreshes it;
+//! - `<prefix>:ch:{C}:presence:users`, a hash: user -> its members' count, so that a
+//!   user's first join and last leave are judged once for the cluster.
 //!
 //! Redis 7.0 has no per-field expiry (`HEXPIRE` came in 7.4), hence the sorted set.
-//! A join is one script (`PUT`: the hash field, the score `now + ttl` by Redis's
-//! clock, both keys' TTL set to `ttl`); a leave is `HDEL` then `ZREM`; every `ttl / 3`
-//! the node puts all its members again (one `PUT` per channel), which also restores
-//! them after Redis lost its data. A read (`READ`) first removes the members whose
-//! time has passed, then returns the hash: a node killed with `-9` drops out within
-//! `ttl` without anyone cleaning up, and its keys expire with the channel.
+//! A join is one script (`JOIN`), a leave another (`LEAVE`); every `ttl / 3` the node
+//! puts all its members again (one `PUT` per channel), which also restores them after
+//! Redis lost its data. A read (`READ`) first removes the members whose time has
+//! passed, then returns the hash: a node killed with `-9` drops out within `ttl`, and
+//! its keys expire with the channel. The scripts are in
+//! [`presence_scripts`](super::presence_scripts).
 //!
-//! Each join and leave is also `SPUBLISH`ed on the channel's bus key
-//! ([`PresenceNote`](crate::wire::PresenceNote)), so that every node following the
-//! channel sends the event to its own watchers. "Online" is `PUBSUB SHARDNUMSUB` on
+//! Each join and leave is `SPUBLISH`ed on the channel's bus key by its script
+//! ([`PresenceNote`](crate::wire::PresenceNote), with the script's judgement of its
+//! user's edge), so that every node following the channel, this one too, sends the
+//! event to its own watchers in Redis's order; the edges a script reports are told to
+//! the hub here ([`Presence::cluster_edge`](pushgate_hub::Presence::cluster_edge)),
+//! once for the cluster. "Online" is `PUBSUB SHARDNUMSUB` on
 //! each user's bus key: a node follows a user's key exactly while it has a connection
 //! of that user, and Redis drops the subscriptions of a connection that dies, so no
 //! key is kept for it.
@@ -27,7 +32,7 @@
 //! The task has connections of its own (a [`Pool`], like the publisher's: one per
 //! primary, on a Redis Cluster one per master, each command sent to the master of its
 //! key's slot, `MOVED`/`ASK` followed, the slot map read again), so that a large read
-//! or refresh never delays publications. The scripts, commands and replies are in
+//! or refresh never delays publications. The commands and replies are in
 //! [`presence_ops`](super::presence_ops).
 
 use std::sync::Arc;
