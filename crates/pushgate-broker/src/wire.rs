@@ -16,9 +16,14 @@
 //! payload (the rest), or for a control message:
 //!   u8 1 (disconnect), u16 LE close code, reason (the rest)
 //!   u8 2 / 3 (subscribe / unsubscribe), u16 LE count, count × (u8 length, channel)
-//!   u8 4 / 5 (presence join / leave, on a channel's key), u16 LE 0, u64 LE connection
-//!   number (of the origin node), u8 user length, user (empty: none), info JSON (the
-//!   rest; empty: none)
+//!   u8 4 / 5 (presence join / leave, on a channel's key), u16 LE flags (1 = judged:
+//!   the next bit is the cluster's judgement, 2 = the user's first join / last leave
+//!   in the cluster, 4 = swept: not a subscribe or unsubscribe that happened but a
+//!   dead node's member removed, or a member put back, by a presence script; older
+//!   nodes write 0), u64 LE connection number (of the origin node), u8 user length,
+//!   user (empty: none), info JSON (the rest; empty: none). The Redis presence
+//!   scripts write the flags (presence_ops.rs), between the two parts of
+//!   [`presence_parts`].
 //!   u8 6 / 7 (a channel count's query, on the broadcast key / a node's answer, on
 //!   the asker's node key): `census::wire`
 //! ```
@@ -99,6 +104,12 @@ impl Keys {
         format!("{}:presence:exp", self.channel(ch))
     }
 
+    /// How many members each user has in a presence channel, cluster-wide: user ->
+    /// count (hash), so that a script knows a user's first join and last leave.
+    pub fn presence_users(&self, ch: &str) -> String {
+        format!("{}:presence:users", self.channel(ch))
+    }
+
     /// Where the outcome of a publication with an idempotency key is kept, for one
     /// bus channel it went to.
     pub fn idempotency(bus_key: &str, key: &str) -> String {
@@ -177,6 +188,27 @@ pub struct PresenceNote {
     pub user: Option<String>,
     /// The token's `info` claim, as JSON text.
     pub info: Option<String>,
+    /// Whether it is its user's first join / last leave in the whole cluster, as the
+    /// script that wrote it judged; `None`: not judged (a node of an older version).
+    pub user_edge: Option<bool>,
+    /// Not a join or leave that happened: a dead node's member removed (expired), or
+    /// a member put back, by a presence script. It has no pushgate.v1 event.
+    pub swept: bool,
+}
+
+/// Presence note flags (the u16 after the op).
+pub const NOTE_JUDGED: u8 = 1;
+pub const NOTE_EDGE: u8 = 2;
+pub const NOTE_SWEPT: u8 = 4;
+
+impl PresenceNote {
+    fn flags(&self) -> u8 {
+        let judged = match self.user_edge {
+            Some(e) => NOTE_JUDGED | (u8::from(e) * NOTE_EDGE),
+            None => 0,
+        };
+        judged | (u8::from(self.swept) * NOTE_SWEPT)
+    }
 }
 
 /// What a bus message carries.
@@ -279,14 +311,25 @@ pub fn encode_control(origin: &str, conns: Option<&[ConnId]>, c: &Control) -> By
 
 /// Encodes a presence event for a channel's key.
 pub fn encode_presence(origin: &str, n: &PresenceNote) -> Bytes {
-    let info = n.info.as_deref().unwrap_or_default();
-    let mut out = header(origin, CONTROL, None, None, 16 + info.len());
-    out.put_u8(if n.joined { 4 } else { 5 });
-    out.put_u16_le(0);
-    out.put_u64_le(n.conn.0);
-    put_name(&mut out, n.user.as_deref().unwrap_or_default());
-    out.put_slice(info.as_bytes());
+    let (head, tail) = presence_parts(origin, n);
+    let mut out = BytesMut::with_capacity(head.len() + 2 + tail.len());
+    out.put_slice(&head);
+    out.put_u16_le(n.flags().into());
+    out.put_slice(&tail);
     out.freeze()
+}
+
+/// A presence event's body without its flags: what comes before them (header and
+/// op) and after them, for a script that writes the flags it judged in between.
+pub fn presence_parts(origin: &str, n: &PresenceNote) -> (Bytes, Bytes) {
+    let info = n.info.as_deref().unwrap_or_default();
+    let mut head = header(origin, CONTROL, None, None, 1);
+    head.put_u8(if n.joined { 4 } else { 5 });
+    let mut tail = BytesMut::with_capacity(9 + 256 + info.len());
+    tail.put_u64_le(n.conn.0);
+    put_name(&mut tail, n.user.as_deref().unwrap_or_default());
+    tail.put_slice(info.as_bytes());
+    (head.freeze(), tail.freeze())
 }
 
 pub(crate) fn header(
@@ -424,11 +467,14 @@ fn decode_control(mut b: Bytes) -> Result<What, DecodeError> {
             let user = get_name(&mut b)?;
             let info = String::from_utf8(b.to_vec())
                 .map_err(|_| DecodeError("presence info is not UTF-8"))?;
+            let flags = n as u8;
             Ok(What::Presence(PresenceNote {
                 joined: op == 4,
                 conn,
                 user: (!user.is_empty()).then_some(user),
                 info: (!info.is_empty()).then_some(info),
+                user_edge: (flags & NOTE_JUDGED != 0).then_some(flags & NOTE_EDGE != 0),
+                swept: flags & NOTE_SWEPT != 0,
             }))
         }
         6 | 7 => Ok(What::Census(crate::census::wire::decode(op, n, b)?)),
@@ -496,12 +542,24 @@ mod tests {
                 conn: ConnId(42),
                 user: Some("alice".into()),
                 info: Some(r#"{"name":"A"}"#.into()),
+                user_edge: Some(true),
+                swept: false,
             },
             PresenceNote {
                 joined: false,
                 conn: ConnId(1),
                 user: None,
                 info: None,
+                user_edge: None,
+                swept: false,
+            },
+            PresenceNote {
+                joined: false,
+                conn: ConnId(7),
+                user: Some("bob".into()),
+                info: None,
+                user_edge: Some(false),
+                swept: true,
             },
         ] {
             let b = encode_presence("n2", &n);
@@ -511,6 +569,54 @@ mod tests {
                 let _ = decode(b.slice(..cut), false); // never panics
             }
         }
+    }
+
+    #[test]
+    fn presence_flags_sit_between_the_parts_and_old_notes_are_not_judged() {
+        let n = PresenceNote {
+            joined: true,
+            conn: ConnId(3),
+            user: Some("u".into()),
+            info: None,
+            user_edge: None,
+            swept: false,
+        };
+        let (head, tail) = presence_parts("n1", &n);
+        // What the join script writes: head, flags (judged, edge), 0, tail.
+        let written = [&head[..], &[NOTE_JUDGED | NOTE_EDGE, 0], &tail[..]].concat();
+        let body = decode(Bytes::from(written), false).unwrap();
+        let edge = PresenceNote {
+            user_edge: Some(true),
+            ..n.clone()
+        };
+        assert_eq!(body.what, What::Presence(edge));
+        // An older node's note: flags 0.
+        let old = decode(encode_presence("n1", &n), false).unwrap();
+        assert_eq!(old.what, What::Presence(n));
+        // The expiry note the cleanup writes in Lua, byte by byte.
+        let lua = [
+            &[1, CONTROL, 2][..],
+            b"n2",
+            &[5, NOTE_JUDGED | NOTE_EDGE | NOTE_SWEPT, 0],
+            &17u64.to_le_bytes(),
+            &[3],
+            b"bob",
+            br#"{"a":1}"#,
+        ]
+        .concat();
+        let body = decode(Bytes::from(lua), false).unwrap();
+        assert_eq!(body.origin, "n2");
+        assert_eq!(
+            body.what,
+            What::Presence(PresenceNote {
+                joined: false,
+                conn: ConnId(17),
+                user: Some("bob".into()),
+                info: Some(r#"{"a":1}"#.into()),
+                user_edge: Some(true),
+                swept: true,
+            })
+        );
     }
 
     #[test]
@@ -552,6 +658,7 @@ mod tests {
         assert_eq!(k.meta("chat:1"), "pg:ch:{chat:1}:meta");
         assert_eq!(k.presence("room:1"), "pg:ch:{room:1}:presence");
         assert_eq!(k.presence_expiry("room:1"), "pg:ch:{room:1}:presence:exp");
+        assert_eq!(k.presence_users("room:1"), "pg:ch:{room:1}:presence:users");
         assert_eq!(Keys::idempotency(&k.user("u"), "k1"), "pg:user:{u}:idem:k1");
     }
 

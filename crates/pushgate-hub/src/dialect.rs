@@ -14,7 +14,6 @@ use bytes::Bytes;
 use pushgate_protocol::{PresenceClient, PresenceEvent};
 
 use crate::per_frame::PerFrame;
-use crate::presence::Change;
 
 /// The `protocol` label of the dialect's metrics.
 pub const DIALECT_LABEL: &str = "pusher";
@@ -27,8 +26,8 @@ pub trait Dialect: Send + Sync + 'static {
     fn publication(&self, channel: Option<&str>, frame: &Bytes) -> Option<Bytes>;
 
     /// A presence event's frame for the dialect's watchers of `channel`. `user_edge`:
-    /// the event is its user's first join or last leave of the channel (as far as this
-    /// node knows). `None`: nothing is sent.
+    /// the event is its user's first join or last leave of the channel (node-wide with
+    /// one node, cluster-wide with a cluster broker). `None`: nothing is sent.
     fn presence_event(
         &self,
         kind: PresenceEvent,
@@ -37,9 +36,11 @@ pub trait Dialect: Send + Sync + 'static {
         user_edge: bool,
     ) -> Option<Bytes>;
 
-    /// A connection of this node joined or left a presence channel (called once per
-    /// change, by the presence events task, whatever the watchers). Must not block.
-    fn presence_changed(&self, _change: &Change, _user_edge: bool) {}
+    /// `user`'s first connection joined `channel` (`joined`) or its last one left it:
+    /// node-wide with one node (called by the presence events task), cluster-wide with
+    /// a cluster broker (called once for the cluster, by the node whose change or
+    /// cleanup made the edge). Must not block.
+    fn user_edge(&self, _channel: &str, _user: &str, _joined: bool) {}
 }
 
 /// The dialect's frames of one job: one per frame of its route.

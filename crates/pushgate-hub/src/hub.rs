@@ -447,12 +447,12 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` for each of these connections and `alt` (if any) for those of
-    /// the dialect instead, taking each involved shard's lock once.
+    /// Queues `frame` (if any) for each of these connections and `alt` (if any) for
+    /// those of the dialect instead, taking each involved shard's lock once.
     pub fn send_to_each_alt(
         &self,
         ids: &[ConnId],
-        frame: &bytes::Bytes,
+        frame: Option<&bytes::Bytes>,
         alt: Option<&bytes::Bytes>,
     ) {
         let mut by_shard: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.shards.len()];

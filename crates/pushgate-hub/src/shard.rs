@@ -321,13 +321,18 @@ impl Shard {
         }
     }
 
-    /// [`Shard::send_to_each`], with `alt` (if any) for the dialect's connections
-    /// instead of `frame`.
-    pub(crate) fn send_to_each_alt(&self, ids: &[ConnId], frame: &Bytes, alt: Option<&Bytes>) {
+    /// [`Shard::send_to_each`] of `frame` (if any), with `alt` (if any) for the
+    /// dialect's connections instead.
+    pub(crate) fn send_to_each_alt(
+        &self,
+        ids: &[ConnId],
+        frame: Option<&Bytes>,
+        alt: Option<&Bytes>,
+    ) {
         let mut st = self.state.lock();
         for id in ids {
             if let Some(&slot) = st.by_id.get(id) {
-                let f = if st.conns[slot].alt { alt } else { Some(frame) };
+                let f = if st.conns[slot].alt { alt } else { frame };
                 if let Some(f) = f {
                     self.send_locked(&mut st, slot, f.clone());
                 }

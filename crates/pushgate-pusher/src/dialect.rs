@@ -10,7 +10,6 @@
 use std::sync::Weak;
 
 use bytes::Bytes;
-use pushgate_hub::presence::Change;
 use pushgate_hub::Dialect;
 use pushgate_protocol::{decode_publication, Payload, PresenceClient, PresenceEvent};
 
@@ -54,21 +53,19 @@ impl Dialect for PusherDialect {
         Some(wire::member_event(kind == PresenceEvent::Join, &name, &m))
     }
 
-    fn presence_changed(&self, c: &Change, user_edge: bool) {
-        if !user_edge {
-            return;
-        }
-        let (Some(pusher), Some(user)) = (self.pusher.upgrade(), c.member.user.as_deref()) else {
+    fn user_edge(&self, channel: &str, user: &str, joined: bool) {
+        // Once per edge: node-wide with one node, once for the cluster with Redis.
+        let Some(pusher) = self.pusher.upgrade() else {
             return;
         };
         let Some(events) = pusher.events() else {
             return;
         };
-        let Some((app_id, name)) = channel::from_pushgate(&c.channel) else {
+        let Some((app_id, name)) = channel::from_pushgate(channel) else {
             return;
         };
         if let Some(app) = pusher.apps().by_id(&app_id) {
-            if c.joined {
+            if joined {
                 events.member_added(app, &name, user);
             } else {
                 events.member_removed(app, &name, user);

@@ -72,9 +72,11 @@ pub trait PusherEvents: Send + Sync + 'static {
         _user_id: Option<&str>,
     ) {
     }
-    /// A user's first connection on this node joined a presence channel.
+    /// A user's first connection joined a presence channel: on this node with one
+    /// node, in the whole cluster with `broker = "redis"` (called once for the
+    /// cluster, on the node whose change made it).
     fn member_added(&self, _app: &PusherApp, _channel: &str, _user_id: &str) {}
-    /// A user's last connection on this node left a presence channel.
+    /// A user's last connection left a presence channel (the same scope).
     fn member_removed(&self, _app: &PusherApp, _channel: &str, _user_id: &str) {}
     /// A channel got its first subscriber on this node.
     fn channel_occupied(&self, _app: &PusherApp, _channel: &str) {}

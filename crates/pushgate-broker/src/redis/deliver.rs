@@ -5,12 +5,14 @@
 
 use ahash::AHashSet;
 use bytes::Bytes;
-use pushgate_hub::{Publication, Target};
+use pushgate_hub::presence::Announced;
+use pushgate_hub::{Hub, Presence, Publication, Target};
+use pushgate_protocol::{PresenceClient, PresenceEvent};
 
 use super::follow::{Follow, Positioned, SOURCE};
 use super::subscriber::Ctx;
 use crate::local::{apply, Local};
-use crate::wire::{self, KeyKind, What};
+use crate::wire::{self, KeyKind, PresenceNote, What};
 
 /// Messages received, by what they carry.
 pub(super) struct Received {
@@ -66,6 +68,15 @@ pub(super) async fn deliver(
         ctx.census.receive(&kind, body.origin, msg);
         return;
     }
+    if let What::Presence(note) = body.what {
+        // Every node, the origin too: the note carries the cluster's judgement of its
+        // user's edge, and notes are heard in the order Redis wrote them.
+        if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {
+            m.control.increment(1);
+            announce(hub, p, c, &body.origin, note);
+        }
+        return;
+    }
     if body.origin == node && !body.echo {
         // Our own publication, already delivered here when Redis took it.
         m.echoes.increment(1);
@@ -74,25 +85,7 @@ pub(super) async fn deliver(
     let payload = match body.what {
         What::Publication(p) => p,
         // Handled above, before the echo check.
-        What::Census(_) => return,
-        What::Presence(note) => {
-            // Sent to this node's watchers of the channel; the origin sent its own.
-            if let (KeyKind::Channel(c), Some(p)) = (&kind, hub.presence()) {
-                m.control.increment(1);
-                let client = pushgate_protocol::PresenceClient {
-                    conn: note.conn.display(&body.origin).to_string(),
-                    user: note.user,
-                    info: note.info,
-                };
-                let event = if note.joined {
-                    pushgate_protocol::PresenceEvent::Join
-                } else {
-                    pushgate_protocol::PresenceEvent::Leave
-                };
-                p.send_event(hub, event, c, &client, None);
-            }
-            return;
-        }
+        What::Census(_) | What::Presence(_) => return,
         What::Control(c) => {
             let who = match kind {
                 KeyKind::User(u) => Local::User(u),
@@ -147,4 +140,29 @@ pub(super) async fn deliver(
     if let Err(e) = hub.submit(p, SOURCE).await {
         tracing::debug!(error = %e, "broker: publication from another node refused here");
     }
+}
+
+/// A presence note, to this node's watchers of `channel` (the origin's own change: only
+/// the dialect's member event, the pushgate.v1 one was sent when it happened).
+fn announce(hub: &Hub, p: &Presence, channel: &str, origin: &str, note: PresenceNote) {
+    let own = (origin == hub.config().node_id).then_some(note.conn);
+    let client = PresenceClient {
+        conn: note.conn.display(origin).to_string(),
+        user: note.user,
+        info: note.info,
+    };
+    let kind = if note.joined {
+        PresenceEvent::Join
+    } else {
+        PresenceEvent::Leave
+    };
+    let a = Announced {
+        kind,
+        channel,
+        client: &client,
+        own,
+        user_edge: note.user_edge,
+        swept: note.swept,
+    };
+    p.announce(hub, &a);
 }

@@ -45,6 +45,9 @@ mod occupancy;
 mod occupancy_ops;
 mod presence;
 mod presence_ops;
+mod presence_scripts;
+#[cfg(test)]
+mod presence_scripts_redis;
 mod publisher;
 mod request;
 pub mod resp;

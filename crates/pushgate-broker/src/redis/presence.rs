@@ -2,24 +2,29 @@
 //! Redis with a TTL that their node refreshes, and `join` / `leave` events on the
 //! channel's bus key. It also answers "is this user online anywhere".
 //!
-//! Per presence channel `C`, two keys that share `C`'s hash tag with its bus channel
-//! (so a script may touch both, on Redis Cluster too):
+//! Per presence channel `C`, three keys that share `C`'s hash tag with its bus channel
+//! (so a script may touch them all, on Redis Cluster too):
 //!
 //! - `<prefix>:ch:{C}:presence`, a hash: connection id -> `<user>\n<info>`;
 //! - `<prefix>:ch:{C}:presence:exp`, a sorted set: connection id scored by the Unix
-//!   millisecond at which it expires unless its node refreshes it.
+//!   millisecond at which it expires unless its node refreshes it;
+//! - `<prefix>:ch:{C}:presence:users`, a hash: user -> its members' count, so that a
+//!   user's first join and last leave are judged once for the cluster.
 //!
 //! Redis 7.0 has no per-field expiry (`HEXPIRE` came in 7.4), hence the sorted set.
-//! A join is one script (`PUT`: the hash field, the score `now + ttl` by Redis's
-//! clock, both keys' TTL set to `ttl`); a leave is `HDEL` then `ZREM`; every `ttl / 3`
-//! the node puts all its members again (one `PUT` per channel), which also restores
-//! them after Redis lost its data. A read (`READ`) first removes the members whose
-//! time has passed, then returns the hash: a node killed with `-9` drops out within
-//! `ttl` without anyone cleaning up, and its keys expire with the channel.
+//! A join is one script (`JOIN`), a leave another (`LEAVE`); every `ttl / 3` the node
+//! puts all its members again (one `PUT` per channel), which also restores them after
+//! Redis lost its data. A read (`READ`) first removes the members whose time has
+//! passed, then returns the hash: a node killed with `-9` drops out within `ttl`, and
+//! its keys expire with the channel. The scripts are in
+//! [`presence_scripts`](super::presence_scripts).
 //!
-//! Each join and leave is also `SPUBLISH`ed on the channel's bus key
-//! ([`PresenceNote`](crate::wire::PresenceNote)), so that every node following the
-//! channel sends the event to its own watchers. "Online" is `PUBSUB SHARDNUMSUB` on
+//! Each join and leave is `SPUBLISH`ed on the channel's bus key by its script
+//! ([`PresenceNote`](crate::wire::PresenceNote), with the script's judgement of its
+//! user's edge), so that every node following the channel, this one too, sends the
+//! event to its own watchers in Redis's order; the edges a script reports are told to
+//! the hub here ([`Presence::cluster_edge`](pushgate_hub::Presence::cluster_edge)),
+//! once for the cluster. "Online" is `PUBSUB SHARDNUMSUB` on
 //! each user's bus key: a node follows a user's key exactly while it has a connection
 //! of that user, and Redis drops the subscriptions of a connection that dies, so no
 //! key is kept for it.
@@ -27,7 +32,7 @@
 //! The task has connections of its own (a [`Pool`], like the publisher's: one per
 //! primary, on a Redis Cluster one per master, each command sent to the master of its
 //! key's slot, `MOVED`/`ASK` followed, the slot map read again), so that a large read
-//! or refresh never delays publications. The scripts, commands and replies are in
+//! or refresh never delays publications. The commands and replies are in
 //! [`presence_ops`](super::presence_ops).
 
 use std::sync::Arc;
@@ -41,7 +46,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Dialer;
-use super::presence_ops::{self as ops, Ctx, Op, Shas, SCRIPTS};
+use super::presence_ops::{self as ops, Ctx, Edge, Op};
+use super::presence_scripts::{Shas, SCRIPTS};
 use super::router::{Pool, Routed, Scripts};
 use super::Backoff;
 use crate::error::Unavailable;
@@ -191,7 +197,7 @@ pub(crate) async fn run(
                 while let Ok(op) = rx.try_recv() {
                     batch.push(op);
                 }
-                let flush = round_trip(&mut pool, &ctx, &mut batch, &m);
+                let flush = round_trip(&mut pool, &ctx, &hub, &mut batch, &m);
                 let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
                 return;
             }
@@ -203,7 +209,7 @@ pub(crate) async fn run(
                 if n == 0 {
                     return;
                 }
-                round_trip(&mut pool, &ctx, &mut batch, &m).await
+                round_trip(&mut pool, &ctx, &hub, &mut batch, &m).await
             }
             // Nothing is expected while idle: this notices a node that went away.
             (addr, r) = pool.idle_read() => {
@@ -229,9 +235,16 @@ fn fail(op: Op, m: &Metrics) {
     }
 }
 
-/// Sends the commands through the pool and answers every operation from its replies.
+/// Sends the commands through the pool and answers every operation from its replies;
+/// the edges the scripts judged are reported (once for the cluster: here).
 /// Returns false if anything was not written (a node failed, an error reply).
-async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &Metrics) -> bool {
+async fn send(
+    pool: &mut Pool,
+    hub: &Hub,
+    cmds: &[Routed],
+    expects: Vec<ops::Expect>,
+    m: &Metrics,
+) -> bool {
     let mut failed: Vec<(String, Unavailable)> = Vec::new();
     let replies = pool.round_trip(cmds, &mut failed).await;
     for (addr, why) in &failed {
@@ -240,8 +253,9 @@ async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &M
     let mut replies = replies.into_iter();
     let mut ok = failed.is_empty();
     let mut first_error = None;
+    let mut edges: Vec<Edge> = Vec::new();
     for e in expects {
-        if let Err(why) = e.answer(&mut replies) {
+        if let Err(why) = e.answer(&mut replies, &mut edges) {
             m.errors.increment(1);
             ok = false;
             first_error.get_or_insert(why);
@@ -249,6 +263,11 @@ async fn send(pool: &mut Pool, cmds: &[Routed], expects: Vec<ops::Expect>, m: &M
     }
     if let Some(why) = first_error {
         tracing::warn!(error = %why, "broker presence: redis did not take every operation");
+    }
+    if let Some(p) = hub.presence() {
+        for e in &edges {
+            p.cluster_edge(hub, &e.channel, &e.user, e.joined);
+        }
     }
     ok
 }
@@ -260,6 +279,7 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool
     };
     let mut ok = true;
     let mut cmds = Vec::new();
+    let mut expects = Vec::new();
     for (channel, members) in presence.local_rooms() {
         let members: Vec<(String, String)> = members
             .iter()
@@ -270,16 +290,15 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool
             .collect();
         for chunk in members.chunks(PUT_CHUNK) {
             ops::put(&mut cmds, ctx, &channel, chunk);
+            expects.push(ops::Expect::Put(channel.clone()));
         }
         if cmds.len() >= MAX_BATCH {
-            let expects = vec![ops::Expect::Ignore(cmds.len())];
-            ok &= send(pool, &cmds, expects, m).await;
+            ok &= send(pool, hub, &cmds, std::mem::take(&mut expects), m).await;
             cmds.clear();
         }
     }
     if !cmds.is_empty() {
-        let expects = vec![ops::Expect::Ignore(cmds.len())];
-        ok &= send(pool, &cmds, expects, m).await;
+        ok &= send(pool, hub, &cmds, expects, m).await;
     }
     ok
 }
@@ -287,13 +306,19 @@ async fn put_all(pool: &mut Pool, ctx: &Ctx<'_>, hub: &Hub, m: &Metrics) -> bool
 /// Writes every operation of the batch (one write per node), reads the replies and
 /// answers. The batch is emptied; a caller whose command did not get a reply is told
 /// presence is unavailable.
-async fn round_trip(pool: &mut Pool, ctx: &Ctx<'_>, batch: &mut Vec<Op>, m: &Metrics) -> bool {
-    let mut cmds: Vec<Routed> = Vec::with_capacity(batch.len() * 3);
+async fn round_trip(
+    pool: &mut Pool,
+    ctx: &Ctx<'_>,
+    hub: &Hub,
+    batch: &mut Vec<Op>,
+    m: &Metrics,
+) -> bool {
+    let mut cmds: Vec<Routed> = Vec::with_capacity(batch.len());
     let expects: Vec<ops::Expect> = batch
         .drain(..)
         .map(|op| ops::encode(op, ctx, &mut cmds))
         .collect();
-    send(pool, &cmds, expects, m).await
+    send(pool, hub, &cmds, expects, m).await
 }
 
 /// Starts the task and installs it in the hub's presence (if the node has rules).

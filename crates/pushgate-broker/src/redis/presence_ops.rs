@@ -1,74 +1,28 @@
-//! Presence's Redis side, without the connections: the two scripts, the commands each
-//! operation becomes (each with the slot of its key, so that a Redis Cluster routes
-//! it to the channel's master) and how an operation is answered from its replies.
+//! Presence's Redis side, without the connections: the commands each operation
+//! becomes (each with the slot of its key, so that a Redis Cluster routes it to the
+//! channel's master) and how an operation is answered from its replies. The scripts
+//! are in [`presence_scripts`](super::presence_scripts).
 //!
 //! Every command of one presence channel touches keys that carry the channel's hash
-//! tag (`wire::Keys`): the hash, the sorted set and the bus key of its events share
-//! one slot. "Online" asks `PUBSUB SHARDNUMSUB` once per user, on the master of the
+//! tag (`wire::Keys`): the hash, the sorted set, the user counts and the bus key of
+//! its events share one slot. "Online" asks `PUBSUB SHARDNUMSUB` once per user, on the master of the
 //! user's bus key (one command for several users would span slots).
+
+use std::sync::Arc;
 
 use pushgate_hub::presence::Change;
 use pushgate_hub::PresenceError;
 use pushgate_protocol::PresenceClient;
 use tokio::sync::oneshot;
 
+use super::presence_scripts::{self as scripts, Shas};
 use super::resp::{self, Value};
 use super::router::{Reply, Routed};
 use super::topology;
 use crate::wire::{self, Keys, PresenceNote};
 
-/// Expired members a `PUT` removes on its way (a `READ` removes all of them).
-const PRUNE_ON_PUT: usize = 64;
-
-/// `KEYS`: hash, sorted set. `ARGV`: ttl ms, then connection id, value pairs.
-pub(crate) const PUT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-for _, c in ipairs(dead) do
-  redis.call('HDEL', KEYS[1], c)
-  redis.call('ZREM', KEYS[2], c)
-end
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-return #dead
-";
-
-/// `KEYS`: hash, sorted set. Removes the expired members, returns the others.
-pub(crate) const READ: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, c in ipairs(dead) do
-  redis.call('HDEL', KEYS[1], c)
-  redis.call('ZREM', KEYS[2], c)
-end
-return redis.call('HGETALL', KEYS[1])
-";
-
-/// The scripts in the order of [`Shas`].
-pub(crate) const SCRIPTS: [&str; 2] = [PUT, READ];
-
-/// Both scripts' SHA1s, as `EVALSHA` names them (Redis's digest of their text).
-pub(crate) struct Shas {
-    put: String,
-    read: String,
-}
-
-impl Shas {
-    pub(crate) fn computed() -> Shas {
-        let sha = |s: &str| sha1_smol::Sha1::from(s).digest().to_string();
-        Shas {
-            put: sha(PUT),
-            read: sha(READ),
-        }
-    }
-}
+/// Expired members a `PUT` or `JOIN` removes on its way (a `READ` removes all of them).
+pub(crate) const PRUNE_ON_PUT: usize = 64;
 
 /// What the task is asked to do.
 pub(crate) enum Op {
@@ -91,11 +45,29 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ttl_ms: String,
 }
 
+/// A user's first join (`joined`) or last leave of a channel, judged cluster-wide by
+/// a script this node ran: the node reports it once for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Edge {
+    pub(crate) channel: String,
+    pub(crate) user: String,
+    pub(crate) joined: bool,
+}
+
 /// What an operation expects back, once encoded.
 pub(crate) enum Expect {
-    /// This many replies, checked for errors only.
-    Ignore(usize),
-    Read(oneshot::Sender<Result<Vec<PresenceClient>, PresenceError>>),
+    /// One `PUT` of `channel`'s members (the refresh).
+    Put(String),
+    /// One `JOIN` or `LEAVE` of `channel` by a member of `user`.
+    Change {
+        channel: Arc<str>,
+        user: Option<Arc<str>>,
+        joined: bool,
+    },
+    Read(
+        String,
+        oneshot::Sender<Result<Vec<PresenceClient>, PresenceError>>,
+    ),
     /// One reply per user.
     Online(usize, oneshot::Sender<Result<Vec<bool>, PresenceError>>),
 }
@@ -104,14 +76,19 @@ impl Expect {
     /// How many replies it takes.
     fn replies(&self) -> usize {
         match self {
-            Expect::Ignore(n) | Expect::Online(n, _) => *n,
-            Expect::Read(_) => 1,
+            Expect::Online(n, _) => *n,
+            Expect::Put(_) | Expect::Change { .. } | Expect::Read(..) => 1,
         }
     }
 
-    /// Answers from the operation's replies; `Err` with what went wrong (a node not
-    /// reached, or an error reply), for the caller to log and repair.
-    pub(crate) fn answer(self, replies: &mut impl Iterator<Item = Reply>) -> Result<(), String> {
+    /// Answers from the operation's replies and appends the edges they report to
+    /// `edges`; `Err` with what went wrong (a node not reached, an error reply or a
+    /// reply of the wrong shape), for the caller to log and repair.
+    pub(crate) fn answer(
+        self,
+        replies: &mut impl Iterator<Item = Reply>,
+        edges: &mut Vec<Edge>,
+    ) -> Result<(), String> {
         let n = self.replies();
         let got: Vec<Reply> = replies.take(n).collect();
         let mut values = Vec::with_capacity(n);
@@ -125,11 +102,57 @@ impl Expect {
             }
         }
         let whole = trouble.is_none() && values.len() == n;
+        let expired = |channel: &str, gone: Vec<String>, edges: &mut Vec<Edge>| {
+            edges.extend(gone.into_iter().map(|user| Edge {
+                channel: channel.to_owned(),
+                user,
+                joined: false,
+            }));
+        };
+        let unexpected = || Some("unexpected presence script reply".to_owned());
         match self {
-            Expect::Ignore(_) => {}
-            Expect::Read(reply) => {
-                let r = match values.first() {
-                    Some(Value::Array(Some(items))) if whole => Ok(parse_members(items)),
+            Expect::Put(channel) => {
+                if let Some(v) = values.first().filter(|_| whole) {
+                    match scripts::put_reply(v) {
+                        Some((gone, back)) => {
+                            expired(&channel, gone, edges);
+                            edges.extend(back.into_iter().map(|user| Edge {
+                                channel: channel.clone(),
+                                user,
+                                joined: true,
+                            }));
+                        }
+                        None => trouble = unexpected(),
+                    }
+                }
+            }
+            Expect::Change {
+                channel,
+                user,
+                joined,
+            } => {
+                if let Some(v) = values.first().filter(|_| whole) {
+                    match scripts::change_reply(v) {
+                        Some((edge, gone)) => {
+                            expired(&channel, gone, edges);
+                            if let (true, Some(user)) = (edge, user) {
+                                edges.push(Edge {
+                                    channel: channel.to_string(),
+                                    user: user.to_string(),
+                                    joined,
+                                });
+                            }
+                        }
+                        None => trouble = unexpected(),
+                    }
+                }
+            }
+            Expect::Read(channel, reply) => {
+                let r = match values.first().and_then(scripts::read_reply) {
+                    Some((items, gone)) if whole => {
+                        expired(&channel, gone, edges);
+                        Ok(parse_members(items))
+                    }
                     _ => Err(PresenceError::Unavailable),
                 };
                 let _ = reply.send(r);
@@ -152,42 +175,48 @@ impl Expect {
 pub(crate) fn encode(op: Op, ctx: &Ctx<'_>, out: &mut Vec<Routed>) -> Expect {
     match op {
         Op::Change(ch) => {
-            let before = out.len();
-            let slot = topology::slot(ctx.keys.channel(&ch.channel).as_bytes());
             let conn = ch.conn.display(ctx.node).to_string();
-            if ch.joined {
-                let v = member_value(ch.member.user.as_deref(), ch.member.info.as_deref());
-                put(out, ctx, &ch.channel, &[(conn, v)]);
-            } else {
-                // The hash first: a member is listed only while it is in the hash.
-                let h = ctx.keys.presence(&ch.channel);
-                let z = ctx.keys.presence_expiry(&ch.channel);
-                out.push(routed(slot, [b"HDEL", h.as_bytes(), conn.as_bytes()]));
-                out.push(routed(slot, [b"ZREM", z.as_bytes(), conn.as_bytes()]));
-            }
             let note = PresenceNote {
                 joined: ch.joined,
                 conn: ch.conn,
                 user: ch.member.user.as_deref().map(Into::into),
                 info: ch.member.info.as_deref().map(Into::into),
+                user_edge: None,
+                swept: false,
             };
-            let body = wire::encode_presence(ctx.node, &note);
+            // The script writes the flags between the two parts, with its judgement.
+            let (head, tail) = wire::presence_parts(ctx.node, &note);
             let bus = ctx.keys.channel(&ch.channel);
-            out.push(routed(slot, [b"SPUBLISH", bus.as_bytes(), &body]));
-            Expect::Ignore(out.len() - before)
+            let k = ChannelKeys::new(ctx.keys, &ch.channel);
+            let prune = PRUNE_ON_PUT.to_string();
+            let mut args: Vec<&[u8]> = Vec::with_capacity(13);
+            if ch.joined {
+                let v = member_value(ch.member.user.as_deref(), ch.member.info.as_deref());
+                args.extend([b"EVALSHA", ctx.shas.join.as_bytes(), b"3"]);
+                args.extend(k.all());
+                args.extend([ctx.ttl_ms.as_bytes(), prune.as_bytes(), bus.as_bytes()]);
+                args.extend([&head[..], &tail[..], conn.as_bytes(), v.as_bytes()]);
+                out.push(command(k.slot(), args));
+            } else {
+                args.extend([b"EVALSHA", ctx.shas.leave.as_bytes(), b"3"]);
+                args.extend(k.all());
+                args.extend([bus.as_bytes(), &head[..], &tail[..], conn.as_bytes()]);
+                out.push(command(k.slot(), args));
+            }
+            Expect::Change {
+                channel: ch.channel,
+                user: ch.member.user,
+                joined: ch.joined,
+            }
         }
         Op::Read { channel, reply } => {
-            let (h, z) = (
-                ctx.keys.presence(&channel),
-                ctx.keys.presence_expiry(&channel),
-            );
-            let slot = topology::slot(h.as_bytes());
-            let read = ctx.shas.read.as_bytes();
-            out.push(routed(
-                slot,
-                [b"EVALSHA", read, b"2", h.as_bytes(), z.as_bytes()],
-            ));
-            Expect::Read(reply)
+            let k = ChannelKeys::new(ctx.keys, &channel);
+            let bus = ctx.keys.channel(&channel);
+            let mut args: Vec<&[u8]> = vec![b"EVALSHA", ctx.shas.read.as_bytes(), b"3"];
+            args.extend(k.all());
+            args.push(bus.as_bytes());
+            out.push(command(k.slot(), args));
+            Expect::Read(channel, reply)
         }
         Op::Online { users, reply } => {
             for u in &users {
@@ -200,37 +229,59 @@ pub(crate) fn encode(op: Op, ctx: &Ctx<'_>, out: &mut Vec<Routed>) -> Expect {
     }
 }
 
-/// Appends a `PUT` of `members` (connection id, value) to `channel`.
+/// A presence channel's three keys (one slot).
+struct ChannelKeys {
+    members: String,
+    expiry: String,
+    users: String,
+}
+
+impl ChannelKeys {
+    fn new(keys: &Keys, channel: &str) -> ChannelKeys {
+        ChannelKeys {
+            members: keys.presence(channel),
+            expiry: keys.presence_expiry(channel),
+            users: keys.presence_users(channel),
+        }
+    }
+
+    fn all(&self) -> [&[u8]; 3] {
+        [
+            self.members.as_bytes(),
+            self.expiry.as_bytes(),
+            self.users.as_bytes(),
+        ]
+    }
+
+    fn slot(&self) -> u16 {
+        topology::slot(self.members.as_bytes())
+    }
+}
+
+/// Appends a `PUT` of `members` (connection id, value) to `channel` (the refresh).
 pub(crate) fn put(
     out: &mut Vec<Routed>,
     ctx: &Ctx<'_>,
     channel: &str,
     members: &[(String, String)],
 ) {
-    let (h, z) = (
-        ctx.keys.presence(channel),
-        ctx.keys.presence_expiry(channel),
-    );
+    let k = ChannelKeys::new(ctx.keys, channel);
+    let bus = ctx.keys.channel(channel);
     let prune = PRUNE_ON_PUT.to_string();
-    let mut args: Vec<&[u8]> = vec![
-        b"EVALSHA",
-        ctx.shas.put.as_bytes(),
-        b"2",
-        h.as_bytes(),
-        z.as_bytes(),
-        ctx.ttl_ms.as_bytes(),
-        prune.as_bytes(),
-    ];
+    let mut args: Vec<&[u8]> = vec![b"EVALSHA", ctx.shas.put.as_bytes(), b"3"];
+    args.extend(k.all());
+    args.extend([ctx.ttl_ms.as_bytes(), prune.as_bytes(), bus.as_bytes()]);
     for (conn, value) in members {
         args.push(conn.as_bytes());
         args.push(value.as_bytes());
     }
+    out.push(command(k.slot(), args));
+}
+
+fn command(slot: u16, args: Vec<&[u8]>) -> Routed {
     let mut bytes = Vec::new();
     resp::command(&mut bytes, args);
-    out.push(Routed {
-        slot: topology::slot(h.as_bytes()),
-        bytes,
-    });
+    Routed { slot, bytes }
 }
 
 /// One command of fixed arity, for the node of `slot`.
@@ -349,10 +400,47 @@ mod tests {
             Reply::NotSent(crate::error::Unavailable::Connecting),
         ]
         .into_iter();
-        assert!(e.answer(&mut replies).is_err());
+        assert!(e.answer(&mut replies, &mut Vec::new()).is_err());
         assert!(matches!(
             rx.blocking_recv().unwrap(),
             Err(PresenceError::Unavailable)
         ));
+    }
+
+    #[test]
+    fn script_replies_become_edges_once_each_and_odd_ones_are_trouble() {
+        let b = |s: &str| Value::Bulk(Some(Bytes::from(s.to_owned())));
+        let arr = |v: Vec<Value>| Reply::Got(Value::Array(Some(v)));
+        let list = |v: Vec<Value>| Value::Array(Some(v));
+        let change = |joined| Expect::Change {
+            channel: "room".into(),
+            user: Some("u".into()),
+            joined,
+        };
+        let mut edges = Vec::new();
+        // A join that was u's first, and cleaned up eve's last (expired) member.
+        let mut r = vec![arr(vec![Value::Int(1), list(vec![b("eve")])])].into_iter();
+        change(true).answer(&mut r, &mut edges).unwrap();
+        // A leave that was not u's last.
+        let mut r = vec![arr(vec![Value::Int(0), list(vec![])])].into_iter();
+        change(false).answer(&mut r, &mut edges).unwrap();
+        // A refresh that put back ann's first member.
+        let mut r = vec![arr(vec![list(vec![]), list(vec![b("ann")])])].into_iter();
+        Expect::Put("room".into())
+            .answer(&mut r, &mut edges)
+            .unwrap();
+        let edge = |user: &str, joined| Edge {
+            channel: "room".into(),
+            user: user.into(),
+            joined,
+        };
+        assert_eq!(
+            edges,
+            [edge("eve", false), edge("u", true), edge("ann", true)]
+        );
+        // A reply of another shape reports nothing and is trouble.
+        let mut r = vec![Reply::Got(Value::Int(1))].into_iter();
+        assert!(change(false).answer(&mut r, &mut edges).is_err());
+        assert_eq!(edges.len(), 3);
     }
 }

@@ -7,6 +7,8 @@
 //!   `leave` events; every change is queued for [`events`].
 //! - [`events`]: the task that takes the queued changes, hands them to the cluster
 //!   (when one is installed: [`PresenceCluster`]) and sends events to local watchers.
+//! - [`announce`]: changes the cluster announces (other nodes', and with the cluster's
+//!   judgement of a user's first join / last leave, this node's own).
 //!
 //! Cost model: a channel without a rule costs one rule scan when a connection joins or
 //! leaves it (a handful of rules, never per publication) and nothing else; a node
@@ -17,6 +19,7 @@
 //!
 //! docs/presence.md describes the model and what is not guaranteed.
 
+mod announce;
 mod events;
 mod rules;
 mod store;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use pushgate_protocol::{ConnId, PresenceClient};
 use thiserror::Error;
 
+pub use announce::Announced;
 pub use rules::{PresenceRule, PresenceRuleError};
 pub use store::Presence;
 
@@ -48,6 +52,7 @@ pub struct Change {
     pub joined: bool,
     /// The member's user had no other connection in the channel on this node before
     /// this join, or has none left after this leave (always false without a user).
+    /// Node-level: with a cluster installed, the cluster judges the edge instead.
     pub user_edge: bool,
 }
 
@@ -78,6 +83,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Presence across nodes, installed by a cluster broker (Redis): it is told every
 /// local change and answers reads with every node's members.
+///
+/// Installing one makes it the judge of users' first joins and last leaves: the
+/// events task then sends only pushgate.v1 events for local changes, and the cluster
+/// announces every change with its cluster-wide edge ([`Presence::announce`], on every
+/// node, the changing one too) and reports each edge once ([`Presence::cluster_edge`]).
 pub trait PresenceCluster: Send + Sync + 'static {
     /// A local join or leave, in the order they happened for each connection. Must not
     /// block (it is called by the events task).

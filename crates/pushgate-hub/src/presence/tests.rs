@@ -95,3 +95,124 @@ async fn watchers_get_join_and_leave_of_others_and_others_do_not() {
         "did not ask"
     );
 }
+
+/// A dialect whose member events are `{"member":"join"|"leave","user":…}` frames, and
+/// that records its `user_edge` hook's calls.
+#[derive(Default)]
+struct Members(parking_lot::Mutex<Vec<(String, String, bool)>>);
+
+impl crate::Dialect for Members {
+    fn publication(&self, _: Option<&str>, _: &bytes::Bytes) -> Option<bytes::Bytes> {
+        None
+    }
+
+    fn presence_event(
+        &self,
+        kind: pushgate_protocol::PresenceEvent,
+        _: &str,
+        client: &PresenceClient,
+        user_edge: bool,
+    ) -> Option<bytes::Bytes> {
+        let kind = match kind {
+            pushgate_protocol::PresenceEvent::Join => "join",
+            pushgate_protocol::PresenceEvent::Leave => "leave",
+        };
+        let v = serde_json::json!({"member": kind, "user": client.user});
+        user_edge.then(|| bytes::Bytes::from([&b"\x81\x00"[..], v.to_string().as_bytes()].concat()))
+    }
+
+    fn user_edge(&self, channel: &str, user: &str, joined: bool) {
+        self.0.lock().push((channel.into(), user.into(), joined));
+    }
+}
+
+/// A cluster that records the changes it is told.
+#[derive(Default)]
+struct Recorded(parking_lot::Mutex<Vec<Change>>);
+
+impl PresenceCluster for Recorded {
+    fn changed(&self, change: &Change) {
+        self.0.lock().push(change.clone());
+    }
+
+    fn read(&self, _: String) -> BoxFuture<Result<Vec<PresenceClient>, PresenceError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// Frames the dialect watcher `h` gets within a few yields (the events task runs on
+/// this test's runtime).
+async fn settle(h: &crate::ConnHandle) -> Vec<serde_json::Value> {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    crate::history::tests::drain(h)
+}
+
+#[tokio::test]
+async fn one_node_judges_a_users_edges_and_a_cluster_judges_them_instead() {
+    for clustered in [false, true] {
+        let hub = hub();
+        let members = std::sync::Arc::new(Members::default());
+        hub.install_dialect(members.clone());
+        let p = hub.presence().unwrap().clone();
+        let recorded = std::sync::Arc::new(Recorded::default());
+        if clustered {
+            p.install(recorded.clone());
+        }
+        let conn = |user: &str| {
+            let (id, shard) = hub.next_conn();
+            let h = shard.register_dialect(id);
+            h.subscribe_member(&["room:1".into()], Some((user, None)))
+                .unwrap();
+            h
+        };
+        let w = conn("w");
+        let (u1, u2) = (conn("u"), conn("u"));
+        drop(u1);
+        drop(u2);
+        let got = settle(&w).await;
+        let hooks = members.0.lock().clone();
+        if !clustered {
+            // u's first join and last leave, node-wide.
+            let users: Vec<_> = got
+                .iter()
+                .map(|v| (v["member"].clone(), v["user"].clone()))
+                .collect();
+            assert_eq!(
+                users,
+                [("join".into(), "u".into()), ("leave".into(), "u".into())],
+                "{got:?}"
+            );
+            let hook = |u: &str, joined| ("room:1".to_owned(), u.to_owned(), joined);
+            assert_eq!(hooks, [hook("w", true), hook("u", true), hook("u", false)]);
+            continue;
+        }
+        // Clustered: nothing judged here; the cluster was told every change.
+        assert!(got.is_empty() && hooks.is_empty(), "{got:?} {hooks:?}");
+        assert_eq!(recorded.0.lock().len(), 5);
+        // The cluster's announcements: an edge is sent (not to the connection it is
+        // about), a change that is no edge is not, and its hook is called when told.
+        let client = PresenceClient {
+            conn: "n2-9".into(),
+            user: Some("v".into()),
+            info: None,
+        };
+        let a = |user_edge, own| Announced {
+            kind: pushgate_protocol::PresenceEvent::Join,
+            channel: "room:1",
+            client: &client,
+            own,
+            user_edge: Some(user_edge),
+            swept: false,
+        };
+        p.announce(&hub, &a(false, None));
+        p.announce(&hub, &a(true, Some(w.id())));
+        assert!(settle(&w).await.is_empty());
+        p.announce(&hub, &a(true, None));
+        let got = settle(&w).await;
+        assert_eq!((got.len(), &got[0]["user"]), (1, &serde_json::json!("v")));
+        p.cluster_edge(&hub, "room:1", "v", true);
+        assert_eq!(*members.0.lock(), [("room:1".into(), "v".into(), true)]);
+    }
+}

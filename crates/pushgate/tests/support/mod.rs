@@ -1,8 +1,8 @@
 //! What the binary's tests share beyond pushgate-test-support: a free port for a
 //! `redis-server` (which cannot be told to pick one: `--port 0` turns TCP off), the
 //! cluster tests' Redis and nodes ([`redis`], [`redis_cluster`]), their clients and
-//! checks ([`follower`]), a steady publisher ([`steady`]), a test-made CA ([`tls`])
-//! and a Pusher webhook receiver ([`webhook`]).
+//! checks ([`follower`]), a steady publisher ([`steady`]), a test-made CA ([`tls`]) and
+//! a Pusher webhook receiver ([`webhook`]).
 
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 

@@ -17,6 +17,8 @@ pub struct Hook {
     /// `channel_occupied`, `channel_vacated`, ...
     pub name: String,
     pub channel: String,
+    /// The whole event (`user_id`, `data`, ...).
+    pub event: Value,
 }
 
 /// The receiver; it runs until the test process ends.
@@ -58,6 +60,23 @@ impl Receiver {
             .filter(|h| h.channel == channel)
             .map(|h| (h.path, h.name))
             .collect()
+    }
+
+    /// How many events named `name` (`member_added`, ...) were received for `user_id`.
+    pub fn count(&self, name: &str, user_id: &str) -> usize {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.name == name && h.event["user_id"] == user_id)
+            .count()
+    }
+
+    /// Whether a `client_event` whose data holds `tag` was received.
+    pub fn client_event(&self, tag: &str) -> bool {
+        self.got.lock().unwrap().iter().any(|h| {
+            h.name == "client_event" && h.event["data"].as_str().is_some_and(|d| d.contains(tag))
+        })
     }
 }
 
@@ -102,6 +121,7 @@ fn serve(sock: TcpStream, kept: &Mutex<Vec<Hook>>, key: &str, secret: &str) {
                 path: path.clone(),
                 name: e["name"].as_str().unwrap().to_owned(),
                 channel: e["channel"].as_str().unwrap_or_default().to_owned(),
+                event: e.clone(),
             });
         }
         drop(kept);
