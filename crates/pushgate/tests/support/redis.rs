@@ -67,7 +67,12 @@ pub struct Redis {
 impl Redis {
     /// Without persistence, on a free port.
     pub fn start() -> Redis {
-        Redis::start_on(free_port(), None)
+        loop {
+            let mut r = Redis::spawn(free_port(), &["--appendonly".into(), "no".into()], None);
+            if r.came_up() {
+                return r;
+            }
+        }
     }
 
     /// On `port`; with `dir`, persistent (append-only file, fsync on every write).
@@ -122,6 +127,23 @@ impl Redis {
             login: None,
             dir: None,
         }
+    }
+
+    /// Waits until it answers PING: true; false if it exited first, because its port
+    /// was taken between `free_port` and its bind (by a client's ephemeral port, or
+    /// another test's server), in which case the caller starts one on another port.
+    pub fn came_up(&mut self) -> bool {
+        let mut up = false;
+        wait_for_within(Duration::from_secs(15), || {
+            up = self
+                .command(&["PING"])
+                .is_some_and(|s| s.starts_with("+PONG"));
+            up || self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.0.try_wait().ok().flatten().is_some())
+        });
+        up
     }
 
     pub fn is_running(&self) -> bool {
@@ -224,6 +246,19 @@ fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill {sig} {pid}");
+    // A signal is delivered when the process next runs: wait until every thread of
+    // it is in the state asked for (`T` stopped, anything else running), so that
+    // what the test does next meets a stopped (or running) process.
+    let stopped = sig == "-STOP";
+    wait_for(|| {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // `pid (comm) S ...`: the state follows the last ')'.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('T') == stopped
+        })
+    });
 }
 
 /// A gateway process joined to a Redis; killed when dropped.

@@ -32,7 +32,7 @@ impl RedisCluster {
     pub fn start_with(node_timeout_ms: u64, extra: impl Fn(usize) -> Vec<String>) -> RedisCluster {
         let dir = TempDir::new("redis-cluster");
         let nodes: Vec<Redis> = (0..6)
-            .map(|i| {
+            .map(|i| loop {
                 let (port, bus) = (free_port(), free_port());
                 let d = dir.0.join(format!("n{i}"));
                 std::fs::create_dir_all(&d).unwrap();
@@ -60,14 +60,13 @@ impl RedisCluster {
                 .map(String::from)
                 .to_vec();
                 args.extend(extra(i));
-                Redis::spawn(port, &args, Some(&d))
+                let mut r = Redis::spawn(port, &args, Some(&d));
+                // A port taken between free_port and the bind: again, on others.
+                if r.came_up() {
+                    break r;
+                }
             })
             .collect();
-        for n in &nodes {
-            wait_for_within(Duration::from_secs(15), || {
-                n.command(&["PING"]).is_some_and(|s| s.starts_with("+PONG"))
-            });
-        }
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
