@@ -195,34 +195,35 @@ impl Poller {
         }
     }
 
-    /// Takes the socket events the epoll instance has, without waiting; registers the
-    /// task's interest in more once it has none.
-    fn take_events(&mut self, cx: &mut Context<'_>) {
+    /// Takes the socket events the epoll instance has, without waiting, and queues
+    /// their connections. Returns whether it left some (the task must come back for
+    /// them); otherwise tokio wakes the task once the epoll instance has new ones.
+    fn take_events(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             let mut guard = match self.epoll.poll_read_ready_mut(cx) {
                 Poll::Ready(Ok(guard)) => guard,
                 Poll::Ready(Err(e)) => {
                     tracing::error!(error = %e, "shard poller: epoll readiness failed");
-                    return;
+                    return false;
                 }
-                Poll::Pending => return,
+                Poll::Pending => return false,
             };
             let polled = guard
                 .get_inner_mut()
                 .poll(&mut self.events, Some(Duration::ZERO));
             if let Err(e) = polled {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!(error = %e, "shard poller: epoll_wait failed");
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
                 }
-                return;
+                tracing::error!(error = %e, "shard poller: epoll_wait failed");
+                return false;
             }
-            let n = self.events.iter().count();
-            if n < EVENTS {
-                // Drained: tokio tells the task when the epoll instance has events again.
+            let full = self.events.iter().count() == EVENTS;
+            if !full {
+                // Drained: the next readiness of the epoll instance wakes the task.
                 guard.clear_ready();
             }
             drop(guard);
-            let mut woken = Vec::new();
             for ev in self.events.iter() {
                 let key = ev.token().0;
                 let Some(c) = self.conns.get_mut(key) else {
@@ -234,13 +235,13 @@ impl Poller {
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                     c.writable = true;
                 }
-                woken.push(key);
+                if !c.queued {
+                    c.queued = true;
+                    self.run.push_back(key);
+                }
             }
-            for key in woken {
-                self.enqueue(key);
-            }
-            if n == EVENTS {
-                return; // more later: the run queue is not empty, so the task comes back
+            if full {
+                return true;
             }
         }
     }
@@ -292,16 +293,18 @@ impl Future for Poller {
         for key in std::mem::take(&mut this.ready) {
             this.enqueue(key);
         }
-        this.take_events(cx);
+        let events_left = this.take_events(cx);
         for _ in 0..ROUND {
             let Some(key) = this.run.pop_front() else {
-                return Poll::Pending; // woken by the inbox or the epoll instance
+                break;
             };
             this.serve(key);
         }
-        if !this.run.is_empty() {
+        if events_left || !this.run.is_empty() {
+            // Work left: serve it after the shard's other tasks had their turn.
             yield_to_others(cx);
         }
+        // Otherwise the inbox or the epoll instance wakes the task.
         Poll::Pending
     }
 }
