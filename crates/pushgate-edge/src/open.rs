@@ -39,7 +39,7 @@ pub(crate) enum Turn {
     Done(Next),
 }
 
-/// An open connection: ~120 bytes, in the poller's slab.
+/// An open connection: 136 bytes, in the poller's slab (asserted by a unit test).
 pub(crate) struct Open {
     pub(crate) stream: mio::net::TcpStream,
     pub(crate) place: Place,
@@ -142,5 +142,29 @@ impl Open {
             }
         }
         Turn::More
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An open connection's whole state in its poller: the idle-memory budget depends
+    /// on it (docs/benchmarks.md, "Idle memory per connection").
+    #[test]
+    fn an_open_connection_stays_small() {
+        // 136 bytes: socket 4, place (shard handle 32, edge 8), read state 32, write
+        // queue 32, waker 16, readiness flags 3, padding.
+        let open = std::mem::size_of::<super::Open>();
+        assert!(open <= 136, "an open connection grew to {open} bytes");
+        // A slot of the poller's slab, shaped as `slab`'s (private) entry type.
+        #[allow(dead_code)]
+        enum Slot {
+            Vacant(usize),
+            Occupied(super::Open),
+        }
+        let slot = std::mem::size_of::<Slot>();
+        assert!(
+            slot <= 136,
+            "a slot of the poller's slab grew to {slot} bytes"
+        );
     }
 }

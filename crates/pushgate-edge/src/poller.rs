@@ -12,9 +12,10 @@
 //! remembers them, `Open::readable`/`writable`) and the shard (frames queued, a close
 //! asked for), which wakes the connection's [`SlotWake`]: it puts the key in the
 //! poller's inbox and wakes the poller's task once. Ready connections wait in a run
-//! queue and are served in turn, each within its read and event budgets; after
-//! [`ROUND`] turns the poller yields to the shard's other tasks (its fan-out loop,
-//! handshakes), as each connection's task used to.
+//! queue and are served in rounds: one turn each (within its read and event budgets)
+//! for the connections ready when the round starts, at most [`ROUND`]; then the
+//! poller yields to the shard's other tasks (its fan-out loop, handshakes) and to the
+//! runtime's look for socket events, as each connection's task used to.
 //!
 //! The handshake and the closing phase stay short-lived tokio tasks: a connection is
 //! handed over (`Link::adopt`) once its upgrade is answered, and handed back
@@ -38,8 +39,8 @@ use crate::open::{Next, Open, Turn};
 use crate::reader::End;
 use crate::EdgeShared;
 
-/// Connection turns per poll of the poller's task before it yields to the shard's
-/// other tasks.
+/// Most connection turns per poll of the poller's task (a round) before it yields to
+/// the shard's other tasks.
 const ROUND: usize = 256;
 
 /// Socket events taken from the epoll instance at once.
@@ -294,7 +295,10 @@ impl Future for Poller {
             this.enqueue(key);
         }
         let events_left = this.take_events(cx);
-        for _ in 0..ROUND {
+        // One turn each for the connections ready now, at most ROUND: one with work
+        // left (a flooding client) goes to the back and waits for the next round, after
+        // the runtime has looked for other sockets' events, as its task used to.
+        for _ in 0..this.run.len().min(ROUND) {
             let Some(key) = this.run.pop_front() else {
                 break;
             };
