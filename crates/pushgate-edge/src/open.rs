@@ -100,6 +100,11 @@ impl Open {
         })
     }
 
+    /// Whether frames wait for room in the socket.
+    pub(crate) fn waits_to_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Reads what arrived, writes what the shard queued, within the budgets.
     pub(crate) fn turn(&mut self, edge: &EdgeShared) -> Turn {
         let handle = &self.place.handle;
