@@ -136,8 +136,12 @@ pub(crate) struct Poller {
     epoll: AsyncFd<mio::Poll>,
     events: Events,
     conns: Slab<Open>,
-    /// Keys of connections with work, each at most once (`Open::queued`).
+    /// Keys of connections with work, each at most once (`Open::queued`) in `run`
+    /// or `later`.
     run: VecDeque<usize>,
+    /// Connections whose turn ended with work left (a budget ran out): they join the
+    /// run queue at the next round, after the connections that became ready meanwhile.
+    later: VecDeque<usize>,
     link: Arc<Link>,
     /// What the inbox held, swapped out under its lock (kept to reuse the memory).
     adopted: Vec<Connection>,
@@ -162,6 +166,7 @@ impl Poller {
             events: Events::with_capacity(EVENTS),
             conns: Slab::with_capacity(RESERVED),
             run: VecDeque::new(),
+            later: VecDeque::new(),
             link,
             adopted: Vec::new(),
             ready: Vec::new(),
@@ -277,10 +282,13 @@ impl Poller {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        c.queued = false;
-        match c.turn(&self.edge) {
+        let turn = c.turn(&self.edge);
+        if !matches!(turn, Turn::More) {
+            c.queued = false;
+        }
+        match turn {
             Turn::Idle => {}
-            Turn::More => self.enqueue(key),
+            Turn::More => self.later.push_back(key), // still `queued`
             Turn::Done(next) => {
                 let mut open = self.conns.remove(key);
                 let _ = self.epoll.get_ref().registry().deregister(&mut open.stream);
@@ -320,6 +328,9 @@ impl Future for Poller {
             this.enqueue(key);
         }
         let events_left = this.take_events(cx);
+        // A client that keeps its connection busy (a flood) goes after those that
+        // became ready meanwhile, as its task did after the tasks the runtime woke.
+        this.run.append(&mut this.later);
         // One turn each for the connections ready now, at most ROUND: one with work
         // left (a flooding client) goes to the back and waits for the next round, after
         // the runtime has looked for other sockets' events, as its task used to.
@@ -329,7 +340,7 @@ impl Future for Poller {
             };
             this.serve(key);
         }
-        if events_left || !this.run.is_empty() {
+        if events_left || !this.run.is_empty() || !this.later.is_empty() {
             // Work left: serve it after the shard's other tasks had their turn.
             yield_to_others(cx);
         }
