@@ -4,7 +4,7 @@
 //! Why: an idle connection's own task (a 256-byte cell) and tokio registration of its
 //! socket (a 256-byte `Arc<ScheduledIo>`) were 512 of its ~650 bytes
 //! (docs/benchmarks.md, "Idle memory per connection"). Here a connection is an entry
-//! of a slab (`open.rs`, ~120 bytes) and its socket is registered in one epoll
+//! of a slab (`open.rs`, 136 bytes) and its socket is registered in one epoll
 //! instance per shard (mio's `Poll`), which is registered with tokio once, as an
 //! `AsyncFd`. The token of a socket is its slab key.
 //!
@@ -60,9 +60,9 @@ const ROUND: usize = 16;
 /// Why: a growing slab moves to an array twice the size and frees the old one, and the
 /// allocator keeps freed memory resident on an idle node (jemalloc returns it only
 /// while allocating). Growing one connection at a time to 9,500 connections per shard
-/// left ~2.2 MB of freed arrays per shard (~230 B per connection, measured at 19,000:
-/// 700 B per connection, 447 B with this reserve). 65,536 × 136 B is 8.9 MB of address space per
-/// shard; a shard with more connections grows (and pays that) as before.
+/// left ~2.2 MB of freed arrays per shard (~230 B per connection; measured at 19,000:
+/// 700 B per connection, 447 B with this reserve). 65,536 × 136 B is 8.9 MB of address
+/// space per shard; a shard with more connections grows (and pays that) as before.
 const RESERVED: usize = 1 << 16;
 
 /// Socket events taken from the epoll instance at once.
@@ -78,6 +78,9 @@ pub(crate) struct Link {
 #[derive(Default)]
 struct Inbox {
     adopted: Vec<Connection>,
+    /// Keeps shutdown waiting while adopted connections wait here: the handshake's
+    /// task, which the shutdown also waits for, has ended.
+    adopting: Option<TaskTrackerToken>,
     ready: Vec<usize>,
     /// The poller's task, while it waits.
     waker: Option<Waker>,
@@ -87,7 +90,11 @@ impl Link {
     /// Hands an upgraded connection to the poller (from the handshake's task, on the
     /// shard's thread).
     pub(crate) fn adopt(&self, conn: Connection) {
-        self.post(|inbox| inbox.adopted.push(conn));
+        let token = conn.place.edge.tasks.token();
+        self.post(|inbox| {
+            inbox.adopted.push(conn);
+            inbox.adopting.get_or_insert(token);
+        });
     }
 
     fn post(&self, f: impl FnOnce(&mut Inbox)) {
@@ -101,7 +108,14 @@ impl Link {
         }
     }
 
-    fn take(&self, cx: &Context<'_>, adopted: &mut Vec<Connection>, ready: &mut Vec<usize>) {
+    /// Swaps the inbox's connections and keys with `adopted` and `ready` (empty), and
+    /// leaves the task's waker; returns the shutdown token of the adopted ones.
+    fn take(
+        &self,
+        cx: &Context<'_>,
+        adopted: &mut Vec<Connection>,
+        ready: &mut Vec<usize>,
+    ) -> Option<TaskTrackerToken> {
         let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut inbox.adopted, adopted);
         std::mem::swap(&mut inbox.ready, ready);
@@ -109,6 +123,7 @@ impl Link {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => inbox.waker = Some(cx.waker().clone()),
         }
+        inbox.adopting.take()
     }
 }
 
@@ -176,8 +191,9 @@ impl Poller {
     }
 
     /// Registers the adopted connections' sockets and queues them for a first turn
-    /// (the client may have sent a command with its upgrade request).
-    fn adopt(&mut self) {
+    /// (the client may have sent a command with its upgrade request). `token` keeps
+    /// shutdown waiting for them from now on, if nothing else does.
+    fn adopt(&mut self, token: Option<TaskTrackerToken>) {
         for conn in std::mem::take(&mut self.adopted) {
             let Connection {
                 stream,
@@ -210,7 +226,7 @@ impl Poller {
             self.enqueue(key);
         }
         if self.busy.is_none() && !self.conns.is_empty() {
-            self.busy = Some(self.edge.tasks.token());
+            self.busy = token;
         }
     }
 
@@ -320,13 +336,17 @@ impl Future for Poller {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.link.take(cx, &mut this.adopted, &mut this.ready);
+        let token = this.link.take(cx, &mut this.adopted, &mut this.ready);
         if !this.adopted.is_empty() {
-            this.adopt();
+            this.adopt(token);
         }
-        for key in std::mem::take(&mut this.ready) {
+        let mut ready = std::mem::take(&mut this.ready);
+        for &key in &ready {
             this.enqueue(key);
         }
+        ready.clear();
+        this.ready = ready; // its memory serves the next swap
+
         let events_left = this.take_events(cx);
         // A client that keeps its connection busy (a flood) goes after those that
         // became ready meanwhile, as its task did after the tasks the runtime woke.
