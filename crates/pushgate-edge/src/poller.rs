@@ -43,26 +43,20 @@ use crate::EdgeShared;
 /// tasks.
 ///
 /// Small, because the fan-out loop must run often during a burst: a publisher waits
-/// for a publication to be fanned out before it gets its answer, so the fan-out loop
-/// waiting for long rounds of writes slows the publications down, and each write
-/// then carries fewer frames. Measured in the burst scenario (10,000 connections ×
-/// 100 publications, one run each, release-lto, the shared 2-core machine): rounds of
-/// any length: 230,100 writes, 2.3 µs of server CPU per delivery; at most 256 turns:
-/// 25,204 writes, 0.36 µs; 32: 19,508 and 0.35 µs; 16: 14,516 and 0.29 µs; 8: 15,652
-/// and 0.30 µs; a task per connection (before the poller, same session): 16,993 and
-/// 0.28 µs. Tokio's scheduler, which ran the connections' tasks, looks at tasks woken
-/// from other threads (the fan-out loop, woken by the ingress) every 31 task polls.
+/// for its publication to be fanned out, so long rounds of writes slow the
+/// publications down and each write then carries fewer frames (unbounded rounds: 14×
+/// the writes of 16-turn rounds; docs/benchmarks.md, "The shard poller", has the
+/// measurements). Tokio's scheduler, which ran a task per connection before, looked
+/// at tasks woken from other threads every 31 task polls.
 const ROUND: usize = 16;
 
 /// Open connections a shard's poller reserves room for at start (address space only:
 /// a page of the slab becomes resident when a connection is first stored in it).
 ///
-/// Why: a growing slab moves to an array twice the size and frees the old one, and the
-/// allocator keeps freed memory resident on an idle node (jemalloc returns it only
-/// while allocating). Growing one connection at a time to 9,500 connections per shard
-/// left ~2.2 MB of freed arrays per shard (~230 B per connection; measured at 19,000:
-/// 700 B per connection, 447 B with this reserve). 65,536 × 136 B is 8.9 MB of address
-/// space per shard; a shard with more connections grows (and pays that) as before.
+/// Why: a growing slab moves to an array twice the size and frees the old one, and
+/// jemalloc keeps freed memory resident on an idle node (it returns it only while
+/// allocating): ~230 B per idle connection at 19,000 (docs/benchmarks.md). A shard
+/// with more connections grows its slab (and pays that) as before.
 const RESERVED: usize = 1 << 16;
 
 /// Socket events taken from the epoll instance at once.
