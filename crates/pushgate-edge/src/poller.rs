@@ -44,7 +44,7 @@ use crate::EdgeShared;
 ///
 /// Small, because the fan-out loop must run often during a burst: a publisher waits
 /// for its publication to be fanned out, so long rounds of writes slow the
-/// publications down and each write then carries fewer frames (unbounded rounds: 14×
+/// publications down and each write then carries fewer frames (unbounded rounds: 16×
 /// the writes of 16-turn rounds; docs/benchmarks.md, "The shard poller", has the
 /// measurements). Tokio's scheduler, which ran a task per connection before, looked
 /// at tasks woken from other threads every 31 task polls.
