@@ -1,9 +1,11 @@
-//! One client connection: handshake, then a single task that reads on readiness and
-//! writes whatever the shard queued, until either side closes.
+//! One client connection's life: the handshake (a short-lived task), the open phase
+//! (no task: the shard's poller, `poller.rs`, reads and writes it, `open.rs`) and the
+//! closing phase (a short-lived task again, `Connection::finish`).
 //!
-//! The task runs on the thread of the shard that owns the connection, next to the
-//! shard's fan-out loop. It holds no timers (the shard's sweep does heartbeats) and
-//! no read buffer while idle.
+//! Everything runs on the thread of the shard that owns the connection, next to the
+//! shard's fan-out loop. An open connection holds no timers (the shard's sweep does
+//! heartbeats), no read buffer while idle, and neither a tokio task nor a tokio
+//! registration of its own.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use pushgate_hub::{CloseReason, ConnHandle, Outgoing, Shard};
+use pushgate_hub::{CloseReason, ConnHandle, Shard};
 use pushgate_protocol::command::Reply;
 use pushgate_protocol::frame::encode_close;
 use pushgate_protocol::{CloseCode, ConnId, PROTOCOL_VERSION};
@@ -21,15 +23,14 @@ use tokio::time::timeout;
 
 use crate::auth::Identity;
 use crate::handshake::{self, Parsed, Refusal};
-use crate::reader::{End, ReadState, READ_BUDGET};
+use crate::open::Next;
+use crate::reader::{End, ReadState};
 use crate::writer::flush;
 use crate::EdgeShared;
 
-/// The task that serves one accepted socket to the end, on the owning shard's thread.
-///
-/// A task's size is that of its largest state, kept for the connection's whole life,
-/// so the handshake runs in a boxed future of its own and only the small
-/// [`Connection`] stays behind.
+/// The task that serves one accepted socket, on the owning shard's thread: the
+/// handshake, then either hands a WebSocket connection to the shard's poller and
+/// ends, or runs an SSE stream to its end.
 pub(crate) fn serve(
     std: std::net::TcpStream,
     id: ConnId,
@@ -117,10 +118,9 @@ async fn accept(
     let leftover = up.leftover;
     Some(Accepted::WebSocket(Connection {
         stream,
-        handle,
+        place: Place { handle, edge },
         read: ReadState::with_leftover(leftover),
         out: VecDeque::new(),
-        edge,
     }))
 }
 
@@ -160,10 +160,9 @@ async fn accept_surface(
     }
     Some(Accepted::WebSocket(Connection {
         stream,
-        handle,
+        place: Place { handle, edge },
         read: ReadState::with_leftover(up.leftover),
         out: VecDeque::new(),
-        edge,
     }))
 }
 
@@ -262,40 +261,34 @@ async fn upgrade(stream: &mut TcpStream, edge: &EdgeShared) -> Result<Head, Opti
     }
 }
 
+/// A WebSocket connection outside the open phase: just upgraded (on its way to the
+/// shard's poller) or closing. `open.rs` holds the same parts, with the socket
+/// registered in the poller instead of tokio.
 pub(crate) struct Connection {
-    stream: TcpStream,
-    handle: ConnHandle,
-    read: ReadState,
+    pub(crate) stream: TcpStream,
+    pub(crate) place: Place,
+    pub(crate) read: ReadState,
     /// Frames taken from the shard queue and not yet fully written.
-    out: VecDeque<Bytes>,
-    edge: Arc<EdgeShared>,
+    pub(crate) out: VecDeque<Bytes>,
 }
 
-/// How the open phase of a connection ended.
-enum Next {
-    /// The read side stopped (EOF, client close, protocol violation).
-    End(End),
-    /// The shard asked for a close (slow consumer, heartbeat, shutdown, disconnect).
-    Close(CloseReason),
+/// The connection's place in the node: its shard registration and its admission.
+/// Dropping it gives both back, whichever phase the connection ends in.
+pub(crate) struct Place {
+    pub(crate) handle: ConnHandle,
+    pub(crate) edge: Arc<EdgeShared>,
 }
 
 /// Capacity of the smallest queue allocation (`VecDeque<Bytes>`: 4 × 32 bytes); see
-/// [`Connection::release_small_spare`].
+/// [`release_if_small`].
 const SMALL_SPARE: usize = 4;
 
-/// Most readiness events handled in one poll before yielding to the shard's other tasks.
-const POLL_BUDGET: usize = 32;
-
-/// The task of one connection: a hand-written future, so that an open connection's
-/// task holds only the [`Connection`] itself. Readiness wakers live in tokio's socket
-/// registration (`poll_read_ready`), not in waiter nodes of `select!`-ed futures, and
-/// the closing phase (timers, buffers) is boxed only when it starts.
+/// The task of one accepted socket: a hand-written future, whose boxed states exist
+/// only while they run. An open WebSocket connection has no task (`poller.rs`).
 pub(crate) enum ConnTask {
     Accepting(Pin<Box<dyn Future<Output = Option<Accepted>> + Send>>),
-    Open(Connection),
     /// A Server-Sent Events stream (`sse_stream.rs`), to its end.
     Sse(Pin<Box<dyn Future<Output = ()> + Send>>),
-    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
     Done,
 }
 
@@ -308,26 +301,17 @@ impl Future for ConnTask {
             match this {
                 ConnTask::Accepting(fut) => {
                     *this = match ready!(fut.as_mut().poll(cx)) {
-                        Some(Accepted::WebSocket(conn)) => ConnTask::Open(conn),
+                        Some(Accepted::WebSocket(conn)) => {
+                            let poller =
+                                conn.place.edge.pollers[conn.place.handle.shard().id()].clone();
+                            poller.adopt(conn);
+                            ConnTask::Done
+                        }
                         Some(Accepted::Sse(stream)) => ConnTask::Sse(stream),
                         None => ConnTask::Done,
                     };
                 }
                 ConnTask::Sse(fut) => {
-                    ready!(fut.as_mut().poll(cx));
-                    *this = ConnTask::Done;
-                }
-                ConnTask::Open(conn) => {
-                    let next = ready!(conn.poll_open(cx));
-                    let ConnTask::Open(conn) = std::mem::replace(this, ConnTask::Done) else {
-                        unreachable!()
-                    };
-                    *this = ConnTask::Closing(match next {
-                        Next::End(end) => Box::pin(conn.end(end)),
-                        Next::Close(reason) => Box::pin(conn.close(reason, None)),
-                    });
-                }
-                ConnTask::Closing(fut) => {
                     ready!(fut.as_mut().poll(cx));
                     *this = ConnTask::Done;
                 }
@@ -338,85 +322,18 @@ impl Future for ConnTask {
 }
 
 impl Connection {
-    /// Reads on readiness, writes what the shard queued, until something ends it.
-    ///
-    /// One call reads at most [`READ_BUDGET`] bytes and handles at most [`POLL_BUDGET`]
-    /// readiness events; with work left it wakes itself and yields, so that a client
-    /// that never stops sending cannot keep its shard from the other connections.
-    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
-        let edge = &*self.edge;
-        if let Err(end) = self.read.process_partial(&self.handle, edge) {
-            return Poll::Ready(Next::End(end));
+    /// The closing phase, after the open phase ended (run as a task of its own).
+    pub(crate) async fn finish(self, next: Next) {
+        match next {
+            Next::End(end) => self.end(end).await,
+            Next::Close(reason) => self.close(reason, None).await,
         }
-        let mut read_budget = READ_BUDGET;
-        for _ in 0..POLL_BUDGET {
-            let flushing = !self.out.is_empty();
-            if read_budget > 0 {
-                if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
-                    if r.is_err() {
-                        return Poll::Ready(Next::End(End::Lost));
-                    }
-                    let read =
-                        self.read
-                            .on_readable(&self.stream, &self.handle, edge, &mut read_budget);
-                    if let Err(end) = read {
-                        return Poll::Ready(Next::End(end));
-                    }
-                    continue;
-                }
-            }
-            let write = if flushing {
-                match self.stream.poll_write_ready(cx) {
-                    Poll::Ready(Ok(())) => true,
-                    Poll::Ready(Err(_)) => return Poll::Ready(Next::End(End::Lost)),
-                    Poll::Pending => false,
-                }
-            } else {
-                false
-            };
-            if !write {
-                match self.handle.poll_outgoing(cx, &mut self.out, !flushing) {
-                    Poll::Ready(Outgoing::Frames) => {}
-                    Poll::Ready(Outgoing::Close(reason)) => {
-                        return Poll::Ready(Next::Close(reason))
-                    }
-                    Poll::Pending if read_budget == 0 => break, // more to read, later
-                    Poll::Pending => {
-                        self.release_small_spare();
-                        return Poll::Pending;
-                    }
-                }
-            }
-            if flush(&self.stream, &mut self.out, self.handle.shard().metrics()).is_err() {
-                return Poll::Ready(Next::End(End::Lost));
-            }
-            if self.out.is_empty() && self.out.capacity() > 64 {
-                self.out = VecDeque::new(); // a big burst is over: give the memory back
-            }
-        }
-        // Budget spent with work left: let the shard's other connections run first.
-        yield_to_others(cx);
-        Poll::Pending
-    }
-
-    /// Frees the writer's emptied queue when the connection goes idle, if it is of the
-    /// smallest size a queue allocates (4 frames, 128 bytes).
-    ///
-    /// The writer swaps its emptied queue with the shard's, so each side keeps an
-    /// allocation for the next burst. For a connection that only ever gets a heartbeat
-    /// ping, a reply or a trickle of publications, that is 128 bytes on each side for
-    /// its whole idle life (measured: +240 B per idle connection after two heartbeats).
-    /// The shard's sweep frees its side; this frees the writer's. A larger queue
-    /// means a burst, likely to come back, and is kept (up to 64 frames; a larger one
-    /// is freed after each flush).
-    fn release_small_spare(&mut self) {
-        release_if_small(&mut self.out);
     }
 
     /// Ends the connection after the read side stopped.
     async fn end(self, end: End) {
         match end {
-            End::Lost => self.handle.set_reason(CloseReason::ConnectionLost),
+            End::Lost => self.place.handle.set_reason(CloseReason::ConnectionLost),
             End::ClientClose(code) => {
                 let echo = CloseCode(code.unwrap_or(1000));
                 self.close(CloseReason::ClientClosed, Some(echo)).await;
@@ -428,8 +345,8 @@ impl Connection {
     /// Flushes what is pending (unless the close is abortive), sends a close frame,
     /// and waits briefly for the client to close its side.
     async fn close(mut self, reason: CloseReason, echo: Option<CloseCode>) {
-        self.handle.set_reason(reason);
-        let grace = self.edge.config.close_timeout;
+        self.place.handle.set_reason(reason);
+        let grace = self.place.edge.config.close_timeout;
         if reason.is_abortive() {
             self.out.clear();
         } else {
@@ -437,7 +354,7 @@ impl Connection {
             // of a bad frame or of the client's close) still go out, before the close.
             let mut queued = VecDeque::new();
             std::future::poll_fn(|cx| {
-                let _ = self.handle.poll_outgoing(cx, &mut queued, true);
+                let _ = self.place.handle.poll_outgoing(cx, &mut queued, true);
                 Poll::Ready(())
             })
             .await;
@@ -445,12 +362,12 @@ impl Connection {
         }
         // An operator's disconnect may carry its own code and reason.
         let note = match (echo, reason) {
-            (None, CloseReason::Disconnected) => self.handle.take_close_note(),
+            (None, CloseReason::Disconnected) => self.place.handle.take_close_note(),
             _ => None,
         };
-        match (&self.edge.surface, echo) {
+        match (&self.place.edge.surface, echo) {
             // The second protocol closes its own way (its codes, a last message).
-            (Some(s), None) if self.handle.is_dialect() => {
+            (Some(s), None) if self.place.handle.is_dialect() => {
                 let note = note.as_ref().map(|(c, t)| (*c, &**t));
                 self.out.extend(s.closing(reason, note));
             }
@@ -465,7 +382,11 @@ impl Connection {
         }
         let flushed = timeout(grace, async {
             loop {
-                match flush(&self.stream, &mut self.out, self.handle.shard().metrics()) {
+                match flush(
+                    &self.stream,
+                    &mut self.out,
+                    self.place.handle.shard().metrics(),
+                ) {
                     Ok(true) => return true,
                     Ok(false) => {
                         if self.stream.writable().await.is_err() {
@@ -489,7 +410,7 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
+impl Drop for Place {
     /// Gives back the connection's place in the node and user counts.
     fn drop(&mut self) {
         let admission = &self.edge.admission;
@@ -507,25 +428,16 @@ impl Drop for Connection {
     }
 }
 
-/// Schedules this task to run again after the shard's other ready work *and* after the
-/// runtime has looked for new socket events.
-///
-/// A plain `wake_by_ref` would put the task straight back on the run queue, and tokio's
-/// current-thread scheduler polls for socket events only every 61 task polls or when
-/// the queue is empty: a client that never stops sending would then be served 61 times
-/// before the clients whose requests wait in the kernel are even noticed (measured:
-/// 290 ms ping round trips beside an empty-pong flood in a debug build). `yield_now`
-/// defers the wake-up until after the next event poll; its first poll registers that
-/// and is all we need of it.
-fn yield_to_others(cx: &mut Context<'_>) {
-    let mut yielded = std::pin::pin!(tokio::task::yield_now());
-    if yielded.as_mut().poll(cx).is_ready() {
-        cx.waker().wake_by_ref(); // not expected on a first poll; never lose the wake-up
-    }
-}
-
 /// Frees `out`'s allocation if it is empty and of the smallest size a queue allocates.
-fn release_if_small(out: &mut VecDeque<Bytes>) {
+///
+/// Called when a connection goes idle. The writer swaps its emptied queue with the
+/// shard's, so each side keeps an allocation for the next burst. For a connection that
+/// only ever gets a heartbeat ping, a reply or a trickle of publications, that is 128
+/// bytes on each side for its whole idle life (measured: +240 B per idle connection
+/// after two heartbeats). The shard's sweep frees its side; this frees the writer's.
+/// A larger queue means a burst, likely to come back, and is kept (up to 64 frames; a
+/// larger one is freed after each flush).
+pub(crate) fn release_if_small(out: &mut VecDeque<Bytes>) {
     if out.is_empty() && out.capacity() <= SMALL_SPARE {
         *out = VecDeque::new();
     }

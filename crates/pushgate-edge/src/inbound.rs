@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn the_meter_stays_eight_bytes() {
-        // It lives in every open connection's task (see `ConnTask`'s size test).
+        // It lives in every open connection's entry in its shard's poller (see `Open`'s
+        // size test).
         assert_eq!(std::mem::size_of::<InboundMeter>(), 8);
     }
 }

@@ -6,8 +6,11 @@
 //! - `auth`: the [`Authenticator`] seam and the [`Anonymous`] default.
 //! - `jwt`: the [`JwtAuthenticator`] (HS256, RS256, ES256 connection tokens).
 //! - `limits`: connections per node and per user, connection attempts per address.
-//! - `connection`: one task per connection: handshake, then read on readiness and write
-//!   what the shard queued.
+//! - `connection`: a connection's life: the handshake and the closing phase (short-lived
+//!   tasks), and the hand-over to its shard's poller in between.
+//! - `poller`: one task per shard serving every open connection of the shard through
+//!   one epoll instance; `open`: one open connection and one turn of its work (read
+//!   on readiness, write what the shard queued).
 //! - `deflate`: permessage-deflate negotiation (no context takeover either way).
 //! - `reader`: frames to commands, through a per-thread read buffer, a bounded
 //!   amount per wake-up.
@@ -28,6 +31,8 @@ pub mod handshake;
 mod inbound;
 mod jwt;
 mod limits;
+mod open;
+mod poller;
 mod presence;
 mod reader;
 mod refresh;
@@ -107,12 +112,15 @@ pub(crate) struct EdgeShared {
     pub(crate) auth: Arc<dyn Authenticator>,
     /// One runtime per shard, indexed by shard id: a connection runs on its shard's thread.
     pub(crate) runtimes: Vec<Handle>,
+    /// The way into each shard's poller (`poller.rs`), indexed by shard id.
+    pub(crate) pollers: Vec<Arc<poller::Link>>,
     /// Open connections, per node and per user.
     pub(crate) admission: Admission,
     pub(crate) limit_metrics: LimitMetrics,
     /// Verifies the tokens of `refresh` commands off the shard threads.
     pub(crate) verifier: refresh::Verifier,
-    /// Every connection task, so that shutdown can wait for the last one to end.
+    /// Every connection task (and each poller while it has connections), so that
+    /// shutdown can wait for the last connection to end.
     pub(crate) tasks: TaskTracker,
     /// The second protocol on this listener (Pusher), if any.
     pub(crate) surface: Option<Arc<dyn Surface>>,
@@ -170,11 +178,24 @@ pub async fn serve(
         config,
         auth,
         verifier,
+        pollers: runtimes.iter().map(|_| Arc::default()).collect(),
         runtimes,
         admission,
         limit_metrics: LimitMetrics::new(),
         tasks,
         surface,
     });
+    for (link, rt) in edge.pollers.iter().zip(&edge.runtimes) {
+        // Registered with the shard's runtime, whose thread polls it.
+        let _entered = rt.enter();
+        match poller::Poller::new(link.clone(), edge.clone()) {
+            Ok(p) => drop(rt.spawn(p)),
+            Err(e) => {
+                // Without its poller a shard could not serve a connection: refuse to start.
+                tracing::error!(error = %e, "cannot create a shard's poller (epoll)");
+                return;
+            }
+        }
+    }
     acceptor::accept_loop(listener, edge, stop).await;
 }

@@ -5,11 +5,12 @@
 //! An idle connection therefore holds no read buffer at all.
 //!
 //! The work one connection may make its shard do is bounded twice: per wake-up (at
-//! most [`READ_BUDGET`] bytes are read, then the task yields to the shard's other
+//! most [`READ_BUDGET`] bytes are read, then the shard's poller serves its other
 //! connections) and per second (every frame and every byte counts against the
 //! connection's inbound limits, `inbound.rs`; beyond them, close 1008).
 
 use std::cell::RefCell;
+use std::io::Read;
 
 use pushgate_hub::history::ReplyFn;
 use pushgate_hub::{CloseReason, ConnHandle, RefreshError, SubscribeError, SubscribeRequest};
@@ -20,12 +21,13 @@ use pushgate_protocol::{FrameReader, Message};
 
 use crate::inbound::{now_second, Flood, InboundMeter};
 use crate::refresh::{refused, Job};
+use crate::writer::retry_interrupted;
 use crate::EdgeShared;
 
 /// Size of each shard thread's read buffer.
 const SCRATCH: usize = 64 * 1024;
 
-/// Most bytes read from one connection in one wake-up of its task: at most ~2,700
+/// Most bytes read from one connection in one turn of the shard's poller: at most ~2,700
 /// frames (an empty pong is six bytes) parsed before the other connections run.
 /// Measured beside an empty-pong flood on one shard (debug build, no inbound limits):
 /// ping round trips of p50 2.7 ms with 64 KiB per wake-up, 0.9 ms with 16 KiB.
@@ -85,23 +87,25 @@ impl ReadState {
     }
 
     /// Reads what the socket has, at most `budget` bytes (decreased by what was read),
-    /// and handles every complete message. Returns `Ok(())` when the socket has no
-    /// more data for now or the budget is spent.
+    /// and handles every complete message. Returns `Ok(false)` when the socket has no
+    /// more data for now (a read found it empty, or returned less than asked: the
+    /// socket is edge-triggered, so data arriving later raises a new event), `Ok(true)`
+    /// when the budget ran out first (there may be more to read).
     pub(crate) fn on_readable(
         &mut self,
-        stream: &tokio::net::TcpStream,
+        stream: &mio::net::TcpStream,
         handle: &ConnHandle,
         edge: &EdgeShared,
         budget: &mut usize,
-    ) -> Result<(), End> {
+    ) -> Result<bool, End> {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             while *budget > 0 {
                 let want = (*budget).min(scratch.len());
-                let n = match stream.try_read(&mut scratch[..want]) {
+                let n = match retry_interrupted(|| (&*stream).read(&mut scratch[..want])) {
                     Ok(0) => return Err(End::Lost),
                     Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                     Err(_) => return Err(End::Lost),
                 };
                 *budget -= n;
@@ -131,10 +135,10 @@ impl ReadState {
                     }
                 }
                 if n < want {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
-            Ok(())
+            Ok(true)
         })
     }
 

@@ -1,5 +1,6 @@
 //! One Server-Sent Events stream, from its request to its end, on the thread of the
-//! shard that owns it (as a WebSocket connection's task).
+//! shard that owns it (a task of its own, while a WebSocket connection is served by the
+//! shard's poller, `poller.rs`).
 //!
 //! Same rules as WebSocket: origin, authentication, connection limits, the shard's
 //! bounded queue and slow-consumer policy, heartbeats from the shard's sweep (written

@@ -6,19 +6,56 @@
 //! costs several microseconds, nearly regardless of its size).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes};
 use pushgate_hub::ShardMetrics;
-use tokio::net::TcpStream;
+
+/// A non-blocking socket the writer can write to: tokio's (the closing phase, SSE
+/// streams, which are tasks) or mio's (open WebSocket connections, which the shard's
+/// poller drives, `poller.rs`). Either returns `WouldBlock` when the socket is full.
+pub(crate) trait Sink {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl Sink for tokio::net::TcpStream {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write_vectored(self, bufs)
+    }
+}
+
+impl Sink for mio::net::TcpStream {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        retry_interrupted(|| (&*self).write(buf))
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        retry_interrupted(|| (&*self).write_vectored(bufs))
+    }
+}
+
+/// Repeats a system call that a signal interrupted (tokio's sockets do the same).
+pub(crate) fn retry_interrupted(mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
 
 /// Most frames handed to one `writev` (Linux allows 1024 iovecs).
 const MAX_IOV: usize = 256;
 
 /// Writes as much of `out` as the socket takes without blocking.
 /// Returns `Ok(true)` once `out` is empty, `Ok(false)` if the socket is full.
-pub(crate) fn flush(
-    stream: &TcpStream,
+pub(crate) fn flush<S: Sink>(
+    stream: &S,
     out: &mut VecDeque<Bytes>,
     metrics: &ShardMetrics,
 ) -> io::Result<bool> {

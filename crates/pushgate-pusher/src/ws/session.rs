@@ -1,7 +1,8 @@
 //! What the Pusher surface remembers per connection: its app, socket id, channels
 //! (with the member it is on presence channels), signed-in user and client-event
 //! meter. Kept in a striped table beside the hub, keyed by connection id, so that the
-//! connection's task (whose size every idle connection pays) does not grow.
+//! connection's entry in its shard's poller (whose size every idle connection pays)
+//! does not grow.
 
 use std::sync::Arc;
 

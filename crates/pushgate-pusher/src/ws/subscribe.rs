@@ -121,7 +121,7 @@ impl PusherSurface {
             ),
             Some(me) => {
                 // The members are read cluster-wide (Redis with a cluster broker), off
-                // the connection's task; this connection's own join may not have
+                // the shard's thread; this connection's own join may not have
                 // reached the store yet, so it is added if missing.
                 let pusher = self.pusher.clone();
                 tokio::spawn(async move {
