@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 
 pub mod follower;
+pub mod pusher;
 pub mod redis;
 pub mod redis_cluster;
 pub mod steady;
