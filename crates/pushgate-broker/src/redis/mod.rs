@@ -55,6 +55,7 @@ mod router;
 mod script;
 mod subscriber;
 pub mod topology;
+mod upkeep;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

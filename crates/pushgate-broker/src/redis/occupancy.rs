@@ -26,23 +26,18 @@ use std::time::Duration;
 
 use ahash::AHashMap;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Dialer;
 use super::occupancy_ops::{self as ops, Ctx, Shas, SCRIPTS, SWEPT_KEPT_TTLS};
 use super::router::{Pool, Routed, Scripts};
-use super::Backoff;
+use super::upkeep::Upkeep;
 use crate::wire::Keys;
 
 /// Transitions taken in one round trip.
 const MAX_BATCH: usize = 512;
 /// Channels per `PUT` when refreshing.
 const PUT_CHUNK: usize = 500;
-/// A Redis Cluster's slot map is read again this often, whatever happens...
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
-/// ...and after a `MOVED`, a failed node or an error reply, at most this often.
-const REFRESH_MIN: Duration = Duration::from_millis(100);
 
 /// Told `(group, channel, occupied)` for each cluster-wide transition this node made.
 /// Called from the task; must not block.
@@ -162,54 +157,29 @@ async fn run(
         ttl_ms: ttl.as_millis().to_string(),
         swept_ms: (ttl * SWEPT_KEPT_TTLS).as_millis().to_string(),
     };
-    let mut backoff = Backoff::new();
-    let mut up = false;
-    let mut refill = false;
-    let mut refreshed = Instant::now();
+    let mut upkeep = Upkeep::new();
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let pool = &mut t.pool;
-        let due = pool.topology.is_none()
-            || (pool.stale && refreshed.elapsed() >= REFRESH_MIN)
-            || (pool.is_cluster() && refreshed.elapsed() >= REFRESH_EVERY);
-        if due {
-            refreshed = Instant::now();
-            match pool.refresh().await {
-                Ok(()) => {
-                    if !up || refill {
-                        // Puts every channel now: Redis may have lost them meanwhile.
-                        tick.reset_immediately();
-                    }
-                    if !up {
-                        up = true;
-                        backoff.reset();
-                    }
-                    refill = false;
-                }
-                Err(e) => {
-                    up = false;
-                    pool.reset();
-                    t.m.errors.increment(1);
-                    tracing::warn!(error = %e, "broker occupancy cannot reach redis; retrying");
-                    let pause = tokio::time::sleep(backoff.next());
-                    tokio::pin!(pause);
-                    loop {
-                        tokio::select! {
-                            _ = &mut pause => break,
-                            _ = stop.cancelled() => return,
-                            op = rx.recv() => match op {
-                                // Kept here only: the refresh after the reconnection
-                                // puts what is held, and what was left expires.
-                                Some(op) => t.held.apply(&op),
-                                None => return,
-                            },
-                        }
-                    }
-                    continue;
+        if let Err((e, pause)) = upkeep.check(&mut t.pool, &mut tick).await {
+            t.m.errors.increment(1);
+            tracing::warn!(error = %e, "broker occupancy cannot reach redis; retrying");
+            let pause = tokio::time::sleep(pause);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    _ = stop.cancelled() => return,
+                    op = rx.recv() => match op {
+                        // Kept here only: the refresh after the reconnection
+                        // puts what is held, and what was left expires.
+                        Some(op) => t.held.apply(&op),
+                        None => return,
+                    },
                 }
             }
+            continue;
         }
         let ok = tokio::select! {
             _ = stop.cancelled() => {
@@ -240,8 +210,7 @@ async fn run(
             }
         };
         if !ok {
-            refill = true;
-            t.pool.stale = true;
+            upkeep.failed(&mut t.pool);
         }
     }
 }

@@ -42,14 +42,13 @@ use pushgate_hub::presence::{BoxFuture, Change, PresenceCluster};
 use pushgate_hub::{Hub, PresenceError};
 use pushgate_protocol::PresenceClient;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Dialer;
 use super::presence_ops::{self as ops, Ctx, Edge, Op};
 use super::presence_scripts::{Shas, SCRIPTS};
 use super::router::{Pool, Routed, Scripts};
-use super::Backoff;
+use super::upkeep::Upkeep;
 use crate::error::Unavailable;
 use crate::wire::Keys;
 
@@ -57,10 +56,6 @@ use crate::wire::Keys;
 const MAX_BATCH: usize = 512;
 /// Members per `PUT` when refreshing a large channel.
 const PUT_CHUNK: usize = 500;
-/// A Redis Cluster's slot map is read again this often, whatever happens...
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
-/// ...and after a `MOVED`, a failed node or an error reply, at most this often.
-const REFRESH_MIN: Duration = Duration::from_millis(100);
 
 /// The handle the hub's presence and the broker use; the task does the work.
 pub(crate) struct RedisPresence {
@@ -138,57 +133,31 @@ pub(crate) async fn run(
         node: &node,
         ttl_ms: ttl.as_millis().to_string(),
     };
-    let mut backoff = Backoff::new();
     let mut pool = Pool::new(dialer, Scripts::new(&SCRIPTS));
-    let mut up = false;
-    // Something was not written (a node failed, an error reply): every member is put
-    // again once the slot map (or the primary) is read again.
-    let mut refill = false;
-    let mut refreshed = Instant::now();
+    let mut upkeep = Upkeep::new();
     let mut refresh = tokio::time::interval(ttl / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let due = pool.topology.is_none()
-            || (pool.stale && refreshed.elapsed() >= REFRESH_MIN)
-            || (pool.is_cluster() && refreshed.elapsed() >= REFRESH_EVERY);
-        if due {
-            refreshed = Instant::now();
-            match pool.refresh().await {
-                Ok(()) => {
-                    if !up || refill {
-                        // Puts every member now: Redis may have lost them meanwhile.
-                        refresh.reset_immediately();
-                    }
-                    if !up {
-                        up = true;
-                        backoff.reset();
-                    }
-                    refill = false;
-                }
-                Err(e) => {
-                    up = false;
-                    pool.reset();
-                    m.errors.increment(1);
-                    tracing::warn!(error = %e, "broker presence cannot reach redis; retrying");
-                    let pause = tokio::time::sleep(backoff.next());
-                    tokio::pin!(pause);
-                    loop {
-                        tokio::select! {
-                            _ = &mut pause => break,
-                            _ = stop.cancelled() => return,
-                            op = rx.recv() => match op {
-                                // Changes are not kept: the refresh after the
-                                // reconnection puts every member again, and members
-                                // that left meanwhile expire.
-                                Some(op) => fail(op, &m),
-                                None => return,
-                            },
-                        }
-                    }
-                    continue;
+        if let Err((e, pause)) = upkeep.check(&mut pool, &mut refresh).await {
+            m.errors.increment(1);
+            tracing::warn!(error = %e, "broker presence cannot reach redis; retrying");
+            let pause = tokio::time::sleep(pause);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    _ = stop.cancelled() => return,
+                    op = rx.recv() => match op {
+                        // Changes are not kept: the refresh after the
+                        // reconnection puts every member again, and members
+                        // that left meanwhile expire.
+                        Some(op) => fail(op, &m),
+                        None => return,
+                    },
                 }
             }
+            continue;
         }
         let ok = tokio::select! {
             _ = stop.cancelled() => {
@@ -220,9 +189,8 @@ pub(crate) async fn run(
         };
         if !ok {
             // The pool dropped what failed and reads the slot map (or finds the
-            // primary) again within REFRESH_MIN; every member is put then.
-            refill = true;
-            pool.stale = true;
+            // primary) again soon (upkeep.rs); every member is put then.
+            upkeep.failed(&mut pool);
         }
     }
 }
