@@ -284,35 +284,20 @@ impl Node {
 
     /// Joined to the Redis deployment `url` names (`redis_mode` among `set`).
     pub fn start_url(id: &str, url: &str, config: Option<&Path>, set: &[&str]) -> Node {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve");
-        if let Some(c) = config {
-            cmd.args(["--config", c.to_str().unwrap()]);
-        }
-        cmd.args(PORT_0)
-            .args(["--shards", "2"])
-            .args(["--set", &format!("node_id={id}")])
-            .args(["--set", "broker=redis"])
-            .args(["--set", &format!("redis_url={url}")])
-            .args(["--set", "trusted_user_header=x-user"])
-            .args(["--set", "drain_window_ms=0"]);
-        for s in set {
-            cmd.args(["--set", s]);
-        }
-        let p = Served::start(cmd);
-        let node = Node {
-            id: id.into(),
-            ws: p.ws,
-            http: p.http,
-            grpc: p.grpc,
-            _process: p,
-        };
-        wait_for(|| node.ready());
-        node
+        let redis_url = format!("redis_url={url}");
+        let mut all = vec!["broker=redis", &redis_url, "trusted_user_header=x-user"];
+        all.extend_from_slice(set);
+        Node::launch(id, config, &all)
     }
 
     /// A node on its own (`broker = "memory"`), for the single-node side of a test.
     pub fn start_alone(id: &str, config: Option<&Path>) -> Node {
+        Node::launch(id, config, &[])
+    }
+
+    /// Starts `pushgate serve` on free ports with two shards, no drain window and
+    /// `set`, and waits until it is ready.
+    fn launch(id: &str, config: Option<&Path>, set: &[&str]) -> Node {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve");
         if let Some(c) = config {
@@ -322,6 +307,9 @@ impl Node {
             .args(["--shards", "2"])
             .args(["--set", &format!("node_id={id}")])
             .args(["--set", "drain_window_ms=0"]);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
         let p = Served::start(cmd);
         let node = Node {
             id: id.into(),
