@@ -1,5 +1,6 @@
 //! The fan-out loop: each shard's worker drains publications in batches and
-//! enqueues a refcount clone of the pre-encoded frame into each target's queue.
+//! enqueues a refcount clone of the pre-encoded frame into each target's queue
+//! (of the shard's own copy of it when it goes to many: [`shard_copy`]).
 //!
 //! Nothing in the per-recipient loop allocates, hashes a string, awaits or takes
 //! another lock: recipients are found by iterating the slab or a channel's slot
@@ -28,6 +29,21 @@ use crate::sse::SseFrames;
 const BATCH: usize = 64;
 /// How often subscribes that wait are retried when no batch comes to retry them.
 const RETRY_WAITING: Duration = Duration::from_millis(100);
+
+/// Recipients on one shard from which a channel's frame is worth a copy of its own.
+const SHARD_COPY_MIN: usize = 32;
+
+/// The shard's own copy of a frame it is about to queue for many connections.
+///
+/// Every queued clone of a `Bytes` increments one shared reference count. With the
+/// frame shared by every shard, the shards' workers increment the same counter from
+/// different cores at the same time and the cache line holding it moves between
+/// them at each clone. A copy of the frame (one allocation, a few hundred bytes) keeps
+/// the count on this shard's core: in a 10,000-connection burst the clones fell from
+/// 3.5 % to 1.0 % of the server's CPU (docs/benchmarks.md, "A frame per shard").
+fn shard_copy(frame: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(frame)
+}
 
 /// A publication's routing, with its frames already encoded.
 pub(crate) enum Route {
@@ -174,6 +190,7 @@ impl ShardState {
         } = self;
         match &job.route {
             Route::All(frame) => {
+                let frame = &shard_copy(frame);
                 for (_, c) in conns.iter_mut() {
                     if Some(c.id) != exclude {
                         let ws = deflated.pick(frame, c.deflate, z);
@@ -203,6 +220,13 @@ impl ShardState {
                         continue;
                     };
                     let epoch = stream.as_ref().map(|s| &s.epoch);
+                    let own;
+                    let frame = if slots.len() >= SHARD_COPY_MIN {
+                        own = shard_copy(frame);
+                        &own
+                    } else {
+                        frame
+                    };
                     for &slot in slots {
                         let c = &mut conns[slot];
                         if Some(c.id) != exclude {

@@ -318,8 +318,26 @@ impl Node {
             grpc: p.grpc,
             _process: p,
         };
-        wait_for(|| node.ready());
+        node.wait_ready();
         node
+    }
+
+    /// Waits until `/readyz` says 200; if it never does, fails with what the node
+    /// logged meanwhile (why its broker did not come up).
+    #[track_caller]
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        while !self.ready() {
+            if Instant::now() >= deadline {
+                let log: Vec<String> = self._process.log.lock().unwrap().try_iter().collect();
+                panic!(
+                    "node {} not ready within {WAIT:?}; it logged:\n{}",
+                    self.id,
+                    log.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn ready(&self) -> bool {
