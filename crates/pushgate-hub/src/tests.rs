@@ -371,6 +371,53 @@ fn the_channel_observer_sees_a_channel_occupied_once_and_vacated_once_on_one_nod
     );
 }
 
+/// Publications queued together reach a shard as one batch; consecutive ones to all are
+/// fanned out connection by connection (`fanout.rs`). Each connection must still get
+/// them in publication order, minus the one it is excluded from, with the right counts.
+#[tokio::test]
+async fn a_batch_mixing_publications_to_all_and_to_a_channel_keeps_each_connection_s_order() {
+    let hub = hub(2);
+    let conns: Vec<ConnHandle> = (0..4).map(|_| connect(&hub, None)).collect();
+    for c in [&conns[0], &conns[2]] {
+        c.subscribe(&["news".into()]).unwrap();
+    }
+    let send = |target: Target, data: &str, exclude: Option<ConnId>| {
+        hub.publish(
+            Publication {
+                target,
+                payload: text(data),
+                exclude,
+            },
+            "test",
+        )
+    };
+    // Joined: every job is in the shards' queues before a shard task runs (the test's
+    // runtime has one thread), so each shard takes the four as one batch.
+    let (a, b, c, d) = tokio::join!(
+        send(Target::All, "a", None),
+        send(Target::All, "b", Some(conns[1].id())),
+        send(Target::Channels(vec!["news".into()]), "c", None),
+        send(Target::All, "d", None),
+    );
+    let counts: Vec<u64> = [a, b, c, d].map(|r| r.unwrap().enqueued).to_vec();
+    assert_eq!(counts, [4, 3, 2, 4]);
+    let got = |h: &ConnHandle| -> String {
+        drain(h)
+            .0
+            .iter()
+            .map(|f| {
+                let p = pushgate_protocol::envelope::decode_publication(f).unwrap();
+                match p {
+                    Payload::Text(t) => t,
+                    Payload::Binary(_) => unreachable!("text payloads"),
+                }
+            })
+            .collect()
+    };
+    let orders: Vec<String> = conns.iter().map(got).collect();
+    assert_eq!(orders, ["abcd", "ad", "abcd", "abd"]);
+}
+
 #[tokio::test]
 async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain() {
     let hub = hub(3);
