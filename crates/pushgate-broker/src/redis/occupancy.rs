@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::Dialer;
 use super::occupancy_ops::{self as ops, Ctx, Shas, SCRIPTS, SWEPT_KEPT_TTLS};
 use super::router::{Pool, Routed, Scripts};
-use super::upkeep::Upkeep;
+use super::upkeep::{wait_out, Upkeep};
 use crate::wire::Keys;
 
 /// Transitions taken in one round trip.
@@ -165,19 +165,10 @@ async fn run(
         if let Err((e, pause)) = upkeep.check(&mut t.pool, &mut tick).await {
             t.m.errors.increment(1);
             tracing::warn!(error = %e, "broker occupancy cannot reach redis; retrying");
-            let pause = tokio::time::sleep(pause);
-            tokio::pin!(pause);
-            loop {
-                tokio::select! {
-                    _ = &mut pause => break,
-                    _ = stop.cancelled() => return,
-                    op = rx.recv() => match op {
-                        // Kept here only: the refresh after the reconnection
-                        // puts what is held, and what was left expires.
-                        Some(op) => t.held.apply(&op),
-                        None => return,
-                    },
-                }
+            // Kept here only: the refresh after the reconnection puts what is held,
+            // and what was left expires.
+            if !wait_out(pause, &stop, &mut rx, |op| t.held.apply(&op)).await {
+                return;
             }
             continue;
         }

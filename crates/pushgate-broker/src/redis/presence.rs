@@ -48,7 +48,7 @@ use super::conn::Dialer;
 use super::presence_ops::{self as ops, Ctx, Edge, Op};
 use super::presence_scripts::{Shas, SCRIPTS};
 use super::router::{Pool, Routed, Scripts};
-use super::upkeep::Upkeep;
+use super::upkeep::{wait_out, Upkeep};
 use crate::error::Unavailable;
 use crate::wire::Keys;
 
@@ -142,20 +142,10 @@ pub(crate) async fn run(
         if let Err((e, pause)) = upkeep.check(&mut pool, &mut refresh).await {
             m.errors.increment(1);
             tracing::warn!(error = %e, "broker presence cannot reach redis; retrying");
-            let pause = tokio::time::sleep(pause);
-            tokio::pin!(pause);
-            loop {
-                tokio::select! {
-                    _ = &mut pause => break,
-                    _ = stop.cancelled() => return,
-                    op = rx.recv() => match op {
-                        // Changes are not kept: the refresh after the
-                        // reconnection puts every member again, and members
-                        // that left meanwhile expire.
-                        Some(op) => fail(op, &m),
-                        None => return,
-                    },
-                }
+            // Changes are not kept: the refresh after the reconnection puts every
+            // member again, and members that left meanwhile expire.
+            if !wait_out(pause, &stop, &mut rx, |op| fail(op, &m)).await {
+                return;
             }
             continue;
         }

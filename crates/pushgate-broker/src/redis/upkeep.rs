@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval};
+use tokio_util::sync::CancellationToken;
 
 use super::conn::ConnError;
 use super::router::Pool;
@@ -76,5 +78,28 @@ impl Upkeep {
     pub(crate) fn failed(&mut self, pool: &mut Pool) {
         self.refill = true;
         pool.stale = true;
+    }
+}
+
+/// Waits out the `pause` [`Upkeep::check`] returned while Redis is unreachable, handing
+/// each change that arrives meanwhile to `held` (the task keeps it or reports it
+/// failed). `false` when the task must end: `stop` was cancelled or every sender is gone.
+pub(crate) async fn wait_out<T>(
+    pause: Duration,
+    stop: &CancellationToken,
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    mut held: impl FnMut(T),
+) -> bool {
+    let pause = tokio::time::sleep(pause);
+    tokio::pin!(pause);
+    loop {
+        tokio::select! {
+            _ = &mut pause => return true,
+            _ = stop.cancelled() => return false,
+            op = rx.recv() => match op {
+                Some(op) => held(op),
+                None => return false,
+            },
+        }
     }
 }
