@@ -311,3 +311,19 @@ pub async fn metric(gw: &Gateway, name: &str, labels: &str) -> f64 {
     let (_, text) = http(gw.http_addr(), "GET", "/metrics", b"").await;
     pushgate_test_support::metrics::sum(&text, name, labels)
 }
+
+/// Waits (bounded) until a metric reaches `at_least`: for what is counted after the
+/// event a test caused, such as a connection's close once its task has ended.
+pub async fn wait_for_metric(gw: &Gateway, name: &str, labels: &str, at_least: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = metric(gw, name, labels).await;
+        if v >= at_least {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {name}{{{labels}}} >= {at_least}: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
