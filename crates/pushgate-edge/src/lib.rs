@@ -185,10 +185,10 @@ pub async fn serve(
         tasks,
         surface,
     });
-    for (link, rt) in edge.pollers.iter().zip(&edge.runtimes) {
+    for (shard, (link, rt)) in edge.pollers.iter().zip(&edge.runtimes).enumerate() {
         // Registered with the shard's runtime, whose thread polls it.
         let _entered = rt.enter();
-        match poller::Poller::new(link.clone(), edge.clone()) {
+        match poller::Poller::new(shard, link.clone(), edge.clone()) {
             Ok(p) => drop(rt.spawn(p)),
             Err(e) => {
                 // Without its poller a shard could not serve a connection: refuse to start.

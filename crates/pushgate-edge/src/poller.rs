@@ -50,6 +50,18 @@ use crate::EdgeShared;
 /// at tasks woken from other threads every 31 task polls.
 const ROUND: usize = 16;
 
+/// Most rounds in one poll of the poller's task, while no publication waits for the
+/// shard: [`ROUND`] × this many turns (64) between two looks of the runtime for
+/// socket events and other tasks, about what tokio's scheduler ran between two looks
+/// when each connection was a task of its own (61 task polls).
+///
+/// Why not one round per poll: each yield is a look, an `epoll_wait` and a pass over
+/// the runtime's timers; at 1,000 connections × 100 publications/s that was one look
+/// per 16 writes (docs/benchmarks.md, "Steady state: the runtime's looks"). A waiting
+/// publication still ends the poll after one round: the burst needs its fan-out loop
+/// to run often (see [`ROUND`]).
+const ROUNDS_PER_POLL: usize = 4;
+
 /// Open connections a shard's poller reserves room for at start (address space only:
 /// a page of the slab becomes resident when a connection is first stored in it).
 ///
@@ -159,12 +171,18 @@ pub(crate) struct Poller {
     /// Held while the poller has connections, so that shutdown (which waits for the
     /// edge's tasks) waits for them too.
     busy: Option<TaskTrackerToken>,
+    /// The shard's index in the hub (are publications waiting for it?).
+    shard: usize,
 }
 
 impl Poller {
     /// A poller for the shard whose runtime is current (its epoll instance is
     /// registered with that runtime).
-    pub(crate) fn new(link: Arc<Link>, edge: Arc<EdgeShared>) -> std::io::Result<Poller> {
+    pub(crate) fn new(
+        shard: usize,
+        link: Arc<Link>,
+        edge: Arc<EdgeShared>,
+    ) -> std::io::Result<Poller> {
         // `AsyncFd::new` is deprecated for `unsafe fn register`, whose condition (the
         // descriptor stays open and the same while registered) a `mio::Poll` meets: it
         // owns its epoll descriptor for its whole life. The workspace forbids `unsafe`.
@@ -181,6 +199,7 @@ impl Poller {
             ready: Vec::new(),
             edge,
             busy: None,
+            shard,
         })
     }
 
@@ -346,16 +365,25 @@ impl Future for Poller {
         // became ready meanwhile, as its task did after the tasks the runtime woke.
         this.run.append(&mut this.later);
         // One turn each for the connections ready now, at most ROUND: one with work
-        // left (a flooding client) goes to the back and waits for the next round, after
-        // the runtime has looked for other sockets' events, as its task used to.
-        for _ in 0..this.run.len().min(ROUND) {
-            let Some(key) = this.run.pop_front() else {
+        // left (a flooding client) goes to the back and waits for the next round. More
+        // rounds in this poll only while no publication waits for the shard.
+        for round in 1..=ROUNDS_PER_POLL {
+            for _ in 0..this.run.len().min(ROUND) {
+                let Some(key) = this.run.pop_front() else {
+                    break;
+                };
+                this.serve(key);
+            }
+            if this.run.is_empty() || round == ROUNDS_PER_POLL {
                 break;
-            };
-            this.serve(key);
+            }
+            if this.edge.hub.publications_waiting(this.shard) {
+                break;
+            }
         }
         if events_left || !this.run.is_empty() || !this.later.is_empty() {
-            // Work left: serve it after the shard's other tasks had their turn.
+            // Work left: serve it after the shard's other tasks had their turn, and
+            // after the runtime has looked for socket events.
             yield_to_others(cx);
         }
         // Otherwise the inbox or the epoll instance wakes the task.
@@ -370,8 +398,10 @@ impl Future for Poller {
 /// current-thread scheduler polls for socket events only every 61 task polls or when
 /// the queue is empty: the connections whose requests wait in the kernel would be
 /// noticed late (measured with a task per connection: 290 ms ping round trips beside
-/// an empty-pong flood in a debug build). `yield_now` defers the wake-up until after
-/// the next event poll; its first poll registers that and is all we need of it.
+/// an empty-pong flood in a debug build), and so would tasks woken from other threads
+/// (the fan-out loop, handed a publication), which wait in another queue. `yield_now`
+/// defers the wake-up until after the next event poll; its first poll registers that
+/// and is all we need of it.
 fn yield_to_others(cx: &mut Context<'_>) {
     let mut yielded = std::pin::pin!(tokio::task::yield_now());
     if yielded.as_mut().poll(cx).is_ready() {

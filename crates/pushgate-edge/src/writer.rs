@@ -6,10 +6,11 @@
 //! costs several microseconds, nearly regardless of its size).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 use pushgate_hub::ShardMetrics;
+use rustix::net::SendFlags;
 
 /// A non-blocking socket the writer can write to: tokio's (the closing phase, SSE
 /// streams, which are tasks) or mio's (open WebSocket connections, which the shard's
@@ -29,13 +30,18 @@ impl Sink for tokio::net::TcpStream {
     }
 }
 
+/// Through rustix's direct system calls: std's `write` goes through glibc's `send`,
+/// which wraps every call in the bookkeeping of a thread-cancellation point
+/// (`__pthread_enable/disable_asynccancel`), 2.4 % of the server's CPU at one `send`
+/// per delivery (docs/benchmarks.md, "Steady state: the runtime's looks").
 impl Sink for mio::net::TcpStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_interrupted(|| (&*self).write(buf))
+        // MSG_NOSIGNAL as std's: a peer gone is an error, not a SIGPIPE.
+        retry_interrupted(|| Ok(rustix::net::send(self, buf, SendFlags::NOSIGNAL)?))
     }
 
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        retry_interrupted(|| (&*self).write_vectored(bufs))
+        retry_interrupted(|| Ok(rustix::io::writev(self, bufs)?))
     }
 }
 

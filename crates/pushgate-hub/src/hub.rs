@@ -188,6 +188,13 @@ impl Hub {
         &self.inner.shards
     }
 
+    /// Whether publications wait in the queue of shard `index` (or have a place in it
+    /// reserved): tells the shard's other tasks to let its fan-out loop run.
+    pub fn publications_waiting(&self, index: usize) -> bool {
+        let queue = &self.inner.queues[index];
+        queue.capacity() < queue.max_capacity()
+    }
+
     /// Allocates a connection id and the shard that will own the connection.
     pub fn next_conn(&self) -> (ConnId, &Arc<Shard>) {
         let id = ConnId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
