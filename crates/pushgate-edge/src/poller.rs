@@ -13,8 +13,9 @@
 //! asked for), which wakes the connection's [`SlotWake`]: it puts the key in the
 //! poller's inbox and wakes the poller's task once. Ready connections wait in a run
 //! queue and are served in rounds: one turn each (within its read and event budgets)
-//! for the connections ready when the round starts, at most [`ROUND`]; then the
-//! poller yields to the shard's other tasks (its fan-out loop, handshakes) and to the
+//! for the connections ready when the round starts, at most [`ROUND`]; then, unless
+//! no publication waits for the shard (up to [`ROUNDS_PER_POLL`] rounds), the poller
+//! yields to the shard's other tasks (its fan-out loop, handshakes) and to the
 //! runtime's look for socket events, as each connection's task used to.
 //!
 //! The handshake and the closing phase stay short-lived tokio tasks: a connection is
@@ -40,7 +41,7 @@ use crate::reader::End;
 use crate::EdgeShared;
 
 /// Most connection turns per round, after which the poller yields to the shard's other
-/// tasks.
+/// tasks if a publication waits for the shard.
 ///
 /// Small, because the fan-out loop must run often during a burst: a publisher waits
 /// for its publication to be fanned out, so long rounds of writes slow the
@@ -367,17 +368,14 @@ impl Future for Poller {
         // One turn each for the connections ready now, at most ROUND: one with work
         // left (a flooding client) goes to the back and waits for the next round. More
         // rounds in this poll only while no publication waits for the shard.
-        for round in 1..=ROUNDS_PER_POLL {
+        for _ in 0..ROUNDS_PER_POLL {
             for _ in 0..this.run.len().min(ROUND) {
                 let Some(key) = this.run.pop_front() else {
                     break;
                 };
                 this.serve(key);
             }
-            if this.run.is_empty() || round == ROUNDS_PER_POLL {
-                break;
-            }
-            if this.edge.hub.publications_waiting(this.shard) {
+            if this.run.is_empty() || this.edge.hub.publications_waiting(this.shard) {
                 break;
             }
         }
