@@ -12,11 +12,13 @@
 # Alternate two binaries a few times to compare them (one figure alone means little).
 # PROFILE_SCENARIO=sustained PROFILE_CONNS=10000 PROFILE_DURATION=30 PROFILE_RATE=100:
 # the same window in another paced scenario (deliveries = conns x rate per second).
+# PROFILE_WORKERS=2: the load generator's connections split over two single-threaded
+# processes instead of one (a client that can use both cores).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN="${1:?usage: profile-steady.sh PUSHGATE_BINARY|PEER}"
 SCENARIO="${PROFILE_SCENARIO:-latency}" CONNS="${PROFILE_CONNS:-1000}"
-DURATION="${PROFILE_DURATION:-20}" RATE="${PROFILE_RATE:-100}"
+DURATION="${PROFILE_DURATION:-20}" RATE="${PROFILE_RATE:-100}" WORKERS="${PROFILE_WORKERS:-1}"
 mkdir -p "$OUT"
 P=$("$BENCH" free-port); H=$("$BENCH" free-port); G=$("$BENCH" free-port)
 if [[ -x "$PEERS_DIR/$BIN/run.sh" ]]; then
@@ -36,7 +38,7 @@ PERF=$!
 ksoftirqd_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(ksoftirqd/ {t += $14 + $15} END {print t + 0}'; }
 K0=$(ksoftirqd_ticks)
 "$BENCH" run --scenario "$SCENARIO" --target "$LABEL" --ws "ws://127.0.0.1:$P/ws" --publish "$PUB" \
-  --pid "$SERVER_PID" --size 100 --conns "$CONNS" --duration "$DURATION" --rate "$RATE" --no-header --json "$OUT/result.json" >/dev/null
+  --pid "$SERVER_PID" --size 100 --conns "$CONNS" --duration "$DURATION" --rate "$RATE" --workers "$WORKERS" --no-header --json "$OUT/result.json" >/dev/null
 K1=$(ksoftirqd_ticks)
 wait "$PERF"
 python3 - "$OUT" "$LABEL" "$((K1 - K0))" "$(getconf CLK_TCK)" "$((CONNS * RATE * 10))" <<'PY'
@@ -51,8 +53,8 @@ print(f"{label}: server CPU µs/delivery {r['cpu_us_per_delivery']:.3f} (run), "
       f"{v['task-clock'] * 1000 / d:.3f} (window); writev/delivery "
       f"{v['syscalls:sys_enter_writev'] / d:.3f}, sendto/delivery {v['syscalls:sys_enter_sendto'] / d:.3f}, "
       f"write/delivery {v['syscalls:sys_enter_write'] / d:.3f}; "
-      f"NET_RX softirqs/delivery {v.get('irq:softirq_entry', 0) / d:.3f}; context switches {v['context-switches']:.0f}; p50 {r['lat_p50_us'] / 1000:.1f} ms, "
-      f"p99 {r['lat_p99_us'] / 1000:.1f} ms; lost {r['lost']}")
+      f"NET_RX softirqs/delivery {v.get('irq:softirq_entry', 0) / d:.3f}; context switches {v['context-switches']:.0f}; p10 {dict(r['lat_percentiles'])[10.0] / 1000:.2f} ms, "
+      f"p50 {r['lat_p50_us'] / 1000:.2f} ms, p99 {r['lat_p99_us'] / 1000:.2f} ms, last recipient's p50 {r['last_p50_us'] / 1000:.2f} ms; lost {r['lost']}")
 n = r["delivered"]
 server, client = r["cpu_us_per_delivery"], r["client_cpu_us_per_delivery"]
 print(f"{label}: per delivery over the run: server {server:.3f} + client {client:.3f} "
