@@ -393,7 +393,9 @@ impl Future for Poller {
 }
 
 /// Offers this core to the other threads waiting for it before the poller's next round
-/// (`sched_yield`; returns at once when none waits).
+/// (`sched_yield`; returns at once when none waits). It changes who runs first, not the
+/// shard's share of the core: Linux's fair scheduler moves the yielding thread's
+/// deadline back by one time slice and leaves its accounted runtime as it is.
 ///
 /// Why: a shard thread with writes left stays on its core until the kernel preempts it.
 /// The threads that wait meanwhile are the node's own (the ingress handing over the next
