@@ -13,11 +13,11 @@
 //! asked for), which wakes the connection's [`SlotWake`]: it puts the key in the
 //! poller's inbox and wakes the poller's task once. Ready connections wait in a run
 //! queue and are served in rounds: one turn each (within its read and event budgets)
-//! for the connections ready when the round starts, at most [`ROUND`]; then, unless
-//! no publication waits for the shard (up to [`ROUNDS_PER_POLL`] rounds), the poller
-//! yields to the shard's other tasks (its fan-out loop, handshakes) and to the
-//! runtime's look for socket events, as each connection's task used to, and offers its
-//! core to the other threads waiting for it (`sched_yield`).
+//! for the connections ready when the round starts, at most [`ROUND`]. After a round
+//! in which a publication waits for the shard, or after [`ROUNDS_PER_POLL`] rounds,
+//! the poller yields to the shard's other tasks (its fan-out loop, handshakes) and to
+//! the runtime's look for socket events, as each connection's task used to, and offers
+//! its core to the other threads waiting for it (`sched_yield`).
 //!
 //! The handshake and the closing phase stay short-lived tokio tasks: a connection is
 //! handed over (`Link::adopt`) once its upgrade is answered, and handed back
