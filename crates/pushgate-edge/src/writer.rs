@@ -86,7 +86,6 @@ pub(crate) fn flush<S: Sink>(
             Err(e) => return Err(e),
         };
         metrics.bytes_written.increment(written as u64);
-        metrics.write_batch_frames.record(n as f64);
         advance(out, written);
     }
     Ok(true)

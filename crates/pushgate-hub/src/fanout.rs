@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pushgate_protocol::frame::{encode_frame, OpCode};
 use pushgate_protocol::ConnId;
@@ -43,6 +43,14 @@ const SHARD_COPY_MIN: usize = 32;
 /// 3.5 % to 1.0 % of the server's CPU (docs/benchmarks.md, "A frame per shard").
 fn shard_copy(frame: &Bytes) -> Bytes {
     Bytes::copy_from_slice(frame)
+}
+
+/// The frame of a publication to all.
+fn to_all(job: &Job) -> &Bytes {
+    match &job.route {
+        Route::All(frame) => frame,
+        _ => unreachable!("a run holds only publications to all"),
+    }
 }
 
 /// A publication's routing, with its frames already encoded.
@@ -132,7 +140,12 @@ struct Tally {
 impl Tally {
     #[inline]
     fn push(&mut self, outbound: &mut crate::outbound::Outbound, frame: &Bytes, limits: &Limits) {
-        match outbound.push(frame.clone(), limits) {
+        self.count(outbound.push(frame.clone(), limits));
+    }
+
+    #[inline]
+    fn count(&mut self, push: Push) {
+        match push {
             Push::Queued => self.enqueued += 1,
             Push::Closed => self.skipped += 1,
             Push::Dropped => {
@@ -203,6 +216,15 @@ impl ShardState {
     }
 
     /// Enqueues a run of publications to all (`Route::All`), appending their tallies.
+    ///
+    /// A run of several is also copied into one buffer, the frames back to back, and a
+    /// plain WebSocket connection excluded by none of them gets that buffer as one queue
+    /// entry: one clone, one queue slot and one `iovec` for the run instead of one per
+    /// publication (the bytes on the wire are the same). Connections with compression,
+    /// SSE or the dialect, excluded ones, and queues the whole run does not fit get the
+    /// frames one by one, as before. Those are the shard's copies of each frame, not
+    /// slices of the joined buffer: a slice would keep the whole run in memory while
+    /// its queue counts only the slice's bytes.
     fn fan_out_to_all(
         &mut self,
         jobs: &[Arc<Job>],
@@ -210,17 +232,29 @@ impl ShardState {
         z: &Compressor,
         tallies: &mut Vec<Tally>,
     ) {
-        let frames: Vec<Bytes> = jobs
-            .iter()
-            .map(|job| match &job.route {
-                Route::All(frame) => shard_copy(frame),
-                _ => unreachable!("a run holds only publications to all"),
-            })
-            .collect();
+        let frames: Vec<Bytes> = jobs.iter().map(|job| shard_copy(to_all(job))).collect();
+        let joined = (frames.len() > 1).then(|| {
+            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for frame in &frames {
+                buf.extend_from_slice(frame);
+            }
+            buf.freeze()
+        });
+        let excluded: Vec<ConnId> = jobs.iter().filter_map(|j| j.exclude).collect();
         let first = tallies.len();
         tallies.extend(jobs.iter().map(|_| Tally::default()));
         let run = &mut tallies[first..];
         for (_, c) in self.conns.iter_mut() {
+            if let Some(joined) = &joined {
+                if c.deflate == 0 && !c.sse && !c.alt && !excluded.contains(&c.id) {
+                    if let Some(p) = c.outbound.push_run(joined, jobs.len(), limits) {
+                        for t in run.iter_mut() {
+                            t.count(p);
+                        }
+                        continue;
+                    }
+                }
+            }
             for ((job, frame), t) in jobs.iter().zip(&frames).zip(run.iter_mut()) {
                 if Some(c.id) != job.exclude {
                     let ws = job.deflated.pick(frame, c.deflate, z);

@@ -27,7 +27,8 @@ pub struct ShardMetrics {
     pub channels: Gauge,
     /// Bytes written to sockets (updated by the edge's writers).
     pub bytes_written: Counter,
-    /// Frames carried by one vectored write (updated by the edge's writers).
+    /// Frames handed to a connection's writer at once, written with one vectored write
+    /// unless the socket fills (recorded when the writer takes its queue).
     pub write_batch_frames: Histogram,
 }
 

@@ -29,7 +29,8 @@ fn connect(hub: &Hub, user: Option<&str>) -> ConnHandle {
     shard.register(id, user)
 }
 
-/// Drains what the writer would get right now.
+/// Drains what the writer would get right now, frame by frame (a run of publications
+/// queued as one entry is split into its frames).
 fn drain(h: &ConnHandle) -> (Vec<Bytes>, Option<CloseReason>) {
     let mut out = VecDeque::new();
     let waker = std::task::Waker::noop();
@@ -37,10 +38,37 @@ fn drain(h: &ConnHandle) -> (Vec<Bytes>, Option<CloseReason>) {
     let mut frames = Vec::new();
     loop {
         match h.poll_outgoing(&mut cx, &mut out, true) {
-            Poll::Ready(Outgoing::Frames) => frames.extend(out.drain(..)),
+            Poll::Ready(Outgoing::Frames) => frames.extend(out.drain(..).flat_map(split_frames)),
             Poll::Ready(Outgoing::Close(r)) => return (frames, Some(r)),
             Poll::Pending => return (frames, None),
         }
+    }
+}
+
+/// The server's (unmasked, final) WebSocket frames encoded back to back in `buf`;
+/// anything else (a dialect's frames, an SSE event) whole.
+fn split_frames(buf: Bytes) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut rest = buf.clone();
+    while rest.len() >= 2 && rest[0] & 0x80 != 0 {
+        let (header, len) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+            127 if rest.len() >= 10 => (
+                10,
+                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+            ),
+            n @ 0..=125 => (2, n as usize),
+            _ => break,
+        };
+        if rest.len() < header + len {
+            break;
+        }
+        frames.push(rest.split_to(header + len));
+    }
+    if rest.is_empty() {
+        frames
+    } else {
+        vec![buf]
     }
 }
 
@@ -416,6 +444,61 @@ async fn a_batch_mixing_publications_to_all_and_to_a_channel_keeps_each_connecti
     };
     let orders: Vec<String> = conns.iter().map(got).collect();
     assert_eq!(orders, ["abcd", "ad", "abcd", "abd"]);
+}
+
+#[tokio::test]
+async fn a_run_to_all_is_one_entry_where_it_fits_and_frame_by_frame_where_not() {
+    let hub = Hub::new(HubConfig {
+        shards: 1,
+        queue_max_frames: 3,
+        slow_policy: crate::SlowPolicy::DropNewest,
+        ..HubConfig::default()
+    });
+    for s in hub.shards() {
+        tokio::spawn(s.clone().run());
+    }
+    let roomy = connect(&hub, None);
+    let nearly_full = connect(&hub, None);
+    let send = |target: Target, data: &str| {
+        hub.publish(
+            Publication {
+                target,
+                payload: text(data),
+                exclude: None,
+            },
+            "test",
+        )
+    };
+    for data in ["x", "y"] {
+        send(Target::Conns(vec![nearly_full.id()]), data)
+            .await
+            .unwrap();
+    }
+    // Joined: both are in the shard's queue before its task runs (one-thread runtime).
+    let (a, b) = tokio::join!(send(Target::All, "a"), send(Target::All, "b"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // `nearly_full` has room for one more frame: "a" is queued and "b" dropped, as
+    // they would be one at a time.
+    assert_eq!((a.enqueued, a.skipped, b.enqueued, b.skipped), (2, 0, 1, 1));
+    let entries = |h: &ConnHandle| {
+        let mut out = VecDeque::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());
+        out
+    };
+    let roomy = entries(&roomy);
+    assert_eq!(roomy.len(), 1, "the run is one entry");
+    let texts = |frames: Vec<Bytes>| -> Vec<String> {
+        let text = |f: &Bytes| match pushgate_protocol::envelope::decode_publication(f) {
+            Some(Payload::Text(t)) => t,
+            other => panic!("not a text publication: {other:?}"),
+        };
+        frames.iter().map(text).collect()
+    };
+    assert_eq!(texts(split_frames(roomy[0].clone())), ["a", "b"]);
+    let nearly_full = entries(&nearly_full);
+    assert_eq!(nearly_full.len(), 3, "frame by frame");
+    assert_eq!(texts(nearly_full.into()), ["x", "y", "a"]);
 }
 
 #[tokio::test]

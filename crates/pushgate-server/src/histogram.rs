@@ -1,5 +1,5 @@
 //! A histogram kept as counts per fixed bucket, for distributions recorded on the hot
-//! path (one sample per vectored write, one per publication).
+//! path (one sample per batch of frames a writer takes, one per publication).
 //!
 //! The exporter's own histograms keep every sample, with a timestamp, until they are
 //! folded into buckets (issue 19: memory grew with traffic while nobody scraped). Here

@@ -135,7 +135,7 @@ pub fn describe() {
     describe_histogram!(
         "pushgate_write_batch_frames",
         Unit::Count,
-        "Frames carried by one vectored write."
+        "Frames handed to a connection's writer at once (one vectored write unless the socket fills)."
     );
     describe_counter!(
         "pushgate_slow_consumer_disconnects_total",

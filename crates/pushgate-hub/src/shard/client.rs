@@ -34,14 +34,18 @@ impl Shard {
             if let Some(mut backlog) = st.backlogs.remove(&slot) {
                 // A reply and recovered publications go before what was queued since.
                 let q = &mut st.conns[slot].outbound;
+                let frames = backlog.len() + q.len();
                 q.take_into(out);
                 backlog.append(out);
                 *out = backlog;
+                self.metrics.write_batch_frames.record(frames as f64);
                 return Poll::Ready(Outgoing::Frames);
             }
         }
         let q = &mut st.conns[slot].outbound;
+        let frames = q.len();
         if take && q.take_into(out) {
+            self.metrics.write_batch_frames.record(frames as f64);
             return Poll::Ready(Outgoing::Frames);
         }
         match q.closing {
