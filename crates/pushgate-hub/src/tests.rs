@@ -76,7 +76,12 @@ fn text(data: &str) -> Payload {
     Payload::Text(data.into())
 }
 
-async fn publish(hub: &Hub, target: Target, data: &str) -> u64 {
+/// Publishes `data` as text to `target`, excluding nobody.
+fn send<'h>(
+    hub: &'h Hub,
+    target: Target,
+    data: &str,
+) -> impl std::future::Future<Output = Result<crate::PublishReport, PublishError>> + 'h {
     hub.publish(
         Publication {
             target,
@@ -85,9 +90,10 @@ async fn publish(hub: &Hub, target: Target, data: &str) -> u64 {
         },
         "test",
     )
-    .await
-    .unwrap()
-    .enqueued
+}
+
+async fn publish(hub: &Hub, target: Target, data: &str) -> u64 {
+    send(hub, target, data).await.unwrap().enqueued
 }
 
 #[tokio::test]
@@ -459,23 +465,12 @@ async fn a_run_to_all_is_one_entry_where_it_fits_and_frame_by_frame_where_not() 
     }
     let roomy = connect(&hub, None);
     let nearly_full = connect(&hub, None);
-    let send = |target: Target, data: &str| {
-        hub.publish(
-            Publication {
-                target,
-                payload: text(data),
-                exclude: None,
-            },
-            "test",
-        )
-    };
     for data in ["x", "y"] {
-        send(Target::Conns(vec![nearly_full.id()]), data)
-            .await
-            .unwrap();
+        let to = Target::Conns(vec![nearly_full.id()]);
+        send(&hub, to, data).await.unwrap();
     }
     // Joined: both are in the shard's queue before its task runs (one-thread runtime).
-    let (a, b) = tokio::join!(send(Target::All, "a"), send(Target::All, "b"));
+    let (a, b) = tokio::join!(send(&hub, Target::All, "a"), send(&hub, Target::All, "b"));
     let (a, b) = (a.unwrap(), b.unwrap());
     // `nearly_full` has room for one more frame: "a" is queued and "b" dropped, as
     // they would be one at a time.
