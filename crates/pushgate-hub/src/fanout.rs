@@ -53,6 +53,63 @@ fn to_all(job: &Job) -> &Bytes {
     }
 }
 
+/// The one channel of a publication to one channel without history, which can join a
+/// run of publications to it; `None` for any other (a history publication is stamped
+/// in its stream one by one, `history::stream`).
+fn single_channel(job: &Job) -> Option<&ChannelFrame> {
+    match &job.route {
+        Route::Channels(list) if list.len() == 1 && list[0].stream.is_none() => Some(&list[0]),
+        _ => None,
+    }
+}
+
+/// A run's frames copied back to back into one buffer, for the recipients that can take
+/// it as one queue entry: one clone, one queue slot and one `iovec` for the run instead
+/// of one per publication (the bytes on the wire are the same).
+struct Joined {
+    buf: Bytes,
+    frames: usize,
+    /// The connections publications of the run exclude (almost always none).
+    excluded: Vec<ConnId>,
+}
+
+impl Joined {
+    /// `None` for a run of one.
+    fn new(jobs: &[Arc<Job>], frames: &[Bytes]) -> Option<Joined> {
+        (frames.len() > 1).then(|| {
+            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for frame in frames {
+                buf.extend_from_slice(frame);
+            }
+            Joined {
+                buf: buf.freeze(),
+                frames: frames.len(),
+                excluded: jobs.iter().filter_map(|j| j.exclude).collect(),
+            }
+        })
+    }
+
+    /// Queues the run as one entry for a plain WebSocket connection that no publication
+    /// of the run excludes, if its queue takes the whole run, and counts it in `run`'s
+    /// tallies. `false`: the caller offers the frames one by one (compression, SSE,
+    /// the dialect, an exclusion, a queue without room for all of them), never slices
+    /// of this buffer: a slice would keep the whole run in memory while its queue
+    /// counts only the slice's bytes.
+    #[inline]
+    fn push(&self, c: &mut Conn, run: &mut [Tally], limits: &Limits) -> bool {
+        if c.deflate != 0 || c.sse || c.alt || self.excluded.contains(&c.id) {
+            return false;
+        }
+        let Some(p) = c.outbound.push_run(&self.buf, self.frames, limits) else {
+            return false;
+        };
+        for t in run {
+            t.count(p);
+        }
+        true
+    }
+}
+
 /// A publication's routing, with its frames already encoded.
 pub(crate) enum Route {
     All(Bytes),
@@ -200,13 +257,20 @@ impl ShardState {
         let mut tallies = Vec::with_capacity(batch.len());
         let mut rest = batch;
         while let Some(first) = rest.first() {
-            let run = rest
+            let to_all = rest
                 .iter()
                 .take_while(|j| matches!(j.route, Route::All(_)))
                 .count();
-            if run > 0 {
-                self.fan_out_to_all(&rest[..run], limits, z, &mut tallies);
-                rest = &rest[run..];
+            let to_one = single_channel(first).map_or(0, |c| {
+                let same = |j: &&Arc<Job>| single_channel(j).is_some_and(|o| o.name == c.name);
+                rest.iter().take_while(same).count()
+            });
+            if to_all > 0 {
+                self.fan_out_to_all(&rest[..to_all], limits, z, &mut tallies);
+                rest = &rest[to_all..];
+            } else if to_one > 1 {
+                self.fan_out_to_channel(&rest[..to_one], limits, z, &mut tallies);
+                rest = &rest[to_one..];
             } else {
                 tallies.push(self.fan_out(first, limits, z));
                 rest = &rest[1..];
@@ -216,15 +280,8 @@ impl ShardState {
     }
 
     /// Enqueues a run of publications to all (`Route::All`), appending their tallies.
-    ///
-    /// A run of several is also copied into one buffer, the frames back to back, and a
-    /// plain WebSocket connection excluded by none of them gets that buffer as one queue
-    /// entry: one clone, one queue slot and one `iovec` for the run instead of one per
-    /// publication (the bytes on the wire are the same). Connections with compression,
-    /// SSE or the dialect, excluded ones, and queues the whole run does not fit get the
-    /// frames one by one, as before. Those are the shard's copies of each frame, not
-    /// slices of the joined buffer: a slice would keep the whole run in memory while
-    /// its queue counts only the slice's bytes.
+    /// A run of several is also [`Joined`] for the connections that can take it as one
+    /// queue entry.
     fn fan_out_to_all(
         &mut self,
         jobs: &[Arc<Job>],
@@ -233,33 +290,68 @@ impl ShardState {
         tallies: &mut Vec<Tally>,
     ) {
         let frames: Vec<Bytes> = jobs.iter().map(|job| shard_copy(to_all(job))).collect();
-        let joined = (frames.len() > 1).then(|| {
-            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            for frame in &frames {
-                buf.extend_from_slice(frame);
-            }
-            buf.freeze()
-        });
-        let excluded: Vec<ConnId> = jobs.iter().filter_map(|j| j.exclude).collect();
+        let joined = Joined::new(jobs, &frames);
         let first = tallies.len();
         tallies.extend(jobs.iter().map(|_| Tally::default()));
         let run = &mut tallies[first..];
         for (_, c) in self.conns.iter_mut() {
-            if let Some(joined) = &joined {
-                if c.deflate == 0 && !c.sse && !c.alt && !excluded.contains(&c.id) {
-                    if let Some(p) = c.outbound.push_run(joined, jobs.len(), limits) {
-                        for t in run.iter_mut() {
-                            t.count(p);
-                        }
-                        continue;
-                    }
-                }
+            if joined.as_ref().is_some_and(|j| j.push(c, run, limits)) {
+                continue;
             }
             for ((job, frame), t) in jobs.iter().zip(&frames).zip(run.iter_mut()) {
                 if Some(c.id) != job.exclude {
                     let ws = job.deflated.pick(frame, c.deflate, z);
                     let alt = || job.alt.one(&job.dialect, frame);
                     t.push_to(c, ws, || job.sse.one(frame), alt, limits);
+                }
+            }
+        }
+    }
+
+    /// Enqueues a run of two or more publications to the same one channel, none with
+    /// history ([`single_channel`]), appending their tallies: the channel's subscribers
+    /// are visited once for the run, and plain WebSocket ones get the run as one queue
+    /// entry, as [`Self::fan_out_to_all`] does for everyone.
+    fn fan_out_to_channel(
+        &mut self,
+        jobs: &[Arc<Job>],
+        limits: &Limits,
+        z: &Compressor,
+        tallies: &mut Vec<Tally>,
+    ) {
+        let first = tallies.len();
+        tallies.extend(jobs.iter().map(|_| Tally::default()));
+        let chans: Vec<&ChannelFrame> = jobs
+            .iter()
+            .map(|j| single_channel(j).expect("a channel run holds publications to it"))
+            .collect();
+        let ShardState {
+            conns, channels, ..
+        } = self;
+        let Some(slots) = channels.get(chans[0].name.as_str()) else {
+            return;
+        };
+        let frames: Vec<Bytes> = chans
+            .iter()
+            .map(|c| match slots.len() >= SHARD_COPY_MIN {
+                true => shard_copy(&c.frame),
+                false => c.frame.clone(),
+            })
+            .collect();
+        let joined = Joined::new(jobs, &frames);
+        let run = &mut tallies[first..];
+        for &slot in slots {
+            let c = &mut conns[slot];
+            if joined.as_ref().is_some_and(|j| j.push(c, run, limits)) {
+                continue;
+            }
+            let each = jobs.iter().zip(&chans).zip(&frames).zip(run.iter_mut());
+            for (((job, ch), frame), t) in each {
+                if Some(c.id) != job.exclude {
+                    let ws = ch.deflated.pick(frame, c.deflate, z);
+                    let sse = || job.sse.channel(0, 1, frame, None);
+                    let alt = || job.alt.channel(&job.dialect, 0, 1, &ch.name, frame);
+                    t.push_to(c, ws, sse, alt, limits);
                 }
             }
         }

@@ -497,6 +497,54 @@ async fn a_run_to_all_is_one_entry_where_it_fits_and_frame_by_frame_where_not() 
 }
 
 #[tokio::test]
+async fn a_run_to_one_channel_is_one_entry_for_its_subscribers() {
+    let hub = hub(1);
+    let (a, b, other) = (
+        connect(&hub, None),
+        connect(&hub, None),
+        connect(&hub, None),
+    );
+    for c in [&a, &b] {
+        c.subscribe(&["news".into()]).unwrap();
+    }
+    other.subscribe(&["sports".into()]).unwrap();
+    let news = || Target::Channels(vec!["news".into()]);
+    let q = Publication {
+        target: news(),
+        payload: text("q"),
+        exclude: Some(b.id()),
+    };
+    // Joined: all three are in the shard's queue before its task runs.
+    let (p, q, r) = tokio::join!(
+        send(&hub, news(), "p"),
+        hub.publish(q, "test"),
+        send(&hub, news(), "r"),
+    );
+    let counts = [p, q, r].map(|r| r.unwrap().enqueued);
+    assert_eq!(counts, [2, 1, 2]);
+    let mut out = VecDeque::new();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(a.poll_outgoing(&mut cx, &mut out, true).is_ready());
+    assert_eq!(out.len(), 1, "the run is one entry for a subscriber");
+    let texts = |h: &ConnHandle| -> Vec<String> {
+        let text = |f: &Bytes| match pushgate_protocol::envelope::decode_publication(f) {
+            Some(Payload::Text(t)) => t,
+            other => panic!("not a text publication: {other:?}"),
+        };
+        drain(h).0.iter().map(text).collect()
+    };
+    let (p2, r2) = tokio::join!(send(&hub, news(), "s"), send(&hub, news(), "t"));
+    assert_eq!((p2.unwrap().enqueued, r2.unwrap().enqueued), (2, 2));
+    assert_eq!(texts(&a), ["s", "t"]);
+    assert_eq!(
+        texts(&b),
+        ["p", "r", "s", "t"],
+        "excluded from q: frame by frame"
+    );
+    assert!(texts(&other).is_empty());
+}
+
+#[tokio::test]
 async fn compressed_recipients_share_one_compressed_frame_and_others_get_plain() {
     let hub = hub(3);
     let conns: Vec<ConnHandle> = (0..9).map(|_| connect(&hub, None)).collect();
