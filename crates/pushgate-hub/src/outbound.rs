@@ -5,7 +5,8 @@
 //! queue out in one step and writes it with one vectored write. The writer is woken
 //! only when the queue goes from empty to non-empty, so a burst of publications costs
 //! one wake-up per connection, not one per message. A run of publications to every
-//! connection can be queued as one entry holding their frames back to back
+//! connection, or to one channel, can be queued as one entry holding their frames back
+//! to back
 //! ([`Outbound::push_run`]): a tenth of the memory, clones and writer's work per frame
 //! of one entry each in a burst (docs/benchmarks.md, "Burst: a run of publications,
 //! one entry").
