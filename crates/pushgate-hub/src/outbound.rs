@@ -6,10 +6,8 @@
 //! only when the queue goes from empty to non-empty, so a burst of publications costs
 //! one wake-up per connection, not one per message. A run of publications to every
 //! connection, or to one channel, can be queued as one entry holding their frames back
-//! to back
-//! ([`Outbound::push_run`]): a tenth of the memory, clones and writer's work per frame
-//! of one entry each in a burst (docs/benchmarks.md, "Burst: a run of publications,
-//! one entry").
+//! to back ([`Outbound::push_run`]): one entry's memory, clone and `iovec` for the run
+//! (docs/benchmarks.md, "Burst: a run of publications, one entry").
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -71,11 +69,7 @@ impl Outbound {
                 }
             };
         }
-        self.bytes += frame.len() as u32;
-        self.frames.push_back(frame);
-        if self.frames.len() == 1 {
-            self.wake();
-        }
+        self.enqueue(frame);
         Push::Queued
     }
 
@@ -95,13 +89,19 @@ impl Outbound {
         {
             return None;
         }
-        self.bytes += run.len() as u32;
         self.merged = merged;
-        self.frames.push_back(run.clone());
+        self.enqueue(run.clone());
+        Some(Push::Queued)
+    }
+
+    /// Appends an entry that fits, waking the writer if the queue was empty.
+    #[inline]
+    fn enqueue(&mut self, entry: Bytes) {
+        self.bytes += entry.len() as u32;
+        self.frames.push_back(entry);
         if self.frames.len() == 1 {
             self.wake();
         }
-        Some(Push::Queued)
     }
 
     /// Frames queued (an entry of `push_run` counts each of its frames).

@@ -72,6 +72,23 @@ fn split_frames(buf: Bytes) -> Vec<Bytes> {
     }
 }
 
+/// What one take of the writer gets, entry by entry (a joined run is one entry).
+fn entries(h: &ConnHandle) -> VecDeque<Bytes> {
+    let mut out = VecDeque::new();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());
+    out
+}
+
+/// The texts of text publications' frames.
+fn texts(frames: &[Bytes]) -> Vec<String> {
+    let text = |f: &Bytes| match pushgate_protocol::envelope::decode_publication(f) {
+        Some(Payload::Text(t)) => t,
+        other => panic!("not a text publication: {other:?}"),
+    };
+    frames.iter().map(text).collect()
+}
+
 fn text(data: &str) -> Payload {
     Payload::Text(data.into())
 }
@@ -435,20 +452,7 @@ async fn a_batch_mixing_publications_to_all_and_to_a_channel_keeps_each_connecti
     );
     let counts: Vec<u64> = [a, b, c, d].map(|r| r.unwrap().enqueued).to_vec();
     assert_eq!(counts, [4, 3, 2, 4]);
-    let got = |h: &ConnHandle| -> String {
-        drain(h)
-            .0
-            .iter()
-            .map(|f| {
-                let p = pushgate_protocol::envelope::decode_publication(f).unwrap();
-                match p {
-                    Payload::Text(t) => t,
-                    Payload::Binary(_) => unreachable!("text payloads"),
-                }
-            })
-            .collect()
-    };
-    let orders: Vec<String> = conns.iter().map(got).collect();
+    let orders: Vec<String> = conns.iter().map(|h| texts(&drain(h).0).concat()).collect();
     assert_eq!(orders, ["abcd", "ad", "abcd", "abd"]);
 }
 
@@ -475,25 +479,12 @@ async fn a_run_to_all_is_one_entry_where_it_fits_and_frame_by_frame_where_not() 
     // `nearly_full` has room for one more frame: "a" is queued and "b" dropped, as
     // they would be one at a time.
     assert_eq!((a.enqueued, a.skipped, b.enqueued, b.skipped), (2, 0, 1, 1));
-    let entries = |h: &ConnHandle| {
-        let mut out = VecDeque::new();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());
-        out
-    };
     let roomy = entries(&roomy);
     assert_eq!(roomy.len(), 1, "the run is one entry");
-    let texts = |frames: Vec<Bytes>| -> Vec<String> {
-        let text = |f: &Bytes| match pushgate_protocol::envelope::decode_publication(f) {
-            Some(Payload::Text(t)) => t,
-            other => panic!("not a text publication: {other:?}"),
-        };
-        frames.iter().map(text).collect()
-    };
-    assert_eq!(texts(split_frames(roomy[0].clone())), ["a", "b"]);
-    let nearly_full = entries(&nearly_full);
+    assert_eq!(texts(&split_frames(roomy[0].clone())), ["a", "b"]);
+    let nearly_full = Vec::from(entries(&nearly_full));
     assert_eq!(nearly_full.len(), 3, "frame by frame");
-    assert_eq!(texts(nearly_full.into()), ["x", "y", "a"]);
+    assert_eq!(texts(&nearly_full), ["x", "y", "a"]);
 }
 
 #[tokio::test]
@@ -522,26 +513,21 @@ async fn a_run_to_one_channel_is_one_entry_for_its_subscribers() {
     );
     let counts = [p, q, r].map(|r| r.unwrap().enqueued);
     assert_eq!(counts, [2, 1, 2]);
-    let mut out = VecDeque::new();
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    assert!(a.poll_outgoing(&mut cx, &mut out, true).is_ready());
-    assert_eq!(out.len(), 1, "the run is one entry for a subscriber");
-    let texts = |h: &ConnHandle| -> Vec<String> {
-        let text = |f: &Bytes| match pushgate_protocol::envelope::decode_publication(f) {
-            Some(Payload::Text(t)) => t,
-            other => panic!("not a text publication: {other:?}"),
-        };
-        drain(h).0.iter().map(text).collect()
-    };
+    assert_eq!(
+        entries(&a).len(),
+        1,
+        "the run is one entry for a subscriber"
+    );
+    let got = |h: &ConnHandle| texts(&drain(h).0);
     let (p2, r2) = tokio::join!(send(&hub, news(), "s"), send(&hub, news(), "t"));
     assert_eq!((p2.unwrap().enqueued, r2.unwrap().enqueued), (2, 2));
-    assert_eq!(texts(&a), ["s", "t"]);
+    assert_eq!(got(&a), ["s", "t"]);
     assert_eq!(
-        texts(&b),
+        got(&b),
         ["p", "r", "s", "t"],
         "excluded from q: frame by frame"
     );
-    assert!(texts(&other).is_empty());
+    assert!(got(&other).is_empty());
 }
 
 #[tokio::test]
