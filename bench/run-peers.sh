@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compare pushgate with the reference peers (uws, go-seed, go-hub, node-ws, rust-naive) on scenarios 1–3 (burst,
-# latency, idle), REPEAT times each (medians reported), then print a table
+# latency, idle), REPEAT times each (medians reported; the targets interleaved), then print a table
 # with ratios against the best peer per metric.
 #
 #   bash bench/run-peers.sh                 # full run
@@ -46,9 +46,15 @@ done
 
 echo "results: $OUT"
 FIRST_ROW=1
-for t in "${available[@]}"; do
+# Repetition by repetition, the targets one after another within each scenario,
+# their order rotated with the repetition: a drift of the machine's speed during
+# the run then lands on every target alike instead of on whichever ran last, and
+# no target always runs first.
+n=${#available[@]}
+for r in $(seq 1 "$REPEAT"); do
   for s in $SCENARIOS; do
-    for r in $(seq 1 "$REPEAT"); do
+    for i in $(seq 0 $((n - 1))); do
+      t=${available[$(((i + r - 1) % n))]}
       run_scenario "$t" "$s" "$r" || echo "!! $t $s: server did not start" >&2
     done
   done
