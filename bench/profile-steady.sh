@@ -14,6 +14,9 @@
 # the same window in another paced scenario (deliveries = conns x rate per second).
 # PROFILE_WORKERS=2: the load generator's connections split over two single-threaded
 # processes instead of one (a client that can use both cores).
+# PROFILE_RECORD=FILE: also `perf record -g` the server into FILE for 8 s from second 6
+# (read with `perf report -i FILE --children -g none --sort sym`; a symbol's share ×
+# the printed µs/delivery is its cost per delivery; the sampling adds a little CPU).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN="${1:?usage: profile-steady.sh PUSHGATE_BINARY|PEER}"
@@ -33,6 +36,10 @@ wait_port "$H"
 (sleep 8; perf stat -x, -e 'syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_write,context-switches,task-clock' -e irq:softirq_entry --filter 'vec == 3' \
   -p "$SERVER_PID" -- sleep 10 2>"$OUT/perf.csv") &
 PERF=$!
+if [[ -n "${PROFILE_RECORD:-}" ]]; then
+  (sleep 6; perf record -F 2000 -g -p "$SERVER_PID" -o "$PROFILE_RECORD" -- sleep 8 >/dev/null 2>&1) &
+  RECORD=$!
+fi
 # Softirq work the kernel defers to ksoftirqd is charged to no server or client:
 # sample those threads' CPU around the run so the whole is accounted for.
 ksoftirqd_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(ksoftirqd/ {t += $14 + $15} END {print t + 0}'; }
@@ -41,6 +48,7 @@ K0=$(ksoftirqd_ticks)
   --pid "$SERVER_PID" --size 100 --conns "$CONNS" --duration "$DURATION" --rate "$RATE" --workers "$WORKERS" --no-header --json "$OUT/result.json" >/dev/null
 K1=$(ksoftirqd_ticks)
 wait "$PERF"
+[[ -z "${RECORD:-}" ]] || wait "$RECORD"
 python3 - "$OUT" "$LABEL" "$((K1 - K0))" "$(getconf CLK_TCK)" "$((CONNS * RATE * 10))" <<'PY'
 import csv, json, sys
 out, label = sys.argv[1], sys.argv[2]
