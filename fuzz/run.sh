@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
-TARGETS=(frame_reader command_parser handshake bus_wire resp)
+TARGETS=(frame_reader command_parser handshake bus_wire resp sse_cursor pusher_wire)
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "a nightly toolchain is needed: rustup toolchain install nightly" >&2
