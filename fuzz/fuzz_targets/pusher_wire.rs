@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         return; // the frame reader refuses non-UTF-8 text before the dialect sees it
     };
     match wire::parse(text) {
-        Ok(ClientMessage::Subscribe { channel, .. }) | Ok(ClientMessage::Unsubscribe { channel }) => {
+        Ok(ClientMessage::Subscribe { channel, .. })
+        | Ok(ClientMessage::Unsubscribe { channel }) => {
             names(&channel, "");
         }
         Ok(ClientMessage::ClientEvent {

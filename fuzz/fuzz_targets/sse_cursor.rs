@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(cursor.0.len() <= MAX);
     for (i, (channel, position)) in cursor.0.iter().enumerate() {
         assert_eq!(validate_channel(channel), Ok(()), "{channel:?}");
-        assert!(cursor.0[..i].iter().all(|(c, _)| c != channel), "{channel:?} twice");
+        assert!(
+            cursor.0[..i].iter().all(|(c, _)| c != channel),
+            "{channel:?} twice"
+        );
         let epoch = &position.epoch;
         assert!(!epoch.is_empty() && !epoch.contains(char::is_whitespace));
         assert!(!epoch.contains([',', ':']), "{epoch:?}");
