@@ -19,6 +19,12 @@ fi
 
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
+# Built first, so that a target that no longer compiles is not taken for a crash.
+if ! cargo +nightly fuzz build -O >"$LOG" 2>&1; then
+  tail -n 40 "$LOG"
+  echo "FAIL: the fuzz targets do not build (the code they call has changed)" >&2
+  exit 1
+fi
 for t in "${TARGETS[@]}"; do
   echo "== $t (${SECONDS_EACH} s)"
   mkdir -p "corpus/$t"
