@@ -53,12 +53,11 @@ fn to_all(job: &Job) -> &Bytes {
     }
 }
 
-/// The one channel of a publication to one channel without history, which can join a
-/// run of publications to it; `None` for any other (a history publication is stamped
-/// in its stream one by one, `history::stream`).
+/// The one channel of a publication to one channel, which can join a run of
+/// publications to it; `None` for any other.
 fn single_channel(job: &Job) -> Option<&ChannelFrame> {
     match &job.route {
-        Route::Channels(list) if list.len() == 1 && list[0].stream.is_none() => Some(&list[0]),
+        Route::Channels(list) if list.len() == 1 => Some(&list[0]),
         _ => None,
     }
 }
@@ -308,10 +307,13 @@ impl ShardState {
         }
     }
 
-    /// Enqueues a run of two or more publications to the same one channel, none with
-    /// history ([`single_channel`]), appending their tallies: the channel's subscribers
-    /// are visited once for the run, and plain WebSocket ones get the run as one queue
-    /// entry, as [`Self::fan_out_to_all`] does for everyone.
+    /// Enqueues a run of two or more publications to the same one channel
+    /// ([`single_channel`]), appending their tallies: the channel's subscribers are
+    /// visited once for the run, and plain WebSocket ones get the run as one queue
+    /// entry, as [`Self::fan_out_to_all`] does for everyone. With history, each frame
+    /// carries its own offset; the stream learns the run's last one as this shard's
+    /// fanned position before any recipient gets a frame (nothing can look in between:
+    /// the shard's lock is held for the whole batch), as [`Self::fan_out`] does for one.
     fn fan_out_to_channel(
         &mut self,
         jobs: &[Arc<Job>],
@@ -326,8 +328,14 @@ impl ShardState {
             .map(|j| single_channel(j).expect("a channel run holds publications to it"))
             .collect();
         let ShardState {
-            conns, channels, ..
+            conns,
+            channels,
+            shard,
+            ..
         } = self;
+        for s in chans.iter().filter_map(|c| c.stream.as_ref()) {
+            s.stream.set_fanned(*shard, s.generation, s.offset);
+        }
         let Some(slots) = channels.get(chans[0].name.as_str()) else {
             return;
         };
@@ -349,7 +357,8 @@ impl ShardState {
             for (((job, ch), frame), t) in each {
                 if Some(c.id) != job.exclude {
                     let ws = ch.deflated.pick(frame, c.deflate, z);
-                    let sse = || job.sse.channel(0, 1, frame, None);
+                    let epoch = ch.stream.as_ref().map(|s| &s.epoch);
+                    let sse = || job.sse.channel(0, 1, frame, epoch);
                     let alt = || job.alt.channel(&job.dialect, 0, 1, &ch.name, frame);
                     t.push_to(c, ws, sse, alt, limits);
                 }

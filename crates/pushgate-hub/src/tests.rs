@@ -47,7 +47,7 @@ fn drain(h: &ConnHandle) -> (Vec<Bytes>, Option<CloseReason>) {
 
 /// The server's (unmasked, final) WebSocket frames encoded back to back in `buf`;
 /// anything else (a dialect's frames, an SSE event) whole.
-fn split_frames(buf: Bytes) -> Vec<Bytes> {
+pub(crate) fn split_frames(buf: Bytes) -> Vec<Bytes> {
     let mut frames = Vec::new();
     let mut rest = buf.clone();
     while rest.len() >= 2 && rest[0] & 0x80 != 0 {

@@ -73,7 +73,9 @@ pub(crate) fn drain(h: &ConnHandle) -> Vec<Value> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut got = Vec::new();
     while let Poll::Ready(Outgoing::Frames) = h.poll_outgoing(&mut cx, &mut out, true) {
-        got.extend(out.drain(..).map(|f: Bytes| {
+        // A run to one channel is one entry of frames back to back.
+        let frames = out.drain(..).flat_map(crate::tests::split_frames);
+        got.extend(frames.map(|f: Bytes| {
             let at = match f[1] {
                 126 => 4,
                 127 => 10,
@@ -347,4 +349,66 @@ async fn memory_is_bounded_and_idle_streams_go_first() {
     assert_eq!(page.offset, 300);
     let got = drain(&followed);
     assert_eq!(got.len(), 301);
+}
+
+/// What one take of the writer gets, entry by entry (a run is one entry).
+fn entries(h: &ConnHandle) -> Vec<Bytes> {
+    let mut out = VecDeque::new();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());
+    out.into()
+}
+
+#[tokio::test]
+async fn a_run_to_a_history_channel_is_one_entry_with_every_offset() {
+    // Workers not started: the three publications are fanned out as one run.
+    let hub = hub_with(1, 100, false);
+    let ws = connect(&hub);
+    subscribe(&ws, "chat:r", None, false);
+    let (id, shard) = hub.next_conn();
+    let sse = shard.register_sse(id, None, None);
+    subscribe(&sse, "chat:r", None, false);
+    assert_eq!(drain(&ws)[0]["type"], "subscribed");
+    assert_eq!(entries(&sse).len(), 1, "the subscribe reply");
+    let mut reports = Vec::new();
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        let (p, s) = submit(&hub, "chat:r", format!("m{i}")).await;
+        assert_eq!(p.offset, i);
+        epoch = p.epoch;
+        reports.push(s);
+    }
+    start_workers(&hub);
+    for s in reports {
+        assert_eq!(s.report().await.unwrap().enqueued, 2);
+    }
+    let run = entries(&ws);
+    assert_eq!(run.len(), 1, "one entry for the run");
+    let frames = crate::tests::split_frames(run[0].clone());
+    let offsets: Vec<u64> = frames
+        .iter()
+        .map(|f| {
+            serde_json::from_slice::<Value>(&f[2..]).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    // An SSE stream gets an event per publication, each with its position as its id.
+    let events = entries(&sse);
+    assert_eq!(events.len(), 3);
+    for (i, e) in events.iter().enumerate() {
+        let id = format!("id: chat:r:{epoch}:{}\n", i + 1);
+        assert!(
+            std::str::from_utf8(e).unwrap().contains(&id),
+            "{id:?} in {e:?}"
+        );
+    }
+    // The shard knows the run's last offset: a resume from 1 gets 2 and 3 at once.
+    let late = connect(&hub);
+    let p1 = Position { epoch, offset: 1 };
+    subscribe(&late, "chat:r", Some(p1), false);
+    let (offsets, other) = collect_until(&late, 3).await;
+    assert_eq!(offsets, [2, 3]);
+    assert_eq!(other[0]["recovered"], serde_json::json!(["chat:r"]));
 }
