@@ -73,7 +73,7 @@ pub(crate) fn split_frames(buf: Bytes) -> Vec<Bytes> {
 }
 
 /// What one take of the writer gets, entry by entry (a joined run is one entry).
-fn entries(h: &ConnHandle) -> VecDeque<Bytes> {
+pub(crate) fn entries(h: &ConnHandle) -> VecDeque<Bytes> {
     let mut out = VecDeque::new();
     let mut cx = Context::from_waker(std::task::Waker::noop());
     assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());

@@ -351,16 +351,9 @@ async fn memory_is_bounded_and_idle_streams_go_first() {
     assert_eq!(got.len(), 301);
 }
 
-/// What one take of the writer gets, entry by entry (a run is one entry).
-fn entries(h: &ConnHandle) -> Vec<Bytes> {
-    let mut out = VecDeque::new();
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    assert!(h.poll_outgoing(&mut cx, &mut out, true).is_ready());
-    out.into()
-}
-
 #[tokio::test]
 async fn a_run_to_a_history_channel_is_one_entry_with_every_offset() {
+    use crate::tests::{entries, split_frames};
     // Workers not started: the three publications are fanned out as one run.
     let hub = hub_with(1, 100, false);
     let ws = connect(&hub);
@@ -384,7 +377,7 @@ async fn a_run_to_a_history_channel_is_one_entry_with_every_offset() {
     }
     let run = entries(&ws);
     assert_eq!(run.len(), 1, "one entry for the run");
-    let frames = crate::tests::split_frames(run[0].clone());
+    let frames = split_frames(run[0].clone());
     let offsets: Vec<u64> = frames
         .iter()
         .map(|f| {
