@@ -104,18 +104,17 @@ impl Broker {
         m.target.dedup();
         match self {
             Broker::InProcess(hub, window) => {
-                if let Target::Conns(c) = &m.target {
+                if let Target::Conns(_) = &m.target {
                     // Only connections of other nodes may be named: nothing to submit
                     // here, but the publication is checked all the same.
-                    let ids = pushgate_hub::Target::Conns(c.iter().map(|c| c.id).collect());
-                    hub.validate(&ids, m.payload.len())?;
+                    hub.validate(&m.target, m.payload.len())?;
                 }
                 let claim = match m.idempotency_key.as_deref() {
                     None => None,
                     Some(key) => {
                         // Checked before the key is claimed: a refused publication
                         // leaves no trace in the window.
-                        hub.validate(&m.target.hub_shape(), m.payload.len())?;
+                        hub.validate(&m.target, m.payload.len())?;
                         match window.check(key) {
                             Check::New(claim) => Some(claim),
                             Check::Seen(first) => return Ok(Pending(Inner::Seen(first))),
@@ -134,7 +133,7 @@ impl Broker {
                 }
             }
             Broker::Redis(r) => {
-                r.hub().validate(&m.target.hub_shape(), m.payload.len())?;
+                r.hub().validate(&m.target, m.payload.len())?;
                 let rx = r.submit(m, source).await?;
                 Ok(Pending(Inner::Remote(rx)))
             }

@@ -143,7 +143,7 @@ impl Hub {
     /// Checks a publication as [`Hub::publish`] would, without encoding or sending it:
     /// what a cluster broker does before putting it on the bus. Every refusal is
     /// counted in `pushgate_publications_refused_total{reason}`.
-    pub fn validate(&self, target: &Target, payload_len: usize) -> Result<(), PublishError> {
+    pub fn validate<C>(&self, target: &Target<C>, payload_len: usize) -> Result<(), PublishError> {
         let check = || {
             if self.inner.closed.load(Ordering::Acquire) {
                 return Err(PublishError::ShuttingDown);

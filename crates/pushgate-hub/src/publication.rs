@@ -10,10 +10,13 @@ pub const MAX_PUBLICATION_USERS: usize = 1000;
 /// Most connections one publication may name.
 pub const MAX_PUBLICATION_CONNS: usize = 1000;
 
-/// Who a publication is for.
+/// Who a publication is for. `C` names a connection: a [`ConnId`] of this node for the
+/// hub; the cluster broker's targets (`pushgate_broker::Target`) name connections of any
+/// node, and every node then delivers to all, each channel's and each user's connections
+/// of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Every connection on the node.
+pub enum Target<C = ConnId> {
+    /// Every connection.
     All,
     /// Subscribers of each channel (a connection following two of them gets two frames,
     /// each naming its channel).
@@ -21,11 +24,11 @@ pub enum Target {
     /// Every connection of each user.
     Users(Vec<String>),
     /// These connections.
-    Conns(Vec<ConnId>),
+    Conns(Vec<C>),
 }
 
-impl Target {
-    /// The `target` label of publication metrics.
+impl<C> Target<C> {
+    /// The `target` label of publication metrics: `all`, `channel`, `user` or `conn`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::All => "all",
@@ -47,6 +50,25 @@ impl Target {
     /// Whether it lists no name (always true for `All`).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<C: Eq + std::hash::Hash + Clone> Target<C> {
+    /// Drops repeated names, keeping the first of each in order: one pass with a set,
+    /// so that nothing downstream compares names pairwise.
+    pub fn dedup(&mut self) {
+        fn first_of_each<T: Eq + std::hash::Hash + Clone>(v: &mut Vec<T>) {
+            if v.len() < 2 {
+                return;
+            }
+            let mut seen = ahash::AHashSet::with_capacity(v.len());
+            v.retain(|x| seen.insert(x.clone()));
+        }
+        match self {
+            Target::All => {}
+            Target::Channels(v) | Target::Users(v) => first_of_each(v),
+            Target::Conns(v) => first_of_each(v),
+        }
     }
 }
 
