@@ -12,8 +12,7 @@ pub const MAX_PUBLICATION_CONNS: usize = 1000;
 
 /// Who a publication is for. `C` names a connection: a [`ConnId`] of this node for the
 /// hub; the cluster broker's targets (`pushgate_broker::Target`) name connections of any
-/// node, and every node then delivers to all, each channel's and each user's connections
-/// of its own.
+/// node, and each node delivers `All`, `Channels` and `Users` to its own connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target<C = ConnId> {
     /// Every connection.
