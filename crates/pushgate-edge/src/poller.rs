@@ -64,15 +64,6 @@ const ROUND: usize = 16;
 /// to run often (see [`ROUND`]).
 const ROUNDS_PER_POLL: usize = 4;
 
-/// Open connections a shard's poller reserves room for at start (address space only:
-/// a page of the slab becomes resident when a connection is first stored in it).
-///
-/// Why: a growing slab moves to an array twice the size and frees the old one, and
-/// jemalloc keeps freed memory resident on an idle node (it returns it only while
-/// allocating): ~230 B per idle connection at 19,000 (docs/benchmarks.md). A shard
-/// with more connections grows its slab (and pays that) as before.
-const RESERVED: usize = 1 << 16;
-
 /// Socket events taken from the epoll instance at once.
 const EVENTS: usize = 1024;
 
@@ -193,7 +184,7 @@ impl Poller {
         Ok(Poller {
             epoll,
             events: Events::with_capacity(EVENTS),
-            conns: Slab::with_capacity(RESERVED),
+            conns: Slab::with_capacity(pushgate_hub::RESERVED_CONNS),
             run: VecDeque::new(),
             later: VecDeque::new(),
             link,

@@ -61,7 +61,7 @@ pub use publication::{
     check_width, Publication, PublishError, PublishReport, Target, MAX_PUBLICATION_CHANNELS,
     MAX_PUBLICATION_CONNS, MAX_PUBLICATION_USERS,
 };
-pub use shard::{AdminReport, Shard};
+pub use shard::{AdminReport, Shard, RESERVED_CONNS};
 
 #[cfg(test)]
 mod tests;

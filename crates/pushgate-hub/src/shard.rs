@@ -73,16 +73,16 @@ pub struct Shard {
     pub(crate) waiting: tokio::sync::Notify,
 }
 
-/// Connections a shard reserves room for at start (address space only: a page of the
-/// slab becomes resident when a connection is first stored in it), as the edge's poller
-/// does for its own slab.
+/// Connections a shard reserves room for at start, in its own slab and in the edge's
+/// poller's (address space only: a page of a slab becomes resident when a connection is
+/// first stored in it).
 ///
 /// Why: a growing slab moves to an array twice the size and frees the old one, and
 /// jemalloc keeps freed memory resident on an idle node (it returns it only while
-/// allocating): at 9,500 connections a shard had freed 8,191 entries of 112 B on the
-/// way (docs/benchmarks.md, "Idle memory per connection"). A shard with more
-/// connections grows its slab as before.
-const RESERVED: usize = 1 << 16;
+/// allocating): ~230 B per idle connection at 19,000 for the poller's slab, ~50 B for
+/// the shard's (docs/benchmarks.md, "Idle memory per connection"). A shard with more
+/// connections grows its slabs as before.
+pub const RESERVED_CONNS: usize = 1 << 16;
 
 /// A connection as the shard sees it.
 pub(crate) struct Conn {
@@ -144,7 +144,7 @@ impl Shard {
         Shard {
             id,
             state: Mutex::new(ShardState {
-                conns: Slab::with_capacity(RESERVED),
+                conns: Slab::with_capacity(RESERVED_CONNS),
                 interest,
                 shard: id,
                 history,
