@@ -1,30 +1,20 @@
 // The library in headless Chromium against the real gateway: connect, subscribe,
 // receive; token refresh and a refused handshake; drain, operator close, a frozen
 // gateway (dead link: the browser never shows the server's pings), offline/online.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch } from "../support/browser.mjs";
+import { sharedBrowser } from "../support/browser.mjs";
 import { Gateway } from "../support/gateway.mjs";
 import { mintHs256, nowSec, SECRET } from "../support/jwt.mjs";
 import { pageClient } from "../support/page-client.mjs";
-import { startStaticServer } from "../support/static-server.mjs";
 
 const FAST = { minDelayMs: 50, maxDelayMs: 300 };
-let browser;
-let server;
-before(async () => {
-  browser = await launch();
-  server = await startStaticServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const browser = sharedBrowser();
 
 async function subscribed(t, settings = {}, options = {}) {
   const gw = await Gateway.start({ settings });
   t.after(() => gw.stop());
-  const c = await pageClient(t, browser.context, server.url, gw.wsUrl, { backoff: FAST, ...options });
+  const c = await pageClient(t, browser.context, browser.url, gw.wsUrl, { backoff: FAST, ...options });
   await c.page.evaluate(() => {
     window.follow("news");
     window.client.connect();
@@ -65,7 +55,7 @@ test("Chromium: the token is refreshed before exp; a refused handshake leads to 
     ++calls === 1
       ? mintHs256({ sub: "erin", exp: nowSec() + 60, channels: ["news"] }, "another-secret-another-secret-another!!")
       : mintHs256({ sub: "erin", exp: nowSec() + 3, channels: ["news"] });
-  const c = await pageClient(t, browser.context, server.url, gw.wsUrl, { backoff: FAST, refreshLeadMs: 1500, minRefreshIntervalMs: 1000, failuresBeforeNewToken: 1 }, mint);
+  const c = await pageClient(t, browser.context, browser.url, gw.wsUrl, { backoff: FAST, refreshLeadMs: 1500, minRefreshIntervalMs: 1000, failuresBeforeNewToken: 1 }, mint);
   await c.page.evaluate(() => {
     window.follow("news");
     window.client.connect();

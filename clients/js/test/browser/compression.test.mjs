@@ -2,27 +2,17 @@
 // on every connection) against the real gateway with compression = "on": negotiated,
 // a 2 KB JSON publication arrives intact and compressed (counted once), and a
 // compressed command from the browser is answered.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch, clientPage } from "../support/browser.mjs";
+import { sharedBrowser, clientPage } from "../support/browser.mjs";
 import { Gateway, waitFor } from "../support/gateway.mjs";
-import { startStaticServer } from "../support/static-server.mjs";
 
-let browser;
-let server;
-before(async () => {
-  browser = await launch();
-  server = await startStaticServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const browser = sharedBrowser();
 
 test("Chromium: permessage-deflate negotiated; a 2 KB publication arrives intact, compressed once", async (t) => {
   const gw = await Gateway.start({ settings: { compression: "on" } });
   t.after(() => gw.stop());
-  const page = await clientPage(browser.context, server.url);
+  const page = await clientPage(browser.context, browser.url);
   t.after(() => page.close());
   const extensions = await page.evaluate(
     (url) =>

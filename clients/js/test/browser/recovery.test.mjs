@@ -1,31 +1,21 @@
 // Recovery in Chromium on one node with history: the page's connection is reset and
 // refused while publications go on; after it comes back, every one is there once, in
 // order. (The two-node version through Redis and haproxy is test/chaos/.)
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch } from "../support/browser.mjs";
+import { sharedBrowser } from "../support/browser.mjs";
 import { Gateway, historyToml } from "../support/gateway.mjs";
 import { TcpProxy } from "../support/tcp-proxy.mjs";
 import { pageClient } from "../support/page-client.mjs";
-import { startStaticServer } from "../support/static-server.mjs";
 
-let browser;
-let server;
-before(async () => {
-  browser = await launch();
-  server = await startStaticServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const browser = sharedBrowser();
 
 test("Chromium: publications sent while the page is cut off arrive after it reconnects, once each, in order", async (t) => {
   const gw = await Gateway.start({ toml: historyToml() });
   t.after(() => gw.stop());
   const net = await new TcpProxy(gw.ports.ws).start();
   t.after(() => net.stop());
-  const c = await pageClient(t, browser.context, server.url, `ws://127.0.0.1:${net.port}/ws`, { backoff: { minDelayMs: 50, maxDelayMs: 300 } });
+  const c = await pageClient(t, browser.context, browser.url, `ws://127.0.0.1:${net.port}/ws`, { backoff: { minDelayMs: 50, maxDelayMs: 300 } });
   await c.page.evaluate(() => {
     window.follow("chat:room");
     window.client.connect();

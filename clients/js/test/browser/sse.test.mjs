@@ -3,28 +3,18 @@
 // with Last-Event-ID gets exactly the missed publications; a token refusal (401) stops
 // it; a stream that does not read is closed by the slow-consumer policy while the page
 // keeps receiving.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { launch, clientPage } from "../support/browser.mjs";
+import { sharedBrowser, clientPage } from "../support/browser.mjs";
 import { Gateway, historyToml, waitFor } from "../support/gateway.mjs";
 import { TcpProxy } from "../support/tcp-proxy.mjs";
-import { startStaticServer } from "../support/static-server.mjs";
 
-let browser;
-let server;
-before(async () => {
-  browser = await launch();
-  server = await startStaticServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const browser = sharedBrowser();
 
 /** A page whose EventSource on `url` records every event of `types` (and errors) into window.rec. */
 async function sourcePage(t, url, types) {
-  const page = await clientPage(browser.context, server.url);
+  const page = await clientPage(browser.context, browser.url);
   t.after(() => page.close());
   await page.evaluate(
     ({ url, types }) => {

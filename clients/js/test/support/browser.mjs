@@ -1,9 +1,11 @@
 // Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by
 // playwright-core (which never downloads a browser), one fresh profile per launch.
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { startStaticServer } from "./static-server.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
@@ -37,6 +39,28 @@ export async function launch() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Chromium and the pages' origin (static-server.mjs) for the tests of one file: started
+ * before the first test, stopped after the last. Returns `{ context, url }` (the browser
+ * context, the origin's URL), filled in once started.
+ */
+export function sharedBrowser() {
+  const shared = { context: null, url: null };
+  let browser;
+  let server;
+  before(async () => {
+    browser = await launch();
+    server = await startStaticServer();
+    shared.context = browser.context;
+    shared.url = server.url;
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+  return shared;
 }
 
 /** A page of `serverUrl`'s origin (static-server.mjs: / and /pushgate.js) with the library as window.lib. */
