@@ -267,25 +267,7 @@ fn spawn(cfg: &RunConfig) -> Result<Vec<WorkerHandle>> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut child = Command::new(&exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning recovery worker")?;
-        let stdin = child.stdin.take().context("worker stdin")?;
-        let stdout = child.stdout.take().context("worker stdout")?;
-        out.push(WorkerHandle {
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-            first_index: idx,
-            conns,
-            node: 0,
-            connected: 0,
-        });
+        out.push(WorkerHandle::spawn(&exe, args, idx, conns, 0)?);
         idx += conns;
     }
     Ok(out)

@@ -16,6 +16,36 @@ pub(super) struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Starts `exe` with `args` as the worker of clients `first_index ..
+    /// first_index + conns` on node `node`, its stdin and stdout piped to us.
+    pub(super) fn spawn(
+        exe: &std::path::Path,
+        args: Vec<String>,
+        first_index: usize,
+        conns: usize,
+        node: usize,
+    ) -> Result<WorkerHandle> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning worker")?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        Ok(WorkerHandle {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            first_index,
+            conns,
+            node,
+            connected: 0,
+        })
+    }
+
     /// Read stdout lines until one of JSON type `ty` arrives.
     pub(super) async fn read_msg<T: DeserializeOwned>(
         &mut self,
@@ -142,25 +172,8 @@ impl RunConfig {
         let mut idx = first_index;
         for (node, conns) in plan {
             let ws = self.ws_urls.get(node).unwrap_or(&self.ws);
-            let mut child = Command::new(&exe)
-                .args(self.worker_args(ws, idx, conns, max_seq, no_read))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .context("spawning worker")?;
-            let stdin = child.stdin.take().context("worker stdin")?;
-            let stdout = child.stdout.take().context("worker stdout")?;
-            out.push(WorkerHandle {
-                child,
-                stdin,
-                lines: BufReader::new(stdout).lines(),
-                first_index: idx,
-                conns,
-                node,
-                connected: 0,
-            });
+            let args = self.worker_args(ws, idx, conns, max_seq, no_read);
+            out.push(WorkerHandle::spawn(&exe, args, idx, conns, node)?);
             idx += conns;
         }
         Ok(out)
