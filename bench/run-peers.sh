@@ -20,29 +20,7 @@ export DEFER_PUBLISH="${DEFER_PUBLISH:-1}"
 SCENARIOS="${SCENARIOS:-burst latency idle}"
 mkdir -p "$OUT"
 
-# The Go peers need Debian's Go toolchain and gorilla/websocket; node-ws needs npm.
-# Install them on a fresh machine (root, Debian), as CI would.
-need_pkgs=()
-[[ " $TARGETS " == *" go-"* ]] && ! command -v go >/dev/null && need_pkgs+=(golang)
-[[ " $TARGETS " == *" go-"* ]] && [[ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]] \
-  && need_pkgs+=(golang-github-gorilla-websocket-dev)
-[[ " $TARGETS " == *" node-ws "* || " $TARGETS " == *" uws "* ]] && ! command -v npm >/dev/null && need_pkgs+=(nodejs npm)
-if (( ${#need_pkgs[@]} )); then
-  echo "installing ${need_pkgs[*]} for the peers" >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2
-fi
-
-build_bench
-available=()
-for t in $TARGETS; do
-  if [[ "$t" == pushgate ]]; then
-    if build_pushgate; then available+=("$t"); else echo "!! pushgate not built; skipping it" >&2; fi
-  elif "$PEERS_DIR/$t/build.sh" >&2; then
-    available+=("$t")
-  else
-    echo "!! peer $t failed to build; skipping it" >&2
-  fi
-done
+build_targets
 
 echo "results: $OUT"
 FIRST_ROW=1

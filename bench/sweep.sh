@@ -19,17 +19,7 @@ SWEEP_CONNS="${SWEEP_CONNS:-1000 2500 5000 10000 19000}"
 SWEEP_DELIVERIES="${SWEEP_DELIVERIES:-1000000}"
 mkdir -p "$OUT"
 
-build_bench
-available=()
-for t in $TARGETS; do
-  if [[ "$t" == pushgate ]]; then
-    if build_pushgate; then available+=("$t"); else echo "!! pushgate not built; skipping it" >&2; fi
-  elif "$PEERS_DIR/$t/build.sh" >&2; then
-    available+=("$t")
-  else
-    echo "!! peer $t failed to build (see bench/run-peers.sh for its toolchain); skipping it" >&2
-  fi
-done
+build_targets
 
 echo "results: $OUT"
 FIRST_ROW=1
