@@ -11,16 +11,31 @@ import { fileURLToPath } from "node:url";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 export const BIN = process.env.PUSHGATE_BIN || path.join(ROOT, "target/release/pushgate");
 
+/**
+ * `n` distinct free loopback ports: each bound to port 0 while the others still are,
+ * then all released (ports taken one after another may repeat: the kernel can hand a
+ * port just released out again).
+ */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", resolve);
+      });
+    }
+    return servers.map((srv) => srv.address().port);
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(() => resolve()))));
+  }
+}
+
 /** A free loopback port (bound to port 0, then released). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
+export async function freePort() {
+  return (await freePorts(1))[0];
 }
 
 /** Polls `fn` until it returns a truthy value; fails with `what` after `timeoutMs`. */
@@ -55,7 +70,8 @@ export class Gateway {
    */
   static async start({ settings = {}, toml = "", ports, nodeId = "n1", env = {} } = {}) {
     for (let tries = 0; ; tries++) {
-      const p = ports ?? { ws: await freePort(), http: await freePort(), grpc: await freePort() };
+      const [ws, http, grpc] = ports ? [] : await freePorts(3);
+      const p = ports ?? { ws, http, grpc };
       const gw = new Gateway(p, nodeId);
       try {
         await gw.spawn(settings, toml, env);

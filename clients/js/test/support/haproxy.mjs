@@ -4,12 +4,12 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, openSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { freePort, ROOT, waitFor } from "./gateway.mjs";
+import { freePorts, ROOT, waitFor } from "./gateway.mjs";
 
 export class Haproxy {
   /** `nodes`: two Gateways (their ws and http ports are used). */
   static async start(nodes) {
-    const h = new Haproxy(await freePort(), await freePort());
+    const h = new Haproxy(...(await freePorts(2)));
     await h.spawn(nodes);
     return h;
   }
