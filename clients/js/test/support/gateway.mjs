@@ -70,8 +70,11 @@ export class Gateway {
    */
   static async start({ settings = {}, toml = "", ports, nodeId = "n1", env = {} } = {}) {
     for (let tries = 0; ; tries++) {
-      const [ws, http, grpc] = ports ? [] : await freePorts(3);
-      const p = ports ?? { ws, http, grpc };
+      let p = ports;
+      if (!p) {
+        const [ws, http, grpc] = await freePorts(3);
+        p = { ws, http, grpc };
+      }
       const gw = new Gateway(p, nodeId);
       try {
         await gw.spawn(settings, toml, env);
