@@ -86,16 +86,6 @@ stop_all() {
 }
 trap 'stop_all; stop_server' EXIT
 
-free_port() {
-  local p
-  while :; do
-    p="$("$BENCH" free-port)"
-    [[ " ${USED_PORTS:-} " == *" $p "* ]] || break
-  done
-  USED_PORTS="${USED_PORTS:-} $p"
-  echo "$p"
-}
-
 # wait_ready PID HTTP_PORT: until GET /readyz answers 200 (max 30 s).
 wait_ready() {
   for _ in $(seq 1 300); do
@@ -108,7 +98,7 @@ wait_ready() {
 }
 
 start_redis() {
-  REDIS_PORT="$(free_port)"
+  take_port REDIS_PORT
   "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     >"$OUT/redis.log" 2>&1 &
   REDIS_PID=$!
@@ -128,7 +118,7 @@ start_redis() {
 start_redis_cluster() {
   local k port bus dir addrs=() ports=()
   for k in $(seq 1 "$RC_MASTERS"); do
-    port="$(free_port)"; bus="$(free_port)"; dir="$OUT/rc-$k"
+    take_port port; take_port bus; dir="$OUT/rc-$k"
     rm -rf "$dir"; mkdir -p "$dir"
     "$REDIS_SERVER" --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --save "" \
       --appendonly no --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
@@ -167,7 +157,7 @@ redis_cpu() {
 start_node() {
   local id="$1"; shift
   local ws http grpc
-  ws="$(free_port)"; http="$(free_port)"; grpc="$(free_port)"
+  take_port ws; take_port http; take_port grpc
   (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve --ws-addr "127.0.0.1:$ws" \
     --http-addr "127.0.0.1:$http" --grpc-addr "127.0.0.1:$grpc" --shards "$SHARDS" \
     --set "node_id=$id" "$@") >"$OUT/$id.log" 2>&1 &
