@@ -98,7 +98,7 @@ wait_ready() {
 }
 
 start_redis() {
-  take_port REDIS_PORT
+  REDIS_PORT="$(free_ports 1)"
   "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     >"$OUT/redis.log" 2>&1 &
   REDIS_PID=$!
@@ -116,9 +116,11 @@ start_redis() {
 # free client and bus ports), joined by redis-cli --cluster create with no
 # replicas; sets RC_URL (every master as a seed) and RC_PIDS.
 start_redis_cluster() {
-  local k port bus dir addrs=() ports=()
+  local k port bus dir addrs=() ports=() drawn
+  # Every master's client and bus ports drawn together, so that none repeats.
+  read -r -a drawn < <(free_ports $((2 * RC_MASTERS)))
   for k in $(seq 1 "$RC_MASTERS"); do
-    take_port port; take_port bus; dir="$OUT/rc-$k"
+    port="${drawn[2*k-2]}"; bus="${drawn[2*k-1]}"; dir="$OUT/rc-$k"
     rm -rf "$dir"; mkdir -p "$dir"
     "$REDIS_SERVER" --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --save "" \
       --appendonly no --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
@@ -157,7 +159,7 @@ redis_cpu() {
 start_node() {
   local id="$1"; shift
   local ws http grpc
-  take_port ws; take_port http; take_port grpc
+  read -r ws http grpc < <(free_ports 3)
   (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve --ws-addr "127.0.0.1:$ws" \
     --http-addr "127.0.0.1:$http" --grpc-addr "127.0.0.1:$grpc" --shards "$SHARDS" \
     --set "node_id=$id" "$@") >"$OUT/$id.log" 2>&1 &

@@ -69,19 +69,6 @@ stop_server() {
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-# take_port VAR: a free loopback port in VAR, none that this script took before
-# (a port drawn for a server that is not listening yet is still "free" to the
-# kernel, so three draws in a row can give one port twice: the node exits 64).
-# Sets VAR in the caller's shell; `$(...)` would forget what was taken.
-TAKEN_PORTS=" "
-take_port() {
-  local _taken  # not the caller's name: printf -v would set this one
-  _taken="$("$BENCH" free-port)"
-  while [[ "$TAKEN_PORTS" == *" $_taken "* ]]; do _taken="$("$BENCH" free-port)"; done
-  TAKEN_PORTS+="$_taken "
-  printf -v "$1" '%s' "$_taken"
-}
-
 # wait_port PORT: until something listens on 127.0.0.1:PORT (max 60 s).
 wait_port() {
   for _ in $(seq 1 600); do
@@ -96,11 +83,10 @@ wait_port() {
 # start_server TARGET: sets SERVER_PID, WS_URL, PUB_URL.
 start_server() {
   local t="$1" p h g
-  take_port p
+  # Three ports drawn together (deploy/lib.sh), so they differ: gRPC on a free port
+  # too, as its default (50051) may be taken by another gateway on this machine.
+  read -r p h g < <(free_ports 3)
   if [[ "$t" == pushgate ]]; then
-    # gRPC on a free port too: its default (50051) may be taken by another
-    # gateway on this machine, and the node would not start.
-    take_port h; take_port g
     local cfg=()
     [[ -n "$PG_CONFIG" ]] && cfg=(--config "$PG_CONFIG")
     (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$PUSHGATE" serve "${cfg[@]}" --ws-addr "127.0.0.1:$p" \

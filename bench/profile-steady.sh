@@ -23,7 +23,7 @@ BIN="${1:?usage: profile-steady.sh PUSHGATE_BINARY|PEER}"
 SCENARIO="${PROFILE_SCENARIO:-latency}" CONNS="${PROFILE_CONNS:-1000}"
 DURATION="${PROFILE_DURATION:-20}" RATE="${PROFILE_RATE:-100}" WORKERS="${PROFILE_WORKERS:-1}"
 mkdir -p "$OUT"
-take_port P; take_port H; take_port G
+read -r P H G < <(free_ports 3)
 if [[ -x "$PEERS_DIR/$BIN/run.sh" ]]; then
   DEFER_PUBLISH=1 "$PEERS_DIR/$BIN/run.sh" "$P" >"$OUT/$BIN.server.log" 2>&1 &
   SERVER_PID=$!; PUB="http://127.0.0.1:$P/publish"; LABEL=$BIN; H=$P
