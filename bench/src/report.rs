@@ -377,6 +377,23 @@ fn columns() -> Vec<Column> {
             higher_better: false,
             prec: 2,
         },
+        // The steady regime's CPU (#14 item 2): the server's alone, and with the
+        // clients' (on loopback the receiver's kernel work is charged to whichever
+        // side runs it, so a server can look cheap by leaving work to its clients).
+        Column {
+            title: "lat CPU µs/deliv",
+            scenario: "latency",
+            get: |r| r.cpu_us_per_delivery,
+            higher_better: false,
+            prec: 3,
+        },
+        Column {
+            title: "lat server + client µs/deliv",
+            scenario: "latency",
+            get: |r| Some(r.cpu_us_per_delivery? + r.client_cpu_us_per_delivery?),
+            higher_better: false,
+            prec: 2,
+        },
         Column {
             title: "sustained p99 ms",
             scenario: "sustained",
@@ -549,29 +566,72 @@ mod tests {
         assert_eq!(median(vec![]), None);
     }
 
+    /// Writes `runs` as result files in a fresh directory named after `tag`.
+    fn write_runs(tag: &str, runs: &[RunResult]) -> (std::path::PathBuf, Vec<String>) {
+        let dir = std::env::temp_dir().join(format!("pgb-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let f = dir.join(format!("{i}.json"));
+                std::fs::write(&f, serde_json::to_string(r).unwrap()).unwrap();
+                f.to_string_lossy().into_owned()
+            })
+            .collect();
+        (dir, files)
+    }
+
     #[test]
     fn summary_ratios_against_best_peer() {
-        let dir = std::env::temp_dir().join(format!("pgb-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut files = Vec::new();
-        for (i, r) in [
-            run("pushgate", "burst", 300.0),
-            run("go-hub", "burst", 100.0),
-            run("go-hub", "burst", 200.0),
-            run("node-ws", "burst", 120.0),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let f = dir.join(format!("{i}.json"));
-            std::fs::write(&f, serde_json::to_string(r).unwrap()).unwrap();
-            files.push(f.to_string_lossy().into_owned());
-        }
+        let (dir, files) = write_runs(
+            "test",
+            &[
+                run("pushgate", "burst", 300.0),
+                run("go-hub", "burst", 100.0),
+                run("go-hub", "burst", 200.0),
+                run("node-ws", "burst", 120.0),
+            ],
+        );
         let s = summarize(&files).unwrap();
         // go-hub median 150 is the best peer; pushgate is 2× that.
         assert!(s.contains("| pushgate | 300 (2.00×)"), "{s}");
         assert!(s.contains("| go-hub | 150 (1.00×)"), "{s}");
         assert!(markdown_row(&files_first(&files[0])).starts_with("| pushgate | burst |"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn steady_cpu_alone_and_with_the_clients() {
+        let lat = |target: &str, server: f64, client: f64| RunResult {
+            target: target.into(),
+            scenario: "latency".into(),
+            cpu_us_per_delivery: Some(server),
+            client_cpu_us_per_delivery: Some(client),
+            ..Default::default()
+        };
+        let (dir, files) = write_runs(
+            "cpu",
+            &[
+                lat("pushgate", 5.0, 5.0),
+                lat("uws", 6.0, 4.0),
+                lat("rust-naive", 4.0, 8.0),
+            ],
+        );
+        let s = summarize(&files).unwrap();
+        // Server alone: rust-naive's 4.0 is the best peer; with the clients, uws's 10.0.
+        assert!(
+            s.contains("lat CPU µs/deliv | lat server + client µs/deliv |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| pushgate | 5.000 (1.25×) | 10.00 (1.00×) |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| rust-naive | 4.000 (1.00×) | 12.00 (1.20×) |"),
+            "{s}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
