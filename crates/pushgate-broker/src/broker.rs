@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::census::{self, Census, CensusError, CensusQuery, MAX_NAMES};
 use crate::control::{ControlReport, NodeStats, Subject};
-use crate::delivery::Delivery;
+use crate::delivery::{Accepted, Delivery};
 use crate::error::BrokerError;
 use crate::idempotency::{self, Check, Claim, Window};
 use crate::local::{apply, local_part, node_stats, Local};
@@ -299,6 +299,48 @@ impl Pending {
                     duplicate: taken.duplicate,
                 })
             }
+        }
+    }
+
+    /// Waits only until the publication is accepted: with Redis, until Redis took it;
+    /// this node's part is then in every involved shard's queue, behind the
+    /// publications submitted before it, and is enqueued without the caller waiting
+    /// (an idempotency key's outcome is recorded once it is). A retry of a key seen in
+    /// the window still waits for the first attempt's outcome.
+    pub async fn accepted(self) -> Result<Accepted, BrokerError> {
+        match self.0 {
+            Inner::Local(mut s, claim) => {
+                let positions = s.take_positions();
+                if let Some(claim) = claim {
+                    let positions = positions.clone();
+                    tokio::spawn(async move {
+                        // Refused (the node is stopping): the claim is dropped, as in
+                        // `report`, so a retry publishes again.
+                        if let Ok(local) = s.report().await {
+                            claim.complete(&Delivery {
+                                local,
+                                nodes: 1,
+                                positions,
+                                duplicate: false,
+                            });
+                        }
+                    });
+                }
+                Ok(Accepted {
+                    nodes: 1,
+                    positions,
+                    duplicate: false,
+                })
+            }
+            Inner::Remote(rx) => {
+                let taken = rx.await.map_err(BrokerError::stopped)??;
+                Ok(Accepted {
+                    nodes: taken.nodes,
+                    positions: taken.positions,
+                    duplicate: taken.duplicate,
+                })
+            }
+            ready_or_seen => Pending(ready_or_seen).report().await.map(Accepted::from),
         }
     }
 }

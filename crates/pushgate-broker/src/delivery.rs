@@ -19,3 +19,25 @@ pub struct Delivery {
     /// `nodes` and `positions` are those of the first attempt.
     pub duplicate: bool,
 }
+
+/// What is known of a publication once it is accepted, before this node's shards have
+/// enqueued it ([`crate::Pending::accepted`]): no connection counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// As [`Delivery::nodes`].
+    pub nodes: u32,
+    /// As [`Delivery::positions`].
+    pub positions: Vec<(String, Position)>,
+    /// As [`Delivery::duplicate`].
+    pub duplicate: bool,
+}
+
+impl From<Delivery> for Accepted {
+    fn from(d: Delivery) -> Accepted {
+        Accepted {
+            nodes: d.nodes,
+            positions: d.positions,
+            duplicate: d.duplicate,
+        }
+    }
+}

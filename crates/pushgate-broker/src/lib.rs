@@ -35,7 +35,7 @@ pub mod wire;
 pub use broker::{Broker, Pending};
 pub use census::{Census, CensusError, CensusQuery};
 pub use control::{ControlReport, NodeStats, Subject};
-pub use delivery::Delivery;
+pub use delivery::{Accepted, Delivery};
 pub use error::{BrokerError, Unavailable, Uncertain};
 pub use message::{Message, Target};
 pub use redis::deployment::{DeploymentError, Mode as RedisMode};

@@ -4,8 +4,10 @@
 //! with optional `exclude=ID` and `binary=true`; the body is the payload. A request
 //! without a target is refused (400), never broadcast. The answer is
 //! `{"enqueued":N,"nodes_accepted":K,"skipped":M}`: this node's connections, and the
-//! nodes that took it (the field names of gRPC's `PublishReply`). With a cluster broker
-//! that cannot reach Redis, 503 and nothing is published.
+//! nodes that took it (the field names of gRPC's `PublishReply`). With
+//! `Prefer: respond-async` the answer is 202 `{"nodes_accepted":K}`, sent once the
+//! publication is accepted, without waiting for this node's fan-out. With a cluster
+//! broker that cannot reach Redis, 503 and nothing is published.
 //! With `http_token` set, every request but the probes' and Prometheus' must carry
 //! `Authorization: Bearer <token>` (401 otherwise).
 //! An `Idempotency-Key` header makes a retry within the window answer the first
@@ -372,6 +374,7 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
             )
         }
     };
+    let respond_async = prefers_async(req.headers());
     let max = state.broker.hub().config().max_payload;
     let body = match read_body(req, max, state.limits.body_timeout).await {
         Ok((_, body)) => body,
@@ -399,6 +402,30 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
     let Ok(_permit) = in_flight.try_acquire() else {
         return overloaded(state.limits.max_in_flight);
     };
+    if respond_async {
+        let accepted = match state.broker.submit(m, "http").await {
+            Ok(pending) => pending.accepted().await,
+            Err(e) => Err(e),
+        };
+        return match accepted {
+            Ok(a) => {
+                let mut reply = json!({"nodes_accepted": a.nodes});
+                if !a.positions.is_empty() {
+                    reply["positions"] = crate::history::positions_json(&a.positions);
+                }
+                if a.duplicate {
+                    reply["duplicate"] = true.into();
+                }
+                let mut resp = json_resp(StatusCode::ACCEPTED, reply);
+                resp.headers_mut().insert(
+                    "preference-applied",
+                    hyper::header::HeaderValue::from_static("respond-async"),
+                );
+                resp
+            }
+            Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
+        };
+    }
     match state.broker.publish(m, "http").await {
         Ok(d) => {
             let mut reply = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
@@ -413,6 +440,21 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
         // The same classes and the same words as gRPC's (refusal.rs).
         Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
     }
+}
+
+/// Whether a `Prefer` header (RFC 7240) asks for `respond-async`: the publisher does
+/// not need the connection counts, so the answer (202) comes once the publication is
+/// accepted rather than once this node's shards have enqueued it.
+fn prefers_async(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            let token = p.split(';').next().unwrap_or("").trim();
+            token.eq_ignore_ascii_case("respond-async")
+        })
 }
 
 /// Plain text for people and probes (`/livez`, `/readyz`).
@@ -490,6 +532,23 @@ mod tests {
         assert!(parse_query("chanel=a")
             .unwrap_err()
             .contains("unknown parameter"));
+    }
+
+    #[test]
+    fn prefer_respond_async_is_found_among_other_preferences() {
+        let prefers = |values: &[&str]| {
+            let mut h = hyper::HeaderMap::new();
+            for v in values {
+                h.append("prefer", v.parse().unwrap());
+            }
+            prefers_async(&h)
+        };
+        assert!(prefers(&["respond-async"]));
+        assert!(prefers(&["return=minimal, Respond-Async; wait=0"]));
+        assert!(prefers(&["return=minimal", "respond-async"]));
+        assert!(!prefers(&[]));
+        assert!(!prefers(&["return=minimal"]));
+        assert!(!prefers(&["respond-asynchronously"]));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use support::follower::{publish, Follower};
-use support::http;
 use support::redis::{wait_for, Node, Redis, TempDir, WAIT};
+use support::{http, http_with};
 
 impl Node {
     /// The gRPC health status of `pushgate.v1.Pushgate`.
@@ -296,6 +296,11 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     }
     let (status, body) = http(n1.http, "POST", "/publish?channel=news", b"x").unwrap();
     assert_eq!(status, 503, "{body}");
+    // An early answer (`Prefer: respond-async`) still waits for Redis to take it.
+    let prefer = ["Prefer: respond-async"];
+    let (status, body) =
+        http_with(n1.http, "POST", "/publish?channel=news", &prefer, b"x").unwrap();
+    assert_eq!(status, 503, "{body}");
     wait_for(|| !n1.ready() && !n2.ready());
     assert_eq!(n1.metric("pushgate_broker_up"), 0.0);
     use tonic_health::pb::health_check_response::ServingStatus;
@@ -315,6 +320,10 @@ async fn a_redis_outage_is_an_error_for_publishers_and_heals_by_itself() {
     assert_eq!(r.nodes_accepted, 1);
     // The client stayed connected through the outage and hears the news again.
     assert_eq!(far.until("after").await, vec!["after"]);
+    let (status, body) =
+        http_with(n1.http, "POST", "/publish?channel=news", &prefer, b"async").unwrap();
+    assert_eq!((status, body.as_str()), (202, r#"{"nodes_accepted":1}"#));
+    assert_eq!(far.until("async").await, vec!["async"]);
     assert!(n2.metric("pushgate_broker_reconnects_total{connection=\"subscriber\"}") >= 1.0);
     assert_eq!(n1.metric("pushgate_broker_up"), 1.0);
     n2.health_becomes(ServingStatus::Serving).await;
