@@ -47,7 +47,8 @@ const USAGE: &str = "usage:
         [--pid PID[,PID...]] [--node-http http://127.0.0.1:H[,...]] [--redis-pid PID]
         [--grpc http://127.0.0.1:G (burst/cluster: publish on one gRPC PublishStream)]
         [--conns N] [--messages M] [--size B] [--duration S] [--rate R]
-        [--publishers P] [--pipeline N] [--per-worker N] [--workers W] [--settle S]
+        [--publishers P] [--pipeline N] [--respond-async (publish requests carry
+        `Prefer: respond-async`: answered once accepted, 202)] [--per-worker N] [--workers W] [--settle S]
         [--quiet-ms MS] [--deadline S] [--slow N] [--channels C]
         [--channels-per-conn K] [--handshake-concurrency N]
         [--connect-timeout S] [--churn-rate R] [--churn-hold-ms MS] [--json FILE]
@@ -189,6 +190,7 @@ fn cmd_run(o: Opts) -> Result<()> {
         // while the server is busy fanning out.
         publishers: o.get("publishers", 4)?,
         pipeline: o.get("pipeline", 32)?,
+        respond_async: o.flag("respond-async"),
         // Open-files limit is 20,000 per process; leave room for stdio etc.
         per_worker: o.get("per-worker", 19_500)?,
         min_workers: o.get("workers", 1)?,

@@ -21,6 +21,8 @@ pub struct Publisher {
     buf: Vec<u8>,
     req: Vec<u8>,
     content_type: &'static str,
+    /// Extra header lines (each ending in CRLF).
+    extra: &'static str,
 }
 
 impl Publisher {
@@ -31,12 +33,19 @@ impl Publisher {
             buf: Vec::with_capacity(4096),
             req: Vec::with_capacity(1024),
             content_type: "text/plain",
+            extra: "",
         }
     }
 
     /// Bodies are JSON (`application/json`: Pusher's API refuses others with 415).
     pub fn json(mut self) -> Self {
         self.content_type = "application/json";
+        self
+    }
+
+    /// Every request carries `Prefer: respond-async` (RFC 7240) if `on`.
+    pub fn respond_async(mut self, on: bool) -> Self {
+        self.extra = if on { "Prefer: respond-async\r\n" } else { "" };
         self
     }
 
@@ -146,10 +155,11 @@ impl Publisher {
         let path = path.unwrap_or(&self.ep.path);
         self.req.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
                 self.ep.host,
                 self.content_type,
-                body.len()
+                body.len(),
+                self.extra
             )
             .as_bytes(),
         );

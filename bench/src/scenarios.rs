@@ -136,6 +136,10 @@ pub struct RunConfig {
     pub publishers: usize,
     /// Burst: requests in flight per publish connection (HTTP pipelining).
     pub pipeline: usize,
+    /// Publish requests carry `Prefer: respond-async` (RFC 7240): a server that
+    /// honors it answers 202 once a publication is accepted, without waiting for its
+    /// fan-out; one that does not answers as it always does.
+    pub respond_async: bool,
     pub per_worker: usize,
     pub min_workers: usize,
     pub settle_s: f64,
@@ -265,6 +269,7 @@ async fn run_async(cfg: RunConfig) -> Result<RunResult> {
             cfg.size,
             cfg.publishers,
             cfg.pipeline,
+            cfg.respond_async,
             rate,
             cfg.pusher.as_ref(),
         )

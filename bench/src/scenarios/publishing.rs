@@ -7,7 +7,7 @@ use crate::pusher;
 /// Outcome of the publishing phase.
 #[derive(Debug, Default)]
 pub(super) struct Published {
-    /// Per seq: the server answered 200.
+    /// Per seq: the server answered 200 (202 to `Prefer: respond-async`).
     pub(super) accepted: Vec<bool>,
     pub(super) rejected: u64,
     pub(super) errors: u64,
@@ -58,6 +58,7 @@ pub(super) async fn publish(
     size: usize,
     publishers: usize,
     pipeline: usize,
+    respond_async: bool,
     rate: Option<f64>,
     pusher: Option<&pusher::App>,
 ) -> Published {
@@ -66,11 +67,12 @@ pub(super) async fn publish(
         ..Default::default()
     }));
     match (rate, grpc) {
-        (Some(r), _) => publish_paced(ep, paths, size, r, pusher, &state).await,
+        (Some(r), _) => publish_paced(ep, paths, size, r, pusher, respond_async, &state).await,
         (None, Some(g)) => publish_grpc_stream(g, paths.len(), size, &state).await,
         (None, None) => {
             let pusher = pusher.cloned();
-            publish_burst(ep, paths, size, publishers, pipeline, pusher, &state).await
+            let p = (publishers, pipeline, respond_async);
+            publish_burst(ep, paths, size, p, pusher, &state).await
         }
     }
     let mut out = std::mem::take(&mut *state.borrow_mut());
@@ -80,7 +82,7 @@ pub(super) async fn publish(
 
 pub(super) fn note(st: &mut Published, seq: usize, res: Result<u16>) {
     match res {
-        Ok(200) => st.accepted[seq] = true,
+        Ok(200 | 202) => st.accepted[seq] = true,
         Ok(code) => {
             st.rejected += 1;
             if st.first_error.is_none() {
@@ -102,9 +104,10 @@ pub(super) async fn publish_paced(
     size: usize,
     rate: f64,
     pusher: Option<&pusher::App>,
+    respond_async: bool,
     state: &RefCell<Published>,
 ) {
-    let mut p = pusher::publisher(pusher, ep);
+    let mut p = pusher::publisher(pusher, ep).respond_async(respond_async);
     if let Err(e) = p.connect().await {
         note(&mut state.borrow_mut(), 0, Err(e));
         return;
@@ -160,21 +163,20 @@ pub(super) async fn publish_grpc_stream(
     }
 }
 
-/// Publisher i sends seqs i, i+P, i+2P, … pipelined; all connections are
-/// opened before the clock starts.
+/// Publisher i sends seqs i, i+P, i+2P, … pipelined (`(publishers, pipeline,
+/// respond_async)`); all connections are opened before the clock starts.
 pub(super) async fn publish_burst(
     ep: &Endpoint,
     paths: &[Option<String>],
     size: usize,
-    publishers: usize,
-    pipeline: usize,
+    (publishers, pipeline, respond_async): (usize, usize, bool),
     pusher: Option<pusher::App>,
     state: &Rc<RefCell<Published>>,
 ) {
     let n = publishers.clamp(1, paths.len().max(1));
     let mut pubs = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut p = pusher::publisher(pusher.as_ref(), ep);
+        let mut p = pusher::publisher(pusher.as_ref(), ep).respond_async(respond_async);
         match p.connect().await {
             Ok(()) => pubs.push(p),
             Err(e) => note(&mut state.borrow_mut(), 0, Err(e)),

@@ -63,6 +63,7 @@ pub(super) async fn run(cfg: &RunConfig) -> Result<RunResult> {
         cfg.size,
         1,
         cfg.pipeline,
+        cfg.respond_async,
         None,
         None,
     )
@@ -80,6 +81,7 @@ pub(super) async fn run(cfg: &RunConfig) -> Result<RunResult> {
         cfg.size,
         1,
         cfg.pipeline,
+        cfg.respond_async,
         None,
         None,
     )
