@@ -28,7 +28,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use pushgate_broker::{Broker, Message, NodeConn, Target};
+use pushgate_broker::{Accepted, Broker, Message, NodeConn, Target};
 use pushgate_protocol::Payload;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -402,40 +402,38 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
     let Ok(_permit) = in_flight.try_acquire() else {
         return overloaded(state.limits.max_in_flight);
     };
-    if respond_async {
-        let accepted = match state.broker.submit(m, "http").await {
-            Ok(pending) => pending.accepted().await,
+    // With `Prefer: respond-async`, the outcome without this node's counts (None).
+    let outcome = if respond_async {
+        match state.broker.submit(m, "http").await {
+            Ok(pending) => pending.accepted().await.map(|a| (None, a)),
             Err(e) => Err(e),
-        };
-        return match accepted {
-            Ok(a) => {
-                let mut reply = json!({"nodes_accepted": a.nodes});
-                if !a.positions.is_empty() {
-                    reply["positions"] = crate::history::positions_json(&a.positions);
-                }
-                if a.duplicate {
-                    reply["duplicate"] = true.into();
-                }
-                let mut resp = json_resp(StatusCode::ACCEPTED, reply);
-                resp.headers_mut().insert(
-                    "preference-applied",
-                    hyper::header::HeaderValue::from_static("respond-async"),
-                );
-                resp
+        }
+    } else {
+        let d = state.broker.publish(m, "http").await;
+        d.map(|d| (Some(d.local.clone()), Accepted::from(d)))
+    };
+    match outcome {
+        Ok((local, a)) => {
+            let mut reply = json!({ "nodes_accepted": a.nodes });
+            if let Some(local) = &local {
+                reply["enqueued"] = local.enqueued.into();
+                reply["skipped"] = local.skipped.into();
             }
-            Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
-        };
-    }
-    match state.broker.publish(m, "http").await {
-        Ok(d) => {
-            let mut reply = json!({"enqueued": d.local.enqueued, "skipped": d.local.skipped, "nodes_accepted": d.nodes});
-            if !d.positions.is_empty() {
-                reply["positions"] = crate::history::positions_json(&d.positions);
+            if !a.positions.is_empty() {
+                reply["positions"] = crate::history::positions_json(&a.positions);
             }
-            if d.duplicate {
+            if a.duplicate {
                 reply["duplicate"] = true.into();
             }
-            json_resp(StatusCode::OK, reply)
+            if local.is_some() {
+                return json_resp(StatusCode::OK, reply);
+            }
+            let mut resp = json_resp(StatusCode::ACCEPTED, reply);
+            resp.headers_mut().insert(
+                "preference-applied",
+                hyper::header::HeaderValue::from_static("respond-async"),
+            );
+            resp
         }
         // The same classes and the same words as gRPC's (refusal.rs).
         Err(e) => error(Refusal::of_broker(&e).http_status(), &e.to_string()),
