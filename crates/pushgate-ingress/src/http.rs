@@ -410,7 +410,7 @@ async fn publish(req: Request<Incoming>, state: &HttpState, in_flight: &Semaphor
         }
     } else {
         let d = state.broker.publish(m, "http").await;
-        d.map(|d| (Some(d.local.clone()), Accepted::from(d)))
+        d.map(|d| (Some(d.local), Accepted::from(d)))
     };
     match outcome {
         Ok((local, a)) => {

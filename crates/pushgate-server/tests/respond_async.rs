@@ -127,46 +127,47 @@ async fn refusals_are_answered_as_refusals() {
     gw.shutdown().await;
 }
 
+/// `POST /publish?all=true` of "once" with the idempotency key k-1: (status, answer).
+async fn publish_once(gw: &pushgate_server::Gateway, early: bool) -> (u16, Value) {
+    let key = "Idempotency-Key: k-1\r\n";
+    let headers = if early {
+        format!("{PREFER}{key}")
+    } else {
+        key.to_owned()
+    };
+    let (status, text) = http_with(
+        gw.http_addr(),
+        "POST",
+        "/publish?all=true",
+        &headers,
+        b"once",
+    )
+    .await;
+    (status, serde_json::from_str(&text).unwrap())
+}
+
 #[tokio::test]
 async fn an_idempotency_key_accepted_early_still_answers_the_retry_with_the_outcome() {
     let gw = start(config()).await;
     let mut a = connect(&gw).await;
     let mut b = connect(&gw).await;
-    let key = "Idempotency-Key: k-1\r\n";
-    let (status, text) = http_with(
-        gw.http_addr(),
-        "POST",
-        "/publish?all=true",
-        &format!("{PREFER}{key}"),
-        b"once",
-    )
-    .await;
-    assert_eq!(status, 202, "{text}");
+    let (status, r) = publish_once(&gw, true).await;
+    assert_eq!((status, r.get("duplicate")), (202, None), "{r}");
     // The key's outcome is recorded once the fan-out is done, after the answer: a
     // retry (waiting as usual) is answered as a duplicate, not published again.
-    let (status, text) = http_with(gw.http_addr(), "POST", "/publish?all=true", key, b"once").await;
-    assert_eq!(status, 200, "{text}");
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let (status, r) = publish_once(&gw, false).await;
     assert_eq!(
-        (r["duplicate"].as_bool(), r["nodes_accepted"].as_u64()),
-        (Some(true), Some(1)),
+        (
+            status,
+            r["duplicate"].as_bool(),
+            r["nodes_accepted"].as_u64()
+        ),
+        (200, Some(true), Some(1)),
         "{r}"
     );
     // A retry with the early answer asked for: a duplicate too.
-    let (status, text) = http_with(
-        gw.http_addr(),
-        "POST",
-        "/publish?all=true",
-        &format!("{PREFER}{key}"),
-        b"once",
-    )
-    .await;
-    assert_eq!(status, 202, "{text}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap()["duplicate"],
-        true,
-        "{text}"
-    );
+    let (status, r) = publish_once(&gw, true).await;
+    assert_eq!((status, r["duplicate"].as_bool()), (202, Some(true)), "{r}");
     for c in [&mut a, &mut b] {
         expect_pub(&mut c.ws, None, "once").await;
     }
