@@ -309,22 +309,12 @@ impl Pending {
     /// the window still waits for the first attempt's outcome.
     pub async fn accepted(self) -> Result<Accepted, BrokerError> {
         match self.0 {
-            Inner::Local(mut s, claim) => {
-                let positions = s.take_positions();
-                if let Some(claim) = claim {
-                    let positions = positions.clone();
-                    tokio::spawn(async move {
-                        // Refused (the node is stopping): the claim is dropped, as in
-                        // `report`, so a retry publishes again.
-                        if let Ok(local) = s.report().await {
-                            claim.complete(&Delivery {
-                                local,
-                                nodes: 1,
-                                positions,
-                                duplicate: false,
-                            });
-                        }
-                    });
+            Inner::Local(s, claim) => {
+                let positions = s.positions().to_vec();
+                if claim.is_some() {
+                    // The key's outcome is recorded by `report`, as when waited for
+                    // (refused: the claim is dropped, so a retry publishes again).
+                    tokio::spawn(Pending(Inner::Local(s, claim)).report());
                 }
                 Ok(Accepted {
                     nodes: 1,
