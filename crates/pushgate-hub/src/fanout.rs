@@ -20,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::compressed::{Compressor, Deflated};
 use crate::dialect::{Dialect, DialectFrames};
 use crate::history::Stream;
+use crate::hub::PendingGuard;
 use crate::outbound::{Limits, Push};
 use crate::publication::PublishReport;
 use crate::shard::{Conn, Shard, ShardState};
@@ -154,7 +155,10 @@ pub(crate) struct Job {
     pub enqueued: AtomicU64,
     pub skipped: AtomicU64,
     pub started: std::time::Instant,
-    pub done: Mutex<Option<oneshot::Sender<PublishReport>>>,
+    /// Where the totals go once every shard is done, and the publication's count in
+    /// [`crate::Hub::pending_publications`], released then whether or not anyone
+    /// waits for the totals.
+    pub done: Mutex<Option<(oneshot::Sender<PublishReport>, Option<PendingGuard>)>>,
     pub duration: metrics::Histogram,
     /// The publication's SSE events, built for the first SSE recipient (`sse.rs`).
     pub sse: SseFrames,
@@ -170,7 +174,8 @@ impl Job {
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.duration.record(self.started.elapsed().as_secs_f64());
-            if let Some(tx) = self.done.lock().take() {
+            if let Some((tx, pending)) = self.done.lock().take() {
+                drop(pending);
                 let _ = tx.send(PublishReport {
                     enqueued: self.enqueued.load(Ordering::Relaxed),
                     skipped: self.skipped.load(Ordering::Relaxed),

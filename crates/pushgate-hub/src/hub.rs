@@ -239,16 +239,16 @@ impl Hub {
         };
         if involved.is_empty() {
             return Ok(Submitted {
-                pending: None,
+                report: None,
                 positions: Vec::new(),
             });
         }
         let pending = self.pending();
         let permits = self.reserve(&involved).await?;
-        let (job, rx) = self.job(route, p.exclude, permits.len());
+        let (job, rx) = self.job(route, p.exclude, permits.len(), Some(pending));
         let positions = self.stamp_and_send(job, &p.payload, permits);
         Ok(Submitted {
-            pending: Some((rx, pending)),
+            report: Some(rx),
             positions,
         })
     }
@@ -277,12 +277,14 @@ impl Hub {
         Ok(permits)
     }
 
-    /// A job for `shards` shards, and where its totals will be reported.
+    /// A job for `shards` shards, and where its totals will be reported; it holds
+    /// `pending` until every shard has enqueued it.
     pub(crate) fn job(
         &self,
         route: Route,
         exclude: Option<ConnId>,
         shards: usize,
+        pending: Option<PendingGuard>,
     ) -> (Job, oneshot::Receiver<PublishReport>) {
         let (tx, rx) = oneshot::channel();
         let job = Job {
@@ -293,7 +295,7 @@ impl Hub {
             enqueued: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             started: std::time::Instant::now(),
-            done: Mutex::new(Some(tx)),
+            done: Mutex::new(Some((tx, pending))),
             duration: self.inner.fanout_duration.clone(),
             sse: Default::default(),
             dialect: self.inner.dialect.get().cloned(),
@@ -622,7 +624,7 @@ impl Hub {
 /// A publication handed to the shards, whose totals are not known yet.
 /// Dropping it does not cancel the publication.
 pub struct Submitted {
-    pub(crate) pending: Option<(oneshot::Receiver<PublishReport>, PendingGuard)>,
+    pub(crate) report: Option<oneshot::Receiver<PublishReport>>,
     pub(crate) positions: Vec<(String, Position)>,
 }
 
@@ -639,14 +641,15 @@ impl Submitted {
 
     /// Waits until every involved shard has enqueued it.
     pub async fn report(self) -> Result<PublishReport, PublishError> {
-        match self.pending {
+        match self.report {
             None => Ok(PublishReport::default()),
-            Some((rx, _pending)) => rx.await.map_err(|_| PublishError::ShuttingDown),
+            Some(rx) => rx.await.map_err(|_| PublishError::ShuttingDown),
         }
     }
 }
 
-/// Counts a publication in [`Hub::pending_publications`] until its report is taken.
+/// Counts a publication in [`Hub::pending_publications`] from its submission until
+/// every involved shard has enqueued it (or it is dropped).
 pub(crate) struct PendingGuard(Arc<Inner>);
 
 impl Drop for PendingGuard {

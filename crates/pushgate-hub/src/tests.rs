@@ -342,6 +342,31 @@ async fn submitted_publications_keep_their_order_and_report_later() {
     assert!(none.is_err(), "an empty target is refused");
 }
 
+#[tokio::test]
+async fn a_publication_is_pending_until_its_shards_take_it_whether_or_not_its_report_is() {
+    // Shards that do not run yet: the publication waits in their queues.
+    let hub = Hub::new(HubConfig {
+        shards: 2,
+        ..HubConfig::default()
+    });
+    let p = Publication {
+        target: Target::All,
+        payload: text("x"),
+        exclude: None,
+    };
+    // An early answer drops the report unread.
+    drop(hub.submit(p, "test").await.unwrap());
+    assert_eq!(hub.pending_publications(), 1);
+    for s in hub.shards() {
+        tokio::spawn(s.clone().run());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while hub.pending_publications() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[test]
 fn a_connection_entry_stays_small() {
     // Every connection costs one of these in its shard's slab; idle memory depends on it.

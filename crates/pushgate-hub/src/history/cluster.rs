@@ -120,13 +120,13 @@ impl Hub {
             deflated: Default::default(),
         }]);
         self.count_publication("channel", source);
-        let (job, rx) = self.job(route, exclude, permits.len());
+        let (job, rx) = self.job(route, exclude, permits.len(), Some(pending));
         self.send(job, permits);
         drop(g);
         history.add_bytes(delta);
         history.enforce_bound();
         Ok(At::Sent(Submitted {
-            pending: Some((rx, pending)),
+            report: Some(rx),
             positions: vec![(channel.to_owned(), at.clone())],
         }))
     }
@@ -184,6 +184,7 @@ impl Hub {
             Route::Stream(channel.to_owned(), stamp, frames),
             None,
             permits.len(),
+            None,
         );
         self.send(job, permits);
         drop(g);
